@@ -1,0 +1,83 @@
+# apex-grpc developer commands. Every target creates or refreshes .venv by
+# itself: a newcomer needs nothing installed but Python 3.11+.
+#
+#   make demo       local server + the seed snippets (README's first command)
+#   make test       lint, drift check, full test suite, oldest-deps suite
+#   make bench      benchmarks against raw grpcio (add ARGS=--quick)
+#   make generate   regenerate generated/ from protos/
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+CODEGEN := $(VENV)/codegen
+OLDEST_VENV ?= .venv-oldest
+REFERENCE := reference/apex_v1_reference.binpb
+PYTEST_ARGS ?=
+
+.PHONY: venv generate check-generated lint format test test-oldest pytest bench demo serve clean
+
+venv: $(STAMP)
+
+# Re-installs when pyproject.toml changes; `make venv` on a fresh clone builds it.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing apex-grpc[dev] into $(VENV) (first run takes a few minutes)"
+	@start=$$(date +%s); \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' && \
+	echo "set-up took $$(( $$(date +%s) - start ))s"
+	@touch $@
+
+$(CODEGEN)/.installed: tools/codegen-requirements.txt | $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(CODEGEN) -r $<
+	@touch $@
+
+generate: $(STAMP) $(CODEGEN)/.installed
+	$(PY) tools/codegen.py --protoc-path $(CODEGEN)
+
+check-generated: $(STAMP) $(CODEGEN)/.installed
+	$(PY) tools/codegen.py --protoc-path $(CODEGEN) --check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/mypy --config-file pyproject.toml tests/typing/usage.py
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/buf breaking protos --against $(REFERENCE)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/buf format -w
+
+pytest: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The oldest supported grpcio/protobuf (tools/oldest-constraints.txt), in a
+# venv of its own, running the tests marked `oldest`.
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -m pytest -m oldest -p no:cacheprovider -q $(PYTEST_ARGS)
+
+$(OLDEST_VENV)/.installed: pyproject.toml tools/oldest-constraints.txt
+	@test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	  -c tools/oldest-constraints.txt -e '.[server,test]'
+	@touch $@
+
+test: lint check-generated pytest test-oldest
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+demo: $(STAMP)
+	$(PY) -m apex_grpc.demo $(ARGS)
+
+serve: $(STAMP)
+	$(BIN)/apex-grpc serve $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build dist

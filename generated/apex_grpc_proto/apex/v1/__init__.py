@@ -1,0 +1,1 @@
+"""Generated modules for the proto package `apex.v1`."""

@@ -1,0 +1,129 @@
+"""The package as users get it: version ranges, wheel contents, a fresh install."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pyproject() -> dict[str, object]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _lower_bounds(requirements: list[str]) -> dict[str, str]:
+    bounds = {}
+    for requirement in requirements:
+        match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[.*\])?.*>=\s*([0-9][^,;\s]*)", requirement)
+        if match:
+            bounds[match.group(1).lower()] = match.group(2)
+    return bounds
+
+
+def test_runtime_dependencies_are_grpcio_and_protobuf_only() -> None:
+    project = _pyproject()["project"]
+    assert isinstance(project, dict)
+    names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0] for r in project["dependencies"]}
+    assert names == {"grpcio", "protobuf"}
+
+
+def test_lower_bounds_are_the_oldest_tested_versions() -> None:
+    project = _pyproject()["project"]
+    assert isinstance(project, dict)
+    declared = _lower_bounds(project["dependencies"])
+    declared |= _lower_bounds(project["optional-dependencies"]["server"])
+    pinned = dict(
+        line.split("==")
+        for line in (ROOT / "tools" / "oldest-constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for name, version in pinned.items():
+        assert declared.get(name) == version, f"{name}: pyproject says >={declared.get(name)}"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("apex_grpc-*.whl")
+    return built
+
+
+def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in [
+        "apex_grpc/__init__.py",
+        "apex_grpc/py.typed",
+        "apex_grpc_proto/py.typed",
+        "apex_grpc_proto/apex/v1/apex_pb2.py",
+        "apex_grpc_proto/apex/v1/apex_pb2.pyi",
+        "apex_grpc_proto/apex/v1/apex_pb2_grpc.py",
+        "apex_grpc_proto/apex/v1/apex_pb2_grpc.pyi",
+    ]:
+        assert required in names
+    top_level = {name.split("/")[0] for name in names if not name.startswith("apex_grpc-")}
+    assert top_level == {"apex_grpc", "apex_grpc_proto"}, "no top-level `apex` (NVIDIA apex)"
+    metadata = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "apex-grpc = apex_grpc.cli:main" in zipfile.ZipFile(wheel).read(metadata).decode()
+
+
+@pytest.mark.timeout(300)
+def test_fresh_install_imports_and_type_checks(wheel: Path, tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import apex_grpc, apex_grpc_proto.apex.v1.apex_pb2 as pb;"
+        f"assert apex_grpc.__file__.startswith({str(env_dir)!r});"
+        "print(pb.ChatCompletionRequest(model='m').model)"
+    )
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [str(python), "-c", probe], check=True, capture_output=True, text=True, env=clean_env
+    )
+    assert out.stdout.strip() == "m"
+
+    usage = tmp_path / "usage.py"
+    usage.write_text(
+        "from apex_grpc_proto.apex.v1 import apex_pb2\n"
+        "r = apex_pb2.WebRetrievalRequest(search_query='q', n_results=3)\n"
+        "n: int = r.n_results\n"
+        "bad: str = r.n_results\n"
+    )
+    mypy = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--python-executable",
+            str(python),
+            str(usage),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env,
+    )
+    # Typed: the one wrong assignment is caught, and nothing else is reported.
+    assert 'Incompatible types in assignment (expression has type "int"' in mypy.stdout
+    assert "Found 1 error" in mypy.stdout, mypy.stdout
