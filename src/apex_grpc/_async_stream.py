@@ -1,0 +1,166 @@
+"""The async chat stream: an async iterator of chunks that always cancels what it abandons.
+
+grpc.aio never cancels a call object that is dropped (grpc issue 43462), so
+this class does it itself: on ``break`` + garbage collection, `close()`,
+leaving ``async with``, and cancellation of the task that is reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
+from apex_grpc._stream_core import StreamCore
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
+Opener = Callable[[float | None], Any]
+"""Starts one attempt of the RPC with the given timeout; returns the aio call."""
+
+
+class AsyncChatCompletionStream:
+    """Chunks of a streamed chat completion, as they arrive (``async for``).
+
+    Helpers: ``await stream.text()``, ``await stream.until_done()``,
+    ``await stream.get_final_response()``. Leaving it early cancels the RPC.
+    """
+
+    def __init__(self, open_call: Opener, core: StreamCore) -> None:
+        self._open = open_call
+        self._core = core
+        self._add = core.accumulator.add
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+        self._call = open_call(core.attempts.remaining())
+
+    def __aiter__(self) -> AsyncIterator[pb.ChatCompletionChunkResponse]:
+        return self
+
+    async def __anext__(self) -> pb.ChatCompletionChunkResponse:
+        core = self._core
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            call = self._call
+            try:
+                limit = core.wait_limit()
+                if limit is None:
+                    chunk = await call.read()
+                else:
+                    async with asyncio.timeout(limit):
+                        chunk = await call.read()
+            except grpc.RpcError as error:
+                delay = core.retry_delay(error)
+                if delay is None:
+                    core.fail(error)
+                await asyncio.sleep(delay)
+                core.reopened()
+                self._call = self._open(core.attempts.remaining())
+                continue
+            except TimeoutError:
+                call.cancel()
+                core.stalled = True
+                raise core.stall_error() from None
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            except grpc.aio.UsageError as error:
+                raise ClientClosedError(f"the stream can no longer be read: {error}") from error
+            if chunk is grpc.aio.EOF:
+                core.ended(await self._trailing())
+                raise StopAsyncIteration
+            self._add(chunk)
+            return chunk  # type: ignore[no-any-return]
+
+    async def _trailing(self) -> Metadata:
+        try:
+            return tuple(await self._call.trailing_metadata() or ())
+        except Exception:
+            return ()
+
+    # Helpers built on the accumulator
+
+    async def until_done(self) -> AsyncChatCompletionStream:
+        """Read the rest of the stream; returns the stream."""
+        async for _ in self:
+            pass
+        return self
+
+    async def text(self) -> str:
+        """Read the rest of the stream and return the whole generated text."""
+        return (await self.until_done())._core.accumulator.text()
+
+    async def get_final_response(self) -> pb.ChatCompletionResponse:
+        """Read the rest and return the ChatCompletionResponse the chunks add up to."""
+        return (await self.until_done())._core.accumulator.response()
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks received so far."""
+        return self._core.accumulator.chunk_count
+
+    # Metadata
+
+    async def initial_metadata(self) -> Metadata:
+        """The server's initial metadata (waits for it to arrive)."""
+        return tuple(await self._call.initial_metadata() or ())
+
+    async def trailing_metadata(self) -> Metadata:
+        """The server's trailing metadata (waits for the stream to end)."""
+        if not self._core.finished and not self._closed:
+            await self.until_done()
+        return await self._trailing()
+
+    async def request_id(self) -> str | None:
+        """The server's request id (``x-request-id``), once headers arrived."""
+        return metadata_value(await self.initial_metadata())
+
+    # Lifetime
+
+    async def close(self) -> None:
+        """Stop reading; cancels the RPC if it is still running."""
+        self._cancel()
+
+    aclose = close
+
+    def _cancel(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if not self._core.finished:
+                self._call.cancel()
+
+    async def __aenter__(self) -> AsyncChatCompletionStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cancel()
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_call")
+        if call is None or self._core.finished or self._closed:
+            return
+        loop = self._loop
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            call.cancel()
+        else:
+            loop.call_soon_threadsafe(call.cancel)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "done" if self._core.finished else "open"
+        return f"<AsyncChatCompletionStream {state}, {self.chunk_count} chunks>"

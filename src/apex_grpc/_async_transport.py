@@ -1,0 +1,171 @@
+"""The grpc.aio transport of AsyncApexClient: a channel per event loop, made lazily.
+
+An aio channel belongs to the loop that created it. The client may be built
+outside any loop and used from several (``asyncio.run`` twice, a loop per
+thread, a forked child), so the transport opens one channel per loop the
+first time that loop makes a call, and remembers the last one for speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from apex_grpc._async_stream import AsyncChatCompletionStream
+from apex_grpc._call import Call, CallPlan
+from apex_grpc._channel import Callables, make_callables, open_aio_channel
+from apex_grpc._chat_params import PreparedChat
+from apex_grpc._config import ClientConfig
+from apex_grpc._errors import ClientClosedError, from_rpc_error, metadata_value
+from apex_grpc._logging import log_attempt, logger
+from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
+from apex_grpc._retry import Attempts
+from apex_grpc._stream_core import StreamCore
+
+
+class _LoopChannel:
+    __slots__ = ("callables", "channel", "pid")
+
+    def __init__(self, channel: grpc.aio.Channel, pid: int) -> None:
+        self.channel = channel
+        self.callables: Callables = make_callables(channel)
+        self.pid = pid
+
+
+class AsyncTransport:
+    """Owns the async client's channels (one per event loop that used it)."""
+
+    def __init__(
+        self, config: ClientConfig, interceptors: Sequence[grpc.aio.ClientInterceptor]
+    ) -> None:
+        self._config = config
+        self._interceptors = list(interceptors)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopChannel] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last: tuple[asyncio.AbstractEventLoop, _LoopChannel] | None = None
+
+    def _here(self) -> _LoopChannel:
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop and last[1].pid == os.getpid():
+            return last[1]
+        return self._switch(loop)
+
+    def _switch(self, loop: asyncio.AbstractEventLoop) -> _LoopChannel:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        pid = os.getpid()
+        with self._lock:
+            state = self._channels.get(loop)
+            if state is None or state.pid != pid:
+                state = _LoopChannel(open_aio_channel(self._config, self._interceptors), pid)
+                self._channels[loop] = state
+            self._last = (loop, state)
+        return state
+
+    def callable_for(self, method: Method[Req, Resp]) -> Any:
+        """This loop's multi-callable for `method` (opens the loop's channel if needed)."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return self._here().callables[method]
+
+    def channel(self) -> grpc.aio.Channel:
+        """The running loop's channel."""
+        return self._here().channel
+
+    async def unary(self, call: Call[Req, Resp], plan: CallPlan) -> Resp:
+        """Run a unary call; retries and the overall deadline follow `plan`."""
+        invoke = self.callable_for(call.method)
+        attempts = Attempts(plan.retry, plan.timeout)
+        debug = logger.isEnabledFor(logging.DEBUG)
+        while True:
+            started = time.monotonic()
+            rpc = invoke(
+                call.request,
+                timeout=attempts.remaining(),
+                metadata=plan.metadata,
+                compression=plan.compression,
+                wait_for_ready=plan.wait_for_ready,
+            )
+            try:
+                response = await rpc
+            except grpc.RpcError as error:
+                code, trailing = error.code(), error.trailing_metadata()
+                delay = attempts.retry_delay(code, trailing)
+                if debug:
+                    log_attempt(
+                        call.method.path,
+                        code.name,
+                        started,
+                        time.monotonic(),
+                        attempts.number - (delay is not None),
+                        metadata_value(tuple(trailing or ())),
+                    )
+                if delay is None:
+                    raise from_rpc_error(
+                        error, method=call.method.path, attempts=attempts.number
+                    ) from error
+                await asyncio.sleep(delay)
+                continue
+            except asyncio.CancelledError:
+                rpc.cancel()
+                raise
+            if debug:
+                request_id = metadata_value(tuple(await rpc.initial_metadata() or ()))
+                log_attempt(
+                    call.method.path, "OK", started, time.monotonic(), attempts.number, request_id
+                )
+            return response  # type: ignore[no-any-return]
+
+    def stream(
+        self, prepared: PreparedChat, plan: CallPlan, first: float | None, idle: float | None
+    ) -> AsyncChatCompletionStream:
+        """Start a ChatCompletionStream call in the running loop."""
+        invoke = self.callable_for(CHAT_COMPLETION_STREAM)
+        request = prepared.request
+
+        def open_call(timeout: float | None) -> Any:
+            return invoke(
+                request,
+                timeout=timeout,
+                metadata=plan.metadata,
+                compression=plan.compression,
+                wait_for_ready=plan.wait_for_ready,
+            )
+
+        core = StreamCore(Attempts(plan.retry, plan.timeout), first, idle)
+        return AsyncChatCompletionStream(open_call, core)
+
+    async def close(self) -> None:
+        """Close every channel: this loop's now, other live loops' in their own loop."""
+        with self._lock:
+            self._closed = True
+            channels = list(self._channels.items())
+            self._channels.clear()
+            self._last = None
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        pid = os.getpid()
+        for loop, state in channels:
+            if state.pid != pid or loop.is_closed():
+                continue
+            if loop is here:
+                await state.channel.close()
+            else:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(state.channel.close(), loop)

@@ -1,0 +1,94 @@
+"""Opening channels and their per-method callables, for both transports.
+
+A channel is opened once per client (per event loop for aio); the 16
+multi-callables are created right after it, so no call looks anything up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import grpc
+import grpc.aio
+import grpc.experimental  # not imported by `import grpc`
+
+from apex_grpc._config import ClientConfig
+from apex_grpc._methods import ALL_METHODS, Method
+
+Callables = dict[Method[Any, Any], Any]
+SyncInterceptor = (
+    grpc.UnaryUnaryClientInterceptor
+    | grpc.UnaryStreamClientInterceptor
+    | grpc.StreamUnaryClientInterceptor
+    | grpc.StreamStreamClientInterceptor
+)
+
+
+class _ChannelLike(Protocol):
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a secure client, None for plaintext."""
+    if not config.secure:
+        return None
+    tls = config.tls
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.root_certificates,
+        private_key=tls.private_key,
+        certificate_chain=tls.certificate_chain,
+    )
+
+
+def make_callables(channel: _ChannelLike) -> Callables:
+    """One multi-callable per RPC, bound to `channel`."""
+    callables: Callables = {}
+    for method in ALL_METHODS:
+        factory: Callable[..., Any] = (
+            channel.unary_stream if method.server_streaming else channel.unary_unary
+        )
+        callables[method] = factory(
+            method.path,
+            request_serializer=method.request_type.SerializeToString,
+            response_deserializer=method.response_type.FromString,
+            _registered_method=True,
+        )
+    return callables
+
+
+def open_sync_channel(
+    config: ClientConfig, interceptors: Sequence[SyncInterceptor]
+) -> grpc.Channel:
+    """A grpcio channel for the sync client."""
+    options = config.grpc_options()
+    if config.single_threaded_streams:
+        # Sync server-streams are much faster when read on the caller's thread.
+        single_threaded = grpc.experimental.ChannelOptions.SingleThreadedUnaryStream
+        options.append((single_threaded, 1))
+    creds = credentials(config)
+    channel = (
+        grpc.secure_channel(config.target, creds, options=options)
+        if creds is not None
+        else grpc.insecure_channel(config.target, options=options)
+    )
+    if interceptors:
+        channel = grpc.intercept_channel(channel, *interceptors)
+    return channel
+
+
+def open_aio_channel(
+    config: ClientConfig, interceptors: Sequence[grpc.aio.ClientInterceptor]
+) -> grpc.aio.Channel:
+    """A grpc.aio channel for the async client; must be called in its event loop."""
+    options = config.grpc_options()
+    creds = credentials(config)
+    if creds is not None:
+        return grpc.aio.secure_channel(
+            config.target, creds, options=options, interceptors=interceptors or None
+        )
+    return grpc.aio.insecure_channel(
+        config.target, options=options, interceptors=interceptors or None
+    )

@@ -1,0 +1,264 @@
+"""Chat request building and validation: keyword arguments in, ChatCompletionRequest out.
+
+Pure functions shared by `chat.completions.create` and `deep_research.submit`
+on both clients. Every problem raises a ValidationError naming the argument
+(``messages[2].content``, ``sampling_parameters.top_p``, ...) before any I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Required, TypedDict
+
+from apex_grpc._call import CallOptions, ResolvedOptions, split_options
+from apex_grpc._config import check_timeout
+from apex_grpc._errors import ValidationError
+from apex_grpc._validate import flag, integer, number, text, uids
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
+ROLES = ("system", "user", "assistant")
+MAX_SEED = 2**63 - 1
+OFFICIAL_SEED_RANGE = (0, 65535)
+
+
+class MessageParam(TypedDict):
+    """A chat message as a dict: ``{"role": "user", "content": "Hi"}``."""
+
+    role: str
+    content: str
+
+
+class SamplingParams(TypedDict, total=False):
+    """Sampling parameters as a dict; keys left out take the defaults."""
+
+    temperature: float
+    top_p: float
+    top_k: float | None
+    max_new_tokens: int
+    do_sample: bool
+
+
+CHAT_SAMPLING_DEFAULTS: SamplingParams = {
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "max_new_tokens": 4096,
+    "do_sample": True,
+}
+DEEP_RESEARCH_SAMPLING_DEFAULTS: SamplingParams = {
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "max_new_tokens": 8192,
+    "do_sample": False,
+}
+
+
+class ChatRequestFields(TypedDict, total=False):
+    """The ChatCompletionRequest fields other than messages, as keyword arguments.
+
+    sampling_parameters: dict (merged over the defaults: temperature 0.7,
+        top_p 0.95, max_new_tokens 4096, do_sample True) or SamplingParameters
+        (used as given).
+    seed: sampling seed; None draws one in [0, 65535] as the official SDK does.
+    model, task, inference_mode: names passed to the network (None: its default).
+    uids: miner UIDs to ask (None or empty: the validator chooses).
+    test_time_inference, mixture, json_format: booleans passed through.
+    """
+
+    sampling_parameters: SamplingParams | pb.SamplingParameters | None
+    seed: int | None
+    model: str | None
+    task: str | None
+    inference_mode: str | None
+    uids: Sequence[int] | None
+    test_time_inference: bool | None
+    mixture: bool | None
+    json_format: bool | None
+
+
+class ChatRequestParams(ChatRequestFields, total=False):
+    """All ChatCompletionRequest fields; messages (dicts or ChatMessage) is required."""
+
+    messages: Required[Sequence[MessageParam | pb.ChatMessage]]
+
+
+class ChatCompletionParams(ChatRequestParams, CallOptions, total=False):
+    """Keyword arguments of ``chat.completions.create``.
+
+    Besides the request fields and the CallOptions: first_chunk_timeout and
+    idle_timeout (seconds) bound how long a stream may wait for its first
+    chunk and between chunks. ``timeout`` also tells the server its time
+    budget (ChatCompletionRequest.timeout, whole seconds).
+    """
+
+    first_chunk_timeout: float | None
+    idle_timeout: float | None
+
+
+REQUEST_FIELDS = frozenset(
+    ChatRequestParams.__required_keys__ | ChatRequestParams.__optional_keys__
+)
+CHAT_FIELDS = REQUEST_FIELDS | {"first_chunk_timeout", "idle_timeout"}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTimeouts:
+    """First-chunk and idle limits of one stream (None: the client's defaults)."""
+
+    first_chunk: float | None = None
+    idle: float | None = None
+    given: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChat:
+    """A validated chat request with its call options."""
+
+    request: pb.ChatCompletionRequest
+    options: ResolvedOptions
+    stream_timeouts: StreamTimeouts
+
+
+def prepare_chat(
+    params: Mapping[str, object],
+    *,
+    stream: bool,
+    client_timeout: float | None = None,
+    sampling_defaults: SamplingParams = CHAT_SAMPLING_DEFAULTS,
+    fixed: Mapping[str, object] | None = None,
+) -> PreparedChat:
+    """Validate `create(...)` keyword arguments and build the request.
+
+    `client_timeout` is the client's explicitly chosen timeout, sent as the
+    request's server-side budget when the call sets none. `fixed` holds field
+    values a caller imposes (deep research's task and inference mode) unless
+    the user passed their own.
+    """
+    if not isinstance(stream, bool):
+        raise ValidationError("stream", f"must be True or False, got {stream!r}")
+    own, options = split_options(params, CHAT_FIELDS)
+    if "messages" not in own:
+        raise ValidationError("messages", "is required")
+    fields: dict[str, object] = dict(fixed or {})
+    fields.update({k: v for k, v in own.items() if v is not None})
+    request = pb.ChatCompletionRequest(
+        messages=build_messages(own["messages"]),
+        sampling_parameters=build_sampling(own.get("sampling_parameters"), sampling_defaults),
+        seed=_seed(own.get("seed")),
+        stream=stream,
+    )
+    for name in ("model", "task", "inference_mode"):
+        if name in fields:
+            setattr(request, name, text(fields[name], name))
+    for name in ("test_time_inference", "mixture", "json_format"):
+        if name in fields:
+            setattr(request, name, flag(fields[name], name))
+    if "uids" in fields:
+        request.uids.extend(uids(fields["uids"]))
+    budget = options.timeout if options.timeout_given else client_timeout
+    if budget is not None:
+        request.timeout = max(1, math.ceil(budget))
+    given = frozenset(k for k in ("first_chunk_timeout", "idle_timeout") if k in own)
+    timeouts = StreamTimeouts(
+        first_chunk=check_timeout(own.get("first_chunk_timeout"), "first_chunk_timeout"),  # type: ignore[arg-type]
+        idle=check_timeout(own.get("idle_timeout"), "idle_timeout"),  # type: ignore[arg-type]
+        given=given,
+    )
+    return PreparedChat(request, options, timeouts)
+
+
+def build_messages(messages: object) -> list[pb.ChatMessage]:
+    """Validate the conversation and convert it to ChatMessage objects."""
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
+        raise ValidationError(
+            "messages", f"must be a list of messages, got {type(messages).__name__}"
+        )
+    if not messages:
+        raise ValidationError("messages", "must not be empty")
+    result = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if isinstance(message, pb.ChatMessage):
+            role, content = message.role, message.content
+        elif isinstance(message, Mapping):
+            extra = set(message) - {"role", "content"}
+            if extra:
+                raise ValidationError(where, f"unexpected key {sorted(extra, key=str)[0]!r}")
+            if "role" not in message or "content" not in message:
+                missing = "role" if "role" not in message else "content"
+                raise ValidationError(where, f"missing {missing!r}")
+            role, content = message["role"], message["content"]
+        else:
+            raise ValidationError(
+                where, f"must be a dict or ChatMessage, got {type(message).__name__}"
+            )
+        if role not in ROLES:
+            raise ValidationError(
+                f"{where}.role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})"
+            )
+        if not isinstance(content, str):
+            raise ValidationError(
+                f"{where}.content", f"must be a string, got {type(content).__name__}"
+            )
+        result.append(pb.ChatMessage(role=role, content=content))
+    return result
+
+
+def build_sampling(value: object, defaults: SamplingParams) -> pb.SamplingParameters:
+    """Sampling parameters from None (defaults), a dict (merged over defaults) or a message."""
+    if value is None:
+        merged: Mapping[str, object] = defaults
+    elif isinstance(value, pb.SamplingParameters):
+        merged = {
+            "temperature": value.temperature,
+            "top_p": value.top_p,
+            "max_new_tokens": value.max_new_tokens,
+            "do_sample": value.do_sample,
+        }
+        if value.HasField("top_k"):
+            merged["top_k"] = value.top_k
+    elif isinstance(value, Mapping):
+        unknown = set(value) - set(SamplingParams.__optional_keys__)
+        if unknown:
+            raise ValidationError(
+                f"sampling_parameters.{sorted(unknown, key=str)[0]}", "unknown sampling parameter"
+            )
+        merged = {**defaults, **value}
+    else:
+        raise ValidationError(
+            "sampling_parameters",
+            f"must be a dict or SamplingParameters, got {type(value).__name__}",
+        )
+    temperature = number(merged.get("temperature", 0.0), "sampling_parameters.temperature")
+    if temperature < 0:
+        raise ValidationError("sampling_parameters.temperature", f"must be >= 0, got {temperature}")
+    top_p = number(merged.get("top_p", 1.0), "sampling_parameters.top_p")
+    if not 0 < top_p <= 1:
+        raise ValidationError("sampling_parameters.top_p", f"must be in (0, 1], got {top_p}")
+    max_new_tokens = integer(
+        merged.get("max_new_tokens"), "sampling_parameters.max_new_tokens", minimum=1
+    )
+    do_sample = flag(merged.get("do_sample", True), "sampling_parameters.do_sample")
+    result = pb.SamplingParameters(
+        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, do_sample=do_sample
+    )
+    top_k = merged.get("top_k")
+    if top_k is not None:
+        k = number(top_k, "sampling_parameters.top_k")
+        if k < 0 or k != int(k):
+            raise ValidationError(
+                "sampling_parameters.top_k", f"must be a whole number >= 0, got {top_k!r}"
+            )
+        result.top_k = k
+    return result
+
+
+def _seed(value: object) -> int:
+    if value is None:
+        return random.randint(*OFFICIAL_SEED_RANGE)
+    seed = integer(value, "seed", minimum=0)
+    if seed > MAX_SEED:
+        raise ValidationError("seed", f"must be <= 2**63 - 1, got {value}")
+    return seed

@@ -1,0 +1,320 @@
+"""The apex-grpc error tree: one root, validation errors apart from RPC errors.
+
+Every RPC failure becomes an `APIError` subclass chosen from a table keyed by
+gRPC status code (`error_class_for`), shared by the sync and async clients.
+No error message ever contains the API key: errors are built from the status
+the server sent, never from request metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+REQUEST_ID_KEY = "x-request-id"
+
+
+class ApexError(Exception):
+    """Root of every exception apex-grpc raises."""
+
+
+class ValidationError(ApexError, ValueError):
+    """Bad input, detected before any network I/O.
+
+    `argument` names the offending argument (e.g. ``messages[1].role``).
+    """
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument}: {problem}")
+        self.argument = argument
+        self.problem = problem
+
+
+class ConfigurationError(ValidationError):
+    """The client was configured in a way that cannot work (raised at construction)."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """No API key was given and none is set in the environment."""
+
+
+class InsecureTransportError(ConfigurationError):
+    """Refused to send the API key in plaintext to a host that is not loopback."""
+
+
+class ClientClosedError(ApexError):
+    """The client (or the stream) was used after it was closed."""
+
+
+class DeepResearchJobError(ApexError):
+    """A deep-research job ended in the "failed" state."""
+
+    def __init__(self, job_id: str, status: str, error: str) -> None:
+        super().__init__(f"deep-research job {job_id} {status}: {error or 'no reason given'}")
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+
+
+class DeepResearchTimeoutError(ApexError, TimeoutError):
+    """Waiting for a deep-research job took longer than the given timeout."""
+
+    def __init__(self, job_id: str, timeout: float, last_status: str) -> None:
+        super().__init__(
+            f"deep-research job {job_id} still {last_status!r} after {timeout:g}s; "
+            "it keeps running on the server: wait again or fetch it later"
+        )
+        self.job_id = job_id
+        self.timeout = timeout
+        self.last_status = last_status
+
+
+class APIError(ApexError):
+    """The server (or the gRPC transport) answered an RPC with a non-OK status.
+
+    Attributes: `code` (grpc.StatusCode), `details` (the status message, as
+    sent), `method` (e.g. ``/apex.v1.ApexService/ChatCompletion``),
+    `initial_metadata` / `trailing_metadata` (what the server sent),
+    `request_id` (the server's ``x-request-id``, if any) and `attempts`
+    (how many times the call was tried).
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        details: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        method: str = "",
+        initial_metadata: Metadata = (),
+        trailing_metadata: Metadata = (),
+        attempts: int = 1,
+        debug_error_string: str | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.method = method
+        self.initial_metadata = initial_metadata
+        self.trailing_metadata = trailing_metadata
+        self.attempts = attempts
+        self.debug_error_string = debug_error_string
+        self.request_id = metadata_value(trailing_metadata) or metadata_value(initial_metadata)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" ({self.method.rsplit('/', 1)[-1]})" if self.method else ""
+        request = f" [request id {self.request_id}]" if self.request_id else ""
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{self.code.name}{where}: {self.details}{tries}{request}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_api_error,
+            (
+                type(self),
+                self.details,
+                self.code,
+                self.method,
+                self.initial_metadata,
+                self.trailing_metadata,
+                self.attempts,
+            ),
+        )
+
+
+def _rebuild_api_error(
+    cls: type[APIError],
+    details: str,
+    code: grpc.StatusCode,
+    method: str,
+    initial_metadata: Metadata,
+    trailing_metadata: Metadata,
+    attempts: int,
+) -> APIError:
+    return cls(
+        details,
+        code=code,
+        method=method,
+        initial_metadata=initial_metadata,
+        trailing_metadata=trailing_metadata,
+        attempts=attempts,
+    )
+
+
+def metadata_value(metadata: Iterable[Any], key: str = REQUEST_ID_KEY) -> str | None:
+    """The first value of `key` in metadata, as text (default: the request id)."""
+    for name, value in metadata:
+        if name == key:
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None
+
+
+class RequestCancelledError(APIError):
+    """CANCELLED: the call was cancelled (by the caller, or by the server)."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
+class UnknownError(APIError):
+    """UNKNOWN: the server failed without saying why."""
+
+    code = grpc.StatusCode.UNKNOWN
+
+
+class InvalidArgumentError(APIError):
+    """INVALID_ARGUMENT: the server rejected the request."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class DeadlineExceededError(APIError, TimeoutError):
+    """DEADLINE_EXCEEDED: the call's deadline passed before it finished."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class StreamTimeoutError(DeadlineExceededError):
+    """A stream produced no chunk within its first-chunk or idle timeout."""
+
+
+class NotFoundError(APIError):
+    """NOT_FOUND: the job, chat or completion does not exist (for this key)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(APIError):
+    """ALREADY_EXISTS."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDeniedError(APIError):
+    """PERMISSION_DENIED: the key is valid but not allowed to do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class RateLimitError(APIError):
+    """RESOURCE_EXHAUSTED: rate limited, over quota, busy, or a message too large."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPreconditionError(APIError):
+    """FAILED_PRECONDITION."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AbortedError(APIError):
+    """ABORTED: the operation was aborted, typically by a concurrency conflict."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class OutOfRangeError(APIError):
+    """OUT_OF_RANGE."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class UnimplementedError(APIError):
+    """UNIMPLEMENTED: the server does not implement this method or service."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class InternalServerError(APIError):
+    """INTERNAL: the server broke, or sent something that could not be decoded."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+class UnavailableError(APIError):
+    """UNAVAILABLE: the server could not be reached or is shutting down."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DataLossError(APIError):
+    """DATA_LOSS."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class AuthenticationError(APIError):
+    """UNAUTHENTICATED: the API key is missing or wrong."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+ERROR_CLASSES: dict[grpc.StatusCode, type[APIError]] = {
+    cls.code: cls
+    for cls in (
+        RequestCancelledError,
+        UnknownError,
+        InvalidArgumentError,
+        DeadlineExceededError,
+        NotFoundError,
+        AlreadyExistsError,
+        PermissionDeniedError,
+        RateLimitError,
+        FailedPreconditionError,
+        AbortedError,
+        OutOfRangeError,
+        UnimplementedError,
+        InternalServerError,
+        UnavailableError,
+        DataLossError,
+        AuthenticationError,
+    )
+}
+
+
+def error_class_for(code: grpc.StatusCode) -> type[APIError]:
+    """The APIError subclass for a status code (`APIError` itself for unknown codes)."""
+    return ERROR_CLASSES.get(code, APIError)
+
+
+def from_rpc_error(
+    error: grpc.RpcError, *, method: str, attempts: int = 1, cls: type[APIError] | None = None
+) -> APIError:
+    """Convert a grpc.RpcError (sync or aio) into our typed error, keeping its metadata."""
+    code = _call(error, "code")
+    if not isinstance(code, grpc.StatusCode):
+        code = grpc.StatusCode.UNKNOWN
+    details = _call(error, "details")
+    debug = _call(error, "debug_error_string")
+    return (cls or error_class_for(code))(
+        details if isinstance(details, str) else code.name,
+        code=code,
+        method=method,
+        initial_metadata=_as_metadata(_call(error, "initial_metadata")),
+        trailing_metadata=_as_metadata(_call(error, "trailing_metadata")),
+        attempts=attempts,
+        debug_error_string=debug if isinstance(debug, str) else None,
+    )
+
+
+def _call(error: grpc.RpcError, name: str) -> object:
+    getter = getattr(error, name, None)
+    if getter is None:
+        return None
+    try:
+        return getter()
+    except Exception:  # a half-dead call object may raise on access
+        return None
+
+
+def _as_metadata(value: object) -> Metadata:
+    if not value:
+        return ()
+    pairs: Sequence[tuple[str, str | bytes]] = value  # type: ignore[assignment]
+    return tuple((str(k), v) for k, v in pairs)

@@ -1,0 +1,139 @@
+"""Retry decisions and deadline budgeting, with no I/O.
+
+`RetryPolicy` is a value users can copy and change. `Attempts` tracks one
+logical call: the overall deadline shared by all its attempts, how many
+attempts were made, and whether (and how long to wait before) trying again.
+Both transports drive the same `Attempts`; they differ only in how they sleep.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import grpc
+
+from apex_grpc._errors import ValidationError
+
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how a failed call is tried again.
+
+    Only `retryable_codes` are retried; RESOURCE_EXHAUSTED is retried only
+    when the server sends a ``grpc-retry-pushback-ms`` hint (a bare rate
+    limit is not a reason to hammer the server). The wait before retry n
+    (from 0) is ``min(initial_backoff * multiplier**n, max_backoff)`` with
+    `jitter` of it drawn at random, unless the server's pushback says
+    otherwise. A pushback below zero means "do not retry".
+    """
+
+    max_retries: int = 2
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+    multiplier: float = 2.0
+    jitter: float = 0.25
+    """Fraction of each backoff that is randomised: 0.25 waits 75-100 % of it."""
+    retryable_codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE})
+    )
+    retry_on_pushback_codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise ValidationError("max_retries", f"must be an integer, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise ValidationError("max_retries", f"must be >= 0, got {self.max_retries}")
+        if not self.initial_backoff >= 0 or not self.max_backoff >= self.initial_backoff:
+            raise ValidationError(
+                "retry", "backoffs must satisfy 0 <= initial_backoff <= max_backoff"
+            )
+        if not self.multiplier >= 1:
+            raise ValidationError("retry.multiplier", f"must be >= 1, got {self.multiplier}")
+        if not 0 <= self.jitter <= 1:
+            raise ValidationError("retry.jitter", f"must be in [0, 1], got {self.jitter}")
+
+    def with_max_retries(self, max_retries: int) -> RetryPolicy:
+        """A copy with another retry count."""
+        return self if max_retries == self.max_retries else replace(self, max_retries=max_retries)
+
+    def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry `retry_number` (0 for the first retry)."""
+        base = min(self.initial_backoff * self.multiplier**retry_number, self.max_backoff)
+        return base * (1.0 - self.jitter * rng())
+
+
+def pushback_seconds(trailing_metadata: Iterable[Any] | None) -> float | None:
+    """The server's retry hint in seconds; negative means "do not retry"; None if absent."""
+    for key, value in trailing_metadata or ():
+        if key == PUSHBACK_KEY:
+            text = value.decode() if isinstance(value, bytes) else value
+            try:
+                return int(text.strip()) / 1000.0
+            except ValueError:
+                return -1.0  # malformed pushback: gRFC A6 says treat it as "stop"
+    return None
+
+
+class Attempts:
+    """The state of one logical call across its attempts.
+
+    ``timeout`` is the overall budget in seconds (None: no deadline); each
+    attempt gets what is left of it.
+    """
+
+    __slots__ = ("_clock", "_rng", "deadline", "number", "policy")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        timeout: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self.deadline = None if timeout is None else clock() + timeout
+        self.number = 1
+        self._clock = clock
+        self._rng = rng
+
+    def remaining(self) -> float | None:
+        """Seconds left before the overall deadline (None: no deadline); may be <= 0."""
+        return None if self.deadline is None else self.deadline - self._clock()
+
+    def retry_delay(
+        self,
+        code: grpc.StatusCode | None,
+        trailing_metadata: Iterable[Any] | None,
+    ) -> float | None:
+        """How long to wait before the next attempt, or None if the call must fail now.
+
+        A call is retried when retries are left, the code is retryable (or
+        pushback-retryable with a non-negative pushback), and the wait still
+        leaves time before the deadline.
+        """
+        policy = self.policy
+        if code is None or self.number > policy.max_retries:
+            return None
+        pushback = pushback_seconds(trailing_metadata)
+        if code in policy.retryable_codes:
+            delay = pushback if pushback is not None else policy.backoff(self.number - 1, self._rng)
+        elif code in policy.retry_on_pushback_codes and pushback is not None:
+            delay = pushback
+        else:
+            return None
+        if delay < 0:
+            return None
+        left = self.remaining()
+        if left is not None and delay >= left:
+            return None
+        self.number += 1
+        return delay

@@ -1,0 +1,157 @@
+"""The sync chat stream: an iterator of chunks that always cancels what it abandons."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
+from apex_grpc._stream_core import StreamCore
+from apex_grpc._watchdog import Watchdog
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
+Opener = Callable[[float | None], Any]
+"""Starts one attempt of the RPC with the given timeout; returns the grpc call."""
+
+
+class ChatCompletionStream:
+    """Chunks of a streamed chat completion, as they arrive.
+
+    Iterate it (``for chunk in stream``) or use the helpers: `text()`,
+    `until_done()`, `get_final_response()`. Leaving it early (``break``,
+    `close()`, leaving a ``with`` block, or dropping the last reference)
+    cancels the RPC, so the server stops generating.
+    """
+
+    def __init__(self, open_call: Opener, core: StreamCore, watchdog: Watchdog | None) -> None:
+        self._open = open_call
+        self._core = core
+        self._add = core.accumulator.add
+        self._closed = False
+        self._call = open_call(core.attempts.remaining())
+        self._watchdog = watchdog if core.watched else None
+        if self._watchdog is not None:
+            deadline = core.stall_deadline()
+            if deadline is not None:
+                self._watchdog.watch(self, deadline)
+
+    def __iter__(self) -> Iterator[pb.ChatCompletionChunkResponse]:
+        return self
+
+    def __next__(self) -> pb.ChatCompletionChunkResponse:
+        while True:
+            if self._closed:
+                raise StopIteration
+            try:
+                chunk: pb.ChatCompletionChunkResponse = next(self._call)
+            except StopIteration:
+                self._core.ended(self._trailing())
+                raise
+            except grpc.RpcError as error:
+                self._retry_or_raise(error)
+                continue
+            except ValueError as error:
+                raise self._closed_channel_error(error) from error
+            if self._watchdog is not None:
+                self._core.last_progress = time.monotonic()
+            self._add(chunk)
+            return chunk
+
+    def _retry_or_raise(self, error: grpc.RpcError) -> None:
+        delay = self._core.retry_delay(error)
+        if delay is None:
+            self._core.fail(error)
+        time.sleep(delay)
+        self._core.reopened()
+        self._call = self._open(self._core.attempts.remaining())
+
+    def _watchdog_check(self, now: float) -> float | None:
+        core = self._core
+        if core.finished or self._closed:
+            return None
+        deadline = core.stall_deadline()
+        if deadline is None or deadline > now:
+            return deadline
+        core.stalled = True
+        self._call.cancel()
+        return None
+
+    def _closed_channel_error(self, error: ValueError) -> Exception:
+        return ClientClosedError(f"the client was closed while streaming: {error}")
+
+    def _trailing(self) -> Metadata:
+        try:
+            return tuple(self._call.trailing_metadata() or ())
+        except Exception:
+            return ()
+
+    # Helpers built on the accumulator
+
+    def until_done(self) -> ChatCompletionStream:
+        """Read the rest of the stream; returns the stream."""
+        for _ in self:
+            pass
+        return self
+
+    def text(self) -> str:
+        """Read the rest of the stream and return the whole generated text."""
+        return self.until_done()._core.accumulator.text()
+
+    def get_final_response(self) -> pb.ChatCompletionResponse:
+        """Read the rest and return the ChatCompletionResponse the chunks add up to."""
+        return self.until_done()._core.accumulator.response()
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks received so far."""
+        return self._core.accumulator.chunk_count
+
+    # Metadata
+
+    def initial_metadata(self) -> Metadata:
+        """The server's initial metadata (waits for it to arrive)."""
+        return tuple(self._call.initial_metadata() or ())
+
+    def trailing_metadata(self) -> Metadata:
+        """The server's trailing metadata (waits for the stream to end)."""
+        if not self._core.finished and not self._closed:
+            self.until_done()
+        return self._trailing()
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id (``x-request-id``), once headers arrived."""
+        return metadata_value(self.initial_metadata())
+
+    # Lifetime
+
+    def close(self) -> None:
+        """Stop reading; cancels the RPC if it is still running."""
+        if not self._closed:
+            self._closed = True
+            if not self._core.finished:
+                self._call.cancel()
+
+    def __enter__(self) -> ChatCompletionStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_call")
+        if call is not None and not self._core.finished and not self._closed:
+            call.cancel()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "done" if self._core.finished else "open"
+        return f"<ChatCompletionStream {state}, {self.chunk_count} chunks>"

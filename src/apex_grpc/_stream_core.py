@@ -1,0 +1,119 @@
+"""What a chat stream decides, apart from how it waits: shared by sync and async streams.
+
+`StreamCore` holds the accumulator, the retry state (a stream is retried only
+before its first chunk: after that a retry would duplicate output), the
+first-chunk / idle limits, and turns failures into typed errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import NoReturn
+
+import grpc
+
+from apex_grpc._accumulator import ChatCompletionAccumulator
+from apex_grpc._errors import Metadata, StreamTimeoutError, from_rpc_error, metadata_value
+from apex_grpc._logging import log_attempt, logger
+from apex_grpc._methods import CHAT_COMPLETION_STREAM
+from apex_grpc._retry import Attempts
+
+METHOD = CHAT_COMPLETION_STREAM.path
+
+
+class StreamCore:
+    """The I/O-free state of one ChatCompletionStream call."""
+
+    __slots__ = (
+        "accumulator",
+        "attempts",
+        "finished",
+        "first_chunk_timeout",
+        "idle_timeout",
+        "last_progress",
+        "stalled",
+        "started",
+    )
+
+    def __init__(
+        self, attempts: Attempts, first_chunk_timeout: float | None, idle_timeout: float | None
+    ) -> None:
+        self.accumulator = ChatCompletionAccumulator()
+        self.attempts = attempts
+        self.first_chunk_timeout = first_chunk_timeout
+        self.idle_timeout = idle_timeout
+        self.started = self.last_progress = time.monotonic()
+        self.finished = False
+        self.stalled = False
+
+    @property
+    def watched(self) -> bool:
+        """Whether this stream has a first-chunk or idle limit."""
+        return self.first_chunk_timeout is not None or self.idle_timeout is not None
+
+    def wait_limit(self) -> float | None:
+        """How long the next read may take before the stream counts as stalled."""
+        return self.idle_timeout if self.accumulator.chunk_count else self.first_chunk_timeout
+
+    def stall_deadline(self) -> float | None:
+        """Monotonic time at which the current wait counts as stalled (None: never)."""
+        limit = self.wait_limit()
+        return None if limit is None else self.last_progress + limit
+
+    def retry_delay(self, error: grpc.RpcError) -> float | None:
+        """Seconds to wait before reopening, if this failure may be retried."""
+        if self.stalled or self.accumulator.chunk_count:
+            return None
+        code = error.code() if hasattr(error, "code") else None
+        trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+        delay = self.attempts.retry_delay(code, trailing)
+        self._log(code.name if code is not None else "UNKNOWN", retried=delay is not None)
+        return delay
+
+    def reopened(self) -> None:
+        """A new attempt started: its first-chunk wait starts now."""
+        self.last_progress = time.monotonic()
+
+    def fail(self, error: grpc.RpcError) -> NoReturn:
+        """Raise the typed error for a failure that will not be retried."""
+        self.finished = True
+        if self.stalled:
+            raise self.stall_error() from error
+        if self.accumulator.chunk_count:
+            code = error.code() if hasattr(error, "code") else None
+            self._log(code.name if code is not None else "UNKNOWN")
+        raise from_rpc_error(error, method=METHOD, attempts=self.attempts.number) from error
+
+    def stall_error(self) -> StreamTimeoutError:
+        """The error for a stream that produced no chunk within its limit."""
+        self.finished = True
+        got = self.accumulator.chunk_count
+        which, limit = (
+            ("idle", self.idle_timeout) if got else ("first-chunk", self.first_chunk_timeout)
+        )
+        self._log("STALLED")
+        return StreamTimeoutError(
+            f"no chunk within the {which} timeout of {limit:g}s ({got} chunks received)",
+            code=grpc.StatusCode.DEADLINE_EXCEEDED,
+            method=METHOD,
+            attempts=self.attempts.number,
+        )
+
+    def ended(self, trailing: Metadata | None = None) -> None:
+        """The stream finished with OK."""
+        if not self.finished:
+            self.finished = True
+            self._log("OK", trailing=trailing)
+
+    def _log(self, status: str, retried: bool = False, trailing: Metadata | None = None) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            log_attempt(
+                METHOD,
+                status,
+                self.started,
+                time.monotonic(),
+                self.attempts.number,
+                metadata_value(trailing or ()),
+                f" chunks={self.accumulator.chunk_count}" + (" retrying" if retried else ""),
+            )

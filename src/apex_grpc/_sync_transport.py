@@ -1,0 +1,147 @@
+"""The grpcio transport of ApexClient: one channel, calls with retries and deadlines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from apex_grpc._call import Call, CallPlan
+from apex_grpc._channel import Callables, SyncInterceptor, make_callables, open_sync_channel
+from apex_grpc._chat_params import PreparedChat
+from apex_grpc._config import ClientConfig
+from apex_grpc._errors import ClientClosedError, from_rpc_error, metadata_value
+from apex_grpc._logging import log_attempt, logger
+from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
+from apex_grpc._retry import Attempts
+from apex_grpc._stream import ChatCompletionStream
+from apex_grpc._stream_core import StreamCore
+from apex_grpc._watchdog import Watchdog
+
+
+class SyncTransport:
+    """Owns the client's grpc channel (created once; again only in a forked child)."""
+
+    def __init__(self, config: ClientConfig, interceptors: Sequence[SyncInterceptor]) -> None:
+        self._config = config
+        self._interceptors = tuple(interceptors)
+        self._lock = threading.Lock()
+        self._closed = False
+        self.watchdog = Watchdog()
+        self._channel: grpc.Channel
+        self._callables: Callables
+        self._pid = -1
+        self._open()
+
+    def _open(self) -> None:
+        # After a fork the parent's channel is unusable in the child; it is
+        # left untouched (closing it could disturb the parent) and replaced.
+        self._channel = open_sync_channel(self._config, self._interceptors)
+        self._callables = make_callables(self._channel)
+        self._pid = os.getpid()
+
+    def callable_for(self, method: Method[Req, Resp]) -> Any:
+        """The channel's multi-callable for `method`."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._open()
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return self._callables[method]
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying grpc channel (for connectivity checks and advanced use)."""
+        self.callable_for(CHAT_COMPLETION_STREAM)
+        return self._channel
+
+    def unary(self, call: Call[Req, Resp], plan: CallPlan) -> Resp:
+        """Run a unary call; retries and the overall deadline follow `plan`."""
+        invoke = self.callable_for(call.method)
+        attempts = Attempts(plan.retry, plan.timeout)
+        debug = logger.isEnabledFor(logging.DEBUG)
+        while True:
+            started = time.monotonic()
+            try:
+                if debug:
+                    response, rpc = invoke.with_call(
+                        call.request,
+                        timeout=attempts.remaining(),
+                        metadata=plan.metadata,
+                        compression=plan.compression,
+                        wait_for_ready=plan.wait_for_ready,
+                    )
+                    request_id = metadata_value(tuple(rpc.initial_metadata() or ()))
+                    log_attempt(
+                        call.method.path,
+                        "OK",
+                        started,
+                        time.monotonic(),
+                        attempts.number,
+                        request_id,
+                    )
+                    return response  # type: ignore[no-any-return]
+                return invoke(  # type: ignore[no-any-return]
+                    call.request,
+                    timeout=attempts.remaining(),
+                    metadata=plan.metadata,
+                    compression=plan.compression,
+                    wait_for_ready=plan.wait_for_ready,
+                )
+            except grpc.RpcError as error:
+                code, trailing = error.code(), error.trailing_metadata()
+                delay = attempts.retry_delay(code, trailing)
+                if debug:
+                    request_id = metadata_value(tuple(trailing or ()))
+                    log_attempt(
+                        call.method.path,
+                        code.name,
+                        started,
+                        time.monotonic(),
+                        attempts.number - (delay is not None),
+                        request_id,
+                    )
+                if delay is None:
+                    raise from_rpc_error(
+                        error, method=call.method.path, attempts=attempts.number
+                    ) from error
+                time.sleep(delay)
+            except ValueError as error:
+                if self._closed:
+                    raise ClientClosedError("the client was closed during the call") from error
+                raise
+
+    def stream(
+        self, prepared: PreparedChat, plan: CallPlan, first: float | None, idle: float | None
+    ) -> ChatCompletionStream:
+        """Start a ChatCompletionStream call."""
+        invoke = self.callable_for(CHAT_COMPLETION_STREAM)
+        request = prepared.request
+
+        def open_call(timeout: float | None) -> Any:
+            return invoke(
+                request,
+                timeout=timeout,
+                metadata=plan.metadata,
+                compression=plan.compression,
+                wait_for_ready=plan.wait_for_ready,
+            )
+
+        core = StreamCore(Attempts(plan.retry, plan.timeout), first, idle)
+        return ChatCompletionStream(open_call, core, self.watchdog)
+
+    def close(self) -> None:
+        """Close the channel; in-flight calls are cancelled."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.watchdog.stop()
+        if self._pid == os.getpid():
+            self._channel.close()
