@@ -1,0 +1,191 @@
+"""Per-call plumbing shared by every ApexService method.
+
+Request id and interop echo metadata, authentication, test knobs, status
+mapping and the one log line per call live here, so handlers only see a
+validated caller (``Call``) and raise ``RpcAbort`` to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from apex_grpc.server._auth import Authenticator
+from apex_grpc.server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
+from apex_grpc.server._logging import log_call, logger
+from apex_grpc.server._status import MetadataPairs, RpcAbort
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+REQUEST_ID = "x-request-id"
+ECHO_INITIAL = "x-grpc-test-echo-initial"
+ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
+PUSHBACK = "grpc-retry-pushback-ms"
+SERVICE = "apex.v1.ApexService"
+
+
+@dataclass(slots=True)
+class Call:
+    """What a handler knows about its caller."""
+
+    context: Context
+    user_id: str
+    request_id: str
+    metadata: dict[str, str | bytes]
+    knobs: Knobs | None
+    trailing: list[tuple[str, str | bytes]] = field(default_factory=list)
+
+
+class CallPolicy:
+    """Authentication and knobs settings shared by all calls of one server."""
+
+    def __init__(self, authenticator: Authenticator, *, knobs_enabled: bool) -> None:
+        self.authenticator = authenticator
+        self.knobs_enabled = knobs_enabled
+        self.failures = FailureCounter()
+
+    async def open(self, context: Context, request_id: str) -> Call:
+        """Send initial metadata, authenticate, read knobs and sleep if asked."""
+        metadata: dict[str, str | bytes] = dict(context.invocation_metadata() or ())
+        trailing: list[tuple[str, str | bytes]] = [(REQUEST_ID, request_id)]
+        initial: list[tuple[str, str | bytes]] = [(REQUEST_ID, request_id)]
+        echo_initial = metadata.get(ECHO_INITIAL)
+        if echo_initial is not None:
+            initial.append((ECHO_INITIAL, echo_initial))
+        echo_trailing = metadata.get(ECHO_TRAILING)
+        if echo_trailing is not None:
+            trailing.append((ECHO_TRAILING, echo_trailing))
+        await context.send_initial_metadata(initial)
+        call = Call(context, "", request_id, metadata, None, trailing)
+        call.user_id = self.authenticator.authenticate(metadata.get("authorization"))
+        if self.knobs_enabled and has_knobs(metadata):
+            call.knobs = parse_knobs(metadata, self.failures)
+            if call.knobs.sleep_s:
+                await asyncio.sleep(call.knobs.sleep_s)
+        return call
+
+
+class HasPolicy(Protocol):
+    """A servicer whose methods use the per-call plumbing."""
+
+    policy: CallPolicy
+
+
+S = TypeVar("S", bound=HasPolicy)
+
+
+def _failure_abort(call: Call) -> RpcAbort | None:
+    failure = call.knobs.failure if call.knobs else None
+    if failure is None:
+        return None
+    extra: MetadataPairs = ((PUSHBACK, failure.pushback_ms),) if failure.pushback_ms else ()
+    return RpcAbort(failure.code, failure.message, extra)
+
+
+async def _abort(context: Context, call: Call | None, request_id: str, abort: RpcAbort) -> None:
+    trailing: list[tuple[str, str | bytes]] = (
+        list(call.trailing) if call else [(REQUEST_ID, request_id)]
+    )
+    trailing.extend(abort.trailing_metadata)
+    await context.abort(abort.code, abort.details, trailing_metadata=tuple(trailing))
+
+
+def _internal(method: str, request_id: str) -> RpcAbort:
+    logger.exception("%s failed unexpectedly (request_id=%s)", method, request_id)
+    return RpcAbort(grpc.StatusCode.INTERNAL, f"internal server error (request id {request_id})")
+
+
+def unary(
+    fn: Callable[[S, Req, Call], Awaitable[Resp]],
+) -> Callable[[S, Req, Context], Awaitable[Resp]]:
+    """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing."""
+    method = f"/{SERVICE}/{fn.__name__}"
+
+    @functools.wraps(fn)
+    async def handler(self: S, request: Req, context: Context) -> Resp:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        code = "OK"
+        call: Call | None = None
+        try:
+            call = await self.policy.open(context, request_id)
+            injected = _failure_abort(call)
+            if injected is not None:
+                raise injected
+            response = await fn(self, request, call)
+            context.set_trailing_metadata(tuple(call.trailing))
+            return response
+        except RpcAbort as abort:
+            code = abort.code.name
+            await _abort(context, call, request_id, abort)
+            raise  # pragma: no cover - abort raises
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:  # pragma: no cover - handlers raise RpcAbort instead
+            code = "ABORTED_BY_HANDLER"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            await _abort(context, call, request_id, _internal(method, request_id))
+            raise  # pragma: no cover - abort raises
+        finally:
+            log_call(method, code, time.perf_counter() - started, context.peer(), request_id)
+
+    return handler
+
+
+def server_stream(
+    fn: Callable[[S, Req, Call], AsyncGenerator[Resp, None]],
+) -> Callable[[S, Req, Context], AsyncGenerator[Resp, None]]:
+    """Wrap a server-streaming handler; x-echo-fail-after counts the messages sent."""
+    method = f"/{SERVICE}/{fn.__name__}"
+
+    @functools.wraps(fn)
+    async def handler(self: S, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        code = "OK"
+        call: Call | None = None
+        try:
+            call = await self.policy.open(context, request_id)
+            injected = _failure_abort(call)
+            fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
+            if injected is not None and fail_after == 0:
+                raise injected
+            sent = 0
+            async with contextlib.aclosing(fn(self, request, call)) as messages:
+                async for message in messages:
+                    yield message
+                    sent += 1
+                    if injected is not None and sent >= fail_after:
+                        raise injected
+            if injected is not None:
+                raise injected
+            context.set_trailing_metadata(tuple(call.trailing))
+        except RpcAbort as abort:
+            code = abort.code.name
+            await _abort(context, call, request_id, abort)
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:  # pragma: no cover - handlers raise RpcAbort instead
+            code = "ABORTED_BY_HANDLER"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            await _abort(context, call, request_id, _internal(method, request_id))
+        finally:
+            log_call(method, code, time.perf_counter() - started, context.peer(), request_id)
+
+    return handler

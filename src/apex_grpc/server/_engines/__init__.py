@@ -1,0 +1,28 @@
+"""Chat engines behind one interface; ``create_engine`` picks one from the config."""
+
+from __future__ import annotations
+
+from apex_grpc.server._config import ServerConfig
+from apex_grpc.server._engines._base import ChatEngine, ChatRequest, Delta, Finish, Message, Usage
+from apex_grpc.server._engines._echo import EchoEngine
+
+
+def create_engine(config: ServerConfig) -> ChatEngine:
+    """The engine ``config.engine`` names (not started; call ``start()``)."""
+    if config.engine == "echo":
+        return EchoEngine(config.echo_chunks, config.echo_chunk_size, config.echo_delay_s)
+    if config.engine in ("local", "openai"):
+        raise ValueError(f"engine: {config.engine!r} lands in milestone 3; use --engine echo")
+    raise ValueError(f"engine: unknown engine {config.engine!r}")
+
+
+__all__ = [
+    "ChatEngine",
+    "ChatRequest",
+    "Delta",
+    "EchoEngine",
+    "Finish",
+    "Message",
+    "Usage",
+    "create_engine",
+]

@@ -1,0 +1,62 @@
+"""The echo engine: deterministic answers built from the prompt, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncGenerator
+
+from apex_grpc.server._engines._base import ChatEngine, ChatRequest, Delta, Finish, Usage
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EchoEngine(ChatEngine):
+    """Answers with the prompt repeated and cut to ``chunks * chunk_size`` characters.
+
+    The prompt P is the content of the last "user" message (of the last message
+    if none is "user"). The answer is sent as ``chunks`` deltas of
+    ``chunk_size`` characters, ``delay_s`` apart (no delay before the first);
+    ``chunks == 0`` is the empty answer. Usage counts characters: prompt_tokens
+    is the total length of all message contents, completion_tokens the length
+    of the answer. Sampling parameters and max_new_tokens are ignored.
+    """
+
+    chunks: int = 8
+    chunk_size: int = 16
+    delay_s: float = 0.0
+    kind = "echo"
+
+    @property
+    def model(self) -> str:
+        """Always "echo"."""
+        return "echo"
+
+    def with_overrides(
+        self, chunks: int | None, chunk_size: int | None, delay_s: float | None
+    ) -> EchoEngine:
+        """A copy with the given settings replaced (the x-echo-* per-request knobs)."""
+        return dataclasses.replace(
+            self,
+            chunks=self.chunks if chunks is None else chunks,
+            chunk_size=self.chunk_size if chunk_size is None else chunk_size,
+            delay_s=self.delay_s if delay_s is None else delay_s,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        """Yield the echo answer of ``request``."""
+        prompt = request.prompt
+        prompt_tokens = sum(len(message.content) for message in request.messages)
+        if self.chunks == 0 or not prompt:
+            yield Delta("", Finish("stop", Usage(prompt_tokens, 0)))
+            return
+        finish = Finish("stop", Usage(prompt_tokens, self.chunks * self.chunk_size))
+        size = self.chunk_size
+        # Enough repetitions to cut any chunk out of one string.
+        period = len(prompt)
+        window = prompt * (size // period + 2)
+        for index in range(self.chunks):
+            if index and self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            start = (index * size) % period
+            last = index == self.chunks - 1
+            yield Delta(window[start : start + size], finish if last else None)

@@ -1,0 +1,317 @@
+"""Server lifecycle: build, bind, serve, and stop gracefully; in a thread or as the main loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from apex_grpc.server._auth import Authenticator
+from apex_grpc.server._calls import SERVICE, CallPolicy
+from apex_grpc.server._chat import Completions
+from apex_grpc.server._config import ServerConfig
+from apex_grpc.server._documents import default_corpus
+from apex_grpc.server._engines import ChatEngine, create_engine
+from apex_grpc.server._search import SearchIndex
+from apex_grpc.server._service import ApexServicer
+from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+
+logger = logging.getLogger("apex_grpc.server")
+
+INDEX_FILE = "index.sqlite3"
+STORE_FILE = "apex.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Where a started server listens."""
+
+    port: int
+    target: str
+    config: ServerConfig
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
+    """Channel arguments: message limits, keepalive policy, no silent port sharing."""
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        # The server pings idle clients every minute to find dead connections.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        # Clients may ping (apex-grpc's client pings every 30 s), even with no
+        # call in flight, but not more often than every 10 s.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
+def _bind_address(config: ServerConfig) -> tuple[str, str]:
+    """(address to bind, target for clients)."""
+    if config.unix_socket:
+        path = str(Path(config.unix_socket).expanduser().absolute())
+        return f"unix:{path}", f"unix:{path}"
+    host = config.host
+    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    if ":" in connect:
+        connect = f"[{connect}]"
+    return f"{host}:{config.port}", connect
+
+
+class ApexServer:
+    """One server's parts and lifecycle, on the running event loop."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._server: grpc.aio.Server | None = None
+        self._engine: ChatEngine | None = None
+        self._index: SearchIndex | None = None
+        self._health: Any = None
+        self.info: ServerInfo | None = None
+
+    async def start(self) -> ServerInfo:
+        """Validate the config, load the engine and databases, bind and start serving."""
+        config = self.config
+        config.validate()
+        try:
+            return await self._start()
+        except BaseException:
+            await self._close_parts()
+            raise
+
+    async def _start(self) -> ServerInfo:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._engine = create_engine(config)
+        await self._engine.start()
+        self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
+        if config.default_corpus and await self._index.document_count() == 0:
+            stats = await self._index.upsert(default_corpus())
+            logger.info("built the default search corpus: %d documents", stats.added)
+
+        server = grpc.aio.server(options=server_options(config))
+        self._server = server
+        policy = CallPolicy(
+            Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
+            knobs_enabled=config.knobs_enabled,
+        )
+        completions = Completions(self._engine, max_message_bytes=config.max_message_bytes)
+        pb_grpc.add_ApexServiceServicer_to_server(
+            ApexServicer(policy, completions, self._index), server
+        )
+        self._health = _add_health_and_reflection(server)
+
+        address, target = _bind_address(config)
+        if config.tls_cert and config.tls_key:
+            key, cert = await asyncio.to_thread(_read_pair, config.tls_key, config.tls_cert)
+            credentials = grpc.ssl_server_credentials([(key, cert)])
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+        if config.unix_socket:
+            port = 0
+        else:
+            target = f"{target}:{port}"
+        await server.start()
+        if self._health is not None:
+            await _set_serving(self._health, serving=True)
+        self.info = ServerInfo(port=port, target=target, config=config)
+        logger.info(
+            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s)",
+            target,
+            config.engine,
+            self._engine.model,
+            config.data_dir,
+        )
+        return self.info
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let in-flight calls finish within ``grace`` seconds, release all."""
+        grace = self.config.grace_period_s if grace is None else grace
+        if self._health is not None:
+            with contextlib.suppress(Exception):
+                await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self._close_parts()
+        logger.info("server stopped")
+
+    async def _close_parts(self) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+            self._server = None
+        if self._engine is not None:
+            await self._engine.close()
+            self._engine = None
+        if self._index is not None:
+            await asyncio.to_thread(self._index.close)
+            self._index = None
+
+
+def _read_pair(key: str, cert: str) -> tuple[bytes, bytes]:
+    return Path(key).read_bytes(), Path(cert).read_bytes()
+
+
+def _add_health_and_reflection(server: grpc.aio.Server) -> Any:
+    """The standard health service (SERVING for "" and ApexService) and server reflection."""
+    try:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_reflection.v1alpha import reflection
+    except ImportError:  # pragma: no cover - the server extra installs both
+        logger.warning(
+            "health and reflection are off: pip install 'apex-grpc[server]' to enable them"
+        )
+        return None
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    return servicer
+
+
+async def _set_serving(servicer: Any, *, serving: bool) -> None:
+    from grpc_health.v1 import health_pb2
+
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", SERVICE):
+        await servicer.set(name, status)
+
+
+async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully (the CLI's main loop).
+
+    ``ready`` is called once the server is serving, with where it listens.
+    """
+    server = ApexServer(config)
+    info = await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stopping.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+            pass
+    try:
+        if ready is not None:
+            ready(info)
+        await stopping.wait()
+        logger.info("shutting down (grace %.1f s)", config.grace_period_s)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await server.stop()
+
+
+class RunningServer:
+    """A server running on its own event loop in a background thread.
+
+    Use as a context manager, or call ``stop()``. ``port``, ``target`` and
+    ``config`` say where it listens and how it was configured.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._info: ServerInfo | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._grace: float | None = None
+        self._thread = threading.Thread(target=self._main, name="apex-grpc-server", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        self._raise_start_error()
+
+    def _raise_start_error(self) -> None:
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (0 for a unix socket)."""
+        assert self._info is not None
+        return self._info.port
+
+    @property
+    def target(self) -> str:
+        """What a client dials, e.g. ``127.0.0.1:54321`` or ``unix:/path/to/socket``."""
+        assert self._info is not None
+        return self._info.target
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving: in-flight calls get ``grace`` seconds (default: the config's)."""
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and self._thread.is_alive():
+            self._grace = grace
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(event.set)
+        self._thread.join()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._info.target if self._info else "not serving"
+        return f"RunningServer({where}, engine={self.config.engine!r})"
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        server = ApexServer(self.config)
+        try:
+            self._info = await server.start()
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            await server.stop(self._grace)
+
+
+def run_server(config: ServerConfig) -> RunningServer:
+    """Start a server in a background thread; returns once it is serving.
+
+    The result is a context manager: leaving the ``with`` block stops it.
+    """
+    return RunningServer(config)

