@@ -1,12 +1,14 @@
-"""Engine results and stored rows to apex.v1 messages."""
+"""Engine results and stored rows as apex.v1 messages."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from apex_grpc.server._engines import Usage
+from apex_grpc.server._store import ChatRow, CompletionRow, JobRow
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 
@@ -29,3 +31,76 @@ def rfc3339(micros: int) -> str:
     """RFC 3339 text in UTC, e.g. ``2025-04-03T17:31:53.123456Z``."""
     moment = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    """A google.protobuf.Struct holding a JSON object."""
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def chat_session(row: ChatRow) -> pb.ChatSession:
+    """ChatSession from a stored chat."""
+    return pb.ChatSession(
+        id=row.id,
+        user_id=row.user_id,
+        title=row.title,
+        chat_type=row.chat_type,
+        created_at=timestamp(row.created_us),
+        updated_at=timestamp(row.updated_us),
+    )
+
+
+def parsed_chat(row: ChatRow) -> pb.ParsedChat:
+    """ParsedChat (what the create RPCs return) from a stored chat."""
+    return pb.ParsedChat(
+        id=row.id,
+        title=row.title,
+        created_at=timestamp(row.created_us),
+        chat_type=row.chat_type,
+    )
+
+
+def stored_completion(row: CompletionRow) -> pb.StoredChatCompletion:
+    """StoredChatCompletion from a stored completion."""
+    message = pb.StoredChatCompletion(
+        id=row.id,
+        chat_id=row.chat_id,
+        completion_type=row.completion_type,
+        created_at=timestamp(row.created_us),
+        user_prompt_text=row.user_prompt_text,
+        completion_text=row.completion_text,
+        metadata=struct(row.metadata),
+        error_message=row.error_message,
+    )
+    if row.completed_us is not None:
+        message.completed_at.CopyFrom(timestamp(row.completed_us))
+    return message
+
+
+def parsed_completion(row: CompletionRow) -> pb.ParsedCompletion:
+    """ParsedCompletion (what the create RPCs return) from a stored completion."""
+    return pb.ParsedCompletion(
+        id=row.id,
+        chat_id=row.chat_id,
+        created_at=timestamp(row.created_us),
+        user_prompt_text=row.user_prompt_text,
+        completion_text=row.completion_text,
+        completion_type=row.completion_type,
+        metadata=struct(row.metadata),
+    )
+
+
+def job(row: JobRow) -> pb.GetDeepResearcherJobResponse:
+    """GetDeepResearcherJobResponse from a stored job and its chunks."""
+    message = pb.GetDeepResearcherJobResponse(
+        job_id=row.id,
+        status=row.status,
+        created_at=rfc3339(row.created_us),
+        updated_at=rfc3339(row.updated_us),
+        result=[pb.DeepResearcherResultChunk(seq_id=seq, chunk=chunk) for seq, chunk in row.chunks],
+    )
+    if row.status == "failed":
+        message.error = row.error or "failed"
+    return message

@@ -21,8 +21,10 @@ from apex_grpc.server._chat import Completions
 from apex_grpc.server._config import ServerConfig
 from apex_grpc.server._documents import default_corpus
 from apex_grpc.server._engines import ChatEngine, create_engine
+from apex_grpc.server._research import ResearchJobs
 from apex_grpc.server._search import SearchIndex
 from apex_grpc.server._service import ApexServicer
+from apex_grpc.server._store import Store
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 
 logger = logging.getLogger("apex_grpc.server")
@@ -79,6 +81,8 @@ class ApexServer:
         self._server: grpc.aio.Server | None = None
         self._engine: ChatEngine | None = None
         self._index: SearchIndex | None = None
+        self._store: Store | None = None
+        self._research: ResearchJobs | None = None
         self._health: Any = None
         self.info: ServerInfo | None = None
 
@@ -101,6 +105,7 @@ class ApexServer:
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())
             logger.info("built the default search corpus: %d documents", stats.added)
+        self._store = await asyncio.to_thread(Store, config.data_dir / STORE_FILE)
 
         server = grpc.aio.server(options=server_options(config))
         self._server = server
@@ -109,8 +114,12 @@ class ApexServer:
             knobs_enabled=config.knobs_enabled,
         )
         completions = Completions(self._engine, max_message_bytes=config.max_message_bytes)
+        self._research = ResearchJobs(
+            self._store, self._index, completions, config.max_concurrent_jobs
+        )
+        await self._research.recover()
         pb_grpc.add_ApexServiceServicer_to_server(
-            ApexServicer(policy, completions, self._index), server
+            ApexServicer(policy, completions, self._index, self._store, self._research), server
         )
         self._health = _add_health_and_reflection(server)
 
@@ -154,6 +163,12 @@ class ApexServer:
         if self._server is not None:
             await self._server.stop(None)
             self._server = None
+        if self._research is not None:
+            await self._research.close()
+            self._research = None
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None
         if self._engine is not None:
             await self._engine.close()
             self._engine = None

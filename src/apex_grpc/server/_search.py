@@ -98,6 +98,7 @@ class SearchHit:
     title: str
     content: str
     relevant: str
+    passage: str
     score: float
 
 
@@ -115,19 +116,27 @@ class SearchTimeout(Exception):
     """The query ran past its time budget."""
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression that cannot be a syntax error: quoted words OR-ed.
+def query_words(text: str) -> list[str]:
+    """The distinct words of a query, lower-cased, stopwords dropped unless nothing else is left.
 
-    None when the text has no searchable word (only punctuation, say).
+    Words are runs of letters, digits and underscores, so they never contain
+    FTS5 syntax (quotes, parentheses, operators).
     """
     words: list[str] = []
     for word in _WORD.findall(text.lower()):
         if word not in words:
             words.append(word)
     content = [word for word in words if word not in STOPWORDS] or words
-    if not content:
-        return None
-    return " OR ".join(f'"{word}"' for word in content[:MAX_QUERY_TERMS])
+    return content[:MAX_QUERY_TERMS]
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression that cannot be a syntax error: quoted words OR-ed.
+
+    None when the text has no searchable word (only punctuation, say).
+    """
+    words = query_words(text)
+    return " OR ".join(f'"{word}"' for word in words) if words else None
 
 
 def split_passages(text: str) -> list[str]:
@@ -259,7 +268,7 @@ class SearchIndex:
         self._deadline = time.monotonic() + budget_s
         try:
             rows = conn.execute(
-                "SELECT passages.rowid, p.doc_id,"
+                "SELECT p.body, p.doc_id,"
                 f" bm25(passages, {TITLE_WEIGHT}, {BODY_WEIGHT}) AS score,"
                 f" snippet(passages, 1, '', '', '…', {SNIPPET_TOKENS})"
                 " FROM passages JOIN passage_text AS p ON p.id = passages.rowid"
@@ -267,17 +276,17 @@ class SearchIndex:
                 (match, n_results * 8),
             ).fetchall()
             best: dict[int, tuple[float, str, str]] = {}
-            for passage_id, doc_id, score, snippet in rows:
+            for passage, doc_id, score, snippet in rows:
                 if doc_id not in best:
-                    best[doc_id] = (score, snippet, passage_id)
+                    best[doc_id] = (score, snippet, passage)
                 if len(best) == n_results:
                     break
             hits = []
-            for doc_id, (score, snippet, _passage_id) in best.items():
+            for doc_id, (score, snippet, passage) in best.items():
                 url, title, content = conn.execute(
                     "SELECT url, title, content FROM documents WHERE id = ?", (doc_id,)
                 ).fetchone()
-                hits.append(SearchHit(url, title, content[:CONTENT_CAP], snippet, -score))
+                hits.append(SearchHit(url, title, content[:CONTENT_CAP], snippet, passage, -score))
             return hits
         except sqlite3.OperationalError as error:
             if "interrupt" in str(error):

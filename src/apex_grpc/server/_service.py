@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, json_format
 
+from apex_grpc.server import _convert as convert
 from apex_grpc.server import _validation as validate
 from apex_grpc.server._calls import Call, CallPolicy, server_stream, unary
 from apex_grpc.server._chat import Completions
+from apex_grpc.server._engines import ChatRequest, Message
+from apex_grpc.server._research import ResearchJobs
 from apex_grpc.server._search import SearchIndex, SearchTimeout
-from apex_grpc.server._status import RpcAbort
+from apex_grpc.server._status import RpcAbort, invalid_argument, not_found
+from apex_grpc.server._store import CompletionRow, NewCompletion, Store, default_title
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 
@@ -19,10 +25,19 @@ from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 class ApexServicer(pb_grpc.ApexServiceServicer):
     """The 16 RPCs of apex.v1.ApexService."""
 
-    def __init__(self, policy: CallPolicy, completions: Completions, index: SearchIndex) -> None:
+    def __init__(
+        self,
+        policy: CallPolicy,
+        completions: Completions,
+        index: SearchIndex,
+        store: Store,
+        research: ResearchJobs,
+    ) -> None:
         self.policy = policy
         self.completions = completions
         self.index = index
+        self.store = store
+        self.research = research
 
     # Chat ------------------------------------------------------------------
 
@@ -66,13 +81,26 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
     async def SubmitDeepResearcherJob(
         self, request: pb.ChatCompletionRequest, call: Call
     ) -> pb.SubmitDeepResearcherJobResponse:
-        raise _later()
+        chat = validate.chat(request)
+        job = await self.research.submit(
+            call.user_id, chat, request.SerializeToString(), call.knobs
+        )
+        return pb.SubmitDeepResearcherJobResponse(
+            job_id=job.id,
+            status=job.status,
+            created_at=convert.rfc3339(job.created_us),
+            updated_at=convert.rfc3339(job.updated_us),
+        )
 
     @unary
     async def GetDeepResearcherJob(
         self, request: pb.GetDeepResearcherJobRequest, call: Call
     ) -> pb.GetDeepResearcherJobResponse:
-        raise _later()
+        job_id = validate.identifier("job_id", request.job_id)
+        job = await self.store.job(call.user_id, job_id)
+        if job is None:
+            raise not_found("job", job_id)
+        return convert.job(job)
 
     # Stored chats ----------------------------------------------------------
 
@@ -80,68 +108,177 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
     async def GetChatSessions(
         self, request: pb.GetChatSessionsRequest, call: Call
     ) -> pb.GetChatSessionsResponse:
-        raise _later()
+        chat_type = validate.name("chat_type", request.chat_type, "")
+        chats = await self.store.chats(call.user_id, chat_type)
+        return pb.GetChatSessionsResponse(chat_sessions=[convert.chat_session(c) for c in chats])
 
     @unary
     async def GetStoredChatCompletions(
         self, request: pb.GetStoredChatCompletionsRequest, call: Call
     ) -> pb.GetStoredChatCompletionsResponse:
-        raise _later()
+        chat_id = validate.identifier("chat_id", request.chat_id)
+        rows = await self.store.chat_completions(call.user_id, chat_id)
+        if rows is None:
+            raise not_found("chat", chat_id)
+        return pb.GetStoredChatCompletionsResponse(
+            chat_completions=[convert.stored_completion(row) for row in rows]
+        )
 
     @unary
     async def GetChatCompletion(
         self, request: pb.GetChatCompletionRequest, call: Call
     ) -> pb.StoredChatCompletion:
-        raise _later()
+        completion_id = validate.identifier("completion_id", request.completion_id)
+        row = await self.store.completion(call.user_id, completion_id)
+        if row is None:
+            raise not_found("completion", completion_id)
+        return convert.stored_completion(row)
 
     @unary
     async def UpdateChatAttributes(
         self, request: pb.UpdateChatAttributesRequest, call: Call
     ) -> pb.UpdateChatAttributesResponse:
-        raise _later()
+        chat_id = validate.identifier("chat_id", request.chat_id)
+        attributes = dict(request.attributes)
+        if not attributes:
+            raise invalid_argument("attributes: must not be empty (settable: title, chat_type)")
+        for key in attributes:
+            if key not in ("title", "chat_type"):
+                raise invalid_argument(
+                    f"attributes: unknown attribute {key!r} (expected title, chat_type)"
+                )
+        title = attributes.get("title")
+        if title is not None:
+            validate.title("attributes['title']", title)
+        chat_type = attributes.get("chat_type")
+        if chat_type is not None:
+            validate.title("attributes['chat_type']", chat_type)
+            validate.name("attributes['chat_type']", chat_type, "")
+        row = await self.store.update_chat(call.user_id, chat_id, title, chat_type)
+        if row is None:
+            raise not_found("chat", chat_id)
+        return pb.UpdateChatAttributesResponse(chat=convert.chat_session(row))
 
     @unary
     async def DeleteChats(
         self, request: pb.DeleteChatsRequest, call: Call
     ) -> pb.DeleteChatsResponse:
-        raise _later()
+        chat_ids = validate.identifiers("chat_ids", request.chat_ids)
+        missing = await self.store.delete_chats(call.user_id, chat_ids)
+        if missing:
+            raise not_found("chat", missing[0])
+        return pb.DeleteChatsResponse(success=True)
 
     @unary
     async def CreateChatAndCompletion(
         self, request: pb.CreateChatAndCompletionRequest, call: Call
     ) -> pb.CreateChatAndCompletionResponse:
-        raise _later()
+        prompt = validate.prompt("user_prompt", request.user_prompt)
+        chat_type = validate.name("chat_type", request.chat_type, "apex")
+        completion_type = validate.name("completion_type", request.completion_type, "basic")
+        title = (
+            validate.title("title", request.title)
+            if request.HasField("title")
+            else default_title(prompt)
+        )
+        text = await self._answer(call, [], prompt)
+        chat, completion = await self.store.create_chat(
+            call.user_id, title, chat_type, NewCompletion(prompt, text, completion_type, {})
+        )
+        return pb.CreateChatAndCompletionResponse(
+            parsed_chat=convert.parsed_chat(chat),
+            parsed_completion=convert.parsed_completion(completion),
+        )
 
     @unary
     async def CreateCompletion(
         self, request: pb.CreateCompletionRequest, call: Call
     ) -> pb.CreateCompletionResponse:
-        raise _later()
+        chat_id = validate.identifier("chat_id", request.chat_id)
+        prompt = validate.prompt("user_prompt", request.user_prompt)
+        completion_type = validate.name("completion_type", request.completion_type, "basic")
+        history = await self.store.chat_completions(call.user_id, chat_id)
+        if history is None:
+            raise not_found("chat", chat_id)
+        text = await self._answer(call, history, prompt)
+        row = await self.store.add_completion(
+            call.user_id, chat_id, NewCompletion(prompt, text, completion_type, {})
+        )
+        if row is None:  # deleted while the answer was being generated
+            raise not_found("chat", chat_id)
+        return pb.CreateCompletionResponse(parsed_completion=convert.parsed_completion(row))
 
     @unary
     async def DeleteCompletions(
         self, request: pb.DeleteCompletionsRequest, call: Call
     ) -> pb.DeleteCompletionsResponse:
-        raise _later()
+        completion_ids = validate.identifiers("completion_ids", request.completion_ids)
+        missing = await self.store.delete_completions(call.user_id, completion_ids)
+        if missing:
+            raise not_found("completion", missing[0])
+        return pb.DeleteCompletionsResponse(success=True)
 
     @unary
     async def SearchChatIdsByPromptAndCompletionText(
         self, request: pb.SearchChatIdsByPromptAndCompletionTextRequest, call: Call
     ) -> pb.SearchChatIdsByPromptAndCompletionTextResponse:
-        raise _later()
+        term = validate.search_term(request.search_term)
+        chat_ids = await self.store.search_chats(call.user_id, term)
+        return pb.SearchChatIdsByPromptAndCompletionTextResponse(chat_ids=chat_ids)
 
     @unary
     async def UpdateCompletionAttributes(
         self, request: pb.UpdateCompletionAttributesRequest, call: Call
     ) -> pb.UpdateCompletionAttributesResponse:
-        raise _later()
+        completion_id = validate.identifier("completion_id", request.completion_id)
+        text = request.completion_text if request.HasField("completion_text") else None
+        prompt = None
+        if request.HasField("user_prompt_text"):
+            prompt = validate.prompt("user_prompt_text", request.user_prompt_text)
+        patch = _metadata_patch(request) if request.HasField("metadata") else None
+        if text is None and prompt is None and patch is None:
+            raise invalid_argument(
+                "request: nothing to update (set completion_text, user_prompt_text or metadata)"
+            )
+        row = await self.store.update_completion(
+            call.user_id, completion_id, text=text, prompt=prompt, metadata_patch=patch
+        )
+        if row is None:
+            raise not_found("completion", completion_id)
+        return pb.UpdateCompletionAttributesResponse(completion=convert.stored_completion(row))
 
     @unary
     async def GetCompletionsWithDeepResearcherEntry(
         self, request: empty_pb2.Empty, call: Call
     ) -> pb.GetCompletionsWithDeepResearcherEntryResponse:
-        raise _later()
+        rows = await self.store.deep_research_completions(call.user_id)
+        return pb.GetCompletionsWithDeepResearcherEntryResponse(
+            completions=[convert.parsed_completion(row) for row in rows]
+        )
+
+    # Helpers ---------------------------------------------------------------
+
+    async def _answer(self, call: Call, history: list[CompletionRow], prompt: str) -> str:
+        """The engine's answer to ``prompt`` after the chat's recent turns."""
+        messages: list[Message] = []
+        for row in history[-HISTORY_TURNS:]:
+            if row.completion_text:
+                messages += [
+                    Message("user", row.user_prompt_text),
+                    Message("assistant", row.completion_text),
+                ]
+        messages.append(Message("user", prompt))
+        text, _ = await self.completions.text(ChatRequest(tuple(messages)), None, call.knobs)
+        return text
 
 
-def _later() -> RpcAbort:
-    return RpcAbort(grpc.StatusCode.UNIMPLEMENTED, "stored chats and jobs arrive in milestone 2")
+HISTORY_TURNS = 6
+MAX_METADATA_BYTES = 256 * 1024
+
+
+def _metadata_patch(request: pb.UpdateCompletionAttributesRequest) -> dict[str, Any]:
+    patch: dict[str, Any] = json_format.MessageToDict(request.metadata)
+    size = len(json.dumps(patch))
+    if size > MAX_METADATA_BYTES:
+        raise invalid_argument(f"metadata: at most {MAX_METADATA_BYTES} bytes of JSON, got {size}")
+    return patch
