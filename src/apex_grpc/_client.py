@@ -35,7 +35,7 @@ from apex_grpc._config import (
     resolve_client_config,
 )
 from apex_grpc._errors import UnavailableError, ValidationError
-from apex_grpc._logging import configure_from_env
+from apex_grpc._logging import configure_from_env, warn_if_grpc_traces_headers
 from apex_grpc._methods import CHAT_COMPLETION, Resp
 from apex_grpc._resources import (
     AsyncChat,
@@ -87,7 +87,7 @@ class _ClientBase:
         *,
         secure: bool | None = None,
         timeout: float | None = NOT_GIVEN,
-        max_retries: int = 2,
+        max_retries: int = NOT_GIVEN,
         compress: bool = False,
         app_name: str | None = None,
         retry: RetryPolicy | None = None,
@@ -119,10 +119,11 @@ class _ClientBase:
             no deadline). Default 600; web searches default to
             max_response_time + 10.
         max_retries: retries of UNAVAILABLE (and of RESOURCE_EXHAUSTED with a
-            server pushback), with jittered exponential backoff. Default 2.
+            server pushback), with jittered exponential backoff. Default 2
+            (or the count in `retry`).
         compress: gzip-compress requests.
         app_name: sent as ``x-source``.
-        retry: a full RetryPolicy (its max_retries is replaced by `max_retries`).
+        retry: a full RetryPolicy (`max_retries`, when given, overrides its count).
         metadata: extra request metadata for every call.
         tls: root certificates, client certificate, server name override.
         keepalive: HTTP/2 keepalive settings.
@@ -137,13 +138,14 @@ class _ClientBase:
             (grpcio's faster SingleThreadedUnaryStream mode).
         """
         configure_from_env()
+        warn_if_grpc_traces_headers()
         self._config: ClientConfig = resolve_client_config(
             api_key=api_key,
             base_url=base_url,
             secure=secure,
             timeout=None if timeout is NOT_GIVEN else timeout,
             timeout_given=timeout is not NOT_GIVEN,
-            max_retries=max_retries,
+            max_retries=None if max_retries is NOT_GIVEN else max_retries,
             compress=compress,
             app_name=app_name,
             retry=retry,
@@ -172,7 +174,7 @@ class _ClientBase:
 
     def _set_defaults(self, defaults: CallDefaults) -> None:
         self._defaults = defaults
-        self._static_metadata = (*self._config.identity_metadata(), *defaults.metadata)
+        self._static_metadata = self._config.identity_metadata() + defaults.metadata
         self._default_plan = plan_call(NO_OPTIONS, defaults, self._static_metadata)
 
     def _plan(self, call: Call[Any, Any]) -> CallPlan:

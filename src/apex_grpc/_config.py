@@ -41,6 +41,7 @@ _TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 _URI_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
 
 LoadBalancing = Literal["pick_first", "round_robin"]
+MetadataValue = str | bytes
 
 
 class Secret:
@@ -71,6 +72,21 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("Secret values cannot be pickled")
+
+
+class RedactedMetadata(tuple[tuple[str, "MetadataValue"], ...]):
+    """Request metadata whose repr hides the authorization value (grpc sends it as is)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = [(k, "***" if k == "authorization" else v) for k, v in self]
+        return f"RedactedMetadata({shown!r})"
+
+    __str__ = __repr__
+
+    def __add__(self, other: tuple[tuple[str, MetadataValue], ...]) -> RedactedMetadata:  # type: ignore[override]
+        return RedactedMetadata(tuple.__add__(self, other))
 
 
 @dataclass(frozen=True)
@@ -169,13 +185,15 @@ class ClientConfig:
     channel_options: tuple[tuple[str, str | int], ...] = ()
     single_threaded_streams: bool = True
 
-    def identity_metadata(self) -> tuple[tuple[str, MetadataValue], ...]:
+    def identity_metadata(self) -> RedactedMetadata:
         """Auth and client identification, sent on every call (as the official SDK does)."""
-        return (
-            ("authorization", f"Bearer {self.api_key.reveal()}"),
-            ("x-source", self.app_name),
-            ("x-client-id", CLIENT_ID),
-            ("x-client-version", __version__),
+        return RedactedMetadata(
+            (
+                ("authorization", f"Bearer {self.api_key.reveal()}"),
+                ("x-source", self.app_name),
+                ("x-client-id", CLIENT_ID),
+                ("x-client-version", __version__),
+            )
         )
 
     def grpc_options(self) -> list[tuple[str, str | int]]:
@@ -204,7 +222,7 @@ def resolve_client_config(
     secure: bool | None,
     timeout: float | None,
     timeout_given: bool,
-    max_retries: int,
+    max_retries: int | None,
     compress: bool,
     app_name: str | None,
     retry: RetryPolicy | None,
@@ -243,7 +261,8 @@ def resolve_client_config(
     if tls is not None and not use_tls:
         raise ConfigurationError("tls", "TLS settings were given but secure=False")
     policy = retry if retry is not None else RetryPolicy()
-    policy = policy.with_max_retries(check_max_retries(max_retries, "max_retries"))
+    if max_retries is not None:
+        policy = policy.with_max_retries(check_max_retries(max_retries, "max_retries"))
     message_bytes = max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
     if message_bytes <= 0:
         raise ValidationError("max_message_bytes", f"must be > 0, got {message_bytes}")
@@ -408,7 +427,6 @@ def check_max_retries(value: int, argument: str) -> int:
     return value
 
 
-MetadataValue = str | bytes
 MetadataArg = Mapping[str, MetadataValue] | Sequence[tuple[str, MetadataValue]] | None
 
 

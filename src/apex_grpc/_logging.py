@@ -32,6 +32,29 @@ def configure_from_env() -> None:
     logger.setLevel(level)
 
 
+_HEADER_TRACERS = frozenset({"all", "api", "http", "http2_stream_state", "channel"})
+_warned_about_tracing = False
+
+
+def warn_if_grpc_traces_headers() -> None:
+    """Warn once when GRPC_TRACE makes grpc core print request headers (the key among them).
+
+    grpc core's `api` and `http` tracers dump every metadata entry to stderr,
+    authorization included; nothing above the core can redact that.
+    """
+    global _warned_about_tracing
+    if _warned_about_tracing:
+        return
+    tracers = {t.strip().lower() for t in os.environ.get("GRPC_TRACE", "").split(",")}
+    if tracers & _HEADER_TRACERS:
+        _warned_about_tracing = True
+        logger.warning(
+            "GRPC_TRACE=%s makes grpc core print request headers to stderr, including the "
+            "API key in `authorization`; do not enable it with a production key",
+            os.environ["GRPC_TRACE"],
+        )
+
+
 def log_attempt(
     method: str,
     status: str,

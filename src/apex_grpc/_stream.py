@@ -34,15 +34,17 @@ class ChatCompletionStream:
         self._closed = False
         self._call = open_call(core.attempts.remaining())
         self._watchdog = watchdog if core.watched else None
-        if self._watchdog is not None:
-            deadline = core.stall_deadline()
-            if deadline is not None:
-                self._watchdog.watch(self, deadline)
+        self._watching = False
 
     def __iter__(self) -> Iterator[pb.ChatCompletionChunkResponse]:
         return self
 
     def __next__(self) -> pb.ChatCompletionChunkResponse:
+        watchdog = self._watchdog
+        if watchdog is not None:
+            self._core.waiting_since = time.monotonic()
+            if not self._watching:
+                self._watch()
         while True:
             if self._closed:
                 raise StopIteration
@@ -56,9 +58,9 @@ class ChatCompletionStream:
                 continue
             except ValueError as error:
                 raise self._closed_channel_error(error) from error
-            if self._watchdog is not None:
-                self._core.last_progress = time.monotonic()
             self._add(chunk)
+            if watchdog is not None:
+                self._core.waiting_since = None
             return chunk
 
     def _retry_or_raise(self, error: grpc.RpcError) -> None:
@@ -69,12 +71,21 @@ class ChatCompletionStream:
         self._core.reopened()
         self._call = self._open(self._core.attempts.remaining())
 
+    def _watch(self) -> None:
+        deadline = self._core.stall_deadline()
+        if deadline is not None and self._watchdog is not None:
+            self._watching = True
+            self._watchdog.watch(self, deadline)
+
     def _watchdog_check(self, now: float) -> float | None:
         core = self._core
         if core.finished or self._closed:
             return None
         deadline = core.stall_deadline()
-        if deadline is None or deadline > now:
+        if deadline is None:  # not waiting now: the next read registers again
+            self._watching = False
+            return None
+        if deadline > now:
             return deadline
         core.stalled = True
         self._call.cancel()

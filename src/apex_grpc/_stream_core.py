@@ -31,9 +31,9 @@ class StreamCore:
         "finished",
         "first_chunk_timeout",
         "idle_timeout",
-        "last_progress",
         "stalled",
         "started",
+        "waiting_since",
     )
 
     def __init__(
@@ -43,7 +43,8 @@ class StreamCore:
         self.attempts = attempts
         self.first_chunk_timeout = first_chunk_timeout
         self.idle_timeout = idle_timeout
-        self.started = self.last_progress = time.monotonic()
+        self.started = time.monotonic()
+        self.waiting_since: float | None = None
         self.finished = False
         self.stalled = False
 
@@ -53,13 +54,18 @@ class StreamCore:
         return self.first_chunk_timeout is not None or self.idle_timeout is not None
 
     def wait_limit(self) -> float | None:
-        """How long the next read may take before the stream counts as stalled."""
+        """How long the next read may take before the stream counts as stalled.
+
+        Limits count only time spent waiting for a chunk, never time the
+        consumer spends between reads.
+        """
         return self.idle_timeout if self.accumulator.chunk_count else self.first_chunk_timeout
 
     def stall_deadline(self) -> float | None:
-        """Monotonic time at which the current wait counts as stalled (None: never)."""
+        """Monotonic time at which the current wait counts as stalled (None: not waiting)."""
         limit = self.wait_limit()
-        return None if limit is None else self.last_progress + limit
+        since = self.waiting_since
+        return None if limit is None or since is None else since + limit
 
     def retry_delay(self, error: grpc.RpcError) -> float | None:
         """Seconds to wait before reopening, if this failure may be retried."""
@@ -73,7 +79,8 @@ class StreamCore:
 
     def reopened(self) -> None:
         """A new attempt started: its first-chunk wait starts now."""
-        self.last_progress = time.monotonic()
+        if self.waiting_since is not None:
+            self.waiting_since = time.monotonic()
 
     def fail(self, error: grpc.RpcError) -> NoReturn:
         """Raise the typed error for a failure that will not be retried."""

@@ -1,0 +1,222 @@
+"""A real ApexService on loopback that records what it saw and plays scripted failures.
+
+For tests that must see the wire from the server's side (metadata, deadlines,
+cancellations, attempt counts) or need exact control of status codes. Every
+one of the 16 RPCs is served (unary ones answer an empty response of the
+right type), so reachability tests cover the whole service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from apex_grpc import _methods
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
+
+@dataclass
+class Seen:
+    method: str
+    metadata: dict[str, str | bytes]
+    time_remaining: float | None
+    request: Any
+    at: float
+
+
+@dataclass
+class Failure:
+    code: grpc.StatusCode
+    details: str = "scripted failure"
+    trailing: tuple[tuple[str, str | bytes], ...] = ()
+
+
+@dataclass
+class StreamScript:
+    chunks: int = 5
+    delay: float = 0.0
+    first_delay: float = 0.0
+    fail_after: int | None = None
+    failure: Failure = field(default_factory=lambda: Failure(grpc.StatusCode.INTERNAL, "broke"))
+
+
+class ScriptedServer:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.failures: dict[str, deque[Failure]] = defaultdict(deque)
+        self.cancelled: list[str] = []
+        self.finished: list[tuple[str, str]] = []
+        self.stream = StreamScript()
+        self.unary_delay = 0.0
+        self.responders: dict[str, Callable[[Any], Any]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    # test API
+
+    def reset(self) -> None:
+        self.seen.clear()
+        self.failures.clear()
+        self.cancelled.clear()
+        self.finished.clear()
+        self.stream = StreamScript()
+        self.unary_delay = 0.0
+        self.responders.clear()
+
+    def fail(self, method: str, *failures: Failure) -> None:
+        self.failures[method].extend(failures)
+
+    def calls(self, method: str) -> list[Seen]:
+        return [s for s in self.seen if s.method == method]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return predicate()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # server
+
+    def start(self) -> ScriptedServer:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        handlers = {}
+        for method in _methods.ALL_METHODS:
+            if method.server_streaming:
+                handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                    self._stream_handler(method.name),
+                    request_deserializer=method.request_type.FromString,
+                    response_serializer=method.response_type.SerializeToString,
+                )
+            else:
+                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                    self._unary_handler(method),
+                    request_deserializer=method.request_type.FromString,
+                    # Dynamic dispatch, so a responder can send raw bytes.
+                    response_serializer=lambda message: message.SerializeToString(),
+                )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(_methods.SERVICE, handlers),)
+        )
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+
+    def _record(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        self.seen.append(
+            Seen(
+                name,
+                dict(context.invocation_metadata() or ()),
+                context.time_remaining(),
+                request,
+                time.monotonic(),
+            )
+        )
+
+    async def _maybe_fail(self, name: str, context: grpc.aio.ServicerContext) -> None:
+        queue = self.failures.get(name)
+        if queue:
+            failure = queue.popleft()
+            await context.send_initial_metadata((("x-request-id", f"req-{len(self.seen)}"),))
+            if failure.trailing:
+                context.set_trailing_metadata(failure.trailing)
+            await context.abort(failure.code, failure.details)
+
+    def _unary_handler(self, method: _methods.Method[Any, Any]) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            self._record(method.name, request, context)
+            await self._maybe_fail(method.name, context)
+            if self.unary_delay:
+                try:
+                    await asyncio.sleep(self.unary_delay)
+                except asyncio.CancelledError:
+                    # aio's context.cancelled() stays False in done callbacks; the
+                    # handler's CancelledError is how a server sees a cancellation.
+                    self.cancelled.append(method.name)
+                    raise
+            await context.send_initial_metadata((("x-request-id", f"req-{len(self.seen)}"),))
+            responder = self.responders.get(method.name)
+            if responder is not None:
+                return responder(request)
+            if method.name == "ChatCompletion":
+                text = request.messages[-1].content if request.messages else ""
+                return pb.ChatCompletionResponse(
+                    id="c1",
+                    choices=[
+                        pb.Choice(message=pb.ChatCompletionMessage(role="assistant", content=text))
+                    ],
+                )
+            return method.response_type()
+
+        return handle
+
+    def _stream_handler(self, name: str) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                async for chunk in produce(request, context):
+                    yield chunk
+            except asyncio.CancelledError:
+                self.cancelled.append(name)
+                raise
+
+        async def produce(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            self._record(name, request, context)
+            await self._maybe_fail(name, context)
+            script = self.stream
+            await context.send_initial_metadata((("x-request-id", f"req-{len(self.seen)}"),))
+            if script.first_delay:
+                await asyncio.sleep(script.first_delay)
+            for i in range(script.chunks):
+                if script.fail_after is not None and i == script.fail_after:
+                    await context.abort(script.failure.code, script.failure.details)
+                if script.delay and i:
+                    await asyncio.sleep(script.delay)
+                yield pb.ChatCompletionChunkResponse(
+                    id="s1",
+                    choices=[
+                        pb.ChunkChoice(
+                            delta=pb.ChoiceDelta(
+                                content=f"c{i} ", role="assistant" if i == 0 else ""
+                            ),
+                            finish_reason="stop" if i == script.chunks - 1 else "",
+                        )
+                    ],
+                )
+            self.finished.append((name, "OK"))
+
+        return handle

@@ -1,0 +1,221 @@
+"""Client configuration from arguments and environment (pure; no I/O)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import apex_grpc as mc
+from apex_grpc._config import (
+    Secret,
+    is_loopback_target,
+    normalize_target,
+    resolve_client_config,
+)
+
+pytestmark = pytest.mark.oldest
+
+BASE = {
+    "api_key": None,
+    "base_url": None,
+    "secure": None,
+    "timeout": None,
+    "timeout_given": False,
+    "max_retries": None,
+    "compress": False,
+    "app_name": None,
+    "retry": None,
+    "metadata": None,
+    "tls": None,
+    "keepalive": None,
+    "max_message_bytes": None,
+    "load_balancing": None,
+    "channel_options": None,
+    "allow_insecure_key": None,
+    "wait_for_ready": False,
+    "stream_first_chunk_timeout": None,
+    "stream_idle_timeout": None,
+    "single_threaded_streams": True,
+}
+
+
+def resolve(environ: dict[str, str] | None = None, **overrides: object) -> object:
+    return resolve_client_config(**{**BASE, **overrides}, environ=environ or {})  # type: ignore[arg-type]
+
+
+def test_key_from_argument_wins_over_environment() -> None:
+    config = resolve({"APEX_API_KEY": "env"}, api_key="arg")
+    assert config.api_key.reveal() == "arg"  # type: ignore[attr-defined]
+
+
+def test_key_from_apex_then_macrocosmos_env() -> None:
+    both = {"APEX_API_KEY": "apex", "MACROCOSMOS_API_KEY": "mc"}
+    assert resolve(both).api_key.reveal() == "apex"  # type: ignore[attr-defined]
+    assert resolve({"MACROCOSMOS_API_KEY": " mc "}).api_key.reveal() == "mc"  # type: ignore[attr-defined]
+
+
+def test_missing_key_is_a_clear_error_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APEX_API_KEY", raising=False)
+    monkeypatch.delenv("MACROCOSMOS_API_KEY", raising=False)
+    with pytest.raises(mc.MissingAPIKeyError) as caught:
+        mc.ApexClient()
+    assert "APEX_API_KEY" in str(caught.value)
+    assert "MACROCOSMOS_API_KEY" in str(caught.value)
+    assert caught.value.argument == "api_key"
+    with pytest.raises(mc.MissingAPIKeyError):
+        mc.AsyncApexClient(api_key="   ")
+
+
+def test_endpoint_defaults_to_the_public_apex_over_tls() -> None:
+    config = resolve(api_key="k")
+    assert config.target == "constellation.api.cloud.macrocosmos.ai:443"  # type: ignore[attr-defined]
+    assert config.secure is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("flag", "secure"),
+    [
+        ("", True),
+        ("true", True),
+        ("1", True),
+        ("YES", True),
+        ("on", True),
+        ("y", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("anything", False),
+    ],
+)
+def test_use_https_env_follows_the_official_words(flag: str, secure: bool) -> None:
+    env = {"MACROCOSMOS_BASE_URL": "127.0.0.1:5000", "MACROCOSMOS_USE_HTTPS": flag}
+    assert resolve(env, api_key="k").secure is secure  # type: ignore[attr-defined]
+
+
+def test_argument_secure_overrides_env() -> None:
+    env = {"MACROCOSMOS_USE_HTTPS": "false"}
+    assert resolve(env, api_key="k", base_url="localhost:1", secure=True).secure is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "secure", "target"),
+    [
+        ("example.com", True, "example.com:443"),
+        ("example.com:8443", True, "example.com:8443"),
+        ("https://example.com/", True, "example.com:443"),
+        ("http://127.0.0.1:50051", False, "127.0.0.1:50051"),
+        ("[::1]:50051", False, "[::1]:50051"),
+        ("::1", False, "[::1]:443"),
+        ("dns:///example.com:443", True, "dns:///example.com:443"),
+        ("ipv4:127.0.0.1:1,127.0.0.1:2", False, "ipv4:127.0.0.1:1,127.0.0.1:2"),
+        ("unix:/tmp/apex.sock", False, "unix:/tmp/apex.sock"),
+    ],
+)
+def test_targets(base_url: str, secure: bool, target: str) -> None:
+    assert normalize_target(base_url, secure=secure) == target
+
+
+@pytest.mark.parametrize("bad", ["host:port", "host:99999", "example.com/path", "[::1]x", ""])
+def test_bad_base_url_names_the_argument(bad: str) -> None:
+    with pytest.raises(mc.ValidationError) as caught:
+        normalize_target(bad, secure=True) if bad else resolve(api_key="k", base_url="   /")
+    assert caught.value.argument == "base_url"
+
+
+@pytest.mark.parametrize(
+    ("target", "loopback"),
+    [
+        ("127.0.0.1:1", True),
+        ("127.3.4.5:1", True),
+        ("localhost:1", True),
+        ("[::1]:1", True),
+        ("unix:/tmp/x", True),
+        ("ipv4:127.0.0.1:1,127.0.0.2:2", True),
+        ("ipv4:127.0.0.1:1,10.0.0.1:2", False),
+        ("dns:///localhost:50051", True),
+        ("dns://8.8.8.8/localhost:50051", True),
+        ("dns:///example.com:50051", False),
+        ("10.1.2.3:50051", False),
+        ("example.com:443", False),
+        ("xds:///svc", False),
+    ],
+)
+def test_loopback_detection(target: str, loopback: bool) -> None:
+    assert is_loopback_target(target) is loopback
+
+
+def test_plaintext_key_to_remote_host_is_refused_with_the_way_out() -> None:
+    with pytest.raises(mc.InsecureTransportError) as caught:
+        mc.ApexClient(api_key="sekrit", base_url="10.0.0.7:50051", secure=False)
+    message = str(caught.value)
+    assert "allow_insecure_key=True" in message
+    assert "APEX_GRPC_ALLOW_INSECURE_KEY" in message
+    assert "sekrit" not in message
+
+
+def test_plaintext_opt_in_and_loopback_are_allowed() -> None:
+    mc.ApexClient(api_key="k", base_url="10.0.0.7:50051", secure=False, allow_insecure_key=True)
+    env = {"APEX_GRPC_ALLOW_INSECURE_KEY": "1"}
+    assert resolve(env, api_key="k", base_url="10.0.0.7:1", secure=False).secure is False  # type: ignore[attr-defined]
+    mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False).close()
+
+
+def test_secret_never_shows_itself() -> None:
+    secret = Secret("sk-live-123")
+    for rendered in (repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret}"):
+        assert "sk-live-123" not in rendered
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def test_client_repr_hides_the_key() -> None:
+    with mc.ApexClient(api_key="sk-live-123", base_url="127.0.0.1:1", secure=False) as client:
+        assert "sk-live-123" not in repr(client)
+        assert "sk-live-123" not in str(vars(client))
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "10", True])
+def test_bad_timeouts_are_validation_errors(timeout: object) -> None:
+    with pytest.raises(mc.ValidationError) as caught:
+        mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, timeout=timeout)  # type: ignore[arg-type]
+    assert caught.value.argument == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"metadata": {"Upper": "x"}}, "metadata['Upper']"),
+        ({"metadata": {"authorization": "Bearer x"}}, "metadata['authorization']"),
+        ({"metadata": {"x-bin": "text"}}, "metadata['x-bin']"),
+        ({"load_balancing": "random"}, "load_balancing"),
+        ({"max_message_bytes": -5}, "max_message_bytes"),
+        ({"app_name": ""}, "app_name"),
+        ({"secure": "yes"}, "secure"),
+    ],
+)
+def test_bad_constructor_arguments_name_themselves(
+    kwargs: dict[str, object], argument: str
+) -> None:
+    arguments = {"api_key": "k", "base_url": "127.0.0.1:1", "secure": False, **kwargs}
+    with pytest.raises(mc.ValidationError) as caught:
+        mc.ApexClient(**arguments)  # type: ignore[arg-type]
+    assert caught.value.argument == argument
+
+
+def test_tls_settings_with_plaintext_are_contradictory() -> None:
+    with pytest.raises(mc.ConfigurationError):
+        mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, tls=mc.TLSConfig())
+
+
+def test_aio_interceptors_are_refused_by_the_sync_client() -> None:
+    import grpc.aio
+
+    class Nop(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+            return await continuation(details, request)
+
+    with pytest.raises(mc.ValidationError):
+        mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, interceptors=[Nop()])

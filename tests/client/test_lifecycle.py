@@ -1,0 +1,223 @@
+"""Channel lifetime: one channel per client, event-loop changes, fork, threads, interceptors,
+and the logger (which never prints the key)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+import apex_grpc as mc
+
+from ._scripted_server import ScriptedServer
+from .conftest import KEY
+
+pytestmark = pytest.mark.oldest
+USER = [{"role": "user", "content": "hello"}]
+
+
+def test_one_channel_for_all_calls(client: mc.ApexClient) -> None:
+    channel = client.channel
+    for _ in range(3):
+        client.chat.completions.create(messages=USER)
+        client.chat.completions.create(messages=USER, stream=True).until_done()
+    assert client.channel is channel
+
+
+def test_thread_safe_under_concurrent_use(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    def work(i: int) -> str:
+        text = client.chat.completions.create(messages=[{"role": "user", "content": f"m{i}"}])
+        streamed = client.chat.completions.create(messages=USER, stream=True).text()
+        return text.choices[0].message.content + "|" + streamed
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(64)))
+    assert results == [f"m{i}|c0 c1 c2 c3 c4 " for i in range(64)]
+
+
+def test_async_client_survives_a_change_of_event_loop(scripted: ScriptedServer) -> None:
+    client = mc.AsyncApexClient(api_key=KEY, base_url=scripted.target, secure=False)
+
+    async def call() -> tuple[str, object]:
+        response = await client.chat.completions.create(messages=USER)
+        return response.choices[0].message.content, client.channel()
+
+    first, channel_a = asyncio.run(call())
+    second, channel_b = asyncio.run(call())
+    assert first == second == "hello"
+    assert channel_a is not channel_b  # a channel belongs to the loop that made it
+    asyncio.run(client.close())
+
+
+def test_async_client_used_from_two_loops_at_once(scripted: ScriptedServer) -> None:
+    client = mc.AsyncApexClient(api_key=KEY, base_url=scripted.target, secure=False)
+
+    def in_thread() -> list[str]:
+        async def run() -> list[str]:
+            out = []
+            for _ in range(20):
+                response = await client.chat.completions.create(messages=USER)
+                out.append(response.choices[0].message.content)
+            return out
+
+        return asyncio.run(run())
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: in_thread(), range(2)))
+    assert results == [["hello"] * 20] * 2
+
+
+async def test_async_client_built_outside_the_loop(scripted: ScriptedServer) -> None:
+    client = await asyncio.to_thread(
+        mc.AsyncApexClient, api_key=KEY, base_url=scripted.target, secure=False
+    )
+    response = await client.chat.completions.create(messages=USER)
+    assert response.choices[0].message.content == "hello"
+    await client.aclose()
+
+
+def _child_call(client: mc.ApexClient, queue: Any) -> None:
+    try:
+        response = client.chat.completions.create(messages=USER, timeout=10)
+        queue.put(("ok", response.choices[0].message.content, os.getpid()))
+    except BaseException as error:  # report anything to the parent
+        queue.put(("error", repr(error), os.getpid()))
+
+
+def test_sync_client_works_in_a_forked_child(client: mc.ApexClient) -> None:
+    client.chat.completions.create(messages=USER)  # the parent's channel is live
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_call, args=(client, queue))
+    child.start()
+    outcome = queue.get(timeout=30)
+    child.join(30)
+    assert outcome[0] == "ok", outcome
+    assert outcome[1] == "hello" and outcome[2] != os.getpid()
+    assert client.chat.completions.create(messages=USER).choices[0].message.content == "hello"
+
+
+class _AddHeader(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def _with(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), ("x-intercepted", "sync")]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with(details), request)
+
+
+class _Details:
+    def __init__(self, d: Any, metadata: Any) -> None:
+        self.method, self.timeout, self.credentials = d.method, d.timeout, d.credentials
+        self.wait_for_ready, self.metadata = d.wait_for_ready, metadata
+
+
+class _AioAddHeader(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), ("x-intercepted", "aio"))
+        return await continuation(_Details(details, metadata), request)
+
+
+def test_sync_interceptors_see_every_call(scripted: ScriptedServer) -> None:
+    with mc.ApexClient(
+        api_key=KEY, base_url=scripted.target, secure=False, interceptors=[_AddHeader()]
+    ) as c:
+        c.chat.completions.create(messages=USER)
+        c.chat.completions.create(messages=USER, stream=True).until_done()
+    assert [s.metadata.get("x-intercepted") for s in scripted.seen] == ["sync", "sync"]
+
+
+async def test_aio_interceptors_see_every_call(scripted: ScriptedServer) -> None:
+    async with mc.AsyncApexClient(
+        api_key=KEY, base_url=scripted.target, secure=False, interceptors=[_AioAddHeader()]
+    ) as c:
+        await c.chats.list_sessions()
+    assert scripted.seen[0].metadata.get("x-intercepted") == "aio"
+
+
+def test_debug_log_line_per_attempt_without_the_key(
+    client: mc.ApexClient, scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ._scripted_server import Failure
+
+    scripted.fail("ChatCompletion", Failure(grpc.StatusCode.UNAVAILABLE, f"echo {KEY[:4]}"))
+    with caplog.at_level(logging.DEBUG, logger="apex_grpc"):
+        client.chat.completions.create(messages=USER)
+        client.chat.completions.create(messages=USER, stream=True).until_done()
+    lines = [r.getMessage() for r in caplog.records if r.name == "apex_grpc"]
+    assert len(lines) == 3, lines
+    assert "status=UNAVAILABLE" in lines[0] and "attempt=1" in lines[0]
+    assert "status=OK" in lines[1] and "attempt=2" in lines[1] and "request_id=req-2" in lines[1]
+    assert "ChatCompletionStream" in lines[2] and "chunks=5" in lines[2]
+    assert all("duration_ms=" in line for line in lines)
+    assert not any(KEY in line for line in caplog.text.splitlines())
+
+
+def test_env_switches_the_logger_on(scripted: ScriptedServer, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import apex_grpc as mc;"
+        f"c = mc.ApexClient(api_key={KEY!r}, base_url={scripted.target!r}, secure=False);"
+        "c.chats.list_sessions()"
+    )
+    env = {**os.environ, "APEX_GRPC_LOG": "debug", "GRPC_VERBOSITY": "debug"}
+    env.pop("GRPC_TRACE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rpc /apex.v1.ApexService/GetChatSessions status=OK" in out.stderr
+    assert KEY not in out.stderr and KEY not in out.stdout
+
+    # grpc core's own header tracers print every header; the client says so once.
+    traced = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "GRPC_TRACE": "api"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert traced.returncode == 0
+    assert traced.stderr.count("makes grpc core print request headers") == 1
+
+
+def test_wait_until_ready(client: mc.ApexClient) -> None:
+    client.wait_until_ready(timeout=5)
+    dead = mc.ApexClient(api_key=KEY, base_url="127.0.0.1:9", secure=False)
+    with pytest.raises(mc.UnavailableError):
+        dead.wait_until_ready(timeout=0.3)
+    dead.close()
+
+
+def test_unreachable_server_is_unavailable_not_a_hang() -> None:
+    policy = mc.RetryPolicy(initial_backoff=0.01, max_backoff=0.02)
+    with mc.ApexClient(api_key=KEY, base_url="127.0.0.1:9", secure=False, retry=policy) as c:
+        with pytest.raises(mc.UnavailableError) as caught:
+            c.chat.completions.create(messages=USER, timeout=5)
+        assert caught.value.attempts == 3
+        with pytest.raises(mc.UnavailableError):
+            c.chat.completions.create(messages=USER, stream=True, timeout=5).until_done()
+
+
+def test_close_from_another_thread_during_a_stream(scripted: ScriptedServer) -> None:
+    scripted.stream.chunks = 100
+    scripted.stream.delay = 0.02
+    client = mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False)
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    next(stream)
+    threading.Timer(0.1, client.close).start()
+    with pytest.raises(mc.ApexError):
+        stream.until_done()

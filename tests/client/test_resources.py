@@ -1,0 +1,147 @@
+"""Every RPC of the service is reachable through the resources, on both clients."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import apex_grpc as mc
+from apex_grpc import _methods
+
+from ._scripted_server import ScriptedServer
+
+pytestmark = pytest.mark.oldest
+USER = [{"role": "user", "content": "hello"}]
+
+# RPC name -> how a user reaches it through a client's resources.
+REACH: dict[str, Callable[[Any], Any]] = {
+    "ChatCompletion": lambda c: c.chat.completions.create(messages=USER),
+    "ChatCompletionStream": lambda c: c.chat.completions.create(messages=USER, stream=True),
+    "WebRetrieval": lambda c: c.web_search.search(search_query="q"),
+    "SubmitDeepResearcherJob": lambda c: c.deep_research.submit(USER),
+    "GetDeepResearcherJob": lambda c: c.deep_research.get("job-1"),
+    "GetChatSessions": lambda c: c.chats.list_sessions(),
+    "GetStoredChatCompletions": lambda c: c.chats.list_completions("chat-1"),
+    "GetChatCompletion": lambda c: c.chats.get_completion("cmpl-1"),
+    "UpdateChatAttributes": lambda c: c.chats.update("chat-1", {"title": "t"}),
+    "DeleteChats": lambda c: c.chats.delete(["chat-1"]),
+    "CreateChatAndCompletion": lambda c: c.chats.create("prompt"),
+    "CreateCompletion": lambda c: c.chats.create_completion("chat-1", "prompt"),
+    "DeleteCompletions": lambda c: c.chats.delete_completions("cmpl-1"),
+    "SearchChatIdsByPromptAndCompletionText": lambda c: c.chats.search("term"),
+    "UpdateCompletionAttributes": lambda c: c.chats.update_completion(
+        "cmpl-1", completion_text="x"
+    ),
+    "GetCompletionsWithDeepResearcherEntry": lambda c: c.chats.list_deep_research_completions(),
+}
+
+
+def test_the_table_covers_the_whole_service() -> None:
+    assert set(REACH) == {m.name for m in _methods.ALL_METHODS}
+    from apex_grpc_proto.apex.v1 import apex_pb2
+
+    service = apex_pb2.DESCRIPTOR.services_by_name["ApexService"]
+    assert {m.name for m in service.methods} == set(REACH)
+    for method in _methods.ALL_METHODS:
+        descriptor = service.methods_by_name[method.name]
+        assert descriptor.input_type.full_name == method.request_type.DESCRIPTOR.full_name
+        assert descriptor.output_type.full_name == method.response_type.DESCRIPTOR.full_name
+        assert descriptor.server_streaming == method.server_streaming
+
+
+@pytest.mark.parametrize("rpc", sorted(REACH))
+def test_sync_client_reaches(client: mc.ApexClient, scripted: ScriptedServer, rpc: str) -> None:
+    result = REACH[rpc](client)
+    if isinstance(result, mc.ChatCompletionStream):
+        result.until_done()
+    assert [s.method for s in scripted.seen] == [rpc]
+
+
+@pytest.mark.parametrize("rpc", sorted(REACH))
+async def test_async_client_reaches(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer, rpc: str
+) -> None:
+    result = await REACH[rpc](aclient)
+    if isinstance(result, mc.AsyncChatCompletionStream):
+        await result.until_done()
+    assert [s.method for s in scripted.seen] == [rpc]
+
+
+def test_official_sdk_names_are_aliases(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    client.deep_research.create_job(messages=USER)
+    client.deep_research.get_job_results("job-1")
+    client.completions.create(messages=USER)
+    client.web_search.search(search_query="q", max_results_per_miner=4)
+    assert [s.method for s in scripted.seen] == [
+        "SubmitDeepResearcherJob",
+        "GetDeepResearcherJob",
+        "ChatCompletion",
+        "WebRetrieval",
+    ]
+    assert scripted.seen[-1].request.n_results == 4
+
+
+def test_methods_keep_their_signatures_and_docs() -> None:
+    search = mc.ApexClient.__dict__  # resources are attributes of instances; check the classes
+    from apex_grpc._resources import AsyncChats, Chats, WebSearch
+
+    assert "search_query" in inspect.signature(WebSearch.search).parameters
+    assert WebSearch.search.__doc__ and "max_response_time" in WebSearch.search.__doc__
+    assert inspect.signature(Chats.create) == inspect.signature(AsyncChats.create)
+    assert search is not None
+
+
+def test_deep_research_wait_and_stream(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    import json
+
+    states = iter(
+        [
+            mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
+            mc.GetDeepResearcherJobResponse(
+                job_id="j",
+                status="running",
+                result=[
+                    mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}]))
+                ],
+            ),
+            mc.GetDeepResearcherJobResponse(
+                job_id="j",
+                status="completed",
+                result=[
+                    mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}])),
+                    mc.DeepResearcherResultChunk(seq_id=2, chunk=json.dumps([{"content": "b"}])),
+                ],
+            ),
+        ]
+    )
+    scripted.responders["GetDeepResearcherJob"] = lambda request: next(states)
+    fast = mc.PollPolicy(initial=0.01, maximum=0.02)
+    texts = [mc.chunk_text(c) for c in client.deep_research.stream("j", poll=fast)]
+    assert texts == ["a", "b"]
+
+    scripted.responders["GetDeepResearcherJob"] = lambda request: mc.GetDeepResearcherJobResponse(
+        job_id="j", status="failed", error="no miners answered"
+    )
+    with pytest.raises(mc.DeepResearchJobError, match="no miners answered"):
+        client.deep_research.wait("j", poll=fast)
+
+    scripted.responders["GetDeepResearcherJob"] = lambda request: mc.GetDeepResearcherJobResponse(
+        job_id="j", status="running"
+    )
+    with pytest.raises(mc.DeepResearchTimeoutError):
+        client.deep_research.wait("j", timeout=0.1, poll=fast)
+
+
+async def test_async_deep_research_wait(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    scripted.responders["GetDeepResearcherJob"] = lambda request: mc.GetDeepResearcherJobResponse(
+        job_id=request.job_id, status="completed"
+    )
+    final = await aclient.deep_research.wait("j9", poll=mc.PollPolicy(initial=0.01, maximum=0.01))
+    assert final.job_id == "j9"
+    chunks = [c async for c in aclient.deep_research.stream("j9")]
+    assert chunks == []

@@ -1,0 +1,261 @@
+"""Streaming: chunks in order, helpers, retries only before the first chunk, and every way
+of abandoning a stream cancels the RPC on the server."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import grpc
+import pytest
+
+import apex_grpc as mc
+
+from ._scripted_server import Failure, ScriptedServer
+from .conftest import KEY
+
+pytestmark = pytest.mark.oldest
+USER = [{"role": "user", "content": "hello"}]
+EXPECTED = "c0 c1 c2 c3 c4 "
+
+
+def cancelled(scripted: ScriptedServer) -> bool:
+    return scripted.wait_for(lambda: "ChatCompletionStream" in scripted.cancelled)
+
+
+def test_chunks_arrive_in_order(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    assert isinstance(stream, mc.ChatCompletionStream)
+    assert [c.choices[0].delta.content for c in stream] == [f"c{i} " for i in range(5)]
+    final = stream.get_final_response()
+    assert final.choices[0].message.content == EXPECTED
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.role == "assistant"
+    assert scripted.calls("ChatCompletionStream")[0].request.stream is True
+    assert stream.trailing_metadata() == () or isinstance(stream.trailing_metadata(), tuple)
+
+
+def test_helpers_continue_from_where_iteration_stopped(client: mc.ApexClient) -> None:
+    with client.chat.completions.create(messages=USER, stream=True) as stream:
+        first = next(stream)
+        assert first.choices[0].delta.content == "c0 "
+        assert stream.text() == EXPECTED
+        assert stream.chunk_count == 5
+        assert stream.request_id == "req-1"
+
+
+async def test_async_chunks_and_helpers(aclient: mc.AsyncApexClient) -> None:
+    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    assert isinstance(stream, mc.AsyncChatCompletionStream)
+    contents = [c.choices[0].delta.content async for c in stream]
+    assert "".join(contents) == EXPECTED
+    final = await stream.get_final_response()
+    assert final.choices[0].message.content == EXPECTED
+    again = await aclient.chat.completions.create(messages=USER, stream=True)
+    assert await again.text() == EXPECTED
+    assert await again.request_id() == "req-2"
+
+
+def test_stream_retried_before_first_chunk(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    scripted.fail("ChatCompletionStream", Failure(grpc.StatusCode.UNAVAILABLE))
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    assert stream.text() == EXPECTED
+    assert len(scripted.calls("ChatCompletionStream")) == 2
+
+
+async def test_async_stream_retried_before_first_chunk(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    scripted.fail("ChatCompletionStream", *[Failure(grpc.StatusCode.UNAVAILABLE)] * 2)
+    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    assert await stream.text() == EXPECTED
+    assert len(scripted.calls("ChatCompletionStream")) == 3
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL])
+def test_stream_failing_after_first_chunk_is_not_retried(
+    client: mc.ApexClient, scripted: ScriptedServer, code: grpc.StatusCode
+) -> None:
+    scripted.stream.fail_after = 2
+    scripted.stream.failure = Failure(code, "lost the miner")
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    got = []
+    with pytest.raises(mc.APIError) as caught:
+        for chunk in stream:
+            got.append(chunk.choices[0].delta.content)
+    assert got == ["c0 ", "c1 "]  # nothing duplicated, nothing lost before the failure
+    assert caught.value.code is code and caught.value.details == "lost the miner"
+    assert len(scripted.calls("ChatCompletionStream")) == 1
+
+
+async def test_async_stream_failing_after_first_chunk_is_not_retried(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    scripted.stream.fail_after = 1
+    scripted.stream.failure = Failure(grpc.StatusCode.UNAVAILABLE, "gone")
+    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    got = []
+    with pytest.raises(mc.UnavailableError):
+        async for chunk in stream:
+            got.append(chunk.choices[0].delta.content)
+    assert got == ["c0 "]
+    assert len(scripted.calls("ChatCompletionStream")) == 1
+
+
+def slow(scripted: ScriptedServer) -> None:
+    scripted.stream.chunks = 50
+    scripted.stream.delay = 0.05
+
+
+def test_break_cancels_the_rpc(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    slow(scripted)
+    for chunk in client.chat.completions.create(messages=USER, stream=True):
+        assert chunk.choices[0].delta.content == "c0 "
+        break
+    assert cancelled(scripted)
+
+
+def test_close_cancels_the_rpc(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    slow(scripted)
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    next(stream)
+    stream.close()
+    assert cancelled(scripted)
+    assert list(stream) == []
+
+
+def test_leaving_with_cancels_the_rpc(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    slow(scripted)
+    with client.chat.completions.create(messages=USER, stream=True) as stream:
+        next(stream)
+    assert cancelled(scripted)
+
+
+def test_garbage_collection_cancels_the_rpc(
+    client: mc.ApexClient, scripted: ScriptedServer
+) -> None:
+    slow(scripted)
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    next(stream)
+    del stream
+    gc.collect()
+    assert cancelled(scripted)
+
+
+def test_finished_stream_is_not_cancelled(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    stream = client.chat.completions.create(messages=USER, stream=True)
+    stream.until_done()
+    stream.close()
+    del stream
+    time.sleep(0.1)
+    assert scripted.cancelled == []
+    assert scripted.finished == [("ChatCompletionStream", "OK")]
+
+
+async def test_async_break_and_gc_cancel_the_rpc(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    slow(scripted)
+    async for _chunk in await aclient.chat.completions.create(messages=USER, stream=True):
+        break
+    gc.collect()
+    await asyncio.sleep(0)
+    assert await asyncio.to_thread(cancelled, scripted)
+
+
+async def test_async_close_cancels_the_rpc(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    slow(scripted)
+    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    await stream.__anext__()
+    await stream.close()
+    assert await asyncio.to_thread(cancelled, scripted)
+
+
+async def test_async_with_exit_cancels_the_rpc(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    slow(scripted)
+    async with await aclient.chat.completions.create(messages=USER, stream=True) as stream:
+        await stream.__anext__()
+    assert await asyncio.to_thread(cancelled, scripted)
+
+
+async def test_cancelling_the_consuming_task_cancels_the_rpc(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    slow(scripted)
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in await aclient.chat.completions.create(messages=USER, stream=True):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(cancelled, scripted)
+
+
+def test_first_chunk_timeout(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    scripted.stream.first_delay = 2.0
+    started = time.monotonic()
+    stream = client.chat.completions.create(messages=USER, stream=True, first_chunk_timeout=0.2)
+    with pytest.raises(mc.StreamTimeoutError, match="first-chunk timeout"):
+        next(stream)
+    assert time.monotonic() - started < 1.5
+    assert cancelled(scripted)
+
+
+def test_idle_timeout(scripted: ScriptedServer) -> None:
+    scripted.stream.chunks = 4
+    scripted.stream.delay = 1.0
+    with mc.ApexClient(
+        api_key=KEY, base_url=scripted.target, secure=False, stream_idle_timeout=0.2
+    ) as c:
+        stream = c.chat.completions.create(messages=USER, stream=True)
+        assert next(stream).choices[0].delta.content == "c0 "
+        with pytest.raises(mc.StreamTimeoutError, match="idle timeout"):
+            next(stream)
+    assert cancelled(scripted)
+
+
+def test_idle_timeout_does_not_fire_on_a_steady_stream(
+    client: mc.ApexClient, scripted: ScriptedServer
+) -> None:
+    scripted.stream.chunks = 6
+    scripted.stream.delay = 0.05
+    stream = client.chat.completions.create(messages=USER, stream=True, idle_timeout=0.5)
+    assert stream.chunk_count == 0
+    assert len(stream.text()) > 0
+
+
+async def test_async_first_chunk_and_idle_timeouts(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    scripted.stream.first_delay = 2.0
+    stream = await aclient.chat.completions.create(
+        messages=USER, stream=True, first_chunk_timeout=0.2
+    )
+    with pytest.raises(mc.StreamTimeoutError):
+        await stream.__anext__()
+    scripted.reset()
+    scripted.stream.chunks = 3
+    scripted.stream.delay = 1.0
+    stream = await aclient.chat.completions.create(messages=USER, stream=True, idle_timeout=0.2)
+    await stream.__anext__()
+    with pytest.raises(mc.StreamTimeoutError, match="idle"):
+        await stream.__anext__()
+    assert await asyncio.to_thread(cancelled, scripted)
+
+
+def test_overall_deadline_bounds_a_stream(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+    slow(scripted)
+    stream = client.chat.completions.create(messages=USER, stream=True, timeout=0.3)
+    with pytest.raises(mc.DeadlineExceededError):
+        stream.until_done()
+    assert 0 < stream.chunk_count < 50
