@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from apex_grpc.server._config import ServerConfig
-from apex_grpc.server._engines._base import ChatEngine, ChatRequest, Delta, Finish, Message, Usage
+from apex_grpc.server._engines._base import (
+    ChatEngine,
+    ChatRequest,
+    Delta,
+    EngineUnavailable,
+    Finish,
+    Message,
+    Usage,
+)
 from apex_grpc.server._engines._echo import EchoEngine
 
 
@@ -11,8 +19,14 @@ def create_engine(config: ServerConfig) -> ChatEngine:
     """The engine ``config.engine`` names (not started; call ``start()``)."""
     if config.engine == "echo":
         return EchoEngine(config.echo_chunks, config.echo_chunk_size, config.echo_delay_s)
-    if config.engine in ("local", "openai"):
-        raise ValueError(f"engine: {config.engine!r} lands in milestone 3; use --engine echo")
+    if config.engine == "local":
+        from apex_grpc.server._engines._llama import LlamaEngine
+
+        return LlamaEngine.from_config(config)
+    if config.engine == "openai":
+        from apex_grpc.server._engines._openai import OpenAIEngine
+
+        return OpenAIEngine.from_config(config)
     raise ValueError(f"engine: unknown engine {config.engine!r}")
 
 
@@ -21,6 +35,7 @@ __all__ = [
     "ChatRequest",
     "Delta",
     "EchoEngine",
+    "EngineUnavailable",
     "Finish",
     "Message",
     "Usage",

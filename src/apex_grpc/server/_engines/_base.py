@@ -71,6 +71,10 @@ class Delta:
     finish: Finish | None = None
 
 
+class EngineUnavailable(RuntimeError):
+    """An engine cannot start here; the message says how to fix it."""
+
+
 class ChatEngine(abc.ABC):
     """A source of chat completions.
 
