@@ -9,13 +9,14 @@ response = client.chat.completions.create(
 print(response.choices[0].message.content)
 """
 
-from apex_grpc._async_stream import AsyncChatCompletionStream
+from typing import TYPE_CHECKING, Any
+
 from apex_grpc._chat_params import (
     ChatCompletionParams,
     MessageParam,
     SamplingParams,
 )
-from apex_grpc._client import NOT_GIVEN, ApexClient, AsyncApexClient, ClientOptions
+from apex_grpc._client import NOT_GIVEN, ApexClient, ClientOptions
 from apex_grpc._config import KeepAliveConfig, TLSConfig
 from apex_grpc._errors import (
     AbortedError,
@@ -52,6 +53,32 @@ from apex_grpc._stream import ChatCompletionStream
 from apex_grpc._types import *  # noqa: F403  (the message classes, listed in _types.__all__)
 from apex_grpc._types import __all__ as _message_names
 from apex_grpc._version import __version__
+
+if TYPE_CHECKING:
+    from apex_grpc._async_client import AsyncApexClient
+    from apex_grpc._async_stream import AsyncChatCompletionStream
+
+# The aio client loads on first use, so sync-only programs never import it.
+_LAZY = {
+    "AsyncApexClient": "apex_grpc._async_client",
+    "AsyncChatCompletionStream": "apex_grpc._async_stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'apex_grpc' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "NOT_GIVEN",

@@ -141,37 +141,46 @@ def prepare_chat(
     own, options = split_options(params, CHAT_FIELDS)
     if "messages" not in own:
         raise ValidationError("messages", "is required")
-    fields: dict[str, object] = dict(fixed or {})
-    fields.update({k: v for k, v in own.items() if v is not None})
     request = pb.ChatCompletionRequest(
         messages=build_messages(own["messages"]),
         sampling_parameters=build_sampling(own.get("sampling_parameters"), sampling_defaults),
         seed=_seed(own.get("seed")),
         stream=stream,
     )
-    for name in ("model", "task", "inference_mode"):
-        if name in fields:
-            setattr(request, name, text(fields[name], name))
-    for name in ("test_time_inference", "mixture", "json_format"):
-        if name in fields:
-            setattr(request, name, flag(fields[name], name))
-    if "uids" in fields:
-        request.uids.extend(uids(fields["uids"]))
+    extras = {k: v for k, v in own.items() if v is not None and k in _PASSTHROUGH}
+    if fixed:
+        extras = {**fixed, **extras}
+    for name, value in extras.items():
+        if name == "uids":
+            request.uids.extend(uids(value))
+        elif name in _FLAGS:
+            setattr(request, name, flag(value, name))
+        else:
+            setattr(request, name, text(value, name))
     budget = options.timeout if options.timeout_given else client_timeout
     if budget is not None:
         request.timeout = max(1, math.ceil(budget))
-    given = frozenset(k for k in ("first_chunk_timeout", "idle_timeout") if k in own)
-    timeouts = StreamTimeouts(
-        first_chunk=check_timeout(own.get("first_chunk_timeout"), "first_chunk_timeout"),  # type: ignore[arg-type]
-        idle=check_timeout(own.get("idle_timeout"), "idle_timeout"),  # type: ignore[arg-type]
-        given=given,
-    )
+    timeouts = _NO_STREAM_TIMEOUTS
+    if "first_chunk_timeout" in own or "idle_timeout" in own:
+        timeouts = StreamTimeouts(
+            first_chunk=check_timeout(own.get("first_chunk_timeout"), "first_chunk_timeout"),  # type: ignore[arg-type]
+            idle=check_timeout(own.get("idle_timeout"), "idle_timeout"),  # type: ignore[arg-type]
+            given=frozenset(k for k in ("first_chunk_timeout", "idle_timeout") if k in own),
+        )
     return PreparedChat(request, options, timeouts)
+
+
+_FLAGS = frozenset({"test_time_inference", "mixture", "json_format"})
+_PASSTHROUGH = _FLAGS | {"model", "task", "inference_mode", "uids"}
+_NO_STREAM_TIMEOUTS = StreamTimeouts()
+_sampling_cache: dict[tuple[tuple[str, object], ...], pb.SamplingParameters] = {}
 
 
 def build_messages(messages: object) -> list[pb.ChatMessage]:
     """Validate the conversation and convert it to ChatMessage objects."""
-    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
+    if type(messages) is not list and (
+        isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence)
+    ):
         raise ValidationError(
             "messages", f"must be a list of messages, got {type(messages).__name__}"
         )
@@ -180,7 +189,11 @@ def build_messages(messages: object) -> list[pb.ChatMessage]:
     result = []
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
-        if isinstance(message, pb.ChatMessage):
+        if type(message) is dict and len(message) == 2 and "role" in message:
+            role, content = message["role"], message.get("content")  # the common case, fast
+            if "content" not in message:
+                raise ValidationError(where, "missing 'content'")
+        elif isinstance(message, pb.ChatMessage):
             role, content = message.role, message.content
         elif isinstance(message, Mapping):
             extra = set(message) - {"role", "content"}
@@ -209,8 +222,14 @@ def build_messages(messages: object) -> list[pb.ChatMessage]:
 def build_sampling(value: object, defaults: SamplingParams) -> pb.SamplingParameters:
     """Sampling parameters from None (defaults), a dict (merged over defaults) or a message."""
     if value is None:
-        merged: Mapping[str, object] = defaults
-    elif isinstance(value, pb.SamplingParameters):
+        key = tuple(defaults.items())
+        cached = _sampling_cache.get(key)
+        if cached is None:
+            # Built and validated once; protobuf copies it into each request.
+            cached = _sampling_cache[key] = build_sampling(dict(defaults), {})
+        return cached
+    merged: Mapping[str, object]
+    if isinstance(value, pb.SamplingParameters):
         merged = {
             "temperature": value.temperature,
             "top_p": value.top_p,

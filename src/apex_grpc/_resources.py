@@ -1,5 +1,5 @@
-"""The resources of both clients: ``chat.completions``, ``web_search``,
-``deep_research`` and ``chats``.
+"""The resources of the sync client: ``chat.completions``, ``web_search``,
+``deep_research`` and ``chats`` (the async twins are in `_async_resources`).
 
 Unary methods are made from the pure operations in `_operations` by
 `sync_unary` / `async_unary`, which keep each operation's signature and
@@ -10,16 +10,14 @@ deep-research pollers are spelled out per client; they differ by ``await``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, Unpack, overload
 
 from google.protobuf.message import Message
 
 from apex_grpc import _operations as ops
-from apex_grpc._async_stream import AsyncChatCompletionStream
 from apex_grpc._call import Call
 from apex_grpc._chat_params import ChatCompletionParams
 from apex_grpc._research import DEFAULT_POLL, JobWatch, PollPolicy
@@ -27,7 +25,7 @@ from apex_grpc._stream import ChatCompletionStream
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 if TYPE_CHECKING:
-    from apex_grpc._client import ApexClient, AsyncApexClient
+    from apex_grpc._client import ApexClient
 
 P = ParamSpec("P")
 R = TypeVar("R", bound=Message)
@@ -40,29 +38,11 @@ class SyncResource:
         self._client = client
 
 
-class AsyncResource:
-    """Base of the async resources: holds the client."""
-
-    def __init__(self, client: AsyncApexClient) -> None:
-        self._client = client
-
-
 def sync_unary(op: Callable[P, Call[Any, R]]) -> Callable[Concatenate[SyncResource, P], R]:
     """A sync resource method running the call `op` builds."""
 
     def method(self: SyncResource, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._client._run_unary(op(*args, **kwargs))
-
-    return functools.wraps(op)(method)
-
-
-def async_unary(
-    op: Callable[P, Call[Any, R]],
-) -> Callable[Concatenate[AsyncResource, P], Coroutine[Any, Any, R]]:
-    """An async resource method running the call `op` builds."""
-
-    async def method(self: AsyncResource, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return await self._client._run_unary(op(*args, **kwargs))
 
     return functools.wraps(op)(method)
 
@@ -98,45 +78,12 @@ class Completions(SyncResource):
         return self._client._create_chat(stream, params)
 
 
-class AsyncCompletions(AsyncResource):
-    """``client.chat.completions`` of the async client."""
-
-    @overload
-    async def create(
-        self, *, stream: Literal[False] = False, **params: Unpack[ChatCompletionParams]
-    ) -> pb.ChatCompletionResponse: ...
-    @overload
-    async def create(
-        self, *, stream: Literal[True], **params: Unpack[ChatCompletionParams]
-    ) -> AsyncChatCompletionStream: ...
-    @overload
-    async def create(
-        self, *, stream: bool, **params: Unpack[ChatCompletionParams]
-    ) -> pb.ChatCompletionResponse | AsyncChatCompletionStream: ...
-    async def create(
-        self, *, stream: bool = False, **params: Unpack[ChatCompletionParams]
-    ) -> pb.ChatCompletionResponse | AsyncChatCompletionStream:
-        """Generate a chat completion; ``stream=True`` returns an AsyncChatCompletionStream.
-
-        Same keywords as the sync client's ``chat.completions.create``.
-        """
-        return await self._client._create_chat(stream, params)
-
-
 class Chat(SyncResource):
     """``client.chat``."""
 
     def __init__(self, client: ApexClient) -> None:
         super().__init__(client)
         self.completions = Completions(client)
-
-
-class AsyncChat(AsyncResource):
-    """``client.chat`` of the async client."""
-
-    def __init__(self, client: AsyncApexClient) -> None:
-        super().__init__(client)
-        self.completions = AsyncCompletions(client)
 
 
 # web_search
@@ -146,12 +93,6 @@ class WebSearch(SyncResource):
     """``client.web_search``."""
 
     search = sync_unary(ops.web_search)
-
-
-class AsyncWebSearch(AsyncResource):
-    """``client.web_search`` of the async client."""
-
-    search = async_unary(ops.web_search)
 
 
 # deep_research
@@ -200,46 +141,6 @@ class DeepResearch(SyncResource):
             time.sleep(watch.next_delay())
 
 
-class AsyncDeepResearch(AsyncResource):
-    """``client.deep_research`` of the async client."""
-
-    submit = async_unary(ops.submit_deep_research)
-    create_job = submit
-    """The official SDK's name for `submit`."""
-    get = async_unary(ops.get_deep_research)
-    get_job_results = get
-    """The official SDK's name for `get`."""
-
-    async def stream(
-        self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
-    ) -> AsyncIterator[pb.DeepResearcherResultChunk]:
-        """Yield the job's result chunks as they appear, until it completes."""
-        async for _, fresh in self._follow(job_id, timeout, poll):
-            for chunk in fresh:
-                yield chunk
-
-    async def wait(
-        self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
-    ) -> pb.GetDeepResearcherJobResponse:
-        """Poll until the job completes; returns its final state."""
-        async for watch, _ in self._follow(job_id, timeout, poll):
-            if watch.done:
-                return watch.result()
-        raise AssertionError("unreachable: _follow ends only when the job is done")
-
-    async def _follow(
-        self, job_id: str, timeout: float | None, poll: PollPolicy
-    ) -> AsyncIterator[tuple[JobWatch, list[pb.DeepResearcherResultChunk]]]:
-        watch = JobWatch(job_id, timeout=timeout, policy=poll)
-        while True:
-            fresh = watch.update(await self.get(job_id))
-            yield watch, fresh
-            watch.raise_if_failed()
-            if watch.done:
-                return
-            await asyncio.sleep(watch.next_delay())
-
-
 # chats
 
 
@@ -257,19 +158,3 @@ class Chats(SyncResource):
     search = sync_unary(ops.search_chats)
     update_completion = sync_unary(ops.update_completion)
     list_deep_research_completions = sync_unary(ops.list_deep_research_completions)
-
-
-class AsyncChats(AsyncResource):
-    """``client.chats`` of the async client."""
-
-    list_sessions = async_unary(ops.list_sessions)
-    list_completions = async_unary(ops.list_completions)
-    get_completion = async_unary(ops.get_completion)
-    update = async_unary(ops.update_chat)
-    delete = async_unary(ops.delete_chats)
-    create = async_unary(ops.create_chat)
-    create_completion = async_unary(ops.create_completion)
-    delete_completions = async_unary(ops.delete_completions)
-    search = async_unary(ops.search_chats)
-    update_completion = async_unary(ops.update_completion)
-    list_deep_research_completions = async_unary(ops.list_deep_research_completions)

@@ -1,0 +1,333 @@
+"""Benchmark scenarios: each measures the raw grpcio stub and apex-grpc the same way.
+
+Both sides build their request from the same message dicts on every call,
+talk to the same server over one shared channel, and check every answer
+(content and chunk counts), so a broken fast path cannot look fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+
+import apex_grpc as mc
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pbg
+
+from ._server import BENCH_KEY
+
+PROMPT = "Benchmark prompt: tell me about the apex subnet. "
+MESSAGES = [{"role": "user", "content": PROMPT}]
+RAW_METADATA = (
+    ("authorization", f"Bearer {BENCH_KEY}"),
+    ("x-source", "bench"),
+    ("x-client-id", "raw"),
+    ("x-client-version", "0"),
+)
+SEARCH_QUERY = "python exceptions try except"
+CONCURRENCY = 64
+
+
+def expected_text(chunks: int, chunk_size: int) -> str:
+    """What the echo engine answers to MESSAGES."""
+    total = chunks * chunk_size
+    return (PROMPT * (total // len(PROMPT) + 1))[:total]
+
+
+def raw_chat_request(stream: bool) -> pb.ChatCompletionRequest:
+    """The request a raw-stub user builds: same fields and defaults as the SDK sends."""
+    return pb.ChatCompletionRequest(
+        messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in MESSAGES],
+        sampling_parameters=pb.SamplingParameters(
+            temperature=0.7, top_p=0.95, max_new_tokens=4096, do_sample=True
+        ),
+        seed=random.randint(0, 65535),
+        stream=stream,
+    )
+
+
+def raw_search_request() -> pb.WebRetrievalRequest:
+    """The raw-stub web search request (the SDK's defaults)."""
+    return pb.WebRetrievalRequest(
+        search_query=SEARCH_QUERY, n_results=5, n_miners=5, max_response_time=30
+    )
+
+
+class VerificationError(AssertionError):
+    """An answer did not match what the echo engine must send."""
+
+
+def check(condition: bool, what: str) -> None:
+    """Fail the benchmark loudly when an answer is wrong."""
+    if not condition:
+        raise VerificationError(what)
+
+
+def rate(fn: Callable[[], int], duration: float) -> float:
+    """Units per second of `fn` (which returns units done) over `duration` seconds."""
+    fn()  # warm up outside the timed window
+    done = 0
+    started = time.perf_counter()
+    deadline = started + duration
+    while time.perf_counter() < deadline:
+        done += fn()
+    return done / (time.perf_counter() - started)
+
+
+async def async_rate(fn: Callable[[], Awaitable[int]], duration: float, workers: int) -> float:
+    """Units per second of `workers` coroutines each looping `fn` for `duration` seconds."""
+    await asyncio.gather(*(fn() for _ in range(workers)))  # warm up
+    done = 0
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            done += await fn()
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return done / (time.perf_counter() - started)
+
+
+@dataclass
+class Context:
+    """What every scenario needs: the server, the expected answers, both clients."""
+
+    target: str
+    chunks: int
+    chunk_size: int
+
+    def __post_init__(self) -> None:
+        self.text = expected_text(self.chunks, self.chunk_size)
+        self.raw_channel = grpc.insecure_channel(self.target)
+        self.raw_stub = pbg.ApexServiceStub(self.raw_channel)
+        self.client = mc.ApexClient(api_key=BENCH_KEY, base_url=self.target, secure=False)
+        self.search_count: int | None = None
+
+    def close(self) -> None:
+        """Close both channels."""
+        self.raw_channel.close()
+        self.client.close()
+
+
+# Sync unary chat
+
+
+def raw_unary(ctx: Context) -> Callable[[], int]:
+    def call() -> int:
+        response = ctx.raw_stub.ChatCompletion(
+            raw_chat_request(False), metadata=RAW_METADATA, timeout=600
+        )
+        check(response.choices[0].message.content == ctx.text, "raw unary content")
+        return 1
+
+    return call
+
+
+def ours_unary(ctx: Context) -> Callable[[], int]:
+    def call() -> int:
+        response = ctx.client.chat.completions.create(messages=MESSAGES)
+        check(response.choices[0].message.content == ctx.text, "apex-grpc unary content")
+        return 1
+
+    return call
+
+
+# Sync streaming
+
+
+def raw_stream(ctx: Context) -> Callable[[], int]:
+    def call() -> int:
+        parts = [
+            chunk.choices[0].delta.content
+            for chunk in ctx.raw_stub.ChatCompletionStream(
+                raw_chat_request(True), metadata=RAW_METADATA, timeout=600
+            )
+        ]
+        check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "raw stream content")
+        return len(parts)
+
+    return call
+
+
+def ours_stream(ctx: Context) -> Callable[[], int]:
+    def call() -> int:
+        parts = [
+            chunk.choices[0].delta.content
+            for chunk in ctx.client.chat.completions.create(messages=MESSAGES, stream=True)
+        ]
+        check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "apex-grpc stream content")
+        return len(parts)
+
+    return call
+
+
+# Web search
+
+
+def raw_search(ctx: Context) -> Callable[[], int]:
+    def call() -> int:
+        response = ctx.raw_stub.WebRetrieval(
+            raw_search_request(), metadata=RAW_METADATA, timeout=40
+        )
+        check_search(ctx, len(response.results), "raw")
+        return 1
+
+    return call
+
+
+def ours_search(ctx: Context) -> Callable[[], int]:
+    def call() -> int:
+        response = ctx.client.web_search.search(search_query=SEARCH_QUERY)
+        check_search(ctx, len(response.results), "apex-grpc")
+        return 1
+
+    return call
+
+
+def check_search(ctx: Context, count: int, side: str) -> None:
+    """Both sides must get the same, non-empty result count."""
+    if ctx.search_count is None:
+        ctx.search_count = count
+    check(count > 0 and count == ctx.search_count, f"{side} search results")
+
+
+# Async unary and streaming, 64 in flight on one channel / one client
+
+
+def async_unary_rate(ctx: Context, ours: bool, duration: float) -> float:
+    async def run() -> float:
+        if ours:
+            client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=ctx.target, secure=False)
+
+            async def call() -> int:
+                response = await client.chat.completions.create(messages=MESSAGES)
+                check(response.choices[0].message.content == ctx.text, "apex-grpc async unary")
+                return 1
+
+            try:
+                return await async_rate(call, duration, CONCURRENCY)
+            finally:
+                await client.close()
+        channel = grpc.aio.insecure_channel(ctx.target)
+        stub = pbg.ApexServiceStub(channel)
+
+        async def raw_call() -> int:
+            response = await stub.ChatCompletion(
+                raw_chat_request(False), metadata=RAW_METADATA, timeout=600
+            )
+            check(response.choices[0].message.content == ctx.text, "raw async unary")
+            return 1
+
+        try:
+            return await async_rate(raw_call, duration, CONCURRENCY)
+        finally:
+            await channel.close()
+
+    return asyncio.run(run())
+
+
+def async_stream_rate(ctx: Context, ours: bool, duration: float) -> float:
+    async def run() -> float:
+        if ours:
+            client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=ctx.target, secure=False)
+
+            async def call() -> int:
+                stream = await client.chat.completions.create(messages=MESSAGES, stream=True)
+                parts = [chunk.choices[0].delta.content async for chunk in stream]
+                check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "apex-grpc aio")
+                return len(parts)
+
+            try:
+                return await async_rate(call, duration, CONCURRENCY)
+            finally:
+                await client.close()
+        channel = grpc.aio.insecure_channel(ctx.target)
+        stub = pbg.ApexServiceStub(channel)
+
+        async def raw_call() -> int:
+            call = stub.ChatCompletionStream(
+                raw_chat_request(True), metadata=RAW_METADATA, timeout=600
+            )
+            parts = [chunk.choices[0].delta.content async for chunk in call]
+            check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "raw aio stream")
+            return len(parts)
+
+        try:
+            return await async_rate(raw_call, duration, CONCURRENCY)
+        finally:
+            await channel.close()
+
+    return asyncio.run(run())
+
+
+# Time to first chunk
+
+
+def first_chunk_latencies(ctx: Context, samples: int) -> tuple[list[float], list[float]]:
+    """Seconds from starting a stream to holding its first chunk, raw and ours, interleaved."""
+    one_chunk = (("x-echo-chunks", "1"),)
+    raw_md = RAW_METADATA + one_chunk
+    raw_times: list[float] = []
+    our_times: list[float] = []
+    for i in range(samples + 5):
+        for side in ("raw", "ours") if i % 2 else ("ours", "raw"):
+            started = time.perf_counter()
+            if side == "raw":
+                call = ctx.raw_stub.ChatCompletionStream(
+                    raw_chat_request(True), metadata=raw_md, timeout=600
+                )
+                first = next(call)
+                elapsed = time.perf_counter() - started
+                rest = list(call)
+                target = raw_times
+            else:
+                stream = ctx.client.chat.completions.create(
+                    messages=MESSAGES, stream=True, metadata=one_chunk
+                )
+                first = next(stream)
+                elapsed = time.perf_counter() - started
+                rest = list(stream)
+                target = our_times
+            check(first.choices[0].delta.content == ctx.text[: ctx.chunk_size] and not rest, side)
+            if i >= 5:  # the first few warm both sides up
+                target.append(elapsed)
+    return raw_times, our_times
+
+
+def median(values: list[float]) -> float:
+    """The median (0 for no values)."""
+    return statistics.median(values) if values else 0.0
+
+
+Scenario = tuple[
+    str, Callable[[Context], Callable[[], int]], Callable[[Context], Callable[[], int]]
+]
+SYNC_SCENARIOS: list[Scenario] = [
+    ("sync unary", raw_unary, ours_unary),
+    ("sync stream", raw_stream, ours_stream),
+    ("web search", raw_search, ours_search),
+]
+
+
+def run_sync(
+    ctx: Context, scenario: Scenario, duration: float, ours_first: bool
+) -> tuple[float, float]:
+    """(raw rate, ours rate) for one round of a sync scenario."""
+    _, make_raw, make_ours = scenario
+    raw_fn, our_fn = make_raw(ctx), make_ours(ctx)
+    if ours_first:
+        ours = rate(our_fn, duration)
+        raw = rate(raw_fn, duration)
+    else:
+        raw = rate(raw_fn, duration)
+        ours = rate(our_fn, duration)
+    return raw, ours

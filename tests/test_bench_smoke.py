@@ -1,0 +1,35 @@
+"""`python -m bench --quick` runs end to end (a smoke test: no thresholds on shared CI)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(300)
+def test_quick_benchmark_runs_and_verifies_answers() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for scenario in (
+        "sync unary chat.completions.create",
+        "sync streaming, 100 chunks/stream",
+        "async unary, 64 in flight",
+        "async streaming, 64 concurrent streams",
+        "time to first chunk",
+        "web_search.search unary",
+        "import apex_grpc",
+        "open streams",
+    ):
+        assert scenario in out.stdout, scenario
