@@ -88,14 +88,15 @@ def test_busy_model_rejects_beyond_the_queue_and_cancel_frees_it(llm, auth) -> N
     long_call.cancel()
     started = time.monotonic()
     deadline = started + 5
-    while True:  # the slot frees within a token or two of the cancel
+    codes = []
+    while time.monotonic() < deadline:  # the slot frees within a token or two of the cancel
         try:
             llm.ChatCompletion(ask("hi", max_new_tokens=4), metadata=auth)
             break
         except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert time.monotonic() < deadline
+            codes.append(error.code())
             time.sleep(0.02)
+    assert set(codes) <= {grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert time.monotonic() - started < 2
 
 

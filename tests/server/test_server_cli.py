@@ -1,0 +1,265 @@
+"""`apex-grpc serve` / `python -m apex_grpc.server` as a process, and `apex-grpc index`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from apex_grpc.server import _cli
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.oldest
+
+KEY = "cli-test-key-42"
+AUTH = (("authorization", f"Bearer {KEY}"),)
+
+
+class Process:
+    """A server subprocess on a free port, found through --port-file."""
+
+    def __init__(self, data_dir: Path, *flags: str) -> None:
+        self.port_file = data_dir.parent / f"port-{time.monotonic_ns()}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apex_grpc.server",
+                "--engine",
+                "echo",
+                "--port",
+                "0",
+                "--port-file",
+                str(self.port_file),
+                "--api-key",
+                KEY,
+                "--data-dir",
+                str(data_dir),
+                *flags,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not self.port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"server did not start: {self.proc.communicate()[1]}")
+            time.sleep(0.05)
+        self.target = f"127.0.0.1:{int(self.port_file.read_text())}"
+
+    def finish(self, timeout: float = 15) -> tuple[int, str]:
+        _, stderr = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, stderr
+
+
+@pytest.fixture
+def process(tmp_path):
+    started: list[Process] = []
+
+    def start(*flags: str, data_dir: Path | None = None) -> Process:
+        started.append(Process(data_dir or tmp_path / "data", *flags))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.communicate()
+
+
+def ask(text: str = "hi") -> pb.ChatCompletionRequest:
+    return pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content=text)])
+
+
+def test_sigterm_drains_the_stream_in_flight_and_exits_0(process) -> None:
+    server = process()
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stub = pb_grpc.ApexServiceStub(channel)
+        metadata = (*AUTH, ("x-echo-chunks", "8"), ("x-echo-delay-ms", "100"))
+        stream = stub.ChatCompletionStream(ask(), metadata=metadata)
+        received = [next(stream)]
+        server.proc.send_signal(signal.SIGTERM)
+        received.extend(stream)
+    assert len(received) == 8
+    status, stderr = server.finish()
+    assert status == 0
+    assert "/apex.v1.ApexService/ChatCompletionStream OK" in stderr
+    assert "server stopped" in stderr
+    assert KEY not in stderr
+
+
+def test_kill_9_then_restart_fails_the_running_job(
+    process, start_server, connect, tmp_path
+) -> None:
+    data_dir = tmp_path / "data"
+    server = process(data_dir=data_dir)
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ApexServiceStub(channel)
+        chat_id = stub.CreateChatAndCompletion(
+            pb.CreateChatAndCompletionRequest(user_prompt="keep me"), metadata=AUTH
+        ).parsed_chat.id
+        slow = (*AUTH, ("x-echo-chunks", "1000"), ("x-echo-delay-ms", "50"))
+        job_id = stub.SubmitDeepResearcherJob(ask("slow research"), metadata=slow).job_id
+        deadline = time.monotonic() + 10
+        while True:
+            job = stub.GetDeepResearcherJob(
+                pb.GetDeepResearcherJobRequest(job_id=job_id), metadata=AUTH
+            )
+            if job.status == "running" and job.result:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    server.proc.kill()
+    server.proc.communicate()
+
+    restarted = connect(start_server(data_dir=data_dir, api_keys=frozenset({KEY})).target)
+    job = restarted.GetDeepResearcherJob(
+        pb.GetDeepResearcherJobRequest(job_id=job_id), metadata=AUTH
+    )
+    assert job.status == "failed"
+    assert job.error == "interrupted by a server restart"
+    assert job.result  # the chunks written before the crash are still there
+    sessions = restarted.GetChatSessions(pb.GetChatSessionsRequest(), metadata=AUTH).chat_sessions
+    assert chat_id in [session.id for session in sessions]
+
+
+def test_bind_failure_exits_1(process, tmp_path) -> None:
+    first = process()
+    port = first.target.rsplit(":", 1)[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "apex_grpc.server",
+            "--engine",
+            "echo",
+            "--port",
+            port,
+            "--api-key",
+            KEY,
+            "--data-dir",
+            str(tmp_path / "other"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "apex-grpc serve: error: Failed to bind" in proc.stderr
+
+
+def test_index_command_then_search(tmp_path, start_server, connect, auth, capsys) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "zebra.md").write_text("# Zebras\n\nZebras are striped African equids.\n")
+    (docs / "page.html").write_text(
+        "<html><title>Quokka page</title><body><p>The quokka smiles.</p></body></html>"
+    )
+    (docs / "ignored.bin").write_bytes(b"\x00\x01")
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(
+        json.dumps(
+            {"url": "https://example.org/okapi", "title": "Okapi", "content": "The okapi is shy."}
+        )
+        + "\n"
+    )
+    data_dir = tmp_path / "data"
+    assert _cli.main(["index", str(docs), str(feed), "--data-dir", str(data_dir)]) == 0
+    assert "indexed 3 documents" in capsys.readouterr().out
+    assert _cli.main(["index", str(docs), "--data-dir", str(data_dir)]) == 0
+    assert "0 added, 0 updated, 2 unchanged" in capsys.readouterr().out
+
+    stub = connect(start_server(data_dir=data_dir).target)
+
+    def urls(query: str) -> list[str]:
+        response = stub.WebRetrieval(pb.WebRetrievalRequest(search_query=query), metadata=auth)
+        return [result.url for result in response.results]
+
+    assert urls("zebras") == [(docs / "zebra.md").resolve().as_uri()]
+    assert urls("quokka") == [(docs / "page.html").resolve().as_uri()]
+    assert urls("okapi") == ["https://example.org/okapi"]
+    # The index was not empty at the first start: the default corpus was not added.
+    assert not urls("lambda expressions")
+
+
+def test_index_reports_bad_input(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"url": "u"}\n')
+    assert _cli.main(["index", str(bad), "--data-dir", str(tmp_path)]) == 2
+    assert "bad.jsonl:1: needs string 'url' and 'content'" in capsys.readouterr().err
+    assert _cli.main(["index", str(tmp_path / "missing"), "--data-dir", str(tmp_path)]) == 2
+
+
+def test_serve_without_keys_exits_2(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("APEX_GRPC_API_KEYS", raising=False)
+    monkeypatch.setattr("apex_grpc.server._logging.configure_logging", lambda level: None)
+    assert _cli.main(["--engine", "echo", "--data-dir", str(tmp_path)]) == 2
+    assert "no API keys configured" in capsys.readouterr().err
+
+
+def test_flags_and_environment(tmp_path, monkeypatch) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# team keys\nalpha\n\nbeta\n")
+    monkeypatch.setenv("APEX_GRPC_API_KEYS", "env-1, env-2")
+    monkeypatch.setenv("APEX_GRPC_ENGINE", "echo")
+    monkeypatch.setenv("APEX_GRPC_DATA_DIR", str(tmp_path / "env-data"))
+    monkeypatch.setenv("OPENAI_API_KEY", "upstream")
+
+    def parse(*argv: str):
+        parser = argparse.ArgumentParser()
+        _cli.add_serve_arguments(parser)
+        return _cli.config_from_args(parser.parse_args(argv))
+
+    config = parse()
+    assert config.api_keys == {"env-1", "env-2"}
+    assert config.engine == "echo"
+    assert config.knobs_enabled
+    assert config.data_dir == tmp_path / "env-data"
+    assert config.openai_api_key == "upstream"
+    config = parse("--api-key", "flag", "--api-keys-file", str(keys_file), "--engine", "local")
+    assert config.api_keys == {"flag", "alpha", "beta"}
+    assert not config.knobs_enabled
+    assert parse("--echo-delay", "0.5", "--no-test-knobs").echo_delay_s == 0.5
+    monkeypatch.delenv("APEX_GRPC_ENGINE")
+    assert parse().engine == "local"
+
+
+def test_register_adds_serve_and_index() -> None:
+    parser = argparse.ArgumentParser(prog="apex-grpc")
+    _cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", "--engine", "echo", "--port", "0"])
+    assert args.func is _cli.run_serve
+    assert args.port == 0
+    args = parser.parse_args(["index", "docs"])
+    assert args.func is _cli.run_index
+    assert args.paths == [Path("docs")]
+
+
+def test_cli_module_imports_only_the_standard_library() -> None:
+    code = (
+        "import sys; import apex_grpc.server._cli; "
+        "mods = [m for m in ('apex_grpc.server._runner', 'llama_cpp', 'httpx', 'sqlite3') "
+        "if m in sys.modules]; print(mods)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    ).stdout
+    assert out.strip() == "[]"
