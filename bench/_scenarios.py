@@ -91,7 +91,8 @@ async def async_rate(fn: Callable[[], Awaitable[int]], duration: float, workers:
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            done += await fn()
+            units = await fn()  # not `done += await fn()`: that reads `done` before awaiting
+            done += units
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return done / (time.perf_counter() - started)
