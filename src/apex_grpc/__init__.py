@@ -11,6 +11,7 @@ print(response.choices[0].message.content)
 
 from typing import TYPE_CHECKING, Any
 
+from apex_grpc._call import CallInfo, CallOptions
 from apex_grpc._chat_params import (
     ChatCompletionParams,
     MessageParam,
@@ -90,6 +91,8 @@ __all__ = [
     "AsyncApexClient",
     "AsyncChatCompletionStream",
     "AuthenticationError",
+    "CallInfo",
+    "CallOptions",
     "ChatCompletionParams",
     "ChatCompletionStream",
     "ClientClosedError",

@@ -90,7 +90,8 @@ class AsyncTransport:
         """Run a unary call; retries and the overall deadline follow `plan`."""
         invoke = self.callable_for(call.method)
         attempts = Attempts(plan.retry, plan.timeout)
-        debug = logger.isEnabledFor(logging.DEBUG)
+        info = plan.call_info
+        detailed = info is not None or logger.isEnabledFor(logging.DEBUG)
         while True:
             started = time.monotonic()
             rpc = invoke(
@@ -105,7 +106,7 @@ class AsyncTransport:
             except grpc.RpcError as error:
                 code, trailing = error.code(), error.trailing_metadata()
                 delay = attempts.retry_delay(code, trailing)
-                if debug:
+                if detailed:
                     log_attempt(
                         call.method.path,
                         code.name,
@@ -115,18 +116,40 @@ class AsyncTransport:
                         metadata_value(tuple(trailing or ())),
                     )
                 if delay is None:
-                    raise from_rpc_error(
+                    failure = from_rpc_error(
                         error, method=call.method.path, attempts=attempts.number
-                    ) from error
+                    )
+                    if info is not None:
+                        info.fill(
+                            failure.initial_metadata,
+                            failure.trailing_metadata,
+                            failure.code,
+                            failure.details,
+                            failure.attempts,
+                        )
+                    raise failure from error
                 await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:
                 rpc.cancel()
                 raise
-            if debug:
-                request_id = metadata_value(tuple(await rpc.initial_metadata() or ()))
+            if detailed:
+                initial = await rpc.initial_metadata()
+                if info is not None:
+                    info.fill(
+                        initial,
+                        await rpc.trailing_metadata(),
+                        await rpc.code(),
+                        await rpc.details(),
+                        attempts.number,
+                    )
                 log_attempt(
-                    call.method.path, "OK", started, time.monotonic(), attempts.number, request_id
+                    call.method.path,
+                    "OK",
+                    started,
+                    time.monotonic(),
+                    attempts.number,
+                    metadata_value(tuple(initial or ())),
                 )
             return response  # type: ignore[no-any-return]
 

@@ -6,7 +6,7 @@ runs it. `CallOptions` are the keywords every method accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypedDict
 
@@ -20,9 +20,55 @@ from apex_grpc._config import (
     check_timeout,
     normalize_metadata,
 )
-from apex_grpc._errors import ValidationError
+from apex_grpc._errors import ValidationError, metadata_value
 from apex_grpc._methods import Method, Req, Resp
 from apex_grpc._retry import RetryPolicy
+
+
+class CallInfo:
+    """What the server sent besides the response, for a unary call given ``call_info=``.
+
+    Filled in when the call ends, successfully or not: ``initial_metadata``,
+    ``trailing_metadata``, ``code`` (grpc.StatusCode), ``details``,
+    ``request_id`` (the server's ``x-request-id``) and ``attempts``.
+    """
+
+    __slots__ = (
+        "attempts",
+        "code",
+        "details",
+        "initial_metadata",
+        "request_id",
+        "trailing_metadata",
+    )
+
+    def __init__(self) -> None:
+        self.initial_metadata: tuple[tuple[str, MetadataValue], ...] = ()
+        self.trailing_metadata: tuple[tuple[str, MetadataValue], ...] = ()
+        self.code: grpc.StatusCode | None = None
+        self.details: str | None = None
+        self.request_id: str | None = None
+        self.attempts = 0
+
+    def fill(
+        self,
+        initial: Iterable[tuple[str, MetadataValue]] | None,
+        trailing: Iterable[tuple[str, MetadataValue]] | None,
+        code: grpc.StatusCode | None,
+        details: str | None,
+        attempts: int,
+    ) -> None:
+        """Record one finished call (the transports call this)."""
+        self.initial_metadata = tuple(initial or ())
+        self.trailing_metadata = tuple(trailing or ())
+        self.code, self.details, self.attempts = code, details, attempts
+        self.request_id = metadata_value(self.trailing_metadata) or metadata_value(
+            self.initial_metadata
+        )
+
+    def __repr__(self) -> str:
+        code = self.code.name if self.code else None
+        return f"CallInfo(code={code}, request_id={self.request_id!r}, attempts={self.attempts})"
 
 
 class CallOptions(TypedDict, total=False):
@@ -34,6 +80,7 @@ class CallOptions(TypedDict, total=False):
     retry: a whole RetryPolicy for this call.
     compression: gzip-compress this request.
     wait_for_ready: wait for the channel to connect instead of failing fast.
+    call_info: a CallInfo to fill with the server's metadata and status.
     """
 
     timeout: float | None
@@ -42,6 +89,7 @@ class CallOptions(TypedDict, total=False):
     retry: RetryPolicy
     compression: bool
     wait_for_ready: bool
+    call_info: CallInfo
 
 
 CALL_OPTION_NAMES = frozenset(CallOptions.__optional_keys__)
@@ -58,6 +106,7 @@ class ResolvedOptions:
     max_retries: int | None = None
     compression: bool | None = None
     wait_for_ready: bool | None = None
+    call_info: CallInfo | None = None
 
 
 NO_OPTIONS = ResolvedOptions()
@@ -96,7 +145,14 @@ def resolve_options(options: Mapping[str, object]) -> ResolvedOptions:
         max_retries=max_retries,
         compression=_optional_bool(options, "compression"),
         wait_for_ready=_optional_bool(options, "wait_for_ready"),
+        call_info=_call_info(options.get("call_info")),
     )
+
+
+def _call_info(value: object) -> CallInfo | None:
+    if value is not None and not isinstance(value, CallInfo):
+        raise ValidationError("call_info", f"must be a CallInfo, got {type(value).__name__}")
+    return value
 
 
 def _optional_bool(options: Mapping[str, object], name: str) -> bool | None:
@@ -134,6 +190,7 @@ class CallPlan:
     retry: RetryPolicy
     compression: grpc.Compression | None
     wait_for_ready: bool | None
+    call_info: CallInfo | None = None
 
 
 def plan_call(
@@ -167,4 +224,5 @@ def plan_call(
             defaults.wait_for_ready if options.wait_for_ready is None else options.wait_for_ready
         )
         or None,
+        call_info=options.call_info,
     )

@@ -139,6 +139,11 @@ def prepare_chat(
     if not isinstance(stream, bool):
         raise ValidationError("stream", f"must be True or False, got {stream!r}")
     own, options = split_options(params, CHAT_FIELDS)
+    if stream and options.call_info is not None:
+        raise ValidationError(
+            "call_info",
+            "is for unary calls; a stream has initial_metadata() and trailing_metadata()",
+        )
     if "messages" not in own:
         raise ValidationError("messages", "is required")
     request = pb.ChatCompletionRequest(

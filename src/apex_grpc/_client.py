@@ -25,6 +25,7 @@ from apex_grpc._config import (
     KeepAliveConfig,
     LoadBalancing,
     MetadataArg,
+    Secret,
     TLSConfig,
     check_max_retries,
     check_timeout,
@@ -51,8 +52,13 @@ NOT_GIVEN: Any = _NotGiven()
 
 
 class ClientOptions(TypedDict, total=False):
-    """What `with_options` can change; see the client constructor for meanings."""
+    """What `with_options` can change; see the client constructor for meanings.
 
+    ``api_key`` gives a client that calls with another key over the same
+    channel (per-caller credentials in a multi-tenant service).
+    """
+
+    api_key: str
     timeout: float | None
     max_retries: int
     retry: RetryPolicy
@@ -196,8 +202,13 @@ class _ClientBase:
         the original.
         """
         changes: dict[str, Any] = {}
+        config = self._config
         for name, value in options.items():
-            if name == "timeout":
+            if name == "api_key":
+                if not isinstance(value, str) or not value.strip():
+                    raise ValidationError("api_key", "must be a non-empty string")
+                config = dataclasses.replace(config, api_key=Secret(value.strip()))
+            elif name == "timeout":
                 changes["timeout"] = check_timeout(value, "timeout")  # type: ignore[arg-type]
                 changes["timeout_is_default"] = False
             elif name == "max_retries":
@@ -224,6 +235,7 @@ class _ClientBase:
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone._owns_transport = False
+        clone._config = config
         clone._set_defaults(dataclasses.replace(self._defaults, **changes))
         clone._make_resources()
         return clone

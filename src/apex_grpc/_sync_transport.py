@@ -65,52 +65,64 @@ class SyncTransport:
         """Run a unary call; retries and the overall deadline follow `plan`."""
         invoke = self.callable_for(call.method)
         attempts = Attempts(plan.retry, plan.timeout)
-        debug = logger.isEnabledFor(logging.DEBUG)
+        info = plan.call_info
+        # with_call costs a little; take it only when someone reads the metadata.
+        detailed = info is not None or logger.isEnabledFor(logging.DEBUG)
         while True:
             started = time.monotonic()
             try:
-                if debug:
-                    response, rpc = invoke.with_call(
+                if not detailed:
+                    return invoke(  # type: ignore[no-any-return]
                         call.request,
                         timeout=attempts.remaining(),
                         metadata=plan.metadata,
                         compression=plan.compression,
                         wait_for_ready=plan.wait_for_ready,
                     )
-                    request_id = metadata_value(tuple(rpc.initial_metadata() or ()))
-                    log_attempt(
-                        call.method.path,
-                        "OK",
-                        started,
-                        time.monotonic(),
-                        attempts.number,
-                        request_id,
-                    )
-                    return response  # type: ignore[no-any-return]
-                return invoke(  # type: ignore[no-any-return]
+                response, rpc = invoke.with_call(
                     call.request,
                     timeout=attempts.remaining(),
                     metadata=plan.metadata,
                     compression=plan.compression,
                     wait_for_ready=plan.wait_for_ready,
                 )
+                initial, trailing = rpc.initial_metadata(), rpc.trailing_metadata()
+                if info is not None:
+                    info.fill(initial, trailing, rpc.code(), rpc.details(), attempts.number)
+                log_attempt(
+                    call.method.path,
+                    "OK",
+                    started,
+                    time.monotonic(),
+                    attempts.number,
+                    metadata_value(initial or ()),
+                )
+                return response  # type: ignore[no-any-return]
             except grpc.RpcError as error:
                 code, trailing = error.code(), error.trailing_metadata()
                 delay = attempts.retry_delay(code, trailing)
-                if debug:
-                    request_id = metadata_value(tuple(trailing or ()))
+                if detailed:
                     log_attempt(
                         call.method.path,
                         code.name,
                         started,
                         time.monotonic(),
                         attempts.number - (delay is not None),
-                        request_id,
+                        metadata_value(trailing or ()),
                     )
                 if delay is None:
-                    raise from_rpc_error(
+                    failure = from_rpc_error(
                         error, method=call.method.path, attempts=attempts.number
-                    ) from error
+                    )
+                    if info is not None:
+                        info.fill(
+                            failure.initial_metadata,
+                            failure.trailing_metadata,
+                            failure.code,
+                            failure.details,
+                            failure.attempts,
+                        )
+                    raise failure from error
                 time.sleep(delay)
             except ValueError as error:
                 if self._closed:

@@ -268,3 +268,44 @@ def test_validation_happens_before_any_io(client: mc.ApexClient, scripted: Scrip
         client.chat.completions.create(messages=USER, bogus=1)  # type: ignore[call-arg]
     assert scripted.seen == []
     assert FAST_RETRY.max_retries == 2
+
+
+def test_call_info_reports_what_the_server_sent(
+    client: mc.ApexClient, scripted: ScriptedServer
+) -> None:
+    info = mc.CallInfo()
+    client.chats.list_sessions(call_info=info)
+    assert info.code is grpc.StatusCode.OK and info.request_id == "req-1" and info.attempts == 1
+    assert ("x-request-id", "req-1") in info.initial_metadata
+
+    scripted.fail("GetChatSessions", Failure(grpc.StatusCode.UNAVAILABLE))
+    scripted.fail("GetChatSessions", Failure(grpc.StatusCode.NOT_FOUND, "gone", (("x-t", "1"),)))
+    failed = mc.CallInfo()
+    with pytest.raises(mc.NotFoundError):
+        client.chats.list_sessions(call_info=failed)
+    assert failed.code is grpc.StatusCode.NOT_FOUND and failed.details == "gone"
+    assert failed.attempts == 2 and ("x-t", "1") in failed.trailing_metadata
+    with pytest.raises(mc.ValidationError):
+        client.chat.completions.create(messages=USER, stream=True, call_info=mc.CallInfo())
+
+
+async def test_call_info_on_the_async_client(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    info = mc.CallInfo()
+    await aclient.chat.completions.create(messages=USER, call_info=info)
+    assert info.code is grpc.StatusCode.OK and info.request_id == "req-1"
+
+
+def test_with_options_can_call_with_another_key(
+    client: mc.ApexClient, scripted: ScriptedServer
+) -> None:
+    other = client.with_options(api_key="sk-other")
+    other.chats.list_sessions()
+    client.chats.list_sessions()
+    assert [s.metadata["authorization"] for s in scripted.seen] == [
+        "Bearer sk-other",
+        f"Bearer {KEY}",
+    ]
+    assert "sk-other" not in repr(other)
+    assert other.channel is client.channel

@@ -94,4 +94,3 @@ def test_wrong_key_is_a_typed_one_line_error(seed_server: Any) -> None:
     env = {**os.environ, "MACROCOSMOS_BASE_URL": seed_server.target, "MACROCOSMOS_USE_HTTPS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "AUTH UNAUTHENTICATED", out.stderr
-
