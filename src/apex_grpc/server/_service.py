@@ -21,6 +21,11 @@ from apex_grpc.server._store import CompletionRow, NewCompletion, Store, default
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 
+HISTORY_TURNS = 6
+"""Earlier turns of a chat sent to the engine with a new prompt."""
+MAX_METADATA_BYTES = 256 * 1024
+"""Largest metadata patch UpdateCompletionAttributes accepts, as JSON."""
+
 
 class ApexServicer(pb_grpc.ApexServiceServicer):
     """The 16 RPCs of apex.v1.ApexService."""
@@ -270,10 +275,6 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         messages.append(Message("user", prompt))
         text, _ = await self.completions.text(ChatRequest(tuple(messages)), None, call.knobs)
         return text
-
-
-HISTORY_TURNS = 6
-MAX_METADATA_BYTES = 256 * 1024
 
 
 def _metadata_patch(request: pb.UpdateCompletionAttributesRequest) -> dict[str, Any]:

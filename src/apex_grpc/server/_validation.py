@@ -51,7 +51,11 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
 
     Proto3 zero values of plain fields mean "unset": top_p 0 means 1 (no
     nucleus filter) and max_new_tokens 0 the engine's default. max_new_tokens
-    is never rejected for being large; engines clamp it.
+    is never rejected for being large; engines clamp it. do_sample false means
+    greedy decoding (temperature 0). uids, task, inference_mode, mixture,
+    test_time_inference and stream are checked but do not change the answer
+    (there are no miners here); model is advisory: responses name the model
+    that actually answered.
     """
     if not request.messages:
         raise invalid_argument("messages: must not be empty")
