@@ -1,0 +1,244 @@
+"""Faults production brings: servers that die or restart, flaky and dead links, retries,
+pushback, deadlines, and load balancing around a dead server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+
+import apex_grpc as mc
+
+from ._process import KEY
+from ._sides import SIDES, make_side
+
+pytestmark = pytest.mark.oldest
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def fail_times(
+    n: int, code: str = "UNAVAILABLE", pushback_ms: int | None = None
+) -> tuple[Any, ...]:
+    knobs: list[tuple[str, str]] = [
+        ("x-echo-fail-code", code),
+        ("x-echo-fail-times", str(n)),
+        ("x-echo-fail-key", uuid.uuid4().hex),
+    ]
+    if pushback_ms is not None:
+        knobs.append(("x-echo-pushback-ms", str(pushback_ms)))
+    return tuple(knobs)
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_server_killed_mid_stream_is_a_typed_error_within_a_second(
+    server_process: Any, kind: str
+) -> None:
+    server = server_process()
+    side = make_side(kind, server.target, KEY, max_retries=0)
+    try:
+        knobs = (("x-echo-chunks", "100"), ("x-echo-delay-ms", "200"))
+        stream = await side.open_stream(messages=user("long"), metadata=knobs)
+        await side.next_chunk(stream)
+        server.kill()
+        started = time.monotonic()
+        with pytest.raises(mc.ApexError) as caught:
+            for _ in range(100):
+                await asyncio.wait_for(side.next_chunk(stream), 5)
+        assert time.monotonic() - started < 1.0
+        assert isinstance(caught.value, mc.UnavailableError | mc.InternalServerError)
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_restarted_server_is_reached_again_without_a_new_client(
+    server_process: Any, kind: str
+) -> None:
+    server = server_process()
+    side = make_side(kind, server.target, KEY, retry=mc.RetryPolicy(max_retries=6))
+    try:
+        assert (await side.chat(messages=user("before"))).choices[0].message.content
+        server.kill()
+        with pytest.raises(mc.UnavailableError):
+            await side.chat(messages=user("while down"), max_retries=0)
+        server_process(port=server.port)  # the same port, a new process
+        response = await side.chat(messages=user("after the restart"))
+        assert response.choices[0].message.content.startswith("after the restart")
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_unavailable_n_times_then_success_retries_exactly_n_times(
+    echo_target: str, api_key: str, kind: str, failures: int
+) -> None:
+    policy = mc.RetryPolicy(max_retries=3, initial_backoff=0.05, max_backoff=0.2, jitter=0.5)
+    side = make_side(kind, echo_target, api_key, retry=policy)
+    try:
+        info = mc.CallInfo()
+        started = time.monotonic()
+        await side.chat(messages=user("flaky"), metadata=fail_times(failures), call_info=info)
+        elapsed = time.monotonic() - started
+    finally:
+        await side.close()
+    assert info.attempts == failures + 1
+    low = sum(0.5 * min(0.05 * 2**n, 0.2) for n in range(failures))
+    high = sum(min(0.05 * 2**n, 0.2) for n in range(failures)) + 0.5
+    assert low <= elapsed <= high
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_pushback_is_honoured(echo_target: str, api_key: str, kind: str) -> None:
+    side = make_side(kind, echo_target, api_key)
+    try:
+        info = mc.CallInfo()
+        started = time.monotonic()
+        knobs = fail_times(1, "RESOURCE_EXHAUSTED", pushback_ms=300)
+        await side.chat(messages=user("busy"), metadata=knobs, call_info=info)
+        assert time.monotonic() - started >= 0.3
+        assert info.attempts == 2
+        with pytest.raises(mc.RateLimitError):  # no pushback: not retried
+            await side.chat(messages=user("busy"), metadata=fail_times(1, "RESOURCE_EXHAUSTED"))
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_stream_failing_after_first_chunk_is_not_retried(
+    echo_target: str, api_key: str, kind: str
+) -> None:
+    side = make_side(kind, echo_target, api_key)
+    knobs = (
+        ("x-echo-fail-code", "UNAVAILABLE"),
+        ("x-echo-fail-after", "3"),
+        ("x-echo-chunks", "10"),
+    )
+    try:
+        stream = await side.open_stream(messages=user("partial"), metadata=knobs)
+        got = []
+        with pytest.raises(mc.UnavailableError) as caught:
+            for _ in range(20):
+                got.append((await side.next_chunk(stream)).choices[0].delta.content)
+        assert caught.value.attempts == 1
+        assert len(got) == 3 and "".join(got) == ("partial" * 10)[:48]
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_stream_retried_before_first_chunk(echo_target: str, api_key: str, kind: str) -> None:
+    side = make_side(kind, echo_target, api_key)
+    try:
+        parts, _ = await side.stream(messages=user("again"), metadata=fail_times(2))
+        assert "".join(parts) == ("again" * 30)[:128]
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_deadline_covers_all_attempts(echo_target: str, api_key: str, kind: str) -> None:
+    side = make_side(kind, echo_target, api_key, retry=mc.RetryPolicy(max_retries=20))
+    try:
+        started = time.monotonic()
+        with pytest.raises(mc.ApexError) as caught:
+            await side.chat(
+                messages=user("x"), metadata=fail_times(50, pushback_ms=150), timeout=0.5
+            )
+        assert time.monotonic() - started < 0.7
+        assert isinstance(caught.value, mc.UnavailableError | mc.DeadlineExceededError)
+        assert 2 <= caught.value.attempts <= 4
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_slow_link_still_works(echo_server: Any, api_key: str, proxy: Any, kind: str) -> None:
+    link = proxy(echo_server.port)
+    link.mode, link.delay_s = "delay", 0.05
+    side = make_side(kind, link.target, api_key)
+    try:
+        parts, _ = await side.stream(messages=user("slow link"))
+        assert "".join(parts) == ("slow link" * 20)[:128]
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_silent_link_hits_the_deadline_not_a_hang(
+    echo_server: Any, api_key: str, proxy: Any, kind: str
+) -> None:
+    link = proxy(echo_server.port)
+    side = make_side(kind, link.target, api_key)
+    try:
+        await side.chat(messages=user("warm"))
+        link.mode = "blackhole"
+        started = time.monotonic()
+        with pytest.raises(mc.DeadlineExceededError):
+            await side.chat(messages=user("into the void"), timeout=0.5)
+        with pytest.raises(mc.StreamTimeoutError):
+            await side.stream(messages=user("void"), first_chunk_timeout=0.3)
+        assert time.monotonic() - started < 2.0
+    finally:
+        link.mode = "pass"
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_connection_reset_mid_stream(
+    echo_server: Any, api_key: str, proxy: Any, kind: str
+) -> None:
+    link = proxy(echo_server.port)
+    side = make_side(kind, link.target, api_key)
+    knobs = (("x-echo-chunks", "40"), ("x-echo-delay-ms", "50"))
+    try:
+        stream = await side.open_stream(messages=user("reset me"), metadata=knobs)
+        await side.next_chunk(stream)
+        assert link.reset_all() >= 1
+        started = time.monotonic()
+        with pytest.raises(mc.UnavailableError):
+            for _ in range(60):
+                await asyncio.wait_for(side.next_chunk(stream), 5)
+        assert time.monotonic() - started < 1.0
+        # The channel reconnects by itself: the next call works on the same client.
+        response = await side.chat(messages=user("after the reset"))
+        assert response.choices[0].message.content.startswith("after the reset")
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_round_robin_survives_a_dead_server(server_process: Any, kind: str) -> None:
+    first, second = server_process(), server_process()
+    target = f"ipv4:127.0.0.1:{first.port},127.0.0.1:{second.port}"
+    side = make_side(kind, target, KEY, load_balancing="round_robin")
+    direct = {p.port: make_side("sync", p.target, KEY) for p in (first, second)}
+    try:
+        for i in range(10):
+            await side.call(lambda c, i=i: c.chats.create(f"balanced {i}"))
+        counts = {
+            port: len((await d.call(lambda c: c.chats.list_sessions())).chat_sessions)
+            for port, d in direct.items()
+        }
+        assert counts[first.port] >= 3 and counts[second.port] >= 3, counts
+        first.kill()
+        for i in range(10):
+            response = await side.chat(messages=user(f"still here {i}"))
+            assert response.choices[0].message.content.startswith("still here")
+    finally:
+        await side.close()
+        for d in direct.values():
+            await d.close()
+
+
+def test_grpc_status_table_is_complete() -> None:
+    for code in grpc.StatusCode:
+        if code is not grpc.StatusCode.OK:
+            assert mc.error_class_for(code).code is code
