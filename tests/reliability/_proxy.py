@@ -97,7 +97,7 @@ class Proxy:
             if not data:
                 writer.close()
                 return
-            while self.mode == "blackhole":
+            while self.mode == "blackhole":  # noqa: ASYNC110 (mode is set from other threads)
                 await asyncio.sleep(0.01)
             if self.mode == "delay" and self.delay_s:
                 await asyncio.sleep(self.delay_s)
