@@ -240,6 +240,21 @@ def resolve_client_config(
     environ: Mapping[str, str] = os.environ,
 ) -> ClientConfig:
     """Validate the constructor's arguments and fill the rest from the environment."""
+    _check_types(
+        base_url=(base_url, str | None),
+        compress=(compress, bool),
+        retry=(retry, RetryPolicy | None),
+        tls=(tls, TLSConfig | None),
+        keepalive=(keepalive, KeepAliveConfig | None),
+        max_message_bytes=(max_message_bytes, int | None),
+        wait_for_ready=(wait_for_ready, bool),
+        single_threaded_streams=(single_threaded_streams, bool),
+        allow_insecure_key=(allow_insecure_key, bool | None),
+        channel_options=(channel_options, list | tuple | None),
+    )
+    for index, option in enumerate(channel_options or ()):
+        if not (isinstance(option, tuple) and len(option) == 2 and isinstance(option[0], str)):
+            raise ValidationError(f"channel_options[{index}]", "must be a (name, value) pair")
     key = _resolve_api_key(api_key, environ)
     requested = (base_url or environ.get(BASE_URL_ENV_VAR, "") or "").strip() or DEFAULT_BASE_URL
     use_tls = _resolve_secure(secure, requested, environ)
@@ -300,6 +315,14 @@ def resolve_client_config(
         channel_options=tuple(channel_options or ()),
         single_threaded_streams=single_threaded_streams,
     )
+
+
+def _check_types(**arguments: tuple[object, object]) -> None:
+    for name, (value, expected) in arguments.items():
+        if isinstance(value, bool) and expected in (int | None,):
+            raise ValidationError(name, f"must be an integer, got {value!r}")
+        if not isinstance(value, expected):  # type: ignore[arg-type]
+            raise ValidationError(name, f"has the wrong type: {type(value).__name__}")
 
 
 def _resolve_api_key(api_key: str | None, environ: Mapping[str, str]) -> Secret:
@@ -436,7 +459,15 @@ def normalize_metadata(
     """Validate user metadata: lowercase ASCII keys, no reserved or auth headers."""
     if metadata is None:
         return ()
-    items = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata)
+    if isinstance(metadata, Mapping):
+        items = list(metadata.items())
+    elif isinstance(metadata, list | tuple):
+        items = list(metadata)
+    else:
+        raise ValidationError(
+            argument,
+            f"must be a dict or a list of (key, value) pairs, got {type(metadata).__name__}",
+        )
     result: list[tuple[str, MetadataValue]] = []
     for index, item in enumerate(items):
         if not (isinstance(item, tuple) and len(item) == 2):
