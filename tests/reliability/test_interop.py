@@ -55,6 +55,25 @@ async def test_large_unary(side: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", SIDES)
+async def test_server_compressed_responses(
+    start_server: Any, api_key: str, proxy: Any, kind: str
+) -> None:
+    server = start_server(compression="gzip")
+    wire = proxy(server.port)
+    side = make_side(kind, wire.target, api_key)
+    prompt = "squeeze me " * 10
+    big = (("x-echo-chunks", "1"), ("x-echo-chunk-size", "300000"))
+    try:
+        response = await side.chat(messages=user(prompt), metadata=big)
+        parts, _ = await side.stream(messages=user(prompt), metadata=big)
+    finally:
+        await side.close()
+    assert response.choices[0].message.content == echo(prompt, 300_000)
+    assert "".join(parts) == echo(prompt, 300_000)
+    assert wire.bytes_down < 2 * 300_000 / 20  # both answers travelled gzip-compressed
+
+
+@pytest.mark.parametrize("kind", SIDES)
 async def test_client_compressed_unary(
     echo_server: Any, api_key: str, proxy: Any, kind: str
 ) -> None:

@@ -26,8 +26,12 @@ class Completions:
         self.max_message_bytes = max_message_bytes
 
     def engine_for(self, knobs: Knobs | None) -> ChatEngine:
-        """The engine, with the x-echo-chunks/-chunk-size/-delay-ms overrides applied."""
-        overrides = (knobs.echo_chunks, knobs.echo_chunk_size, knobs.echo_delay_s) if knobs else ()
+        """The engine, with the x-echo-chunks/-chunk-size(s)/-delay-ms overrides applied."""
+        overrides = (
+            (knobs.echo_chunks, knobs.echo_chunk_size, knobs.echo_delay_s, knobs.echo_chunk_sizes)
+            if knobs
+            else ()
+        )
         if isinstance(self.engine, EchoEngine) and any(v is not None for v in overrides):
             return self.engine.with_overrides(*overrides)
         return self.engine

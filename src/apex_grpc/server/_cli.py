@@ -151,6 +151,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest request/response message (%(default)s)",
     )
     data.add_argument(
+        "--compression",
+        choices=("none", "gzip", "deflate"),
+        default="none",
+        help="compress responses (%(default)s)",
+    )
+    data.add_argument(
         "--grace-period",
         type=float,
         default=5.0,
@@ -242,6 +248,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
         default_corpus=not args.no_default_corpus,
         max_message_bytes=args.max_message_bytes,
+        compression=None if args.compression == "none" else args.compression,
         grace_period_s=args.grace_period,
         test_knobs=args.test_knobs,
     )

@@ -80,6 +80,8 @@ class ServerConfig:
     # Transport limits and shutdown.
     max_message_bytes: int = 16 * MiB
     grace_period_s: float = 5.0
+    # Compress responses: "gzip" or "deflate" (None: no compression).
+    compression: str | None = None
 
     # Metadata-driven failure injection (x-echo-*). None: on for the echo
     # engine only.
@@ -98,6 +100,10 @@ class ServerConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent setting."""
+        if self.compression not in (None, "gzip", "deflate"):
+            raise ValueError(
+                f"compression: must be gzip, deflate or none, got {self.compression!r}"
+            )
         if self.engine not in ENGINES:
             raise ValueError(
                 f"engine: unknown engine {self.engine!r} (expected {', '.join(ENGINES)})"

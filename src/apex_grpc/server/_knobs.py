@@ -30,6 +30,9 @@ FAIL_KEY = "x-echo-fail-key"
 PUSHBACK_MS = "x-echo-pushback-ms"
 CHUNKS = "x-echo-chunks"
 CHUNK_SIZE = "x-echo-chunk-size"
+# A comma-separated list: one delta per size, in order (the interop "varied sizes").
+CHUNK_SIZES = "x-echo-chunk-sizes"
+MAX_CHUNK_SIZES = 1_000
 DELAY_MS = "x-echo-delay-ms"
 
 MAX_SLEEP_MS = 600_000
@@ -57,6 +60,7 @@ class Knobs:
     echo_chunks: int | None = None
     echo_chunk_size: int | None = None
     echo_delay_s: float | None = None
+    echo_chunk_sizes: tuple[int, ...] | None = None
 
 
 class FailureCounter:
@@ -107,7 +111,23 @@ def parse_knobs(metadata: Mapping[str, str | bytes], counter: FailureCounter) ->
         echo_chunks=_int(metadata, CHUNKS, 0, MAX_CHUNKS),
         echo_chunk_size=_int(metadata, CHUNK_SIZE, 1, MAX_CHUNK_SIZE),
         echo_delay_s=None if delay_ms is None else delay_ms / 1000,
+        echo_chunk_sizes=_sizes(metadata),
     )
+
+
+def _sizes(metadata: Mapping[str, str | bytes]) -> tuple[int, ...] | None:
+    text = _text(metadata, CHUNK_SIZES)
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not 0 < len(parts) <= MAX_CHUNK_SIZES or not all(p.isdigit() for p in parts):
+        raise invalid_argument(
+            f"{CHUNK_SIZES}: must be 1 to {MAX_CHUNK_SIZES} comma-separated sizes, got {text!r}"
+        )
+    sizes = tuple(int(p) for p in parts)
+    if not all(1 <= size <= MAX_CHUNK_SIZE for size in sizes):
+        raise invalid_argument(f"{CHUNK_SIZES}: each size must be in [1, {MAX_CHUNK_SIZE}]")
+    return sizes
 
 
 def _text(metadata: Mapping[str, str | bytes], key: str) -> str | None:

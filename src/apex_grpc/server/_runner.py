@@ -107,7 +107,10 @@ class ApexServer:
             logger.info("built the default search corpus: %d documents", stats.added)
         self._store = await asyncio.to_thread(Store, config.data_dir / STORE_FILE)
 
-        server = grpc.aio.server(options=server_options(config))
+        compression = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}.get(
+            config.compression or ""
+        )
+        server = grpc.aio.server(options=server_options(config), compression=compression)
         self._server = server
         policy = CallPolicy(
             Authenticator(config.api_keys, allow_any_key=config.allow_any_key),

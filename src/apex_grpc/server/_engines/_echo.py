@@ -19,11 +19,14 @@ class EchoEngine(ChatEngine):
     ``chunks == 0`` is the empty answer. Usage counts characters: prompt_tokens
     is the total length of all message contents, completion_tokens the length
     of the answer. Sampling parameters and max_new_tokens are ignored.
+    With ``chunk_sizes`` set, the answer is one delta per listed size, in
+    order (its length is their sum), instead of ``chunks`` equal deltas.
     """
 
     chunks: int = 8
     chunk_size: int = 16
     delay_s: float = 0.0
+    chunk_sizes: tuple[int, ...] = ()
     kind = "echo"
 
     @property
@@ -32,7 +35,11 @@ class EchoEngine(ChatEngine):
         return "echo"
 
     def with_overrides(
-        self, chunks: int | None, chunk_size: int | None, delay_s: float | None
+        self,
+        chunks: int | None,
+        chunk_size: int | None,
+        delay_s: float | None,
+        chunk_sizes: tuple[int, ...] | None = None,
     ) -> EchoEngine:
         """A copy with the given settings replaced (the x-echo-* per-request knobs)."""
         return dataclasses.replace(
@@ -40,12 +47,17 @@ class EchoEngine(ChatEngine):
             chunks=self.chunks if chunks is None else chunks,
             chunk_size=self.chunk_size if chunk_size is None else chunk_size,
             delay_s=self.delay_s if delay_s is None else delay_s,
+            chunk_sizes=self.chunk_sizes if chunk_sizes is None else chunk_sizes,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Yield the echo answer of ``request``."""
         prompt = request.prompt
         prompt_tokens = sum(len(message.content) for message in request.messages)
+        if self.chunk_sizes and prompt:
+            async for delta in self._varied(prompt, prompt_tokens):
+                yield delta
+            return
         if self.chunks == 0 or not prompt:
             yield Delta("", Finish("stop", Usage(prompt_tokens, 0)))
             return
@@ -60,3 +72,15 @@ class EchoEngine(ChatEngine):
             start = (index * size) % period
             last = index == self.chunks - 1
             yield Delta(window[start : start + size], finish if last else None)
+
+    async def _varied(self, prompt: str, prompt_tokens: int) -> AsyncGenerator[Delta, None]:
+        total = sum(self.chunk_sizes)
+        text = (prompt * (total // len(prompt) + 1))[:total]
+        finish = Finish("stop", Usage(prompt_tokens, total))
+        offset = 0
+        for index, size in enumerate(self.chunk_sizes):
+            if index and self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            last = index == len(self.chunk_sizes) - 1
+            yield Delta(text[offset : offset + size], finish if last else None)
+            offset += size
