@@ -1,0 +1,103 @@
+"""``apex-grpc``'s entry point: parse, build the client, run the command, map errors.
+
+Errors are one line on stderr (``error: UNAVAILABLE: ...``) and an exit
+status: 1 for errors, 2 for usage and invalid arguments, 130 for Ctrl-C.
+``--debug`` adds the traceback and a log line per RPC attempt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from apex_grpc.cli._errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    Interrupted,
+    UsageError,
+    describe,
+    error_line,
+)
+from apex_grpc.cli._parser import SERVER_COMMANDS, build_parser
+from apex_grpc.cli._terminal import Terminal
+
+DEFAULT_APP_NAME = "apex-grpc-cli"
+
+
+def client_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """ApexClient keyword arguments for the global flags that were given."""
+    kwargs: dict[str, Any] = {
+        "api_key": args.api_key,
+        "base_url": args.base_url,
+        "secure": args.secure,
+        "allow_insecure_key": args.allow_insecure_key,
+        "app_name": args.app_name or DEFAULT_APP_NAME,
+        "compress": bool(args.compress),
+        "load_balancing": args.load_balancing,
+        "metadata": [*(args.metadata or ()), *(getattr(args, "metadata_after", None) or ())],
+    }
+    if args.timeout is not None:
+        kwargs["timeout"] = args.timeout
+    if args.max_retries is not None:
+        kwargs["max_retries"] = args.max_retries
+    return kwargs
+
+
+def _debug_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("apex_grpc")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``apex-grpc`` with `argv` (default: sys.argv[1:]); returns the exit status."""
+    parser, parsers = build_parser()
+    args, extras = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command in SERVER_COMMANDS:
+        from apex_grpc.cli._server import run_server_command
+
+        return run_server_command(args.command, extras)
+    command_parser = parsers.get(getattr(args, "command_prog", ""), parser)
+    if extras:
+        command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    term = Terminal.detect()
+    if args.debug:
+        _debug_logging()
+    try:
+        return _run(args, term)
+    except UsageError as error:
+        command_parser.error(str(error))
+    except BrokenPipeError:
+        # The reader is gone: send what is left nowhere and leave quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace, term: Terminal) -> int:
+    from apex_grpc import ApexClient
+
+    target: str | None = None
+    try:
+        with ApexClient(**client_arguments(args)) as client:
+            target = client.target
+            status: int = args.handler(args, client, term)
+            return status
+    except (KeyboardInterrupt, Interrupted):
+        if args.debug:
+            traceback.print_exc()
+        return EXIT_INTERRUPTED
+    except (UsageError, BrokenPipeError):
+        raise
+    except Exception as error:
+        if args.debug:
+            traceback.print_exc()
+        term.error(error_line(error, target, secret=args.api_key))
+        return describe(error, target)[1]

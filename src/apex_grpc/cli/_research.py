@@ -1,0 +1,130 @@
+"""``apex-grpc research``: submit a deep-research job and watch it until it is done.
+
+Progress (the job's status and how many result chunks it has) is a spinner
+on a terminal, and plain lines on stderr otherwise; the result goes to
+stdout. Polling backs off like the client's own ``deep_research.wait``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from apex_grpc import (
+    ApexClient,
+    DeepResearchTimeoutError,
+    GetDeepResearcherJobResponse,
+    MessageParam,
+    chunk_text,
+)
+from apex_grpc._research import DEFAULT_POLL, JobWatch
+from apex_grpc.cli._errors import UsageError
+from apex_grpc.cli._terminal import Terminal
+
+Show = Callable[[str, int], None]
+"""Report the job's status and its number of result chunks."""
+
+
+def run(args: argparse.Namespace, client: ApexClient, term: Terminal) -> int:
+    """Submit (or resume with --job) and watch; print the result, or only the id (--detach)."""
+    question = _question(args)
+    if args.job:
+        if question or args.detach:
+            raise UsageError("--job ID watches an existing job: give no question and no --detach")
+        job_id = args.job
+    else:
+        options = {"model": args.model} if args.model else {}
+        messages = [MessageParam(role="user", content=question)]
+        submitted = client.deep_research.submit(messages, **options)
+        if args.detach:
+            if args.json:
+                term.json(submitted)
+            else:
+                term.line(submitted.job_id)
+            return 0
+        job_id = submitted.job_id
+        term.note(f"submitted deep-research job {job_id}")
+    resume = f"apex-grpc research --job {job_id}"
+    try:
+        final = watch(client, job_id, args.timeout, term)
+    except KeyboardInterrupt:
+        term.note(f"stopped watching; job {job_id} keeps running (resume: {resume})")
+        raise
+    except DeepResearchTimeoutError:
+        term.note(f"resume: {resume}")
+        raise
+    if args.json:
+        term.json(final)
+    else:
+        term.line(result_text(final))
+    return 0
+
+
+def _question(args: argparse.Namespace) -> str:
+    words = " ".join(args.question).strip()
+    if words == "-" or (not words and not args.job and not sys.stdin.isatty()):
+        words = sys.stdin.read().strip()
+    if not words and not args.job:
+        raise UsageError("give a question (or '-' to read it from stdin), or --job ID")
+    return words
+
+
+def result_text(job: GetDeepResearcherJobResponse) -> str:
+    """The job's answer: the text of its result chunks in order."""
+    return "".join(chunk_text(c) for c in sorted(job.result, key=lambda c: c.seq_id)).strip()
+
+
+def watch(
+    client: ApexClient, job_id: str, timeout: float | None, term: Terminal
+) -> GetDeepResearcherJobResponse:
+    """Poll the job until it completes, showing progress; raises if it fails or times out."""
+    job = JobWatch(job_id, timeout=timeout, policy=DEFAULT_POLL)
+    with progress(term, job_id) as show:
+        while True:
+            response = client.deep_research.get(job_id)
+            job.update(response)
+            show(response.status or "unknown", len(response.result))
+            if job.done:
+                break
+            time.sleep(job.next_delay())
+    return job.result()
+
+
+@contextlib.contextmanager
+def progress(term: Terminal, job_id: str) -> Iterator[Show]:
+    """A spinner with status and chunk count on a terminal; else a line per change."""
+    label = f"job {job_id[:8]}"
+    if not term.fancy:
+        last: tuple[str, int] | None = None
+
+        def show_plain(status: str, chunks: int) -> None:
+            nonlocal last
+            if (status, chunks) != last:
+                last = (status, chunks)
+                term.note(f"research: {label} {status}, {_chunks(chunks)}")
+
+        yield show_plain
+        return
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=term.console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"research: {label} submitted", total=None)
+
+        def show_rich(status: str, chunks: int) -> None:
+            bar.update(task, description=f"research: {label} [bold]{status}[/], {_chunks(chunks)}")
+
+        yield show_rich
+
+
+def _chunks(count: int) -> str:
+    return f"{count} chunk{'' if count == 1 else 's'}"

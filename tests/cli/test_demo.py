@@ -1,0 +1,76 @@
+"""The one-command demo: ``python -m apex_grpc.demo`` (what ``make demo`` runs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from ._helpers import ROOT, run
+
+DEMO = (sys.executable, "-m", "apex_grpc.demo")
+
+
+def demo_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("APEX_", "MACROCOSMOS_"))}
+
+
+def assert_nothing_listens(output: str) -> None:
+    match = re.search(r"serving apex\.v1\.ApexService on 127\.0\.0\.1:(\d+)", output)
+    assert match, output
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", int(match.group(1)))) != 0, "the server is still up"
+
+
+def test_demo_on_the_echo_engine() -> None:
+    result = run([*DEMO, "--engine", "echo"], demo_env(), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for name in ("seed_chat.py", "seed_chat_stream.py", "seed_web_search.py"):
+        assert f"examples/{name} ===" in out
+        # The snippet's source is shown before its output.
+        first_line = (ROOT / "examples" / name).read_text().splitlines()[0]
+        assert f"    {first_line}" in out
+    assert 'content: "Write a short story about a cosmonaut' in out  # seed_chat.py's answer
+    assert "\nHello, how are you?Hello" in out  # the streamed answer
+    assert 1 <= out.count("results {") <= 3  # the web search (n_results=3)
+    assert "=== Done: the server is stopped ===" in out
+    assert re.search(r"streaming chat +\d+\.\d s  ok", out)
+    assert_nothing_listens(out)
+
+
+NO_LLAMA = """
+import sys
+sys.modules["llama_cpp"] = None  # as if llama-cpp-python were not installed
+from apex_grpc.demo import main
+sys.exit(main([]))
+"""
+
+
+def test_without_the_model_it_says_how_to_install_it() -> None:
+    result = run([sys.executable, "-c", NO_LLAMA], demo_env())
+    assert result.returncode == 1
+    assert "llama-cpp-python is not installed" in result.stderr
+    assert "pip install 'apex-grpc[llm]'" in result.stderr
+    assert "python -m apex_grpc.demo --engine echo" in result.stderr
+    assert "serving" not in result.stdout  # no silent fallback to another engine
+
+
+def test_without_the_snippets_it_says_where_to_run(tmp_path: Path) -> None:
+    result = run([*DEMO, "--engine", "echo", "--examples", str(tmp_path)], demo_env())
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: seed_*.py not found")
+
+
+@pytest.mark.llm
+def test_demo_on_the_real_model() -> None:
+    result = run([*DEMO, "--max-new-tokens", "48"], demo_env(), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "engine local, SmolLM2-135M-Instruct" in result.stdout
+    assert 'model: "SmolLM2-135M-Instruct"' in result.stdout
+    assert result.stdout.count("  ok") == 5
+    assert_nothing_listens(result.stdout)

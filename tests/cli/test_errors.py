@@ -1,0 +1,157 @@
+"""Usage errors, failures and exit statuses: one clear line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from collections.abc import Callable, Mapping
+
+import pytest
+
+from apex_grpc import __version__
+
+from ._helpers import CLI, Result, client_env, run
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# grpc core's own log lines (absl format, e.g. "I1125 23:08:19.675588 24532 file.cc:12] ...");
+# with GRPC_VERBOSITY unset, grpc prints some (a failed TLS handshake) before the CLI runs.
+GRPC_CORE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+
+
+def one_error_line(result: Result) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not GRPC_CORE_LOG.match(line)]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_version(cli: Callable[..., Result]) -> None:
+    result = cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"apex-grpc {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "message"),
+    [
+        (["chat", "--bogus", "hi"], "apex-grpc chat", "unrecognized arguments: --bogus"),
+        (["frobnicate"], "apex-grpc", "invalid choice: 'frobnicate'"),
+        ([], "apex-grpc", "required: COMMAND"),
+        (["--timeout", "soon", "chat", "hi"], "apex-grpc", "invalid float value: 'soon'"),
+        (["search"], "apex-grpc search", "required: query"),
+        (["chats"], "apex-grpc chats", "required: ACTION"),
+        (["chats", "list", "extra"], "apex-grpc chats list", "unrecognized arguments: extra"),
+        (["--metadata", "novalue", "chat", "x"], "apex-grpc", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_usage(
+    cli: Callable[..., Result], args: list[str], usage: str, message: str
+) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"usage: {usage}")
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_invalid_argument_names_the_flag(cli: Callable[..., Result]) -> None:
+    result = cli("chat", "--temperature", "-1", "hi")
+    assert result.returncode == 2
+    assert one_error_line(result) == "error: --temperature: must be >= 0, got -1.0"
+
+
+@pytest.mark.parametrize("command", [["chat", "hi"], ["search", "x"], ["chats", "list"]])
+def test_unreachable_server(api_key: str, command: list[str]) -> None:
+    port = closed_port()
+    env = client_env(f"127.0.0.1:{port}", api_key)
+    result = run([*CLI, "--max-retries", "0", *command], env)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert line.startswith(f"error: UNAVAILABLE: could not reach 127.0.0.1:{port} (")
+    assert result.stdout == ""
+
+
+def test_retries_are_counted(api_key: str) -> None:
+    env = client_env(f"127.0.0.1:{closed_port()}", api_key)
+    result = run([*CLI, "--max-retries", "1", "chat", "hi"], env)
+    assert result.returncode == 1
+    assert one_error_line(result).endswith("[after 2 attempts]")
+
+
+def test_debug_shows_the_traceback(api_key: str) -> None:
+    env = client_env(f"127.0.0.1:{closed_port()}", api_key)
+    result = run([*CLI, "--max-retries", "0", "--debug", "chat", "hi"], env)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "UnavailableError" in result.stderr
+    assert "rpc /apex.v1.ApexService/ChatCompletionStream status=UNAVAILABLE" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: UNAVAILABLE: could not reach")
+
+
+def test_wrong_key_never_prints_the_key(cli_env: Mapping[str, str]) -> None:
+    key = "sk-wrong-key-that-must-stay-secret"
+    result = run([*CLI, "--api-key", key, "--debug", "chats", "list"], cli_env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("error: UNAUTHENTICATED: ")
+    assert "--api-key" in result.stderr.splitlines()[-1]
+    assert key not in result.stderr + result.stdout
+
+
+def test_missing_key(echo_target: str) -> None:
+    result = run([*CLI, "chat", "hi"], client_env(echo_target, None))
+    assert result.returncode == 2
+    assert one_error_line(result) == (
+        "error: no API key: pass --api-key KEY or set APEX_API_KEY (or MACROCOSMOS_API_KEY)"
+    )
+
+
+def test_plaintext_key_to_a_remote_host_is_refused(cli: Callable[..., Result]) -> None:
+    result = cli("--base-url", "203.0.113.7:50051", "--insecure", "chat", "hi")
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "'203.0.113.7:50051'" in line and "--allow-insecure-key" in line
+
+
+def test_environment_selects_tls(echo_target: str, api_key: str) -> None:
+    # MACROCOSMOS_USE_HTTPS=true: the CLI speaks TLS to the plaintext server and fails.
+    env = {**client_env(echo_target, api_key), "MACROCOSMOS_USE_HTTPS": "true"}
+    result = run([*CLI, "--max-retries", "0", "--timeout", "5", "chats", "list"], env)
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("error: UNAVAILABLE: ")
+    # --insecure wins over the environment.
+    assert run([*CLI, "--insecure", "chats", "list"], env).returncode == 0
+
+
+def test_server_errors_carry_the_request_id(cli: Callable[..., Result]) -> None:
+    result = cli(
+        "--metadata", "x-echo-fail-code=RESOURCE_EXHAUSTED", "--metadata",
+        "x-echo-fail-message=slow down", "--max-retries", "0", "chat", "hi",
+    )  # fmt: skip
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert line.startswith("error: RESOURCE_EXHAUSTED: slow down [request id ")
+
+
+PROBE = """
+import sys
+sys.modules["rich"] = None  # as if the cli extra were not installed
+from apex_grpc.cli import main
+status = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.startswith("apex_grpc.server"))
+print("server modules:", loaded, file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def test_works_without_rich_and_without_the_server_package(cli_env: Mapping[str, str]) -> None:
+    for args in (["chat", "hi"], ["search", "Bittensor", "-n", "1"], ["chats", "list"]):
+        result = run([sys.executable, "-c", PROBE, *args], cli_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.endswith("server modules: []\n"), result.stderr
