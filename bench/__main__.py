@@ -63,33 +63,52 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, object]]:
         "official": Row("vs official SDK 2.1.0, sync unary", "calls/s", "apex-grpc >= 5x it"),
     }
     extra: dict[str, object] = {}
-    with echo_server(CHUNKS, CHUNK_SIZE) as target:
-        ctx = _scenarios.Context(target, CHUNKS, CHUNK_SIZE)
+    # Unary scenarios get a server answering in one 1,600-character chunk; streaming ones
+    # one answering in 100 chunks of 16. Same text, same size on both.
+    with (
+        echo_server(1, CHUNKS * CHUNK_SIZE) as unary_target,
+        echo_server(CHUNKS, CHUNK_SIZE) as stream_target,
+    ):
+        unary = _scenarios.Context(unary_target, 1, CHUNKS * CHUNK_SIZE)
+        streams = _scenarios.Context(stream_target, CHUNKS, CHUNK_SIZE)
+        plan = [
+            ("sync unary", unary, _scenarios.SYNC_SCENARIOS["sync unary"]),
+            ("web search", unary, _scenarios.SYNC_SCENARIOS["web search"]),
+            ("sync stream", streams, _scenarios.SYNC_SCENARIOS["sync stream"]),
+        ]
         try:
             for round_number in range(args.rounds):
                 ours_first = bool(round_number % 2)
-                for scenario in _scenarios.SYNC_SCENARIOS:
-                    raw, ours = _scenarios.run_sync(ctx, scenario, args.duration, ours_first)
-                    add(rows[scenario[0]], raw, ours)
-                for key, runner in (
-                    ("async unary", _scenarios.async_unary_rate),
-                    ("async stream", _scenarios.async_stream_rate),
+                for key, ctx, scenario in plan:
+                    raw, ours = _scenarios.run_sync(
+                        ctx, scenario, args.slices, args.slice, ours_first
+                    )
+                    add(rows[key], raw, ours)
+                for key, ctx, streaming in (
+                    ("async unary", unary, False),
+                    ("async stream", streams, True),
                 ):
-                    first, second = (True, False) if ours_first else (False, True)
-                    results = {first: runner(ctx, first, args.duration)}
-                    results[second] = runner(ctx, second, args.duration)
-                    add(rows[key], results[False], results[True])
+                    raw, ours = _scenarios.async_pair(
+                        ctx, streaming, args.slices, args.slice, ours_first
+                    )
+                    add(rows[key], raw, ours)
                 if args.official:
-                    official = _official.official_unary_rate(target, ctx.text, args.duration)
-                    ours = _scenarios.rate(_scenarios.ours_unary(ctx), args.duration)
+                    duration = args.slices * args.slice
+                    ours_fn = _scenarios.ours_unary(unary)
+                    if ours_first:
+                        ours = _scenarios.rate(ours_fn, duration)
+                    official = _official.official_unary_rate(unary_target, unary.text, duration)
+                    if not ours_first:
+                        ours = _scenarios.rate(ours_fn, duration)
                     add(rows["official"], official, ours)
                 print(f"  round {round_number + 1}/{args.rounds} done", file=sys.stderr)
 
-            raw_ttfc, our_ttfc = _scenarios.first_chunk_latencies(ctx, args.ttfc_samples)
+            raw_ttfc, our_ttfc = _scenarios.first_chunk_latencies(streams, args.ttfc_samples)
             extra["server_echo_calls_per_s"] = statistics.median(rows["async unary"].raw)
-            rss = _process_metrics.rss_with_open_streams(target, args.streams)
+            rss = _process_metrics.rss_with_open_streams(stream_target, args.streams)
         finally:
-            ctx.close()
+            unary.close()
+            streams.close()
 
     for key, minimum in (
         ("sync unary", 0.95),
@@ -208,8 +227,8 @@ def render(rows: list[Row], extra: dict[str, object], args: argparse.Namespace) 
         f"protobuf {info['protobuf']}, apex-grpc {info['apex-grpc']}, {info['platform']}."
     )
     lines.append(
-        f"- {args.rounds} interleaved rounds of {args.duration:g} s per side and scenario; "
-        "every answer verified (content and chunk counts)."
+        f"- {args.rounds} rounds; in each, raw and apex-grpc alternate {args.slices} slices of "
+        f"{args.slice:g} s per scenario; every answer verified (content and chunk counts)."
     )
     return "\n".join(lines) + "\n"
 
@@ -218,14 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: CI smoke test")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--duration", type=float, help="seconds per side per scenario per round")
+    parser.add_argument("--slices", type=int, help="alternating slices per side and round")
+    parser.add_argument("--slice", type=float, help="seconds per slice")
     parser.add_argument("--no-official", dest="official", action="store_false", default=None)
     parser.add_argument("--no-model", dest="model", action="store_false", default=None)
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or (1 if quick else 5)
-    args.duration = args.duration or (0.2 if quick else 2.0)
+    args.slices = args.slices or (2 if quick else 6)
+    args.slice = args.slice or (0.1 if quick else 0.3)
     args.official = (not quick) if args.official is None else args.official
     args.model = (not quick) if args.model is None else args.model
     args.ttfc_samples = 20 if quick else 300

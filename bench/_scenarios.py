@@ -73,17 +73,44 @@ def check(condition: bool, what: str) -> None:
 def rate(fn: Callable[[], int], duration: float) -> float:
     """Units per second of `fn` (which returns units done) over `duration` seconds."""
     fn()  # warm up outside the timed window
+    done, elapsed = timed(fn, duration)
+    return done / elapsed
+
+
+def timed(fn: Callable[[], int], duration: float) -> tuple[int, float]:
+    """(units done, seconds taken) running `fn` repeatedly for about `duration` seconds."""
     done = 0
     started = time.perf_counter()
     deadline = started + duration
     while time.perf_counter() < deadline:
         done += fn()
-    return done / (time.perf_counter() - started)
+    return done, time.perf_counter() - started
 
 
-async def async_rate(fn: Callable[[], Awaitable[int]], duration: float, workers: int) -> float:
-    """Units per second of `workers` coroutines each looping `fn` for `duration` seconds."""
-    await asyncio.gather(*(fn() for _ in range(workers)))  # warm up
+def interleaved(
+    raw: Callable[[], int], ours: Callable[[], int], slices: int, slice_s: float, ours_first: bool
+) -> tuple[float, float]:
+    """(raw rate, ours rate) from `slices` alternating slices of each side.
+
+    Short alternating slices put both sides under the same machine load,
+    which drifts on a shared host.
+    """
+    raw()
+    ours()
+    totals = {True: [0, 0.0], False: [0, 0.0]}
+    for index in range(slices):
+        first = ours_first == (index % 2 == 0)
+        for is_ours in (first, not first):
+            done, elapsed = timed(ours if is_ours else raw, slice_s)
+            totals[is_ours][0] += done
+            totals[is_ours][1] += elapsed
+    return totals[False][0] / totals[False][1], totals[True][0] / totals[True][1]
+
+
+async def async_timed(
+    fn: Callable[[], Awaitable[int]], duration: float, workers: int
+) -> tuple[int, float]:
+    """(units, seconds) of `workers` coroutines each looping `fn` for `duration` seconds."""
     done = 0
     started = time.perf_counter()
     deadline = started + duration
@@ -95,7 +122,27 @@ async def async_rate(fn: Callable[[], Awaitable[int]], duration: float, workers:
             done += units
 
     await asyncio.gather(*(worker() for _ in range(workers)))
-    return done / (time.perf_counter() - started)
+    return done, time.perf_counter() - started
+
+
+async def async_interleaved(
+    raw: Callable[[], Awaitable[int]],
+    ours: Callable[[], Awaitable[int]],
+    slices: int,
+    slice_s: float,
+    ours_first: bool,
+) -> tuple[float, float]:
+    """The async twin of `interleaved`, `CONCURRENCY` calls in flight per side."""
+    await asyncio.gather(*(raw() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(ours() for _ in range(CONCURRENCY)))
+    totals = {True: [0, 0.0], False: [0, 0.0]}
+    for index in range(slices):
+        first = ours_first == (index % 2 == 0)
+        for is_ours in (first, not first):
+            done, elapsed = await async_timed(ours if is_ours else raw, slice_s, CONCURRENCY)
+            totals[is_ours][0] += done
+            totals[is_ours][1] += elapsed
+    return totals[False][0] / totals[False][1], totals[True][0] / totals[True][1]
 
 
 @dataclass
@@ -204,57 +251,29 @@ def check_search(ctx: Context, count: int, side: str) -> None:
 # Async unary and streaming, 64 in flight on one channel / one client
 
 
-def async_unary_rate(ctx: Context, ours: bool, duration: float) -> float:
-    async def run() -> float:
-        if ours:
-            client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=ctx.target, secure=False)
+def async_pair(
+    ctx: Context, streaming: bool, slices: int, slice_s: float, ours_first: bool
+) -> tuple[float, float]:
+    """(raw rate, ours rate): raw grpc.aio stub vs AsyncApexClient in one event loop."""
 
-            async def call() -> int:
-                response = await client.chat.completions.create(messages=MESSAGES)
-                check(response.choices[0].message.content == ctx.text, "apex-grpc async unary")
-                return 1
-
-            try:
-                return await async_rate(call, duration, CONCURRENCY)
-            finally:
-                await client.close()
+    async def run() -> tuple[float, float]:
         channel = grpc.aio.insecure_channel(ctx.target)
         stub = pbg.ApexServiceStub(channel)
+        client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=ctx.target, secure=False)
 
-        async def raw_call() -> int:
+        async def raw_unary() -> int:
             response = await stub.ChatCompletion(
                 raw_chat_request(False), metadata=RAW_METADATA, timeout=600
             )
             check(response.choices[0].message.content == ctx.text, "raw async unary")
             return 1
 
-        try:
-            return await async_rate(raw_call, duration, CONCURRENCY)
-        finally:
-            await channel.close()
+        async def our_unary() -> int:
+            response = await client.chat.completions.create(messages=MESSAGES)
+            check(response.choices[0].message.content == ctx.text, "apex-grpc async unary")
+            return 1
 
-    return asyncio.run(run())
-
-
-def async_stream_rate(ctx: Context, ours: bool, duration: float) -> float:
-    async def run() -> float:
-        if ours:
-            client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=ctx.target, secure=False)
-
-            async def call() -> int:
-                stream = await client.chat.completions.create(messages=MESSAGES, stream=True)
-                parts = [chunk.choices[0].delta.content async for chunk in stream]
-                check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "apex-grpc aio")
-                return len(parts)
-
-            try:
-                return await async_rate(call, duration, CONCURRENCY)
-            finally:
-                await client.close()
-        channel = grpc.aio.insecure_channel(ctx.target)
-        stub = pbg.ApexServiceStub(channel)
-
-        async def raw_call() -> int:
+        async def raw_stream() -> int:
             call = stub.ChatCompletionStream(
                 raw_chat_request(True), metadata=RAW_METADATA, timeout=600
             )
@@ -262,9 +281,18 @@ def async_stream_rate(ctx: Context, ours: bool, duration: float) -> float:
             check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "raw aio stream")
             return len(parts)
 
+        async def our_stream() -> int:
+            stream = await client.chat.completions.create(messages=MESSAGES, stream=True)
+            parts = [chunk.choices[0].delta.content async for chunk in stream]
+            check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "apex-grpc aio")
+            return len(parts)
+
         try:
-            return await async_rate(raw_call, duration, CONCURRENCY)
+            if streaming:
+                return await async_interleaved(raw_stream, our_stream, slices, slice_s, ours_first)
+            return await async_interleaved(raw_unary, our_unary, slices, slice_s, ours_first)
         finally:
+            await client.close()
             await channel.close()
 
     return asyncio.run(run())
@@ -312,23 +340,16 @@ def median(values: list[float]) -> float:
 Scenario = tuple[
     str, Callable[[Context], Callable[[], int]], Callable[[Context], Callable[[], int]]
 ]
-SYNC_SCENARIOS: list[Scenario] = [
-    ("sync unary", raw_unary, ours_unary),
-    ("sync stream", raw_stream, ours_stream),
-    ("web search", raw_search, ours_search),
-]
+SYNC_SCENARIOS: dict[str, Scenario] = {
+    "sync unary": ("sync unary", raw_unary, ours_unary),
+    "sync stream": ("sync stream", raw_stream, ours_stream),
+    "web search": ("web search", raw_search, ours_search),
+}
 
 
 def run_sync(
-    ctx: Context, scenario: Scenario, duration: float, ours_first: bool
+    ctx: Context, scenario: Scenario, slices: int, slice_s: float, ours_first: bool
 ) -> tuple[float, float]:
     """(raw rate, ours rate) for one round of a sync scenario."""
     _, make_raw, make_ours = scenario
-    raw_fn, our_fn = make_raw(ctx), make_ours(ctx)
-    if ours_first:
-        ours = rate(our_fn, duration)
-        raw = rate(raw_fn, duration)
-    else:
-        raw = rate(raw_fn, duration)
-        ours = rate(our_fn, duration)
-    return raw, ours
+    return interleaved(make_raw(ctx), make_ours(ctx), slices, slice_s, ours_first)
