@@ -23,7 +23,7 @@ import grpc.aio
 
 from apex_grpc._async_stream import AsyncChatCompletionStream
 from apex_grpc._call import Call, CallPlan
-from apex_grpc._channel import Callables, make_callables, open_aio_channel
+from apex_grpc._channel import Callables, check_fork_support, make_callables, open_aio_channel
 from apex_grpc._chat_params import PreparedChat
 from apex_grpc._config import ClientConfig
 from apex_grpc._errors import ClientClosedError, from_rpc_error, metadata_value
@@ -70,6 +70,8 @@ class AsyncTransport:
         pid = os.getpid()
         with self._lock:
             state = self._channels.get(loop)
+            if state is not None and state.pid != pid:
+                check_fork_support()
             if state is None or state.pid != pid:
                 state = _LoopChannel(open_aio_channel(self._config, self._interceptors), pid)
                 self._channels[loop] = state

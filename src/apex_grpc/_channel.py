@@ -14,6 +14,7 @@ import grpc.aio
 import grpc.experimental  # not imported by `import grpc`
 
 from apex_grpc._config import ClientConfig
+from apex_grpc._errors import ForkError
 from apex_grpc._methods import ALL_METHODS, Method
 
 Callables = dict[Method[Any, Any], Any]
@@ -29,6 +30,22 @@ class _ChannelLike(Protocol):
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+# grpcio before 1.80 cannot run a channel in a forked child of a process that
+# already used grpc: calls hang until their deadline. Say so instead.
+FORK_SAFE_GRPC = (1, 80)
+
+
+def check_fork_support() -> None:
+    """Raise ForkError in a forked child when this grpcio cannot serve it."""
+    version = tuple(int(part) for part in grpc.__version__.split(".")[:2] if part.isdigit())
+    if version < FORK_SAFE_GRPC:
+        raise ForkError(
+            f"this process was forked after using gRPC, and grpcio {grpc.__version__} cannot "
+            "open channels in a forked child; upgrade to grpcio>=1.80, or create the client "
+            "after the fork (e.g. multiprocessing's 'spawn' start method)"
+        )
 
 
 def credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:

@@ -50,6 +50,10 @@ class ClientClosedError(ApexError):
     """The client (or the stream) was used after it was closed."""
 
 
+class ForkError(ApexError):
+    """The client was used in a forked child with a grpcio too old to allow it."""
+
+
 class DeepResearchJobError(ApexError):
     """A deep-research job ended in the "failed" state."""
 

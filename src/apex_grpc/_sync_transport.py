@@ -12,7 +12,13 @@ from typing import Any
 import grpc
 
 from apex_grpc._call import Call, CallPlan
-from apex_grpc._channel import Callables, SyncInterceptor, make_callables, open_sync_channel
+from apex_grpc._channel import (
+    Callables,
+    SyncInterceptor,
+    check_fork_support,
+    make_callables,
+    open_sync_channel,
+)
 from apex_grpc._chat_params import PreparedChat
 from apex_grpc._config import ClientConfig
 from apex_grpc._errors import ClientClosedError, from_rpc_error, metadata_value
@@ -48,6 +54,7 @@ class SyncTransport:
     def callable_for(self, method: Method[Req, Resp]) -> Any:
         """The channel's multi-callable for `method`."""
         if self._pid != os.getpid():
+            check_fork_support()
             with self._lock:
                 if self._pid != os.getpid():
                     self._open()
