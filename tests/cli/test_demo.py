@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +68,55 @@ def test_without_the_snippets_it_says_where_to_run(tmp_path: Path) -> None:
     result = run([*DEMO, "--engine", "echo", "--examples", str(tmp_path)], demo_env())
     assert result.returncode == 1
     assert result.stderr.startswith("error: seed_*.py not found")
+
+
+def fake_examples(folder: Path, chat_snippet: str) -> Path:
+    """seed_*.py copies where seed_chat.py is replaced by `chat_snippet`."""
+    folder.mkdir()
+    for name in ("seed_chat_stream.py", "seed_web_search.py"):
+        shutil.copy(ROOT / "examples" / name, folder / name)
+    (folder / "seed_chat.py").write_text(chat_snippet)
+    return folder
+
+
+def test_a_failing_snippet_fails_the_demo_and_stops_the_server(tmp_path: Path) -> None:
+    examples = fake_examples(tmp_path / "examples", "raise SystemExit(3)\n")
+    result = run([*DEMO, "--engine", "echo", "--examples", str(examples)], demo_env())
+    assert result.returncode == 1
+    assert "seed_chat.py failed: exit 3" in result.stdout
+    assert re.search(r"chat +\d+\.\d s  exit 3", result.stdout)
+    assert "Hello, how are you?" in result.stdout  # the other snippets still ran
+    assert_nothing_listens(result.stdout)
+
+
+def test_ctrl_c_stops_the_snippet_and_the_server(tmp_path: Path) -> None:
+    pid_file = tmp_path / "snippet.pid"
+    snippet = (
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+    examples = fake_examples(tmp_path / "examples", snippet)
+    demo = subprocess.Popen(
+        [*DEMO, "--engine", "echo", "--examples", str(examples)],
+        env=demo_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and demo.poll() is None
+        time.sleep(0.05)
+    snippet_pid = int(pid_file.read_text())
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=30)
+    assert demo.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert "=== Done: the server is stopped ===" in out
+    assert_nothing_listens(out)
+    with pytest.raises(ProcessLookupError):  # the snippet was stopped too
+        os.kill(snippet_pid, 0)
 
 
 @pytest.mark.llm

@@ -14,7 +14,6 @@ from apex_grpc import (
     ValidationError,
 )
 
-EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -41,6 +40,7 @@ FLAGS = {
     "max_response_time": "--max-response-time",
 }
 
+MIN_SECRET_CHARS = 8
 _CONNECT_FAILURE = re.compile(r"connect|dns|resolv|unreachable|refused", re.IGNORECASE)
 
 
@@ -102,6 +102,8 @@ def error_line(error: BaseException, target: str | None = None, secret: str | No
     """``error: ...`` as printed, one line, never containing `secret` (the API key)."""
     message, _ = describe(error, target)
     text = one_line(f"error: {message}")
-    if secret:
+    # Messages come from statuses, never from request metadata; this is a last guard,
+    # for keys long enough that replacing them cannot mangle ordinary words.
+    if secret and len(secret) >= MIN_SECRET_CHARS:
         text = text.replace(secret, "***")
     return text

@@ -48,6 +48,18 @@ def client_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key in use, as given or from the environment (to keep it out of messages)."""
+    for value in (
+        args.api_key,
+        os.environ.get("APEX_API_KEY"),
+        os.environ.get("MACROCOSMOS_API_KEY"),
+    ):
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
 def _debug_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -99,5 +111,5 @@ def _run(args: argparse.Namespace, term: Terminal) -> int:
     except Exception as error:
         if args.debug:
             traceback.print_exc()
-        term.error(error_line(error, target, secret=args.api_key))
+        term.error(error_line(error, target, secret=_api_key(args)))
         return describe(error, target)[1]

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from apex_grpc._version import __version__
+from apex_grpc import __version__
 from apex_grpc.cli import _chat, _chats, _research, _search
 
 PROG = "apex-grpc"

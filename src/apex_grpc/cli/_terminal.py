@@ -53,11 +53,6 @@ class Terminal:
         tty = out.isatty() and os.environ.get("TERM") != "dumb"
         return cls(out, err, fancy=tty and _rich_available())
 
-    @property
-    def interactive(self) -> bool:
-        """Whether stdout is a terminal a person is watching."""
-        return self.out.isatty()
-
     def console(self) -> Console:
         """The rich console on stdout (only call when `fancy`)."""
         if self._console is None:
