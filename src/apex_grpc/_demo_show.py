@@ -46,7 +46,11 @@ class Show:
             from rich.syntax import Syntax
 
             Console(file=self.out).print(
-                Panel(Syntax(code.rstrip("\n"), "python"), title=title, title_align="left")
+                Panel(
+                    Syntax(code.rstrip("\n"), "python", word_wrap=True),
+                    title=title,
+                    title_align="left",
+                )
             )
             Console(file=self.out, highlight=False).print(f"[dim]output ({hint}):[/]")
         else:

@@ -6,6 +6,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,15 @@ def one_error_line(result: Result) -> str:
 def test_version(cli: Callable[..., Result]) -> None:
     result = cli("--version")
     assert (result.returncode, result.stdout) == (0, f"apex-grpc {__version__}\n")
+
+
+def test_the_console_script(cli_env: Mapping[str, str]) -> None:
+    script = Path(sys.executable).with_name("apex-grpc")
+    if not script.exists():
+        pytest.skip("apex-grpc is not installed as a console script in this environment")
+    result = run([str(script), "chat", "console script"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("console scriptconsole script")
 
 
 @pytest.mark.parametrize(
