@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -26,11 +24,11 @@ from apex_grpc._call import Call, CallPlan
 from apex_grpc._channel import Callables, check_fork_support, make_callables, open_aio_channel
 from apex_grpc._chat_params import PreparedChat
 from apex_grpc._config import ClientConfig
-from apex_grpc._errors import ClientClosedError, from_rpc_error, metadata_value
-from apex_grpc._logging import log_attempt, logger
+from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
 from apex_grpc._retry import Attempts
 from apex_grpc._stream_core import StreamCore
+from apex_grpc._unary_core import UnaryCall, stream_opener
 
 
 class _LoopChannel:
@@ -91,67 +89,23 @@ class AsyncTransport:
     async def unary(self, call: Call[Req, Resp], plan: CallPlan) -> Resp:
         """Run a unary call; retries and the overall deadline follow `plan`."""
         invoke = self.callable_for(call.method)
-        attempts = Attempts(plan.retry, plan.timeout)
-        info = plan.call_info
-        detailed = info is not None or logger.isEnabledFor(logging.DEBUG)
+        state = UnaryCall(call, plan)
         while True:
-            started = time.monotonic()
-            rpc = invoke(
-                call.request,
-                timeout=attempts.remaining(),
-                metadata=plan.metadata,
-                compression=plan.compression,
-                wait_for_ready=plan.wait_for_ready,
-            )
+            rpc = invoke(call.request, **state.attempt())
             try:
                 response = await rpc
             except grpc.RpcError as error:
-                code, trailing = error.code(), error.trailing_metadata()
-                delay = attempts.retry_delay(code, trailing)
-                if detailed:
-                    log_attempt(
-                        call.method.path,
-                        code.name,
-                        started,
-                        time.monotonic(),
-                        attempts.number - (delay is not None),
-                        metadata_value(tuple(trailing or ())),
-                    )
-                if delay is None:
-                    failure = from_rpc_error(
-                        error, method=call.method.path, attempts=attempts.number
-                    )
-                    if info is not None:
-                        info.fill(
-                            failure.initial_metadata,
-                            failure.trailing_metadata,
-                            failure.code,
-                            failure.details,
-                            failure.attempts,
-                        )
-                    raise failure from error
-                await asyncio.sleep(delay)
+                await asyncio.sleep(state.failed(error))
                 continue
             except asyncio.CancelledError:
                 rpc.cancel()
                 raise
-            if detailed:
-                initial = await rpc.initial_metadata()
-                if info is not None:
-                    info.fill(
-                        initial,
-                        await rpc.trailing_metadata(),
-                        await rpc.code(),
-                        await rpc.details(),
-                        attempts.number,
-                    )
-                log_attempt(
-                    call.method.path,
-                    "OK",
-                    started,
-                    time.monotonic(),
-                    attempts.number,
-                    metadata_value(tuple(initial or ())),
+            if state.detailed:
+                state.succeeded(
+                    await rpc.initial_metadata(),
+                    await rpc.trailing_metadata(),
+                    await rpc.code(),
+                    await rpc.details(),
                 )
             return response  # type: ignore[no-any-return]
 
@@ -160,19 +114,8 @@ class AsyncTransport:
     ) -> AsyncChatCompletionStream:
         """Start a ChatCompletionStream call in the running loop."""
         invoke = self.callable_for(CHAT_COMPLETION_STREAM)
-        request = prepared.request
-
-        def open_call(timeout: float | None) -> Any:
-            return invoke(
-                request,
-                timeout=timeout,
-                metadata=plan.metadata,
-                compression=plan.compression,
-                wait_for_ready=plan.wait_for_ready,
-            )
-
         core = StreamCore(Attempts(plan.retry, plan.timeout), first, idle)
-        return AsyncChatCompletionStream(open_call, core)
+        return AsyncChatCompletionStream(stream_opener(invoke, prepared.request, plan), core)
 
     async def close(self) -> None:
         """Close every channel: this loop's now, other live loops' in their own loop."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -21,12 +20,12 @@ from apex_grpc._channel import (
 )
 from apex_grpc._chat_params import PreparedChat
 from apex_grpc._config import ClientConfig
-from apex_grpc._errors import ClientClosedError, from_rpc_error, metadata_value
-from apex_grpc._logging import log_attempt, logger
+from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
 from apex_grpc._retry import Attempts
 from apex_grpc._stream import ChatCompletionStream
 from apex_grpc._stream_core import StreamCore
+from apex_grpc._unary_core import UnaryCall, stream_opener
 from apex_grpc._watchdog import Watchdog
 
 
@@ -71,66 +70,18 @@ class SyncTransport:
     def unary(self, call: Call[Req, Resp], plan: CallPlan) -> Resp:
         """Run a unary call; retries and the overall deadline follow `plan`."""
         invoke = self.callable_for(call.method)
-        attempts = Attempts(plan.retry, plan.timeout)
-        info = plan.call_info
-        # with_call costs a little; take it only when someone reads the metadata.
-        detailed = info is not None or logger.isEnabledFor(logging.DEBUG)
+        state = UnaryCall(call, plan)
         while True:
-            started = time.monotonic()
             try:
-                if not detailed:
-                    return invoke(  # type: ignore[no-any-return]
-                        call.request,
-                        timeout=attempts.remaining(),
-                        metadata=plan.metadata,
-                        compression=plan.compression,
-                        wait_for_ready=plan.wait_for_ready,
-                    )
-                response, rpc = invoke.with_call(
-                    call.request,
-                    timeout=attempts.remaining(),
-                    metadata=plan.metadata,
-                    compression=plan.compression,
-                    wait_for_ready=plan.wait_for_ready,
-                )
-                initial, trailing = rpc.initial_metadata(), rpc.trailing_metadata()
-                if info is not None:
-                    info.fill(initial, trailing, rpc.code(), rpc.details(), attempts.number)
-                log_attempt(
-                    call.method.path,
-                    "OK",
-                    started,
-                    time.monotonic(),
-                    attempts.number,
-                    metadata_value(initial or ()),
+                if not state.detailed:
+                    return invoke(call.request, **state.attempt())  # type: ignore[no-any-return]
+                response, rpc = invoke.with_call(call.request, **state.attempt())
+                state.succeeded(
+                    rpc.initial_metadata(), rpc.trailing_metadata(), rpc.code(), rpc.details()
                 )
                 return response  # type: ignore[no-any-return]
             except grpc.RpcError as error:
-                code, trailing = error.code(), error.trailing_metadata()
-                delay = attempts.retry_delay(code, trailing)
-                if detailed:
-                    log_attempt(
-                        call.method.path,
-                        code.name,
-                        started,
-                        time.monotonic(),
-                        attempts.number - (delay is not None),
-                        metadata_value(trailing or ()),
-                    )
-                if delay is None:
-                    failure = from_rpc_error(
-                        error, method=call.method.path, attempts=attempts.number
-                    )
-                    if info is not None:
-                        info.fill(
-                            failure.initial_metadata,
-                            failure.trailing_metadata,
-                            failure.code,
-                            failure.details,
-                            failure.attempts,
-                        )
-                    raise failure from error
-                time.sleep(delay)
+                time.sleep(state.failed(error))
             except ValueError as error:
                 if self._closed:
                     raise ClientClosedError("the client was closed during the call") from error
@@ -141,19 +92,10 @@ class SyncTransport:
     ) -> ChatCompletionStream:
         """Start a ChatCompletionStream call."""
         invoke = self.callable_for(CHAT_COMPLETION_STREAM)
-        request = prepared.request
-
-        def open_call(timeout: float | None) -> Any:
-            return invoke(
-                request,
-                timeout=timeout,
-                metadata=plan.metadata,
-                compression=plan.compression,
-                wait_for_ready=plan.wait_for_ready,
-            )
-
         core = StreamCore(Attempts(plan.retry, plan.timeout), first, idle)
-        return ChatCompletionStream(open_call, core, self.watchdog)
+        return ChatCompletionStream(
+            stream_opener(invoke, prepared.request, plan), core, self.watchdog
+        )
 
     def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""
