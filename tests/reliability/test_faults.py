@@ -242,3 +242,18 @@ def test_grpc_status_table_is_complete() -> None:
     for code in grpc.StatusCode:
         if code is not grpc.StatusCode.OK:
             assert mc.error_class_for(code).code is code
+
+
+def test_server_survives_a_storm_of_cancelled_streams(server_process: Any) -> None:
+    """Regression: the server once crashed (SIGSEGV inside grpc.aio) when it read
+    context.peer() after a client had cancelled the call."""
+    server = server_process("--echo-chunks", "1000", "--echo-chunk-size", "8")
+    with mc.ApexClient(api_key=KEY, base_url=server.target, secure=False) as client:
+        for i in range(40):
+            stream = client.chat.completions.create(messages=user(f"storm {i}"), stream=True)
+            for n, _ in enumerate(stream):
+                if n == 3:
+                    break
+            stream.close()
+        assert server.process is not None and server.process.poll() is None, "server died"
+        assert client.chat.completions.create(messages=user("still up")).choices

@@ -114,6 +114,8 @@ def unary(
     @functools.wraps(fn)
     async def handler(self: S, request: Req, context: Context) -> Resp:
         started = time.perf_counter()
+        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
+        peer = context.peer()
         request_id = uuid.uuid4().hex
         code = "OK"
         call: Call | None = None
@@ -140,7 +142,7 @@ def unary(
             await _abort(context, call, request_id, _internal(method, request_id))
             raise  # pragma: no cover - abort raises
         finally:
-            log_call(method, code, time.perf_counter() - started, context.peer(), request_id)
+            log_call(method, code, time.perf_counter() - started, peer, request_id)
 
     return handler
 
@@ -154,6 +156,8 @@ def server_stream(
     @functools.wraps(fn)
     async def handler(self: S, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
         started = time.perf_counter()
+        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
+        peer = context.peer()
         request_id = uuid.uuid4().hex
         code = "OK"
         call: Call | None = None
@@ -186,6 +190,6 @@ def server_stream(
             code = "INTERNAL"
             await _abort(context, call, request_id, _internal(method, request_id))
         finally:
-            log_call(method, code, time.perf_counter() - started, context.peer(), request_id)
+            log_call(method, code, time.perf_counter() - started, peer, request_id)
 
     return handler
