@@ -188,7 +188,7 @@ def test_one_log_line_per_call_without_the_key(caplog, stub, auth, api_key) -> N
     lines = [r.getMessage() for r in caplog.records if r.name == "apex_grpc.server"]
     calls = [line for line in lines if line.startswith("/apex.v1.ApexService/")]
     assert len(calls) == 4
-    request_id = dict(call.initial_metadata())["x-request-id"]
+    request_id = dict(call.trailing_metadata())["x-request-id"]
     assert any(
         line.startswith("/apex.v1.ApexService/ChatCompletion OK ") and request_id in line
         for line in calls

@@ -54,8 +54,14 @@ class CallPolicy:
         self.knobs_enabled = knobs_enabled
         self.failures = FailureCounter()
 
-    async def open(self, context: Context, request_id: str) -> Call:
-        """Send initial metadata, authenticate, read knobs and sleep if asked."""
+    async def open(self, context: Context, request_id: str, *, streaming: bool) -> Call:
+        """Send initial metadata, authenticate, read knobs and sleep if asked.
+
+        Unary calls carry the request id in trailing metadata only: their headers
+        reach the client together with the response anyway, and a separate
+        initial-metadata send costs grpc.aio a round of its own (about 140 µs).
+        Streams send it up front, so a client can read it before the first chunk.
+        """
         metadata: dict[str, str | bytes] = dict(context.invocation_metadata() or ())
         trailing: list[tuple[str, str | bytes]] = [(REQUEST_ID, request_id)]
         initial: list[tuple[str, str | bytes]] = [(REQUEST_ID, request_id)]
@@ -65,7 +71,8 @@ class CallPolicy:
         echo_trailing = metadata.get(ECHO_TRAILING)
         if echo_trailing is not None:
             trailing.append((ECHO_TRAILING, echo_trailing))
-        await context.send_initial_metadata(initial)
+        if streaming or echo_initial is not None:
+            await context.send_initial_metadata(initial)
         call = Call(context, "", request_id, metadata, None, trailing)
         call.user_id = self.authenticator.authenticate(metadata.get("authorization"))
         if self.knobs_enabled and has_knobs(metadata):
@@ -120,7 +127,7 @@ def unary(
         code = "OK"
         call: Call | None = None
         try:
-            call = await self.policy.open(context, request_id)
+            call = await self.policy.open(context, request_id, streaming=False)
             injected = _failure_abort(call)
             if injected is not None:
                 raise injected
@@ -162,7 +169,7 @@ def server_stream(
         code = "OK"
         call: Call | None = None
         try:
-            call = await self.policy.open(context, request_id)
+            call = await self.policy.open(context, request_id, streaming=True)
             injected = _failure_abort(call)
             fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
             if injected is not None and fail_after == 0:
