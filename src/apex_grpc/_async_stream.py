@@ -36,7 +36,13 @@ class AsyncChatCompletionStream:
         self._add = core.accumulator.add
         self._closed = False
         self._loop = asyncio.get_running_loop()
-        self._call = open_call(core.attempts.remaining())
+        self._limited = core.watched
+        self._start(core.attempts.remaining())
+
+    def _start(self, timeout: float | None) -> None:
+        self._call = self._open(timeout)
+        # The call's own async iterator is grpc's cheapest way to read messages.
+        self._next = self._call.__aiter__().__anext__
 
     def __aiter__(self) -> AsyncIterator[pb.ChatCompletionChunkResponse]:
         return self
@@ -48,19 +54,22 @@ class AsyncChatCompletionStream:
                 raise StopAsyncIteration
             call = self._call
             try:
-                limit = core.wait_limit()
+                limit = core.wait_limit() if self._limited else None
                 if limit is None:
-                    chunk = await call.read()
+                    chunk = await self._next()
                 else:
                     async with asyncio.timeout(limit):
-                        chunk = await call.read()
+                        chunk = await self._next()
+            except StopAsyncIteration:
+                core.ended(await self._trailing())
+                raise
             except grpc.RpcError as error:
                 delay = core.retry_delay(error)
                 if delay is None:
                     core.fail(error)
                 await asyncio.sleep(delay)
                 core.reopened()
-                self._call = self._open(core.attempts.remaining())
+                self._start(core.attempts.remaining())
                 continue
             except TimeoutError:
                 call.cancel()
@@ -71,9 +80,6 @@ class AsyncChatCompletionStream:
                 raise
             except grpc.aio.UsageError as error:
                 raise ClientClosedError(f"the stream can no longer be read: {error}") from error
-            if chunk is grpc.aio.EOF:
-                core.ended(await self._trailing())
-                raise StopAsyncIteration
             self._add(chunk)
             return chunk  # type: ignore[no-any-return]
 
