@@ -7,8 +7,7 @@ runs it. `CallOptions` are the keywords every method accepts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Generic, TypedDict
+from typing import Generic, NamedTuple, TypedDict
 
 import grpc
 
@@ -95,8 +94,7 @@ class CallOptions(TypedDict, total=False):
 CALL_OPTION_NAMES = frozenset(CallOptions.__optional_keys__)
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedOptions:
+class ResolvedOptions(NamedTuple):
     """Per-call options after validation; None means "use the client's default"."""
 
     timeout: float | None = None
@@ -112,8 +110,7 @@ class ResolvedOptions:
 NO_OPTIONS = ResolvedOptions()
 
 
-@dataclass(frozen=True, slots=True)
-class Call(Generic[Req, Resp]):
+class Call(NamedTuple, Generic[Req, Resp]):
     """One RPC to make: what to call, with what, and how."""
 
     method: Method[Req, Resp]
@@ -181,8 +178,7 @@ def split_options(
     return own, resolve_options(options)
 
 
-@dataclass(frozen=True, slots=True)
-class CallPlan:
+class CallPlan(NamedTuple):
     """How to run one call: everything the transport passes to grpc, resolved."""
 
     timeout: float | None

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Required, TypedDict
+from typing import NamedTuple, Required, TypedDict
 
 from apex_grpc._call import CallOptions, ResolvedOptions, split_options
 from apex_grpc._config import check_timeout
@@ -103,8 +102,7 @@ REQUEST_FIELDS = frozenset(
 CHAT_FIELDS = REQUEST_FIELDS | {"first_chunk_timeout", "idle_timeout"}
 
 
-@dataclass(frozen=True, slots=True)
-class StreamTimeouts:
+class StreamTimeouts(NamedTuple):
     """First-chunk and idle limits of one stream (None: the client's defaults)."""
 
     first_chunk: float | None = None
@@ -112,8 +110,7 @@ class StreamTimeouts:
     given: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedChat:
+class PreparedChat(NamedTuple):
     """A validated chat request with its call options."""
 
     request: pb.ChatCompletionRequest

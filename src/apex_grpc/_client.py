@@ -8,7 +8,6 @@ it for every call until `close()`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypedDict, Unpack
@@ -207,7 +206,7 @@ class _ClientBase:
             if name == "api_key":
                 if not isinstance(value, str) or not value.strip():
                     raise ValidationError("api_key", "must be a non-empty string")
-                config = dataclasses.replace(config, api_key=Secret(value.strip()))
+                config = config._replace(api_key=Secret(value.strip()))
             elif name == "timeout":
                 changes["timeout"] = check_timeout(value, "timeout")  # type: ignore[arg-type]
                 changes["timeout_is_default"] = False
@@ -236,7 +235,7 @@ class _ClientBase:
         clone.__dict__.update(self.__dict__)
         clone._owns_transport = False
         clone._config = config
-        clone._set_defaults(dataclasses.replace(self._defaults, **changes))
+        clone._set_defaults(self._defaults._replace(**changes))
         clone._make_resources()
         return clone
 

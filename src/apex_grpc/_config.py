@@ -8,12 +8,11 @@ transports use.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from apex_grpc._errors import (
     ConfigurationError,
@@ -140,8 +139,12 @@ class TLSConfig:
         )
 
 
-@dataclass(frozen=True)
-class CallDefaults:
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_TLS = TLSConfig()
+DEFAULT_KEEPALIVE = KeepAliveConfig()
+
+
+class CallDefaults(NamedTuple):
     """Per-call settings a client applies unless a call overrides them.
 
     `client.with_options(...)` returns a client sharing the channel with a
@@ -152,7 +155,7 @@ class CallDefaults:
     """Overall deadline of a call in seconds, across all attempts (None: none)."""
     timeout_is_default: bool = True
     """True when `timeout` was not chosen by the user (web search then derives its own)."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = DEFAULT_RETRY
     metadata: tuple[tuple[str, MetadataValue], ...] = ()
     """Extra request metadata sent on every call."""
     compression: bool = False
@@ -165,8 +168,7 @@ class CallDefaults:
     """Seconds a stream may stay silent between chunks (None: no limit)."""
 
 
-@dataclass(frozen=True)
-class ClientConfig:
+class ClientConfig(NamedTuple):
     """Everything a client needs, resolved once at construction."""
 
     api_key: Secret
@@ -177,8 +179,8 @@ class ClientConfig:
     secure: bool
     app_name: str
     defaults: CallDefaults
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
+    tls: TLSConfig = DEFAULT_TLS
+    keepalive: KeepAliveConfig = DEFAULT_KEEPALIVE
     max_send_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_receive_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     load_balancing: LoadBalancing | None = None
@@ -307,8 +309,8 @@ def resolve_client_config(
         secure=use_tls,
         app_name=name,
         defaults=defaults,
-        tls=tls or TLSConfig(),
-        keepalive=keepalive or KeepAliveConfig(),
+        tls=tls or DEFAULT_TLS,
+        keepalive=keepalive or DEFAULT_KEEPALIVE,
         max_send_message_bytes=message_bytes,
         max_receive_message_bytes=message_bytes,
         load_balancing=load_balancing,
@@ -426,6 +428,8 @@ def is_loopback_target(target: str) -> bool:
 def _is_loopback_host(host: str) -> bool:
     if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
         return True
+    import ipaddress  # only clients with plaintext targets need it
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -6,7 +6,6 @@ table, once; nothing is looked up per call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from google.protobuf import empty_pb2
@@ -20,19 +19,27 @@ Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Method(Generic[Req, Resp]):
-    """One RPC: its name, full path, message types and shape."""
+    """One RPC: its name, full HTTP/2 path, message types and shape (compared by identity)."""
 
-    name: str
-    request_type: type[Req]
-    response_type: type[Resp]
-    server_streaming: bool = False
+    __slots__ = ("name", "path", "request_type", "response_type", "server_streaming")
 
-    @property
-    def path(self) -> str:
-        """The HTTP/2 path, e.g. ``/apex.v1.ApexService/ChatCompletion``."""
-        return f"/{SERVICE}/{self.name}"
+    def __init__(
+        self,
+        name: str,
+        request_type: type[Req],
+        response_type: type[Resp],
+        server_streaming: bool = False,
+    ) -> None:
+        self.name = name
+        self.path = f"/{SERVICE}/{name}"
+        """E.g. ``/apex.v1.ApexService/ChatCompletion``."""
+        self.request_type = request_type
+        self.response_type = response_type
+        self.server_streaming = server_streaming
+
+    def __repr__(self) -> str:
+        return f"Method({self.path})"
 
 
 CHAT_COMPLETION = Method("ChatCompletion", pb.ChatCompletionRequest, pb.ChatCompletionResponse)
