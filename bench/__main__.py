@@ -203,6 +203,17 @@ def render(rows: list[Row], extra: dict[str, object], args: argparse.Namespace) 
             result = f"**{row.value:.0f} {row.unit}**{spread}"
         met = {True: "yes", False: "**no**", None: "n/a"}[row.met]
         lines.append(f"| {row.scenario} | {raw} | {ours} | {result} | {row.target} | {met} |")
+    by_name = {row.scenario: row for row in rows}
+    official, unary = by_name.get("vs official SDK 2.1.0, sync unary"), rows[0]
+    if official is not None and official.raw and unary.raw:
+        raw_ms = 1000 / statistics.median(unary.raw)
+        official_extra = 1000 / statistics.median(official.raw) - raw_ms
+        ours_extra = 1000 / statistics.median(unary.ours) - raw_ms
+        official.note = (
+            f"per call, the official SDK spends {official_extra:.2f} ms more than the raw stub "
+            f"(a new channel and asyncio.run each time), apex-grpc {ours_extra * 1000:+.0f} µs; "
+            f"the ratio is capped by the server's own {raw_ms:.2f} ms per call"
+        )
     notes = [row for row in rows if row.note and row.value is not None]
     lines.append("")
     for row in notes:

@@ -42,10 +42,37 @@ class AsyncChatCompletionStream:
     def _start(self, timeout: float | None) -> None:
         self._call = self._open(timeout)
         # The call's own async iterator is grpc's cheapest way to read messages.
-        self._next = self._call.__aiter__().__anext__
+        self._messages = self._call.__aiter__()
+        self._next = self._messages.__anext__
 
     def __aiter__(self) -> AsyncIterator[pb.ChatCompletionChunkResponse]:
-        return self
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[pb.ChatCompletionChunkResponse]:
+        """What ``async for`` runs: `__anext__` while a retry or a timer may still apply,
+        then, past the first chunk of an unlimited stream, grpc's iterator directly."""
+        core = self._core
+        while self._needs_care():
+            try:
+                yield await self.__anext__()
+            except StopAsyncIteration:
+                return
+        add = self._add
+        try:
+            async for chunk in self._messages:
+                add(chunk)
+                yield chunk
+                if self._closed:
+                    return
+        except grpc.RpcError as error:
+            core.fail(error)
+        except asyncio.CancelledError:
+            self._call.cancel()
+            raise
+        core.ended(await self._trailing())
+
+    def _needs_care(self) -> bool:
+        return self._limited or not self._core.accumulator.chunk_count or self._closed
 
     async def __anext__(self) -> pb.ChatCompletionChunkResponse:
         core = self._core

@@ -259,3 +259,28 @@ def test_overall_deadline_bounds_a_stream(client: mc.ApexClient, scripted: Scrip
     with pytest.raises(mc.DeadlineExceededError):
         stream.until_done()
     assert 0 < stream.chunk_count < 50
+
+
+async def test_async_close_inside_the_loop_ends_iteration(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    slow(scripted)
+    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    seen = []
+    async for chunk in stream:
+        seen.append(chunk.choices[0].delta.content)
+        if len(seen) == 3:
+            await stream.close()
+    assert seen == ["c0 ", "c1 ", "c2 "]
+    assert await asyncio.to_thread(cancelled, scripted)
+
+
+async def test_async_iteration_resumes_after_a_break(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    async for _ in stream:
+        break
+    rest = [c.choices[0].delta.content async for c in stream]
+    assert rest == ["c1 ", "c2 ", "c3 ", "c4 "]
+    assert (await stream.get_final_response()).choices[0].message.content == EXPECTED
