@@ -279,7 +279,4 @@ def build_sampling(value: object, defaults: SamplingParams) -> pb.SamplingParame
 def _seed(value: object) -> int:
     if value is None:
         return random.randint(*OFFICIAL_SEED_RANGE)
-    seed = integer(value, "seed", minimum=0)
-    if seed > MAX_SEED:
-        raise ValidationError("seed", f"must be <= 2**63 - 1, got {value}")
-    return seed
+    return integer(value, "seed", minimum=0, maximum=MAX_SEED)

@@ -71,25 +71,24 @@ class StreamCore:
         """Seconds to wait before reopening, if this failure may be retried."""
         if self.stalled or self.accumulator.chunk_count:
             return None
-        code = error.code() if hasattr(error, "code") else None
-        trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-        delay = self.attempts.retry_delay(code, trailing)
-        self._log(code.name if code is not None else "UNKNOWN", retried=delay is not None)
+        code = _code(error)
+        delay = self.attempts.retry_delay(code, error.trailing_metadata())
+        self._log(code.name, retried=delay is not None)
         return delay
 
     def reopened(self) -> None:
-        """A new attempt started: its first-chunk wait starts now."""
+        """A new attempt started: its duration, and its first-chunk wait, start now."""
+        self.started = time.monotonic()
         if self.waiting_since is not None:
-            self.waiting_since = time.monotonic()
+            self.waiting_since = self.started
 
     def fail(self, error: grpc.RpcError) -> NoReturn:
         """Raise the typed error for a failure that will not be retried."""
         self.finished = True
         if self.stalled:
             raise self.stall_error() from error
-        if self.accumulator.chunk_count:
-            code = error.code() if hasattr(error, "code") else None
-            self._log(code.name if code is not None else "UNKNOWN")
+        if self.accumulator.chunk_count:  # before the first chunk, retry_delay logged it
+            self._log(_code(error).name)
         raise from_rpc_error(error, method=METHOD, attempts=self.attempts.number) from error
 
     def stall_error(self) -> StreamTimeoutError:
@@ -124,3 +123,8 @@ class StreamCore:
                 metadata_value(trailing or ()),
                 f" chunks={self.accumulator.chunk_count}" + (" retrying" if retried else ""),
             )
+
+
+def _code(error: grpc.RpcError) -> grpc.StatusCode:
+    code = error.code() if hasattr(error, "code") else None
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN

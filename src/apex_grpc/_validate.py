@@ -43,12 +43,17 @@ def number(value: object, argument: str) -> float:
     return float(value)
 
 
-def integer(value: object, argument: str, *, minimum: int) -> int:
-    """An int (bools excluded) no smaller than `minimum`."""
+INT64_MAX = 2**63 - 1
+
+
+def integer(value: object, argument: str, *, minimum: int, maximum: int = INT64_MAX) -> int:
+    """An int (bools excluded) in [minimum, maximum]; by default what an int64 field holds."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(argument, f"must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValidationError(argument, f"must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValidationError(argument, f"must be <= {maximum}, got {value}")
     return value
 
 

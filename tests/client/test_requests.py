@@ -109,6 +109,10 @@ def test_every_request_field_is_reachable_by_keyword() -> None:
             "sampling_parameters.max_new_tokens",
         ),
         (
+            {"messages": USER, "sampling_parameters": {"max_new_tokens": 2**64}},
+            "sampling_parameters.max_new_tokens",
+        ),
+        (
             {"messages": USER, "sampling_parameters": {"max_new_tokens": 1.0}},
             "sampling_parameters.max_new_tokens",
         ),
@@ -166,6 +170,7 @@ def test_web_search_defaults_and_deadline() -> None:
         ({"search_query": "q", "n_results": 0}, "n_results"),
         ({"search_query": "q", "n_results": "3"}, "n_results"),
         ({"search_query": "q", "n_miners": 0}, "n_miners"),
+        ({"search_query": "q", "n_miners": 2**63}, "n_miners"),
         ({"search_query": "q", "max_response_time": 0}, "max_response_time"),
         ({"search_query": "q", "max_response_time": "20"}, "max_response_time"),
         (
