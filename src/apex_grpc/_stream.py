@@ -57,7 +57,9 @@ class ChatCompletionStream:
                 self._retry_or_raise(error)
                 continue
             except ValueError as error:
-                raise self._closed_channel_error(error) from error
+                raise ClientClosedError(
+                    f"the client was closed while streaming: {error}"
+                ) from error
             self._add(chunk)
             if watchdog is not None:
                 self._core.waiting_since = None
@@ -90,9 +92,6 @@ class ChatCompletionStream:
         core.stalled = True
         self._call.cancel()
         return None
-
-    def _closed_channel_error(self, error: ValueError) -> Exception:
-        return ClientClosedError(f"the client was closed while streaming: {error}")
 
     def _trailing(self) -> Metadata:
         try:
