@@ -73,3 +73,6 @@ class Watchdog:
             next_deadline = stream._watchdog_check(time.monotonic())
             if next_deadline is not None:
                 self.watch(stream, next_deadline)
+            # Holding the stream while waiting would keep a dropped stream alive,
+            # and its RPC uncancelled, until the next deadline of any stream.
+            del stream

@@ -190,7 +190,9 @@ class ScriptedServer:
             try:
                 async for chunk in produce(request, context):
                     yield chunk
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):
+                # A cancel that lands while grpc.aio awaits a write cancels grpc's task,
+                # not this generator, which only sees GeneratorExit when it is closed.
                 self.cancelled.append(name)
                 raise
 

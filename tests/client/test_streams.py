@@ -234,6 +234,22 @@ def test_idle_timeout_does_not_fire_on_a_steady_stream(
     assert len(stream.text()) > 0
 
 
+def test_watched_stream_dropped_after_a_watchdog_check_is_cancelled(
+    scripted: ScriptedServer,
+) -> None:
+    slow(scripted)
+    with mc.ApexClient(
+        api_key=KEY, base_url=scripted.target, secure=False, stream_idle_timeout=0.1
+    ) as c:
+        stream = c.chat.completions.create(messages=USER, stream=True)
+        next(stream)
+        next(stream)  # waits under the idle limit, so the watchdog takes the stream
+        time.sleep(0.3)  # the watchdog looks at the stream, which is not waiting
+        del stream
+        gc.collect()
+        assert cancelled(scripted)
+
+
 async def test_async_first_chunk_and_idle_timeouts(
     aclient: mc.AsyncApexClient, scripted: ScriptedServer
 ) -> None:
