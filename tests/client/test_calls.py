@@ -191,7 +191,7 @@ def test_deadline_covers_all_attempts(scripted: ScriptedServer) -> None:
             c.chat.completions.create(messages=USER, timeout=0.5)
         elapsed = time.monotonic() - started
     calls = scripted.calls("ChatCompletion")
-    assert elapsed < 0.6
+    assert elapsed < 0.9  # ten 150 ms pushbacks would take 1.5 s
     assert 2 <= len(calls) <= 4
     remaining = [c.time_remaining for c in calls]
     assert remaining == sorted(remaining, reverse=True)  # each attempt gets what is left

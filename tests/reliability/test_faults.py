@@ -152,7 +152,7 @@ async def test_deadline_covers_all_attempts(echo_target: str, api_key: str, kind
             await side.chat(
                 messages=user("x"), metadata=fail_times(50, pushback_ms=150), timeout=0.5
             )
-        assert time.monotonic() - started < 0.7
+        assert time.monotonic() - started < 1.0  # fifty 150 ms pushbacks would take 7.5 s
         assert isinstance(caught.value, mc.UnavailableError | mc.DeadlineExceededError)
         assert 2 <= caught.value.attempts <= 4
     finally:
