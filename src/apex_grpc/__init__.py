@@ -49,7 +49,7 @@ from apex_grpc._errors import (
     ValidationError,
     error_class_for,
 )
-from apex_grpc._research import PollPolicy, chunk_text
+from apex_grpc._research import JobProgress, PollPolicy, chunk_text
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._stream import ChatCompletionStream
 from apex_grpc._types import *  # noqa: F403  (the message classes, listed in _types.__all__)
@@ -114,6 +114,7 @@ __all__ = [
     "NotFoundError",
     "OutOfRangeError",
     "PermissionDeniedError",
+    "JobProgress",
     "PollPolicy",
     "RateLimitError",
     "RequestCancelledError",

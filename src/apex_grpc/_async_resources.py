@@ -11,7 +11,7 @@ from apex_grpc import _operations as ops
 from apex_grpc._async_stream import AsyncChatCompletionStream
 from apex_grpc._call import Call
 from apex_grpc._chat_params import ChatCompletionParams
-from apex_grpc._research import DEFAULT_POLL, JobWatch, PollPolicy
+from apex_grpc._research import DEFAULT_POLL, JobProgress, JobWatch, PollPolicy
 from apex_grpc._resources import R
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
@@ -88,34 +88,36 @@ class AsyncDeepResearch(AsyncResource):
     get_job_results = get
     """The official SDK's name for `get`."""
 
+    async def follow(
+        self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
+    ) -> AsyncIterator[JobProgress]:
+        """Poll the job with backoff, yielding a `JobProgress` per poll (see the sync client)."""
+        watch = JobWatch(job_id, timeout=timeout, policy=poll)
+        while True:
+            progress = watch.update(await self.get(job_id))
+            yield progress
+            watch.raise_if_failed()
+            if progress.done:
+                return
+            await asyncio.sleep(watch.next_delay())
+
     async def stream(
         self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
     ) -> AsyncIterator[pb.DeepResearcherResultChunk]:
         """Yield the job's result chunks as they appear, until it completes."""
-        async for _, fresh in self._follow(job_id, timeout, poll):
-            for chunk in fresh:
+        async for progress in self.follow(job_id, timeout=timeout, poll=poll):
+            for chunk in progress.new_chunks:
                 yield chunk
 
     async def wait(
         self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
     ) -> pb.GetDeepResearcherJobResponse:
         """Poll until the job completes; returns its final state."""
-        async for watch, _ in self._follow(job_id, timeout, poll):
-            if watch.done:
-                return watch.result()
-        raise AssertionError("unreachable: _follow ends only when the job is done")
-
-    async def _follow(
-        self, job_id: str, timeout: float | None, poll: PollPolicy
-    ) -> AsyncIterator[tuple[JobWatch, list[pb.DeepResearcherResultChunk]]]:
-        watch = JobWatch(job_id, timeout=timeout, policy=poll)
-        while True:
-            fresh = watch.update(await self.get(job_id))
-            yield watch, fresh
-            watch.raise_if_failed()
-            if watch.done:
-                return
-            await asyncio.sleep(watch.next_delay())
+        final: pb.GetDeepResearcherJobResponse | None = None
+        async for progress in self.follow(job_id, timeout=timeout, poll=poll):
+            final = progress.response
+        assert final is not None  # follow yields at least once, or raises
+        return final
 
 
 class AsyncChats(AsyncResource):

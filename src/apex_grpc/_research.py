@@ -1,9 +1,9 @@
 """Following a deep-research job by polling, with no I/O.
 
-`JobWatch` takes each GetDeepResearcherJobResponse, returns the result chunks
-not seen before (in seq_id order), says when the job is over, and chooses
-the next polling delay: short while the job makes progress, backing off
-while it does not.
+`JobWatch` takes each GetDeepResearcherJobResponse and returns a `JobProgress`:
+the result chunks not seen before (in seq_id order) and whether the job is
+over. It also chooses the next polling delay: short while the job makes
+progress, backing off while it does not.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from apex_grpc._errors import DeepResearchJobError, DeepResearchTimeoutError, ValidationError
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -51,6 +52,27 @@ def chunk_text(chunk: pb.DeepResearcherResultChunk) -> str:
     return chunk.chunk
 
 
+class JobProgress(NamedTuple):
+    """One poll of a followed deep-research job (``client.deep_research.follow``)."""
+
+    response: pb.GetDeepResearcherJobResponse
+    """The job as this poll saw it."""
+    new_chunks: tuple[pb.DeepResearcherResultChunk, ...]
+    """Result chunks not seen in earlier polls, in seq_id order."""
+    done: bool
+    """Whether the job is over (completed, or failed: then `follow` raises next)."""
+
+    @property
+    def status(self) -> str:
+        """The job's status as the server reports it (e.g. "running", "completed")."""
+        return self.response.status
+
+    @property
+    def chunk_count(self) -> int:
+        """How many result chunks the job has so far."""
+        return len(self.response.result)
+
+
 class JobWatch:
     """The client's view of one deep-research job while it is polled."""
 
@@ -77,10 +99,8 @@ class JobWatch:
         self._deadline = None if timeout is None else clock() + timeout
         self._timeout = timeout
 
-    def update(
-        self, response: pb.GetDeepResearcherJobResponse
-    ) -> list[pb.DeepResearcherResultChunk]:
-        """Take a poll's answer; returns the new chunks. Raises if the job failed."""
+    def update(self, response: pb.GetDeepResearcherJobResponse) -> JobProgress:
+        """Take a poll's answer: what is new, and whether the job is over."""
         self.last = response
         fresh = sorted(
             (c for c in response.result if c.seq_id not in self._seen), key=lambda c: c.seq_id
@@ -97,7 +117,7 @@ class JobWatch:
         elif status in FAILED_STATES or response.HasField("error"):
             self.done = True
             self.failure = DeepResearchJobError(self.job_id, response.status, response.error)
-        return fresh
+        return JobProgress(response, tuple(fresh), self.done)
 
     def next_delay(self) -> float:
         """Seconds to wait before the next poll; raises once the timeout has passed."""
@@ -109,13 +129,6 @@ class JobWatch:
                 self.job_id, self._timeout or 0.0, self.last.status if self.last else "unknown"
             )
         return min(self._delay, left)
-
-    def result(self) -> pb.GetDeepResearcherJobResponse:
-        """The final state of a finished job; raises if it failed."""
-        self.raise_if_failed()
-        if not self.done or self.last is None:
-            raise RuntimeError(f"deep-research job {self.job_id} is not finished")
-        return self.last
 
     def raise_if_failed(self) -> None:
         """Raise the job's failure, if it failed."""

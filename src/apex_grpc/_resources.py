@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from apex_grpc import _operations as ops
 from apex_grpc._call import Call
 from apex_grpc._chat_params import ChatCompletionParams
-from apex_grpc._research import DEFAULT_POLL, JobWatch, PollPolicy
+from apex_grpc._research import DEFAULT_POLL, JobProgress, JobWatch, PollPolicy
 from apex_grpc._stream import ChatCompletionStream
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
@@ -108,37 +108,37 @@ class DeepResearch(SyncResource):
     get_job_results = get
     """The official SDK's name for `get`."""
 
+    def follow(
+        self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
+    ) -> Iterator[JobProgress]:
+        """Poll the job with backoff, yielding a `JobProgress` per poll until it is over.
+
+        The last progress has ``done=True``. If the job failed, DeepResearchJobError
+        is raised after that last progress; DeepResearchTimeoutError after `timeout`
+        seconds.
+        """
+        watch = JobWatch(job_id, timeout=timeout, policy=poll)
+        while True:
+            progress = watch.update(self.get(job_id))
+            yield progress
+            watch.raise_if_failed()
+            if progress.done:
+                return
+            time.sleep(watch.next_delay())
+
     def stream(
         self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
     ) -> Iterator[pb.DeepResearcherResultChunk]:
-        """Yield the job's result chunks as they appear, until it completes.
-
-        Polls with backoff. Raises DeepResearchJobError if the job fails and
-        DeepResearchTimeoutError after `timeout` seconds.
-        """
-        for _, fresh in self._follow(job_id, timeout, poll):
-            yield from fresh
+        """Yield the job's result chunks as they appear, until it completes (see `follow`)."""
+        for progress in self.follow(job_id, timeout=timeout, poll=poll):
+            yield from progress.new_chunks
 
     def wait(
         self, job_id: str, *, timeout: float | None = None, poll: PollPolicy = DEFAULT_POLL
     ) -> pb.GetDeepResearcherJobResponse:
-        """Poll until the job completes; returns its final state (see `stream`)."""
-        for watch, _ in self._follow(job_id, timeout, poll):
-            if watch.done:
-                return watch.result()
-        raise AssertionError("unreachable: _follow ends only when the job is done")
-
-    def _follow(
-        self, job_id: str, timeout: float | None, poll: PollPolicy
-    ) -> Iterator[tuple[JobWatch, list[pb.DeepResearcherResultChunk]]]:
-        watch = JobWatch(job_id, timeout=timeout, policy=poll)
-        while True:
-            fresh = watch.update(self.get(job_id))
-            yield watch, fresh
-            watch.raise_if_failed()
-            if watch.done:
-                return
-            time.sleep(watch.next_delay())
+        """Poll until the job completes; returns its final state (see `follow`)."""
+        *_, last = self.follow(job_id, timeout=timeout, poll=poll)
+        return last.response
 
 
 # chats

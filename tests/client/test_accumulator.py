@@ -82,20 +82,23 @@ def job(status: str, *seq: int, error: str | None = None) -> mc.GetDeepResearche
 
 def test_job_watch_yields_new_chunks_in_order_once() -> None:
     watch = JobWatch("j", timeout=None, policy=PollPolicy(initial=1, maximum=4, multiplier=2))
-    assert watch.update(job("running")) == []
+    first = watch.update(job("running"))
+    assert first.new_chunks == () and not first.done and first.status == "running"
     assert watch.next_delay() == 2
-    fresh = watch.update(job("running", 2, 1))
-    assert [c.seq_id for c in fresh] == [1, 2]
+    second = watch.update(job("running", 2, 1))
+    assert [c.seq_id for c in second.new_chunks] == [1, 2] and second.chunk_count == 2
     assert watch.next_delay() == 1
-    assert [mc.chunk_text(c) for c in watch.update(job("completed", 1, 2, 3))] == ["part3"]
-    assert watch.done and watch.result().status == "completed"
+    last = watch.update(job("completed", 1, 2, 3))
+    assert [mc.chunk_text(c) for c in last.new_chunks] == ["part3"]
+    assert last.done and watch.done and last.response.status == "completed"
+    watch.raise_if_failed()
 
 
 def test_job_watch_failure_and_timeout() -> None:
     watch = JobWatch("j", timeout=None, policy=PollPolicy())
-    watch.update(job("failed", error="model exploded"))
+    assert watch.update(job("failed", error="model exploded")).done
     with pytest.raises(mc.DeepResearchJobError, match="model exploded"):
-        watch.result()
+        watch.raise_if_failed()
     now = [0.0]
     slow = JobWatch("j", timeout=3, policy=PollPolicy(initial=1, maximum=1), clock=lambda: now[0])
     slow.update(job("running"))

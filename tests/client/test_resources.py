@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -132,6 +132,57 @@ def test_deep_research_wait_and_stream(client: mc.ApexClient, scripted: Scripted
     )
     with pytest.raises(mc.DeepResearchTimeoutError):
         client.deep_research.wait("j", timeout=0.1, poll=fast)
+
+
+def running_then_done() -> Iterator[mc.GetDeepResearcherJobResponse]:
+    import json
+
+    def chunk(seq: int) -> mc.DeepResearcherResultChunk:
+        return mc.DeepResearcherResultChunk(seq_id=seq, chunk=json.dumps([{"content": f"p{seq}"}]))
+
+    yield mc.GetDeepResearcherJobResponse(job_id="j", status="queued")
+    yield mc.GetDeepResearcherJobResponse(job_id="j", status="running", result=[chunk(2), chunk(1)])
+    yield mc.GetDeepResearcherJobResponse(
+        job_id="j", status="completed", result=[chunk(1), chunk(2), chunk(3)]
+    )
+
+
+FAST_POLL = mc.PollPolicy(initial=0.01, maximum=0.02)
+
+
+def test_deep_research_follow_reports_each_poll(
+    client: mc.ApexClient, scripted: ScriptedServer
+) -> None:
+    states = running_then_done()
+    scripted.responders["GetDeepResearcherJob"] = lambda request: next(states)
+    updates = list(client.deep_research.follow("j", poll=FAST_POLL))
+    assert [(u.status, u.chunk_count, u.done) for u in updates] == [
+        ("queued", 0, False),
+        ("running", 2, False),
+        ("completed", 3, True),
+    ]
+    assert [[c.seq_id for c in u.new_chunks] for u in updates] == [[], [1, 2], [3]]
+    assert len(scripted.calls("GetDeepResearcherJob")) == 3
+
+
+async def test_async_deep_research_follow_shows_the_failure_then_raises(
+    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+) -> None:
+    states = iter(
+        [
+            mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
+            mc.GetDeepResearcherJobResponse(job_id="j", status="failed", error="no miners"),
+        ]
+    )
+    scripted.responders["GetDeepResearcherJob"] = lambda request: next(states)
+    seen = []
+    with pytest.raises(mc.DeepResearchJobError, match="no miners"):
+        async for update in aclient.deep_research.follow("j", poll=FAST_POLL):
+            seen.append((update.status, update.done))
+    assert seen == [("running", False), ("failed", True)]
+    states = running_then_done()
+    final = await aclient.deep_research.wait("j", poll=FAST_POLL)
+    assert final.status == "completed" and len(final.result) == 3
 
 
 async def test_async_deep_research_wait(

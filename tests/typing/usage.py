@@ -49,11 +49,15 @@ def sync_usage(client: mc.ApexClient) -> None:
     assert_type(client.deep_research.wait(job.job_id, timeout=60), mc.GetDeepResearcherJobResponse)
     for piece in client.deep_research.stream(job.job_id):
         text: str = mc.chunk_text(piece)
+    for progress in client.deep_research.follow(job.job_id, timeout=60):
+        assert_type(progress, mc.JobProgress)
+        assert_type(progress.new_chunks, tuple[mc.DeepResearcherResultChunk, ...])
+        done: bool = progress.done and progress.chunk_count >= 0
 
     assert_type(client.chats.list_sessions(), mc.GetChatSessionsResponse)
     assert_type(client.chats.get_completion("c"), mc.StoredChatCompletion)
     assert_type(client.with_options(timeout=3), mc.ApexClient)
-    print(delta, url, text)
+    print(delta, url, text, done)
 
 
 async def async_usage(client: mc.AsyncApexClient) -> None:
@@ -72,5 +76,7 @@ async def async_usage(client: mc.AsyncApexClient) -> None:
     )
     async for piece in client.deep_research.stream("job"):
         assert_type(piece, mc.DeepResearcherResultChunk)
+    async for update in client.deep_research.follow("job"):
+        assert_type(update.status, str)
     assert_type(client.with_options(max_retries=0), mc.AsyncApexClient)
     await client.aclose()

@@ -2,7 +2,7 @@
 
 Progress (the job's status and how many result chunks it has) is a spinner
 on a terminal, and plain lines on stderr otherwise; the result goes to
-stdout. Polling backs off like the client's own ``deep_research.wait``.
+stdout. It follows the job with the client's ``deep_research.follow``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 from apex_grpc import (
@@ -20,7 +19,6 @@ from apex_grpc import (
     MessageParam,
     chunk_text,
 )
-from apex_grpc._research import DEFAULT_POLL, JobWatch
 from apex_grpc.cli._errors import UsageError
 from apex_grpc.cli._terminal import Terminal
 
@@ -81,16 +79,13 @@ def watch(
     client: ApexClient, job_id: str, timeout: float | None, term: Terminal
 ) -> GetDeepResearcherJobResponse:
     """Poll the job until it completes, showing progress; raises if it fails or times out."""
-    job = JobWatch(job_id, timeout=timeout, policy=DEFAULT_POLL)
+    final: GetDeepResearcherJobResponse | None = None
     with progress(term, job_id) as show:
-        while True:
-            response = client.deep_research.get(job_id)
-            job.update(response)
-            show(response.status or "unknown", len(response.result))
-            if job.done:
-                break
-            time.sleep(job.next_delay())
-    return job.result()
+        for update in client.deep_research.follow(job_id, timeout=timeout):
+            show(update.status or "unknown", update.chunk_count)
+            final = update.response
+    assert final is not None  # follow yields at least once, or raises
+    return final
 
 
 @contextlib.contextmanager
