@@ -25,28 +25,31 @@ KEY = "cli-test-key-42"
 AUTH = (("authorization", f"Bearer {KEY}"),)
 
 
+def server_command(port: str, data_dir: Path, *flags: str) -> list[str]:
+    """The echo server's command line, on `port`, keeping its data in `data_dir`."""
+    return [
+        sys.executable,
+        "-m",
+        "apex_grpc.server",
+        "--engine",
+        "echo",
+        "--port",
+        port,
+        "--api-key",
+        KEY,
+        "--data-dir",
+        str(data_dir),
+        *flags,
+    ]
+
+
 class Process:
     """A server subprocess on a free port, found through --port-file."""
 
     def __init__(self, data_dir: Path, *flags: str) -> None:
         self.port_file = data_dir.parent / f"port-{time.monotonic_ns()}"
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "apex_grpc.server",
-                "--engine",
-                "echo",
-                "--port",
-                "0",
-                "--port-file",
-                str(self.port_file),
-                "--api-key",
-                KEY,
-                "--data-dir",
-                str(data_dir),
-                *flags,
-            ],
+            server_command("0", data_dir, "--port-file", str(self.port_file), *flags),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -141,19 +144,7 @@ def test_bind_failure_exits_1(process, tmp_path) -> None:
     first = process()
     port = first.target.rsplit(":", 1)[1]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "apex_grpc.server",
-            "--engine",
-            "echo",
-            "--port",
-            port,
-            "--api-key",
-            KEY,
-            "--data-dir",
-            str(tmp_path / "other"),
-        ],
+        server_command(port, tmp_path / "other"),
         capture_output=True,
         text=True,
         timeout=30,

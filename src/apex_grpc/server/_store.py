@@ -207,14 +207,20 @@ class Store:
     ) -> tuple[ChatRow, CompletionRow]:
         conn = self._worker.conn
         stamp = now_us()
-        chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
         with transaction(conn):
-            conn.execute(
-                f"INSERT INTO chats({_CHAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (chat.id, user_id, title, chat_type, stamp, stamp),
-            )
+            chat = self._insert_chat(conn, user_id, title, chat_type, stamp)
             row = self._insert_completion(conn, user_id, chat.id, completion, stamp)
         return chat, row
+
+    def _insert_chat(
+        self, conn: sqlite3.Connection, user_id: str, title: str, chat_type: str, stamp: int
+    ) -> ChatRow:
+        chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
+        conn.execute(
+            f"INSERT INTO chats({_CHAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (chat.id, user_id, title, chat_type, stamp, stamp),
+        )
+        return chat
 
     def _insert_completion(
         self,
@@ -467,17 +473,13 @@ class Store:
         conn = self._worker.conn
         stamp = now_us()
         job_id = str(uuid.uuid4())
-        chat_id = str(uuid.uuid4())
         metadata = {DEEP_RESEARCH_KEY: {"job_id": job_id, "status": "pending"}}
         with transaction(conn):
-            conn.execute(
-                f"INSERT INTO chats({_CHAT_COLUMNS}) VALUES (?, ?, ?, 'apex', ?, ?)",
-                (chat_id, user_id, title, stamp, stamp),
-            )
+            chat = self._insert_chat(conn, user_id, title, "apex", stamp)
             completion = self._insert_completion(
                 conn,
                 user_id,
-                chat_id,
+                chat.id,
                 NewCompletion(prompt, "", "deep_research", metadata, completed=False),
                 stamp,
             )
