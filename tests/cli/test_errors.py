@@ -154,7 +154,7 @@ import sys
 sys.modules["rich"] = None  # as if the cli extra were not installed
 from apex_grpc.cli import main
 status = main(sys.argv[1:])
-loaded = sorted(m for m in sys.modules if m.startswith("apex_grpc.server"))
+loaded = sorted(m for m in sys.modules if m.startswith("apex_grpc_server"))
 print("server modules:", loaded, file=sys.stderr)
 sys.exit(status)
 """

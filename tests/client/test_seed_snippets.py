@@ -22,7 +22,7 @@ SEED_DOC = ROOT.parent / "shared" / "SEED_EXAMPLES.md"
 
 @pytest.fixture(scope="module")
 def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from apex_grpc.server import ServerConfig, run_server
+    from apex_grpc_server import ServerConfig, run_server
 
     config = ServerConfig(
         host="127.0.0.1",

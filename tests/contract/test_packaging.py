@@ -72,10 +72,13 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
         "apex_grpc_proto/apex/v1/apex_pb2.pyi",
         "apex_grpc_proto/apex/v1/apex_pb2_grpc.py",
         "apex_grpc_proto/apex/v1/apex_pb2_grpc.pyi",
+        "apex_grpc_server/__init__.py",
+        "apex_grpc_server/_corpus/apex.md",
     ]:
         assert required in names
     top_level = {name.split("/")[0] for name in names if not name.startswith("apex_grpc-")}
-    assert top_level == {"apex_grpc", "apex_grpc_proto"}, "no top-level `apex` (NVIDIA apex)"
+    # No top-level `apex` (it would collide with NVIDIA's apex).
+    assert top_level == {"apex_grpc", "apex_grpc_server", "apex_grpc_proto"}
     metadata = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "apex-grpc = apex_grpc.cli:main" in zipfile.ZipFile(wheel).read(metadata).decode()
 
@@ -128,3 +131,26 @@ def test_fresh_install_imports_and_type_checks(wheel: Path, tmp_path: Path) -> N
     # Typed: the one wrong assignment is caught, and nothing else is reported.
     assert 'Incompatible types in assignment (expression has type "int"' in mypy.stdout
     assert "Found 1 error" in mypy.stdout, mypy.stdout
+
+
+def test_the_server_package_never_imports_the_client() -> None:
+    """`apex_grpc_server` shares only the generated messages with the client."""
+    code = (
+        "import sys, apex_grpc_server, apex_grpc_server._runner, apex_grpc_server._cli;"
+        "print(sorted(m for m in sys.modules if m == 'apex_grpc' or m.startswith('apex_grpc.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_python_dash_m_apex_grpc_server_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "apex_grpc_server", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--engine" in result.stdout

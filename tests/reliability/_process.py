@@ -13,7 +13,7 @@ KEY = "reliability-key-5a6b7c"
 
 
 class ServerProcess:
-    """``python -m apex_grpc.server`` with the echo engine on 127.0.0.1."""
+    """``python -m apex_grpc_server`` with the echo engine on 127.0.0.1."""
 
     def __init__(self, data_dir: Path, *extra: str, port: int = 0) -> None:
         self.data_dir = data_dir
@@ -31,7 +31,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "apex_grpc.server",
+                "apex_grpc_server",
                 "--engine",
                 "echo",
                 "--host",

@@ -174,7 +174,7 @@ def server_saw(caplog: pytest.LogCaptureFixture, method: str, status: str) -> bo
     return any(
         f"/apex.v1.ApexService/{method} {status}" in r.getMessage()
         for r in caplog.records
-        if r.name == "apex_grpc.server"
+        if r.name == "apex_grpc_server"
     )
 
 
@@ -188,7 +188,7 @@ async def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
 
 
 async def test_cancel_after_begin(side: Any, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="apex_grpc.server")
+    caplog.set_level(logging.INFO, logger="apex_grpc_server")
     stream = await side.open_stream(messages=user("slow"), metadata=(("x-echo-sleep-ms", "3000"),))
     await asyncio.sleep(0.2)  # the server is now sleeping inside the call
     await side.close_stream(stream)
@@ -196,7 +196,7 @@ async def test_cancel_after_begin(side: Any, caplog: pytest.LogCaptureFixture) -
 
 
 async def test_cancel_after_first_response(side: Any, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="apex_grpc.server")
+    caplog.set_level(logging.INFO, logger="apex_grpc_server")
     knobs = (("x-echo-chunks", "50"), ("x-echo-delay-ms", "100"))
     stream = await side.open_stream(messages=user("slow"), metadata=knobs)
     first = await side.next_chunk(stream)

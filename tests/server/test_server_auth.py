@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from apex_grpc.server import ServerConfig, run_server
-from apex_grpc.server._auth import Authenticator, user_id_for_key
-from apex_grpc.server._status import RpcAbort
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server import ServerConfig, run_server
+from apex_grpc_server._auth import Authenticator, user_id_for_key
+from apex_grpc_server._status import RpcAbort
 
 pytestmark = pytest.mark.oldest
 

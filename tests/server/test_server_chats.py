@@ -9,9 +9,9 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, struct_pb2
 
-from apex_grpc.server import RunningServer, ServerConfig, run_server
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server import RunningServer, ServerConfig, run_server
 
 pytestmark = pytest.mark.oldest
 

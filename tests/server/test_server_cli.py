@@ -1,4 +1,4 @@
-"""`apex-grpc serve` / `python -m apex_grpc.server` as a process, and `apex-grpc index`."""
+"""`apex-grpc serve` / `python -m apex_grpc_server` as a process, and `apex-grpc index`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from apex_grpc.server import _cli
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server import _cli
 
 pytestmark = pytest.mark.oldest
 
@@ -30,7 +30,7 @@ def server_command(port: str, data_dir: Path, *flags: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "apex_grpc.server",
+        "apex_grpc_server",
         "--engine",
         "echo",
         "--port",
@@ -197,7 +197,7 @@ def test_index_reports_bad_input(tmp_path, capsys) -> None:
 
 def test_serve_without_keys_exits_2(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("APEX_GRPC_API_KEYS", raising=False)
-    monkeypatch.setattr("apex_grpc.server._logging.configure_logging", lambda level: None)
+    monkeypatch.setattr("apex_grpc_server._logging.configure_logging", lambda level: None)
     assert _cli.main(["--engine", "echo", "--data-dir", str(tmp_path)]) == 2
     assert "no API keys configured" in capsys.readouterr().err
 
@@ -242,8 +242,8 @@ def test_register_adds_serve_and_index() -> None:
 
 def test_cli_module_imports_only_the_standard_library() -> None:
     code = (
-        "import sys; import apex_grpc.server._cli; "
-        "mods = [m for m in ('apex_grpc.server._runner', 'llama_cpp', 'httpx', 'sqlite3') "
+        "import sys; import apex_grpc_server._cli; "
+        "mods = [m for m in ('apex_grpc_server._runner', 'llama_cpp', 'httpx', 'sqlite3') "
         "if m in sys.modules]; print(mods)"
     )
     out = subprocess.run(

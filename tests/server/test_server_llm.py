@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from apex_grpc.server import RunningServer, ServerConfig, run_server
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server import RunningServer, ServerConfig, run_server
 
 pytestmark = pytest.mark.llm
 

@@ -13,10 +13,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from apex_grpc.server import ServerConfig
-from apex_grpc.server._runner import server_options
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server import ServerConfig
+from apex_grpc_server._runner import server_options
 
 pytestmark = pytest.mark.oldest
 
@@ -177,7 +177,7 @@ def test_streams_past_the_grace_period_are_cut(start_server, connect, auth) -> N
 
 
 def test_one_log_line_per_call_without_the_key(caplog, stub, auth, api_key) -> None:
-    with caplog.at_level(logging.INFO, logger="apex_grpc.server"):
+    with caplog.at_level(logging.INFO, logger="apex_grpc_server"):
         _, call = stub.ChatCompletion.with_call(ask(), metadata=auth)
         with pytest.raises(grpc.RpcError):
             stub.ChatCompletion(pb.ChatCompletionRequest(), metadata=auth)
@@ -185,7 +185,7 @@ def test_one_log_line_per_call_without_the_key(caplog, stub, auth, api_key) -> N
             stub.ChatCompletion(ask(), metadata=(("authorization", "Bearer not-the-key"),))
         list(stub.ChatCompletionStream(ask(), metadata=auth))
         time.sleep(0.1)  # the stream's line is written as its handler finishes
-    lines = [r.getMessage() for r in caplog.records if r.name == "apex_grpc.server"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "apex_grpc_server"]
     calls = [line for line in lines if line.startswith("/apex.v1.ApexService/")]
     assert len(calls) == 4
     request_id = dict(call.trailing_metadata())["x-request-id"]

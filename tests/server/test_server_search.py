@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from apex_grpc.server._documents import Document, html_to_text
-from apex_grpc.server._search import SearchIndex, fts_query, split_passages
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server._documents import Document, html_to_text
+from apex_grpc_server._search import SearchIndex, fts_query, split_passages
 
 pytestmark = pytest.mark.oldest
 

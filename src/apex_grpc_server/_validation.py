@@ -6,9 +6,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apex_grpc.server._engines._base import ChatRequest, Message
-from apex_grpc.server._status import invalid_argument
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server._engines._base import ChatRequest, Message
+from apex_grpc_server._status import invalid_argument
 
 ROLES = ("system", "user", "assistant")
 MAX_MESSAGES = 1024

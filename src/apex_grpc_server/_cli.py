@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from apex_grpc.server._config import ServerConfig
-    from apex_grpc.server._runner import ServerInfo
+    from apex_grpc_server._config import ServerConfig
+    from apex_grpc_server._runner import ServerInfo
 
 ENGINES = ("local", "openai", "echo")
 TRUE = frozenset({"1", "true", "yes", "y", "on"})
@@ -222,7 +222,7 @@ def _api_keys(args: argparse.Namespace) -> frozenset[str]:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The ServerConfig the ``serve`` flags describe."""
-    from apex_grpc.server._config import ServerConfig, default_data_dir
+    from apex_grpc_server._config import ServerConfig, default_data_dir
 
     return ServerConfig(
         host=args.host,
@@ -270,9 +270,9 @@ def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status."""
     import asyncio
 
-    from apex_grpc.server._engines import EngineUnavailable
-    from apex_grpc.server._logging import configure_logging
-    from apex_grpc.server._runner import serve
+    from apex_grpc_server._engines import EngineUnavailable
+    from apex_grpc_server._logging import configure_logging
+    from apex_grpc_server._runner import serve
 
     configure_logging(args.log_level)
     try:
@@ -298,10 +298,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_index(args: argparse.Namespace) -> int:
     """Index the given paths into the data folder's search index."""
-    from apex_grpc.server._config import default_data_dir
-    from apex_grpc.server._documents import DocumentError, documents_from_paths
-    from apex_grpc.server._runner import INDEX_FILE
-    from apex_grpc.server._search import SearchIndex
+    from apex_grpc_server._config import default_data_dir
+    from apex_grpc_server._documents import DocumentError, documents_from_paths
+    from apex_grpc_server._runner import INDEX_FILE
+    from apex_grpc_server._search import SearchIndex
 
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     path = data_dir / INDEX_FILE
@@ -322,11 +322,11 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m apex_grpc.server [serve flags]``, or ``... index PATH...``."""
+    """``python -m apex_grpc_server [serve flags]``, or ``... index PATH...``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["index"]:
         parser = argparse.ArgumentParser(
-            prog="python -m apex_grpc.server index",
+            prog="python -m apex_grpc_server index",
             description="Add or update documents (by url) in the server's search index.",
         )
         add_index_arguments(parser)
@@ -334,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["serve"]:
         arguments = arguments[1:]
     parser = argparse.ArgumentParser(
-        prog="python -m apex_grpc.server",
+        prog="python -m apex_grpc_server",
         description="Run the local Apex server (same flags as `apex-grpc serve`; "
-        "`python -m apex_grpc.server index PATH...` builds the search index).",
+        "`python -m apex_grpc_server index PATH...` builds the search index).",
     )
     add_serve_arguments(parser)
     return run_serve(parser.parse_args(arguments))

@@ -20,8 +20,8 @@ from typing import Any
 
 import grpc
 
-from apex_grpc.server._config import ServerConfig
-from apex_grpc.server._engines._base import (
+from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._engines._base import (
     ChatEngine,
     ChatRequest,
     Delta,
@@ -29,8 +29,8 @@ from apex_grpc.server._engines._base import (
     Finish,
     Usage,
 )
-from apex_grpc.server._engines._model import INSTALL_HINT, default_model_path, model_name
-from apex_grpc.server._status import RpcAbort
+from apex_grpc_server._engines._model import INSTALL_HINT, default_model_path, model_name
+from apex_grpc_server._status import RpcAbort
 
 
 def default_threads() -> int:

@@ -15,19 +15,19 @@ from typing import Any
 
 import grpc
 
-from apex_grpc.server._auth import Authenticator
-from apex_grpc.server._calls import SERVICE, CallPolicy
-from apex_grpc.server._chat import Completions
-from apex_grpc.server._config import ServerConfig
-from apex_grpc.server._documents import default_corpus
-from apex_grpc.server._engines import ChatEngine, create_engine
-from apex_grpc.server._research import ResearchJobs
-from apex_grpc.server._search import SearchIndex
-from apex_grpc.server._service import ApexServicer
-from apex_grpc.server._store import Store
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server._auth import Authenticator
+from apex_grpc_server._calls import SERVICE, CallPolicy
+from apex_grpc_server._chat import Completions
+from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._documents import default_corpus
+from apex_grpc_server._engines import ChatEngine, create_engine
+from apex_grpc_server._research import ResearchJobs
+from apex_grpc_server._search import SearchIndex
+from apex_grpc_server._service import ApexServicer
+from apex_grpc_server._store import Store
 
-logger = logging.getLogger("apex_grpc.server")
+logger = logging.getLogger("apex_grpc_server")
 
 INDEX_FILE = "index.sqlite3"
 STORE_FILE = "apex.sqlite3"

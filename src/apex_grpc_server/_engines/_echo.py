@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
 
-from apex_grpc.server._engines._base import ChatEngine, ChatRequest, Delta, Finish, Usage
+from apex_grpc_server._engines._base import ChatEngine, ChatRequest, Delta, Finish, Usage
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

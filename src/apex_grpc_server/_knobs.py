@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from apex_grpc.server._status import invalid_argument
+from apex_grpc_server._status import invalid_argument
 
 PREFIX = "x-echo-"
 SLEEP_MS = "x-echo-sleep-ms"

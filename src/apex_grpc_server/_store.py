@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apex_grpc.server._search import query_words
-from apex_grpc.server._sqlite import SqliteWorker, transaction
+from apex_grpc_server._search import query_words
+from apex_grpc_server._sqlite import SqliteWorker, transaction
 
 SCHEMA_VERSION = 1
 DEEP_RESEARCH_KEY = "deep_researcher"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-logger = logging.getLogger("apex_grpc.server")
+logger = logging.getLogger("apex_grpc_server")
 """The server's logger; every call logs one INFO line on it."""
 
 
@@ -28,7 +28,7 @@ def configure_logging(level: str | int = "INFO") -> None:
         level = level.upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("apex_grpc")
+    root = logging.getLogger("apex_grpc_server")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False

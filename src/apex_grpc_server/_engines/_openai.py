@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from apex_grpc.server._config import ServerConfig
-from apex_grpc.server._engines._base import (
+from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._engines._base import (
     ChatEngine,
     ChatRequest,
     Delta,
@@ -23,7 +23,7 @@ from apex_grpc.server._engines._base import (
     Finish,
     Usage,
 )
-from apex_grpc.server._status import MetadataPairs, RpcAbort
+from apex_grpc_server._status import MetadataPairs, RpcAbort
 
 HTTP_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,

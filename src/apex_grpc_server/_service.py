@@ -9,17 +9,17 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from apex_grpc.server import _convert as convert
-from apex_grpc.server import _validation as validate
-from apex_grpc.server._calls import Call, CallPolicy, server_stream, unary
-from apex_grpc.server._chat import Completions
-from apex_grpc.server._engines import ChatRequest, Message
-from apex_grpc.server._research import ResearchJobs
-from apex_grpc.server._search import SearchIndex, SearchTimeout
-from apex_grpc.server._status import RpcAbort, invalid_argument, not_found
-from apex_grpc.server._store import CompletionRow, NewCompletion, Store, default_title
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server import _convert as convert
+from apex_grpc_server import _validation as validate
+from apex_grpc_server._calls import Call, CallPolicy, server_stream, unary
+from apex_grpc_server._chat import Completions
+from apex_grpc_server._engines import ChatRequest, Message
+from apex_grpc_server._research import ResearchJobs
+from apex_grpc_server._search import SearchIndex, SearchTimeout
+from apex_grpc_server._status import RpcAbort, invalid_argument, not_found
+from apex_grpc_server._store import CompletionRow, NewCompletion, Store, default_title
 
 HISTORY_TURNS = 6
 """Earlier turns of a chat sent to the engine with a new prompt."""

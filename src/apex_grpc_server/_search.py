@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from apex_grpc.server._documents import Document
-from apex_grpc.server._sqlite import SqliteWorker, transaction
+from apex_grpc_server._documents import Document
+from apex_grpc_server._sqlite import SqliteWorker, transaction
 
 TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0

@@ -7,7 +7,7 @@ import hmac
 
 import grpc
 
-from apex_grpc.server._status import RpcAbort
+from apex_grpc_server._status import RpcAbort
 
 MISSING = "missing authorization metadata: send 'authorization: Bearer <api key>'"
 MALFORMED = "malformed authorization metadata: expected 'Bearer <api key>'"

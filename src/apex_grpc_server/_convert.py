@@ -8,10 +8,10 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from apex_grpc.server._engines import Usage
-from apex_grpc.server._status import invalid_argument
-from apex_grpc.server._store import ChatRow, CompletionRow, JobRow
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server._engines import Usage
+from apex_grpc_server._status import invalid_argument
+from apex_grpc_server._store import ChatRow, CompletionRow, JobRow
 
 
 def usage(value: Usage) -> pb.CompletionUsage:
