@@ -223,7 +223,7 @@ def search_chats(
     request = pb.SearchChatIdsByPromptAndCompletionTextRequest(
         search_term=v.required_text(search_term, "search_term")
     )
-    return Call(m.SEARCH_CHAT_IDS, request, resolve_options(options))
+    return Call(m.SEARCH_CHAT_IDS_BY_PROMPT_AND_COMPLETION_TEXT, request, resolve_options(options))
 
 
 def update_completion(
