@@ -11,14 +11,7 @@ print(response.choices[0].message.content)
 
 from typing import TYPE_CHECKING, Any
 
-from apex_grpc._call import CallInfo, CallOptions
-from apex_grpc._chat_params import (
-    ChatCompletionParams,
-    MessageParam,
-    SamplingParams,
-)
-from apex_grpc._client import NOT_GIVEN, ApexClient, ClientOptions
-from apex_grpc._config import KeepAliveConfig, TLSConfig
+from apex_grpc._client import ApexClient, ClientOptions
 from apex_grpc._errors import (
     AbortedError,
     AlreadyExistsError,
@@ -49,21 +42,25 @@ from apex_grpc._errors import (
     ValidationError,
     error_class_for,
 )
-from apex_grpc._research import JobProgress, PollPolicy, chunk_text
+from apex_grpc._requests.chat import ChatCompletionParams, MessageParam, SamplingParams
+from apex_grpc._research import JobProgress, PollOptions, PollPolicy, chunk_text
 from apex_grpc._retry import RetryPolicy
-from apex_grpc._stream import ChatCompletionStream
+from apex_grpc._settings.call import CallInfo, CallOptions, StreamOptions
+from apex_grpc._settings.checks import NOT_GIVEN
+from apex_grpc._settings.client import ClientSettings, KeepAliveConfig, TLSConfig
+from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._types import *  # noqa: F403  (the message classes, listed in _types.__all__)
 from apex_grpc._types import __all__ as _message_names
 from apex_grpc._version import __version__
 
 if TYPE_CHECKING:
     from apex_grpc._async_client import AsyncApexClient
-    from apex_grpc._async_stream import AsyncChatCompletionStream
+    from apex_grpc._streaming.aio import AsyncChatCompletionStream
 
 # The aio client loads on first use, so sync-only programs never import it.
 _LAZY = {
     "AsyncApexClient": "apex_grpc._async_client",
-    "AsyncChatCompletionStream": "apex_grpc._async_stream",
+    "AsyncChatCompletionStream": "apex_grpc._streaming.aio",
 }
 
 
@@ -98,6 +95,7 @@ __all__ = [
     "ChatCompletionStream",
     "ClientClosedError",
     "ClientOptions",
+    "ClientSettings",
     "ConfigurationError",
     "DataLossError",
     "DeadlineExceededError",
@@ -115,11 +113,13 @@ __all__ = [
     "OutOfRangeError",
     "PermissionDeniedError",
     "JobProgress",
+    "PollOptions",
     "PollPolicy",
     "RateLimitError",
     "RequestCancelledError",
     "RetryPolicy",
     "SamplingParams",
+    "StreamOptions",
     "StreamTimeoutError",
     "TLSConfig",
     "UnavailableError",

@@ -1,4 +1,4 @@
-"""AsyncApexClient: the grpc.aio client, sharing ApexClient's constructor and core.
+"""AsyncApexClient: the grpc.aio client, sharing ApexClient's constructor, settings and resources.
 
 Imported lazily by `apex_grpc` (``from apex_grpc import AsyncApexClient``
 works as usual), so sync-only programs never load the aio transport.
@@ -7,45 +7,41 @@ works as usual), so sync-only programs never load the aio transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
 import grpc.aio
 
-from apex_grpc._async_resources import (
+from apex_grpc._client import ClientBase
+from apex_grpc._errors import UnavailableError, ValidationError
+from apex_grpc._resources import (
     AsyncChat,
     AsyncChats,
     AsyncCompletions,
     AsyncDeepResearch,
     AsyncWebSearch,
 )
-from apex_grpc._async_stream import AsyncChatCompletionStream
-from apex_grpc._async_transport import AsyncTransport
-from apex_grpc._call import Call
-from apex_grpc._client import _ClientBase
-from apex_grpc._errors import UnavailableError, ValidationError
-from apex_grpc._methods import CHAT_COMPLETION, Resp
-from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc._transport.aio import AsyncTransport
 
 
-class AsyncApexClient(_ClientBase):
+class AsyncApexClient(ClientBase[AsyncTransport]):
     """The asyncio Apex client (grpc.aio); same resources as ApexClient, awaited.
 
     The channel is opened lazily in the running event loop (one per loop
     that uses the client). Use ``async with`` or ``await client.close()``.
     """
 
-    _transport: AsyncTransport
-
-    def _make_transport(self, interceptors: Sequence[Any]) -> AsyncTransport:
+    def _check_interceptors(self, interceptors: Sequence[Any]) -> None:
         for interceptor in interceptors:
             if not isinstance(interceptor, grpc.aio.ClientInterceptor):
                 raise ValidationError(
                     "interceptors", "AsyncApexClient takes grpc.aio client interceptors"
                 )
-        return AsyncTransport(self._config, interceptors)
+
+    def _open_transport(self) -> AsyncTransport:
+        return AsyncTransport(self._settings)
 
     def _make_resources(self) -> None:
         self.chat = AsyncChat(self)
@@ -53,17 +49,6 @@ class AsyncApexClient(_ClientBase):
         self.web_search = AsyncWebSearch(self)
         self.deep_research = AsyncDeepResearch(self)
         self.chats = AsyncChats(self)
-
-    async def _run_unary(self, call: Call[Any, Resp]) -> Resp:
-        return await self._transport.unary(call, self._plan(call))
-
-    async def _create_chat(
-        self, stream: bool, params: Mapping[str, object]
-    ) -> pb.ChatCompletionResponse | AsyncChatCompletionStream:
-        prepared, plan = self._prepare_chat(stream, params)
-        if stream:
-            return self._transport.stream(prepared, plan, *self._stream_limits(prepared))
-        return await self._transport.unary(Call(CHAT_COMPLETION, prepared.request), plan)
 
     def channel(self) -> grpc.aio.Channel:
         """The running event loop's channel."""
@@ -83,7 +68,9 @@ class AsyncApexClient(_ClientBase):
         if self._owns_transport:
             await self._transport.close()
 
-    aclose = close
+    async def aclose(self) -> None:
+        """The same as `close()` (the name async resources often use)."""
+        await self.close()
 
     async def __aenter__(self) -> Self:
         return self

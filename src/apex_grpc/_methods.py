@@ -7,7 +7,7 @@ table, once; nothing is looked up per call.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
@@ -125,21 +125,21 @@ GET_COMPLETIONS_WITH_DEEP_RESEARCHER_ENTRY = Method(
     pb.GetCompletionsWithDeepResearcherEntryResponse,
 )
 
-ALL_METHODS: tuple[Method[Message, Message], ...] = (  # 16 RPCs
-    CHAT_COMPLETION,  # type: ignore[list-item]
-    CHAT_COMPLETION_STREAM,  # type: ignore[list-item]
-    WEB_RETRIEVAL,  # type: ignore[list-item]
-    SUBMIT_DEEP_RESEARCHER_JOB,  # type: ignore[list-item]
-    GET_DEEP_RESEARCHER_JOB,  # type: ignore[list-item]
-    GET_CHAT_SESSIONS,  # type: ignore[list-item]
-    GET_STORED_CHAT_COMPLETIONS,  # type: ignore[list-item]
-    GET_CHAT_COMPLETION,  # type: ignore[list-item]
-    UPDATE_CHAT_ATTRIBUTES,  # type: ignore[list-item]
-    DELETE_CHATS,  # type: ignore[list-item]
-    CREATE_CHAT_AND_COMPLETION,  # type: ignore[list-item]
-    CREATE_COMPLETION,  # type: ignore[list-item]
-    DELETE_COMPLETIONS,  # type: ignore[list-item]
-    SEARCH_CHAT_IDS_BY_PROMPT_AND_COMPLETION_TEXT,  # type: ignore[list-item]
-    UPDATE_COMPLETION_ATTRIBUTES,  # type: ignore[list-item]
-    GET_COMPLETIONS_WITH_DEEP_RESEARCHER_ENTRY,  # type: ignore[list-item]
+ALL_METHODS: tuple[Method[Any, Any], ...] = (  # 16 RPCs
+    CHAT_COMPLETION,
+    CHAT_COMPLETION_STREAM,
+    WEB_RETRIEVAL,
+    SUBMIT_DEEP_RESEARCHER_JOB,
+    GET_DEEP_RESEARCHER_JOB,
+    GET_CHAT_SESSIONS,
+    GET_STORED_CHAT_COMPLETIONS,
+    GET_CHAT_COMPLETION,
+    UPDATE_CHAT_ATTRIBUTES,
+    DELETE_CHATS,
+    CREATE_CHAT_AND_COMPLETION,
+    CREATE_COMPLETION,
+    DELETE_COMPLETIONS,
+    SEARCH_CHAT_IDS_BY_PROMPT_AND_COMPLETION_TEXT,
+    UPDATE_COMPLETION_ATTRIBUTES,
+    GET_COMPLETIONS_WITH_DEEP_RESEARCHER_ENTRY,
 )

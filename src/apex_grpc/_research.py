@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from apex_grpc._errors import DeepResearchJobError, DeepResearchTimeoutError, ValidationError
+from apex_grpc._retry import RetryPolicy
+from apex_grpc._settings.checks import MetadataArg
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 COMPLETED = "completed"
@@ -37,6 +39,20 @@ class PollPolicy:
 
 
 DEFAULT_POLL = PollPolicy()
+
+
+class PollOptions(TypedDict, total=False):
+    """The call options `follow`, `stream` and `wait` apply to each poll.
+
+    (Their own ``timeout`` is the time to follow the job in all; each poll's
+    deadline is what is left of it.)
+    """
+
+    metadata: MetadataArg
+    max_retries: int
+    retry: RetryPolicy
+    compression: bool
+    wait_for_ready: bool
 
 
 def chunk_text(chunk: pb.DeepResearcherResultChunk) -> str:
@@ -119,18 +135,27 @@ class JobWatch:
             self.failure = DeepResearchJobError(self.job_id, response.status, response.error)
         return JobProgress(response, tuple(fresh), self.done)
 
-    def next_delay(self) -> float:
-        """Seconds to wait before the next poll; raises once the timeout has passed."""
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next poll (0 before the first); None once the job is over.
+
+        Raises the job's failure once it is over, and DeepResearchTimeoutError
+        once the timeout has passed.
+        """
+        if self.last is None:
+            return 0.0
+        if self.done:
+            if self.failure is not None:
+                raise self.failure
+            return None
         if self._deadline is None:
             return self._delay
         left = self._deadline - self._clock()
         if left <= 0:
-            raise DeepResearchTimeoutError(
-                self.job_id, self._timeout or 0.0, self.last.status if self.last else "unknown"
-            )
+            raise DeepResearchTimeoutError(self.job_id, self._timeout or 0.0, self.last.status)
         return min(self._delay, left)
 
-    def raise_if_failed(self) -> None:
-        """Raise the job's failure, if it failed."""
-        if self.failure is not None:
-            raise self.failure
+    def poll_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options of the next poll: the caller's, with what is left of the timeout."""
+        if self._deadline is None:
+            return dict(options)
+        return {**options, "timeout": max(self._deadline - self._clock(), 0.001)}

@@ -1,22 +1,29 @@
-"""Retry decisions and deadline budgeting, with no I/O.
+"""Retries and deadlines, with no I/O.
 
 `RetryPolicy` is a value users can copy and change. `Attempts` tracks one
 logical call: the overall deadline shared by all its attempts, how many
 attempts were made, and whether (and how long to wait before) trying again.
-Both transports drive the same `Attempts`; they differ only in how they sleep.
+`UnaryAttempts` is one unary call's whole decision loop: the grpc arguments
+of each attempt, what a failure means, and the record of the outcome. Both
+transports drive them; they differ only in how they wait.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from apex_grpc._errors import ValidationError
+from apex_grpc._errors import ValidationError, from_rpc_error, metadata_value
+from apex_grpc._logging import log_attempt, logger
+
+if TYPE_CHECKING:
+    from apex_grpc._requests import Prepared
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
@@ -137,3 +144,65 @@ class Attempts:
             return None
         self.number += 1
         return delay
+
+
+class UnaryAttempts:
+    """The I/O-free state of one unary call, across its attempts."""
+
+    __slots__ = ("attempts", "detailed", "prepared", "started")
+
+    def __init__(self, prepared: Prepared[Any, Any]) -> None:
+        self.prepared = prepared
+        settings = prepared.settings
+        self.attempts = Attempts(settings.retry, settings.timeout)
+        # Reading metadata costs a little; do it only when someone looks at it.
+        self.detailed = settings.call_info is not None or logger.isEnabledFor(logging.DEBUG)
+        self.started = 0.0
+
+    def attempt(self) -> dict[str, Any]:
+        """Keyword arguments for the next attempt's grpc call (what is left of the deadline)."""
+        settings = self.prepared.settings
+        self.started = time.monotonic()
+        return {
+            "timeout": self.attempts.remaining(),
+            "metadata": settings.metadata,
+            "compression": settings.compression,
+            "wait_for_ready": settings.wait_for_ready,
+        }
+
+    def succeeded(
+        self, initial: Any, trailing: Any, code: grpc.StatusCode | None, details: str | None
+    ) -> None:
+        """Record a successful attempt (only called when `detailed`)."""
+        info = self.prepared.settings.call_info
+        if info is not None:
+            info.fill(initial, trailing, code, details, self.attempts.number)
+        self._log("OK", self.attempts.number, metadata_value(initial or ()))
+
+    def failed(self, error: grpc.RpcError) -> float:
+        """Seconds to wait before retrying, or raise the typed error for this failure."""
+        code, trailing = error.code(), error.trailing_metadata()
+        delay = self.attempts.retry_delay(code, trailing)
+        if self.detailed:
+            number = self.attempts.number - (delay is not None)
+            self._log(code.name, number, metadata_value(trailing or ()))
+        if delay is not None:
+            return delay
+        failure = from_rpc_error(
+            error, method=self.prepared.method.path, attempts=self.attempts.number
+        )
+        info = self.prepared.settings.call_info
+        if info is not None:
+            info.fill(
+                failure.initial_metadata,
+                failure.trailing_metadata,
+                failure.code,
+                failure.details,
+                failure.attempts,
+            )
+        raise failure from error
+
+    def _log(self, status: str, attempt: int, request_id: str | None) -> None:
+        log_attempt(
+            self.prepared.method.path, status, self.started, time.monotonic(), attempt, request_id
+        )

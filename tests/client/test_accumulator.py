@@ -7,8 +7,8 @@ import json
 import pytest
 
 import apex_grpc as mc
-from apex_grpc._accumulator import ChatCompletionAccumulator
 from apex_grpc._research import JobWatch, PollPolicy
+from apex_grpc._streaming.accumulator import ChatCompletionAccumulator
 
 pytestmark = pytest.mark.oldest
 
@@ -82,6 +82,7 @@ def job(status: str, *seq: int, error: str | None = None) -> mc.GetDeepResearche
 
 def test_job_watch_yields_new_chunks_in_order_once() -> None:
     watch = JobWatch("j", timeout=None, policy=PollPolicy(initial=1, maximum=4, multiplier=2))
+    assert watch.next_delay() == 0  # the first poll goes at once
     first = watch.update(job("running"))
     assert first.new_chunks == () and not first.done and first.status == "running"
     assert watch.next_delay() == 2
@@ -91,18 +92,19 @@ def test_job_watch_yields_new_chunks_in_order_once() -> None:
     last = watch.update(job("completed", 1, 2, 3))
     assert [mc.chunk_text(c) for c in last.new_chunks] == ["part3"]
     assert last.done and watch.done and last.response.status == "completed"
-    watch.raise_if_failed()
+    assert watch.next_delay() is None  # over: no more polls, no failure
 
 
 def test_job_watch_failure_and_timeout() -> None:
     watch = JobWatch("j", timeout=None, policy=PollPolicy())
     assert watch.update(job("failed", error="model exploded")).done
     with pytest.raises(mc.DeepResearchJobError, match="model exploded"):
-        watch.raise_if_failed()
+        watch.next_delay()
     now = [0.0]
     slow = JobWatch("j", timeout=3, policy=PollPolicy(initial=1, maximum=1), clock=lambda: now[0])
     slow.update(job("running"))
     assert slow.next_delay() == 1
+    assert slow.poll_options({"metadata": {"a": "b"}}) == {"metadata": {"a": "b"}, "timeout": 3}
     now[0] = 3.5
     with pytest.raises(mc.DeepResearchTimeoutError):
         slow.next_delay()

@@ -7,52 +7,31 @@ import pickle
 import pytest
 
 import apex_grpc as mc
-from apex_grpc._config import (
+from apex_grpc._settings.call import DEFAULT_TIMEOUT, choose_timeout
+from apex_grpc._settings.client import (
+    CONNECTION_OPTIONS,
+    OPTION_NAMES,
+    ClientSettings,
     Secret,
-    is_loopback_target,
-    normalize_target,
-    resolve_client_config,
 )
+from apex_grpc._settings.target import is_loopback_target, normalize_target
 
 pytestmark = pytest.mark.oldest
 
-BASE = {
-    "api_key": None,
-    "base_url": None,
-    "secure": None,
-    "timeout": None,
-    "timeout_given": False,
-    "max_retries": None,
-    "compress": False,
-    "app_name": None,
-    "retry": None,
-    "metadata": None,
-    "tls": None,
-    "keepalive": None,
-    "max_message_bytes": None,
-    "load_balancing": None,
-    "channel_options": None,
-    "allow_insecure_key": None,
-    "wait_for_ready": False,
-    "stream_first_chunk_timeout": None,
-    "stream_idle_timeout": None,
-    "single_threaded_streams": True,
-}
 
-
-def resolve(environ: dict[str, str] | None = None, **overrides: object) -> object:
-    return resolve_client_config(**{**BASE, **overrides}, environ=environ or {})  # type: ignore[arg-type]
+def resolve(environ: dict[str, str] | None = None, **options: object) -> ClientSettings:
+    return ClientSettings.create(environ=environ or {}, **options)
 
 
 def test_key_from_argument_wins_over_environment() -> None:
     config = resolve({"APEX_API_KEY": "env"}, api_key="arg")
-    assert config.api_key.reveal() == "arg"  # type: ignore[attr-defined]
+    assert config.api_key.reveal() == "arg"
 
 
 def test_key_from_apex_then_macrocosmos_env() -> None:
     both = {"APEX_API_KEY": "apex", "MACROCOSMOS_API_KEY": "mc"}
-    assert resolve(both).api_key.reveal() == "apex"  # type: ignore[attr-defined]
-    assert resolve({"MACROCOSMOS_API_KEY": " mc "}).api_key.reveal() == "mc"  # type: ignore[attr-defined]
+    assert resolve(both).api_key.reveal() == "apex"
+    assert resolve({"MACROCOSMOS_API_KEY": " mc "}).api_key.reveal() == "mc"
 
 
 def test_missing_key_is_a_clear_error_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,8 +48,8 @@ def test_missing_key_is_a_clear_error_at_construction(monkeypatch: pytest.Monkey
 
 def test_endpoint_defaults_to_the_public_apex_over_tls() -> None:
     config = resolve(api_key="k")
-    assert config.target == "constellation.api.cloud.macrocosmos.ai:443"  # type: ignore[attr-defined]
-    assert config.secure is True  # type: ignore[attr-defined]
+    assert config.target == "constellation.api.cloud.macrocosmos.ai:443"
+    assert config.secure is True
 
 
 @pytest.mark.parametrize(
@@ -90,12 +69,12 @@ def test_endpoint_defaults_to_the_public_apex_over_tls() -> None:
 )
 def test_use_https_env_follows_the_official_words(flag: str, secure: bool) -> None:
     env = {"MACROCOSMOS_BASE_URL": "127.0.0.1:5000", "MACROCOSMOS_USE_HTTPS": flag}
-    assert resolve(env, api_key="k").secure is secure  # type: ignore[attr-defined]
+    assert resolve(env, api_key="k").secure is secure
 
 
 def test_argument_secure_overrides_env() -> None:
     env = {"MACROCOSMOS_USE_HTTPS": "false"}
-    assert resolve(env, api_key="k", base_url="localhost:1", secure=True).secure is True  # type: ignore[attr-defined]
+    assert resolve(env, api_key="k", base_url="localhost:1", secure=True).secure is True
 
 
 @pytest.mark.parametrize(
@@ -157,7 +136,7 @@ def test_plaintext_key_to_remote_host_is_refused_with_the_way_out() -> None:
 def test_plaintext_opt_in_and_loopback_are_allowed() -> None:
     mc.ApexClient(api_key="k", base_url="10.0.0.7:50051", secure=False, allow_insecure_key=True)
     env = {"APEX_GRPC_ALLOW_INSECURE_KEY": "1"}
-    assert resolve(env, api_key="k", base_url="10.0.0.7:1", secure=False).secure is False  # type: ignore[attr-defined]
+    assert resolve(env, api_key="k", base_url="10.0.0.7:1", secure=False).secure is False
     mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False).close()
 
 
@@ -219,3 +198,73 @@ def test_aio_interceptors_are_refused_by_the_sync_client() -> None:
 
     with pytest.raises(mc.ValidationError):
         mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, interceptors=[Nop()])
+
+
+# The deadline of one call: call > client (chosen) > the method's default > 600 s.
+N = mc.NOT_GIVEN
+
+
+@pytest.mark.parametrize(
+    ("call", "client", "method_default", "deadline"),
+    [
+        (N, N, None, DEFAULT_TIMEOUT),  # nobody chose: ten minutes
+        (N, N, 40.0, 40.0),  # web search: max_response_time + 10
+        (N, 5.0, 40.0, 5.0),  # a limit set on the client wins over a method's default
+        (N, None, 40.0, None),  # ... also "no deadline"
+        (3.0, 5.0, 40.0, 3.0),  # the call's own wins over everything
+        (None, 5.0, None, None),  # the call asks for no deadline
+        (3.0, N, None, 3.0),
+        (N, 7.0, None, 7.0),
+    ],
+)
+def test_deadline_precedence(
+    call: float | None, client: float | None, method_default: float | None, deadline: float | None
+) -> None:
+    assert choose_timeout(call, client, method_default) == deadline
+    settings = resolve(api_key="k", timeout=client)
+    options = {} if call is N else {"timeout": call}
+    assert settings.for_call(options, method_default).timeout == deadline
+
+
+def test_constructor_and_with_options_spell_each_option_as_the_settings_declare_it() -> None:
+    import inspect
+
+    constructor = set(inspect.signature(mc.ApexClient).parameters)
+    assert constructor == OPTION_NAMES
+    assert set(mc.ClientOptions.__annotations__) == OPTION_NAMES - CONNECTION_OPTIONS
+    assert set(inspect.signature(mc.AsyncApexClient).parameters) == OPTION_NAMES
+    for name in OPTION_NAMES:  # each option is documented where it is declared
+        assert f"{name}: " in (mc.ApexClient.__init__.__doc__ or "")
+
+
+def test_with_options_checks_as_the_constructor_does_and_keeps_the_rest() -> None:
+    with mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, timeout=9) as client:
+        derived = client.with_options(max_retries=5, metadata={"x-a": "1"})
+        assert derived.settings.timeout == 9 and derived.max_retries == 5
+        assert derived.with_options(metadata={"x-b": "2"}).settings.metadata == (
+            ("x-a", "1"),
+            ("x-b", "2"),
+        )
+        for bad, argument in (
+            ({"timeout": -1}, "timeout"),
+            ({"max_retries": "3"}, "max_retries"),
+            ({"metadata": {"Bad": "x"}}, "metadata['Bad']"),
+            ({"api_key": " "}, "api_key"),
+            ({"compression": 1}, "compression"),
+            ({"nonsense": 1}, "nonsense"),
+        ):
+            with pytest.raises(mc.ValidationError) as caught:
+                client.with_options(**bad)  # type: ignore[arg-type]
+            assert caught.value.argument == argument
+        with pytest.raises(mc.ValidationError, match="create a new client"):
+            client.with_options(base_url="10.0.0.1:1")  # type: ignore[call-arg]
+        assert client.settings.timeout == 9  # unchanged
+
+
+def test_settings_are_frozen_and_hide_the_key() -> None:
+    import dataclasses
+
+    settings = resolve(api_key="sk-live-9", base_url="127.0.0.1:1", secure=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.timeout = 1  # type: ignore[misc]
+    assert "sk-live-9" not in repr(settings)

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 
 import apex_grpc as mc
-from apex_grpc import _operations as ops
-from apex_grpc._chat_params import prepare_chat
+from apex_grpc._requests import chat, chats, research, search
+from apex_grpc._settings.client import ClientSettings
 
 pytestmark = pytest.mark.oldest
+
+SETTINGS = ClientSettings.create(api_key="k", base_url="127.0.0.1:1", environ={})
+
+
+def prepare_chat(params: dict[str, Any], stream: Any) -> Any:
+    return chat.prepare_chat(SETTINGS, params, stream=stream)
+
+
+class ops:
+    web_search = functools.partial(search.web_search, SETTINGS)
+    submit_deep_research = functools.partial(research.submit_deep_research, SETTINGS)
+    get_deep_research = functools.partial(research.get_deep_research, SETTINGS)
+    list_sessions = functools.partial(chats.list_sessions, SETTINGS)
+    list_completions = functools.partial(chats.list_completions, SETTINGS)
+    get_completion = functools.partial(chats.get_completion, SETTINGS)
+    update_chat = functools.partial(chats.update_chat, SETTINGS)
+    delete_chats = functools.partial(chats.delete_chats, SETTINGS)
+    create_chat = functools.partial(chats.create_chat, SETTINGS)
+    create_completion = functools.partial(chats.create_completion, SETTINGS)
+    delete_completions = functools.partial(chats.delete_completions, SETTINGS)
+    search_chats = functools.partial(chats.search_chats, SETTINGS)
+    update_completion = functools.partial(chats.update_completion, SETTINGS)
+
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -153,9 +177,9 @@ def test_web_search_defaults_and_deadline() -> None:
         5,
         30,
     )
-    assert call.default_timeout == 40.0
+    assert call.settings.timeout == 40.0  # max_response_time + 10 s
     seeded = ops.web_search(search_query="q", n_results=3, max_response_time=20)
-    assert seeded.request.n_results == 3 and seeded.default_timeout == 30.0
+    assert seeded.request.n_results == 3 and seeded.settings.timeout == 30.0
     assert ops.web_search("q", max_results_per_miner=2).request.n_results == 2
     assert ops.web_search("q", timeout=4.5).request.timeout == 5
 

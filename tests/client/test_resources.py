@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -82,15 +81,6 @@ def test_official_sdk_names_are_aliases(client: mc.ApexClient, scripted: Scripte
         "WebRetrieval",
     ]
     assert scripted.seen[-1].request.n_results == 4
-
-
-def test_methods_keep_their_signatures_and_docs() -> None:
-    from apex_grpc._async_resources import AsyncChats
-    from apex_grpc._resources import Chats, WebSearch
-
-    assert "search_query" in inspect.signature(WebSearch.search).parameters
-    assert WebSearch.search.__doc__ and "max_response_time" in WebSearch.search.__doc__
-    assert inspect.signature(Chats.create) == inspect.signature(AsyncChats.create)
 
 
 def test_deep_research_wait_and_stream(client: mc.ApexClient, scripted: ScriptedServer) -> None:

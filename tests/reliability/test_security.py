@@ -113,7 +113,9 @@ def test_the_key_travels_encrypted_under_tls(
 
 def test_key_never_in_repr_str_or_errors(echo_target: str) -> None:
     client = mc.ApexClient(api_key=SECRET, base_url=echo_target, secure=False, max_retries=0)
-    shown = [repr(client), str(client), repr(client.with_options(timeout=3)), repr(client._config)]
+    settings = client.settings
+    shown = [repr(client), str(client), repr(client.with_options(timeout=3)), repr(settings)]
+    shown += [str(settings), repr(settings.call_defaults), str(settings.call_defaults)]
     info = mc.CallInfo()
     with pytest.raises(mc.AuthenticationError) as caught:
         client.chats.list_sessions(call_info=info)

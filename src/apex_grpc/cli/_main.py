@@ -37,7 +37,7 @@ def client_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "secure": args.secure,
         "allow_insecure_key": args.allow_insecure_key,
         "app_name": args.app_name or DEFAULT_APP_NAME,
-        "compress": bool(args.compress),
+        "compression": bool(args.compress),
         "load_balancing": args.load_balancing,
         "metadata": [*(args.metadata or ()), *(getattr(args, "metadata_after", None) or ())],
     }

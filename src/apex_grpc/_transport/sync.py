@@ -5,36 +5,31 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
-from apex_grpc._call import Call, CallPlan
-from apex_grpc._channel import (
+from apex_grpc._errors import ClientClosedError
+from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
+from apex_grpc._requests import Prepared
+from apex_grpc._retry import UnaryAttempts
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._streaming.state import StreamState, opener
+from apex_grpc._streaming.sync import ChatCompletionStream
+from apex_grpc._streaming.watchdog import Watchdog
+from apex_grpc._transport.channels import (
     Callables,
-    SyncInterceptor,
     check_fork_support,
     make_callables,
     open_sync_channel,
 )
-from apex_grpc._chat_params import PreparedChat
-from apex_grpc._config import ClientConfig
-from apex_grpc._errors import ClientClosedError
-from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
-from apex_grpc._retry import Attempts
-from apex_grpc._stream import ChatCompletionStream
-from apex_grpc._stream_core import StreamCore
-from apex_grpc._unary_core import UnaryCall, stream_opener
-from apex_grpc._watchdog import Watchdog
 
 
 class SyncTransport:
     """Owns the client's grpc channel (created once; again only in a forked child)."""
 
-    def __init__(self, config: ClientConfig, interceptors: Sequence[SyncInterceptor]) -> None:
-        self._config = config
-        self._interceptors = tuple(interceptors)
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
         self._lock = threading.Lock()
         self._closed = False
         self.watchdog = Watchdog()
@@ -46,7 +41,7 @@ class SyncTransport:
     def _open(self) -> None:
         # After a fork the parent's channel is unusable in the child; it is
         # left untouched (closing it could disturb the parent) and replaced.
-        self._channel = open_sync_channel(self._config, self._interceptors)
+        self._channel = open_sync_channel(self._settings)
         self._callables = make_callables(self._channel)
         self._pid = os.getpid()
 
@@ -67,15 +62,16 @@ class SyncTransport:
         self.callable_for(CHAT_COMPLETION_STREAM)
         return self._channel
 
-    def unary(self, call: Call[Req, Resp], plan: CallPlan) -> Resp:
-        """Run a unary call; retries and the overall deadline follow `plan`."""
-        invoke = self.callable_for(call.method)
-        state = UnaryCall(call, plan)
+    def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
+        """Run a unary call; retries and the overall deadline follow its settings."""
+        invoke = self.callable_for(prepared.method)
+        request = prepared.request
+        state = UnaryAttempts(prepared)
         while True:
             try:
                 if not state.detailed:
-                    return invoke(call.request, **state.attempt())  # type: ignore[no-any-return]
-                response, rpc = invoke.with_call(call.request, **state.attempt())
+                    return invoke(request, **state.attempt())  # type: ignore[no-any-return]
+                response, rpc = invoke.with_call(request, **state.attempt())
                 state.succeeded(
                     rpc.initial_metadata(), rpc.trailing_metadata(), rpc.code(), rpc.details()
                 )
@@ -87,15 +83,10 @@ class SyncTransport:
                     raise ClientClosedError("the client was closed during the call") from error
                 raise
 
-    def stream(
-        self, prepared: PreparedChat, plan: CallPlan, first: float | None, idle: float | None
-    ) -> ChatCompletionStream:
+    def stream(self, prepared: Prepared[Any, Any]) -> ChatCompletionStream:
         """Start a ChatCompletionStream call."""
-        invoke = self.callable_for(CHAT_COMPLETION_STREAM)
-        core = StreamCore(Attempts(plan.retry, plan.timeout), first, idle)
-        return ChatCompletionStream(
-            stream_opener(invoke, prepared.request, plan), core, self.watchdog
-        )
+        invoke = self.callable_for(prepared.method)
+        return ChatCompletionStream(opener(invoke, prepared), StreamState(prepared), self.watchdog)
 
     def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""

@@ -8,19 +8,15 @@ leaving ``async with``, and cancellation of the task that is reading.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
 
 import grpc
 import grpc.aio
 
 from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
-from apex_grpc._stream_core import StreamCore
+from apex_grpc._streaming.state import Opener, StreamState
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
-
-Opener = Callable[[float | None], Any]
-"""Starts one attempt of the RPC with the given timeout; returns the aio call."""
 
 
 class AsyncChatCompletionStream:
@@ -30,7 +26,7 @@ class AsyncChatCompletionStream:
     ``await stream.get_final_response()``. Leaving it early cancels the RPC.
     """
 
-    def __init__(self, open_call: Opener, core: StreamCore) -> None:
+    def __init__(self, open_call: Opener, core: StreamState) -> None:
         self._open = open_call
         self._core = core
         self._add = core.accumulator.add

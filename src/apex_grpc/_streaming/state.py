@@ -1,6 +1,6 @@
 """What a chat stream decides, apart from how it waits: shared by sync and async streams.
 
-`StreamCore` holds the accumulator, the retry state (a stream is retried only
+`StreamState` holds the accumulator, the retry state (a stream is retried only
 before its first chunk: after that a retry would duplicate output), the
 first-chunk / idle limits, and turns failures into typed errors.
 """
@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import grpc
 
-from apex_grpc._accumulator import ChatCompletionAccumulator
 from apex_grpc._errors import Metadata, StreamTimeoutError, from_rpc_error, metadata_value
 from apex_grpc._logging import log_attempt, logger
 from apex_grpc._methods import CHAT_COMPLETION_STREAM
+from apex_grpc._requests import Prepared
 from apex_grpc._retry import Attempts
+from apex_grpc._streaming.accumulator import ChatCompletionAccumulator
 
 METHOD = CHAT_COMPLETION_STREAM.path
 
+Opener = Callable[[float | None], Any]
+"""Starts one attempt of the RPC with the given timeout; returns the grpc call."""
 
-class StreamCore:
+
+def opener(invoke: Any, prepared: Prepared[Any, Any]) -> Opener:
+    """A function starting one attempt of a server-streaming call with a given timeout."""
+    request, settings = prepared.request, prepared.settings
+
+    def open_call(timeout: float | None) -> Any:
+        return invoke(
+            request,
+            timeout=timeout,
+            metadata=settings.metadata,
+            compression=settings.compression,
+            wait_for_ready=settings.wait_for_ready,
+        )
+
+    return open_call
+
+
+class StreamState:
     """The I/O-free state of one ChatCompletionStream call."""
 
     __slots__ = (
@@ -36,13 +57,12 @@ class StreamCore:
         "waiting_since",
     )
 
-    def __init__(
-        self, attempts: Attempts, first_chunk_timeout: float | None, idle_timeout: float | None
-    ) -> None:
+    def __init__(self, prepared: Prepared[Any, Any]) -> None:
+        settings = prepared.settings
         self.accumulator = ChatCompletionAccumulator()
-        self.attempts = attempts
-        self.first_chunk_timeout = first_chunk_timeout
-        self.idle_timeout = idle_timeout
+        self.attempts = Attempts(settings.retry, settings.timeout)
+        self.first_chunk_timeout = settings.first_chunk_timeout
+        self.idle_timeout = settings.idle_timeout
         self.started = time.monotonic()
         self.waiting_since: float | None = None
         self.finished = False

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
 
 import grpc
 
 from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
-from apex_grpc._stream_core import StreamCore
-from apex_grpc._watchdog import Watchdog
+from apex_grpc._streaming.state import Opener, StreamState
+from apex_grpc._streaming.watchdog import Watchdog
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
-
-Opener = Callable[[float | None], Any]
-"""Starts one attempt of the RPC with the given timeout; returns the grpc call."""
 
 
 class ChatCompletionStream:
@@ -27,7 +23,7 @@ class ChatCompletionStream:
     cancels the RPC, so the server stops generating.
     """
 
-    def __init__(self, open_call: Opener, core: StreamCore, watchdog: Watchdog | None) -> None:
+    def __init__(self, open_call: Opener, core: StreamState, watchdog: Watchdog | None) -> None:
         self._open = open_call
         self._core = core
         self._add = core.accumulator.add

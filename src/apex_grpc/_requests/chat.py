@@ -1,7 +1,6 @@
-"""Chat request building and validation: keyword arguments in, ChatCompletionRequest out.
+"""Chat requests: `chat.completions.create` and `deep_research.submit` keywords in, a call out.
 
-Pure functions shared by `chat.completions.create` and `deep_research.submit`
-on both clients. Every problem raises a ValidationError naming the argument
+Every problem raises a ValidationError naming the argument
 (``messages[2].content``, ``sampling_parameters.top_p``, ...) before any I/O.
 """
 
@@ -10,12 +9,20 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, Required, TypedDict
+from typing import Any, Required, TypedDict
 
-from apex_grpc._call import CallOptions, ResolvedOptions, split_options
-from apex_grpc._config import check_timeout
+from apex_grpc import _methods as m
 from apex_grpc._errors import ValidationError
-from apex_grpc._validate import flag, integer, number, text, uids
+from apex_grpc._requests import Prepared
+from apex_grpc._requests.validate import flag, integer, number, text, uids
+from apex_grpc._settings.call import (
+    CALL_OPTION_NAMES,
+    STREAM_OPTION_NAMES,
+    CallOptions,
+    StreamOptions,
+)
+from apex_grpc._settings.checks import NOT_GIVEN
+from apex_grpc._settings.client import ClientSettings
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 ROLES = ("system", "user", "assistant")
@@ -83,66 +90,56 @@ class ChatRequestParams(ChatRequestFields, total=False):
     messages: Required[Sequence[MessageParam | pb.ChatMessage]]
 
 
-class ChatCompletionParams(ChatRequestParams, CallOptions, total=False):
-    """Keyword arguments of ``chat.completions.create``.
+class ChatCompletionParams(ChatRequestParams, CallOptions, StreamOptions, total=False):
+    """Keyword arguments of ``chat.completions.create``: the request fields and the options.
 
-    Besides the request fields and the CallOptions: first_chunk_timeout and
-    idle_timeout (seconds) bound how long a stream may wait for its first
-    chunk and between chunks. ``timeout`` also tells the server its time
-    budget (ChatCompletionRequest.timeout, whole seconds).
+    ``timeout`` also tells the server its time budget
+    (ChatCompletionRequest.timeout, whole seconds); so does a timeout chosen
+    on the client.
     """
-
-    first_chunk_timeout: float | None
-    idle_timeout: float | None
 
 
 REQUEST_FIELDS = frozenset(
     ChatRequestParams.__required_keys__ | ChatRequestParams.__optional_keys__
 )
-CHAT_FIELDS = REQUEST_FIELDS | {"first_chunk_timeout", "idle_timeout"}
 
-
-class StreamTimeouts(NamedTuple):
-    """First-chunk and idle limits of one stream (None: the client's defaults)."""
-
-    first_chunk: float | None = None
-    idle: float | None = None
-    given: frozenset[str] = frozenset()
-
-
-class PreparedChat(NamedTuple):
-    """A validated chat request with its call options."""
-
-    request: pb.ChatCompletionRequest
-    options: ResolvedOptions
-    stream_timeouts: StreamTimeouts
+ChatCall = Prepared[pb.ChatCompletionRequest, Any]
 
 
 def prepare_chat(
+    settings: ClientSettings,
     params: Mapping[str, object],
     *,
     stream: bool,
-    client_timeout: float | None = None,
     sampling_defaults: SamplingParams = CHAT_SAMPLING_DEFAULTS,
     fixed: Mapping[str, object] | None = None,
-) -> PreparedChat:
-    """Validate `create(...)` keyword arguments and build the request.
+    stream_options: bool = True,
+) -> ChatCall:
+    """Validate `create(...)` keyword arguments and build the call.
 
-    `client_timeout` is the client's explicitly chosen timeout, sent as the
-    request's server-side budget when the call sets none. `fixed` holds field
-    values a caller imposes (deep research's task and inference mode) unless
-    the user passed their own.
+    `fixed` holds field values a caller imposes (deep research's task and
+    inference mode) unless the user passed their own; `stream_options`
+    says whether first_chunk_timeout / idle_timeout are accepted.
     """
     if not isinstance(stream, bool):
         raise ValidationError("stream", f"must be True or False, got {stream!r}")
-    own, options = split_options(params, CHAT_FIELDS)
-    if stream and options.call_info is not None:
+    own: dict[str, object] = {}
+    options: dict[str, object] = {}
+    for name, value in params.items():
+        if name in REQUEST_FIELDS:
+            own[name] = value
+        elif name in CALL_OPTION_NAMES or (stream_options and name in STREAM_OPTION_NAMES):
+            options[name] = value
+        else:
+            raise ValidationError(name, "unexpected keyword argument")
+    if stream and options.get("call_info") is not None:
         raise ValidationError(
             "call_info",
             "is for unary calls; a stream has initial_metadata() and trailing_metadata()",
         )
     if "messages" not in own:
         raise ValidationError("messages", "is required")
+    call_settings = settings.for_call(options, stream_options=stream_options)
     request = pb.ChatCompletionRequest(
         messages=build_messages(own["messages"]),
         sampling_parameters=build_sampling(own.get("sampling_parameters"), sampling_defaults),
@@ -159,22 +156,16 @@ def prepare_chat(
             setattr(request, name, flag(value, name))
         else:
             setattr(request, name, text(value, name))
-    budget = options.timeout if options.timeout_given else client_timeout
-    if budget is not None:
-        request.timeout = max(1, math.ceil(budget))
-    timeouts = _NO_STREAM_TIMEOUTS
-    if "first_chunk_timeout" in own or "idle_timeout" in own:
-        timeouts = StreamTimeouts(
-            first_chunk=check_timeout(own.get("first_chunk_timeout"), "first_chunk_timeout"),  # type: ignore[arg-type]
-            idle=check_timeout(own.get("idle_timeout"), "idle_timeout"),  # type: ignore[arg-type]
-            given=frozenset(k for k in ("first_chunk_timeout", "idle_timeout") if k in own),
-        )
-    return PreparedChat(request, options, timeouts)
+    # The server's budget: a timeout chosen for the call or on the client, not a default.
+    budget = options.get("timeout", settings.timeout)
+    if budget is not NOT_GIVEN and budget is not None:
+        request.timeout = max(1, math.ceil(call_settings.timeout or 0))
+    method = m.CHAT_COMPLETION_STREAM if stream else m.CHAT_COMPLETION
+    return Prepared(method, request, call_settings)
 
 
 _FLAGS = frozenset({"test_time_inference", "mixture", "json_format"})
 _PASSTHROUGH = _FLAGS | {"model", "task", "inference_mode", "uids"}
-_NO_STREAM_TIMEOUTS = StreamTimeouts()
 _sampling_cache: dict[tuple[tuple[str, object], ...], pb.SamplingParameters] = {}
 
 

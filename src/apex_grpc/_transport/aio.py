@@ -13,22 +13,24 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from apex_grpc._async_stream import AsyncChatCompletionStream
-from apex_grpc._call import Call, CallPlan
-from apex_grpc._channel import Callables, check_fork_support, make_callables, open_aio_channel
-from apex_grpc._chat_params import PreparedChat
-from apex_grpc._config import ClientConfig
 from apex_grpc._errors import ClientClosedError
-from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
-from apex_grpc._retry import Attempts
-from apex_grpc._stream_core import StreamCore
-from apex_grpc._unary_core import UnaryCall, stream_opener
+from apex_grpc._methods import Method, Req, Resp
+from apex_grpc._requests import Prepared
+from apex_grpc._retry import UnaryAttempts
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._streaming.aio import AsyncChatCompletionStream
+from apex_grpc._streaming.state import StreamState, opener
+from apex_grpc._transport.channels import (
+    Callables,
+    check_fork_support,
+    make_callables,
+    open_aio_channel,
+)
 
 
 class _LoopChannel:
@@ -43,11 +45,8 @@ class _LoopChannel:
 class AsyncTransport:
     """Owns the async client's channels (one per event loop that used it)."""
 
-    def __init__(
-        self, config: ClientConfig, interceptors: Sequence[grpc.aio.ClientInterceptor]
-    ) -> None:
-        self._config = config
-        self._interceptors = list(interceptors)
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
         self._lock = threading.Lock()
         self._closed = False
         self._channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopChannel] = (
@@ -71,7 +70,7 @@ class AsyncTransport:
             if state is not None and state.pid != pid:
                 check_fork_support()
             if state is None or state.pid != pid:
-                state = _LoopChannel(open_aio_channel(self._config, self._interceptors), pid)
+                state = _LoopChannel(open_aio_channel(self._settings), pid)
                 self._channels[loop] = state
             self._last = (loop, state)
         return state
@@ -86,12 +85,13 @@ class AsyncTransport:
         """The running loop's channel."""
         return self._here().channel
 
-    async def unary(self, call: Call[Req, Resp], plan: CallPlan) -> Resp:
-        """Run a unary call; retries and the overall deadline follow `plan`."""
-        invoke = self.callable_for(call.method)
-        state = UnaryCall(call, plan)
+    async def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
+        """Run a unary call; retries and the overall deadline follow its settings."""
+        invoke = self.callable_for(prepared.method)
+        request = prepared.request
+        state = UnaryAttempts(prepared)
         while True:
-            rpc = invoke(call.request, **state.attempt())
+            rpc = invoke(request, **state.attempt())
             try:
                 response = await rpc
             except grpc.RpcError as error:
@@ -109,13 +109,10 @@ class AsyncTransport:
                 )
             return response  # type: ignore[no-any-return]
 
-    def stream(
-        self, prepared: PreparedChat, plan: CallPlan, first: float | None, idle: float | None
-    ) -> AsyncChatCompletionStream:
+    def stream(self, prepared: Prepared[Any, Any]) -> AsyncChatCompletionStream:
         """Start a ChatCompletionStream call in the running loop."""
-        invoke = self.callable_for(CHAT_COMPLETION_STREAM)
-        core = StreamCore(Attempts(plan.retry, plan.timeout), first, idle)
-        return AsyncChatCompletionStream(stream_opener(invoke, prepared.request, plan), core)
+        invoke = self.callable_for(prepared.method)
+        return AsyncChatCompletionStream(opener(invoke, prepared), StreamState(prepared))
 
     async def close(self) -> None:
         """Close every channel: this loop's now, other live loops' in their own loop."""

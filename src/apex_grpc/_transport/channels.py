@@ -6,16 +6,16 @@ multi-callables are created right after it, so no call looks anything up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import grpc
 import grpc.aio
 import grpc.experimental  # not imported by `import grpc`
 
-from apex_grpc._config import ClientConfig
 from apex_grpc._errors import ForkError
 from apex_grpc._methods import ALL_METHODS, Method
+from apex_grpc._settings.client import ClientSettings, TLSConfig
 
 Callables = dict[Method[Any, Any], Any]
 SyncInterceptor = (
@@ -48,11 +48,11 @@ def check_fork_support() -> None:
         )
 
 
-def credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:
+def credentials(settings: ClientSettings) -> grpc.ChannelCredentials | None:
     """TLS credentials for a secure client, None for plaintext."""
-    if not config.secure:
+    if not settings.secure:
         return None
-    tls = config.tls
+    tls = settings.tls or TLSConfig()
     return grpc.ssl_channel_credentials(
         root_certificates=tls.root_certificates,
         private_key=tls.private_key,
@@ -76,36 +76,31 @@ def make_callables(channel: _ChannelLike) -> Callables:
     return callables
 
 
-def open_sync_channel(
-    config: ClientConfig, interceptors: Sequence[SyncInterceptor]
-) -> grpc.Channel:
+def open_sync_channel(settings: ClientSettings) -> grpc.Channel:
     """A grpcio channel for the sync client."""
-    options = config.grpc_options()
-    if config.single_threaded_streams:
+    options = settings.grpc_options()
+    if settings.single_threaded_streams:
         # Sync server-streams are much faster when read on the caller's thread.
         single_threaded = grpc.experimental.ChannelOptions.SingleThreadedUnaryStream
         options.append((single_threaded, 1))
-    creds = credentials(config)
+    creds = credentials(settings)
     channel = (
-        grpc.secure_channel(config.target, creds, options=options)
+        grpc.secure_channel(settings.target, creds, options=options)
         if creds is not None
-        else grpc.insecure_channel(config.target, options=options)
+        else grpc.insecure_channel(settings.target, options=options)
     )
-    if interceptors:
-        channel = grpc.intercept_channel(channel, *interceptors)
+    if settings.interceptors:
+        channel = grpc.intercept_channel(channel, *settings.interceptors)
     return channel
 
 
-def open_aio_channel(
-    config: ClientConfig, interceptors: Sequence[grpc.aio.ClientInterceptor]
-) -> grpc.aio.Channel:
+def open_aio_channel(settings: ClientSettings) -> grpc.aio.Channel:
     """A grpc.aio channel for the async client; must be called in its event loop."""
-    options = config.grpc_options()
-    creds = credentials(config)
+    options = settings.grpc_options()
+    creds = credentials(settings)
+    interceptors = list(settings.interceptors) or None
     if creds is not None:
         return grpc.aio.secure_channel(
-            config.target, creds, options=options, interceptors=interceptors or None
+            settings.target, creds, options=options, interceptors=interceptors
         )
-    return grpc.aio.insecure_channel(
-        config.target, options=options, interceptors=interceptors or None
-    )
+    return grpc.aio.insecure_channel(settings.target, options=options, interceptors=interceptors)

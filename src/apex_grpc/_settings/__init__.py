@@ -1,0 +1,1 @@
+"""Settings: a client's (`ClientSettings`), a call's (`CallSettings`), and their checks."""

@@ -1,0 +1,218 @@
+"""How one call runs: CallOptions (the keywords every method takes) resolved into CallSettings.
+
+`choose_timeout` is the one place that decides a call's deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
+
+import grpc
+
+from apex_grpc._errors import ValidationError, metadata_value
+from apex_grpc._retry import RetryPolicy
+from apex_grpc._settings import checks
+from apex_grpc._settings.checks import NOT_GIVEN, Metadata, MetadataArg, MetadataValue
+
+if TYPE_CHECKING:
+    from apex_grpc._settings.client import ClientSettings
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a call may take, across retries, when neither it nor its client nor its method says."""
+
+
+def choose_timeout(
+    call: float | None = NOT_GIVEN,
+    client: float | None = NOT_GIVEN,
+    method_default: float | None = None,
+) -> float | None:
+    """The overall deadline of one call in seconds (None: no deadline).
+
+    The first that was chosen wins: the call's own ``timeout=``, then the
+    client's ``timeout=`` (a limit the user set on purpose), then the
+    method's own default (web search: max_response_time + 10 s), then
+    DEFAULT_TIMEOUT.
+    """
+    if call is not NOT_GIVEN:
+        return call
+    if client is not NOT_GIVEN:
+        return client
+    if method_default is not None:
+        return method_default
+    return DEFAULT_TIMEOUT
+
+
+class CallInfo:
+    """What the server sent besides the response, for a unary call given ``call_info=``.
+
+    Filled in when the call ends, successfully or not: ``initial_metadata``,
+    ``trailing_metadata``, ``code`` (grpc.StatusCode), ``details``,
+    ``request_id`` (the server's ``x-request-id``) and ``attempts``.
+    """
+
+    __slots__ = (
+        "attempts",
+        "code",
+        "details",
+        "initial_metadata",
+        "request_id",
+        "trailing_metadata",
+    )
+
+    def __init__(self) -> None:
+        self.initial_metadata: Metadata = ()
+        self.trailing_metadata: Metadata = ()
+        self.code: grpc.StatusCode | None = None
+        self.details: str | None = None
+        self.request_id: str | None = None
+        self.attempts = 0
+
+    def fill(
+        self,
+        initial: Iterable[tuple[str, MetadataValue]] | None,
+        trailing: Iterable[tuple[str, MetadataValue]] | None,
+        code: grpc.StatusCode | None,
+        details: str | None,
+        attempts: int,
+    ) -> None:
+        """Record one finished call (the transports call this)."""
+        self.initial_metadata = tuple(initial or ())
+        self.trailing_metadata = tuple(trailing or ())
+        self.code, self.details, self.attempts = code, details, attempts
+        self.request_id = metadata_value(self.trailing_metadata) or metadata_value(
+            self.initial_metadata
+        )
+
+    def __repr__(self) -> str:
+        code = self.code.name if self.code else None
+        return f"CallInfo(code={code}, request_id={self.request_id!r}, attempts={self.attempts})"
+
+
+class CallOptions(TypedDict, total=False):
+    """The keywords every method takes besides its own, to change how that one call runs.
+
+    timeout: overall deadline in seconds across all attempts (None: none).
+    metadata: extra request metadata for this call.
+    max_retries: retry count for this call.
+    retry: a whole RetryPolicy for this call.
+    compression: gzip-compress this request.
+    wait_for_ready: wait for the channel to connect instead of failing fast.
+    call_info: a CallInfo to fill with the server's metadata and status (unary calls).
+    """
+
+    timeout: float | None
+    metadata: MetadataArg
+    max_retries: int
+    retry: RetryPolicy
+    compression: bool
+    wait_for_ready: bool
+    call_info: CallInfo
+
+
+class StreamOptions(TypedDict, total=False):
+    """The keywords only a streamed chat completion takes.
+
+    first_chunk_timeout: seconds to wait for the first chunk (None: no limit).
+    idle_timeout: seconds to wait between chunks (None: no limit).
+    Both default to the client's stream_first_chunk_timeout / stream_idle_timeout.
+    """
+
+    first_chunk_timeout: float | None
+    idle_timeout: float | None
+
+
+CALL_OPTION_NAMES = frozenset(CallOptions.__optional_keys__)
+STREAM_OPTION_NAMES = frozenset(StreamOptions.__optional_keys__)
+
+
+class RedactedMetadata(tuple[tuple[str, MetadataValue], ...]):
+    """Request metadata whose repr hides the authorization value (grpc sends it as is)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = [(k, "***" if k == "authorization" else v) for k, v in self]
+        return f"RedactedMetadata({shown!r})"
+
+    __str__ = __repr__
+
+    def __add__(self, other: tuple[tuple[str, MetadataValue], ...]) -> RedactedMetadata:  # type: ignore[override]
+        return RedactedMetadata(tuple.__add__(self, other))
+
+
+class CallSettings(NamedTuple):
+    """How one call runs, everything resolved: what the transports hand to grpc."""
+
+    timeout: float | None
+    """Overall deadline in seconds, across attempts (None: none)."""
+    metadata: RedactedMetadata
+    """Every request metadata entry: identity, the client's, the call's."""
+    retry: RetryPolicy
+    compression: grpc.Compression | None
+    wait_for_ready: bool | None
+    """True, or None for grpc's default (fail fast)."""
+    first_chunk_timeout: float | None = None
+    idle_timeout: float | None = None
+    call_info: CallInfo | None = None
+
+
+def defaults_for(settings: ClientSettings) -> CallSettings:
+    """How a call of this client runs when it passes no options."""
+    return CallSettings(
+        timeout=choose_timeout(client=settings.timeout),
+        metadata=RedactedMetadata(settings.identity_metadata() + settings.metadata),
+        retry=settings.retry_policy,
+        compression=grpc.Compression.Gzip if settings.compression else None,
+        wait_for_ready=settings.wait_for_ready or None,
+        first_chunk_timeout=settings.stream_first_chunk_timeout,
+        idle_timeout=settings.stream_idle_timeout,
+    )
+
+
+def resolve(
+    settings: ClientSettings,
+    options: Mapping[str, object],
+    method_default: float | None,
+    stream_options: bool,
+) -> CallSettings:
+    """Check a call's options and apply them over the client's defaults.
+
+    `stream_options`: whether the method takes StreamOptions too (chat completions).
+    """
+    base = settings.call_defaults
+    for name in options:
+        if name not in CALL_OPTION_NAMES and not (stream_options and name in STREAM_OPTION_NAMES):
+            raise ValidationError(name, "unexpected keyword argument")
+    call_timeout = options.get("timeout", NOT_GIVEN)
+    if call_timeout is not NOT_GIVEN:
+        call_timeout = checks.timeout(call_timeout, "timeout")
+    retry = options.get("retry")
+    if retry is None:
+        retry = base.retry
+    elif not isinstance(retry, RetryPolicy):
+        raise ValidationError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
+    if options.get("max_retries") is not None:
+        retry = retry.with_max_retries(checks.max_retries(options["max_retries"], "max_retries"))
+    compression = checks.optional_boolean(options.get("compression"), "compression")
+    wait_for_ready = checks.optional_boolean(options.get("wait_for_ready"), "wait_for_ready")
+    call_info = options.get("call_info")
+    if call_info is not None and not isinstance(call_info, CallInfo):
+        raise ValidationError("call_info", f"must be a CallInfo, got {type(call_info).__name__}")
+    extra = checks.metadata(options.get("metadata"), "metadata")  # type: ignore[arg-type]
+    return CallSettings(
+        timeout=choose_timeout(call_timeout, settings.timeout, method_default),
+        metadata=base.metadata + extra if extra else base.metadata,
+        retry=retry,
+        compression=base.compression
+        if compression is None
+        else (grpc.Compression.Gzip if compression else None),
+        wait_for_ready=base.wait_for_ready if wait_for_ready is None else (wait_for_ready or None),
+        first_chunk_timeout=_stream_limit(options, "first_chunk_timeout", base.first_chunk_timeout),
+        idle_timeout=_stream_limit(options, "idle_timeout", base.idle_timeout),
+        call_info=call_info,
+    )
+
+
+def _stream_limit(options: Mapping[str, object], name: str, default: float | None) -> float | None:
+    return checks.timeout(options[name], name) if name in options else default

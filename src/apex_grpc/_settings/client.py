@@ -1,0 +1,482 @@
+"""ClientSettings: everything a client is configured with, declared, checked and documented once.
+
+Each option is one field below: its type, its default, the check that
+validates it and the sentence that documents it (the client constructor's
+docstring is made from these sentences). `ClientSettings.create` fills what
+the caller left out from the environment; `with_options` is
+`dataclasses.replace`, which runs the same checks again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from apex_grpc._errors import (
+    ConfigurationError,
+    InsecureTransportError,
+    MissingAPIKeyError,
+    ValidationError,
+)
+from apex_grpc._retry import RetryPolicy
+from apex_grpc._settings import checks
+from apex_grpc._settings.checks import NOT_GIVEN, Metadata, NotGiven
+from apex_grpc._settings.target import is_loopback_target, normalize_target
+from apex_grpc._version import __version__
+
+if TYPE_CHECKING:
+    from apex_grpc._settings.call import CallSettings
+
+DEFAULT_BASE_URL = "constellation.api.cloud.macrocosmos.ai"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_APP_NAME = "apex-grpc"
+CLIENT_ID = "apex-grpc"
+
+API_KEY_ENV_VARS = ("APEX_API_KEY", "MACROCOSMOS_API_KEY")
+BASE_URL_ENV_VAR = "MACROCOSMOS_BASE_URL"
+USE_HTTPS_ENV_VAR = "MACROCOSMOS_USE_HTTPS"
+ALLOW_INSECURE_ENV_VAR = "APEX_GRPC_ALLOW_INSECURE_KEY"
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
+
+LoadBalancing = Literal["pick_first", "round_robin"]
+
+
+class Secret:
+    """A string that never shows itself in repr, str or format()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; only for building the authorization header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("Secret values cannot be pickled")
+
+
+@dataclass(frozen=True)
+class KeepAliveConfig:
+    """HTTP/2 keepalive pings; the defaults detect a dead connection within ~40 s."""
+
+    interval: float = 30.0
+    """Seconds between pings while calls are in flight."""
+    timeout: float = 10.0
+    """Seconds to wait for a ping's answer before the connection is closed."""
+    permit_without_calls: bool = False
+    """Also ping when no call is in flight (the server must allow it)."""
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS settings; with no fields set the system's root certificates are used."""
+
+    root_certificates: bytes | None = None
+    """PEM bundle of trusted CAs (None: the system's)."""
+    private_key: bytes | None = None
+    """PEM private key, for client-certificate (mutual) TLS."""
+    certificate_chain: bytes | None = None
+    """PEM certificate chain matching `private_key`."""
+    server_hostname: str | None = None
+    """Name to verify the server certificate against, if not the target's host."""
+
+    @classmethod
+    def from_files(
+        cls,
+        root_certificates: str | Path | None = None,
+        private_key: str | Path | None = None,
+        certificate_chain: str | Path | None = None,
+        server_hostname: str | None = None,
+    ) -> TLSConfig:
+        """Build a TLSConfig by reading PEM files."""
+
+        def read(path: str | Path | None) -> bytes | None:
+            return Path(path).read_bytes() if path is not None else None
+
+        return cls(
+            read(root_certificates), read(private_key), read(certificate_chain), server_hostname
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TLSConfig(root_certificates={'<pem>' if self.root_certificates else None}, "
+            f"private_key={'<redacted>' if self.private_key else None}, "
+            f"certificate_chain={'<pem>' if self.certificate_chain else None}, "
+            f"server_hostname={self.server_hostname!r})"
+        )
+
+
+Check = Callable[[Any, str], Any]
+
+
+def option(default: Any, doc: str, check: Check | None = None, *, connection: bool = False) -> Any:
+    """Declare one client option: its default, its documentation and its check.
+
+    `connection` options shape the channel, so `with_options` cannot change
+    them (a derived client shares its parent's connections).
+    """
+    return field(default=default, metadata={"doc": doc, "check": check, "connection": connection})
+
+
+def _api_key(value: object, argument: str) -> Secret:
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if not isinstance(value, str):
+        raise ValidationError(argument, f"must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise ValidationError(argument, "must be a non-empty string")
+    if any(ch in value for ch in "\r\n\0"):
+        raise ValidationError(argument, "contains a line break or NUL character")
+    return Secret(value)
+
+
+def _app_name(value: object, argument: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(argument, "must be a non-empty string")
+    return value
+
+
+def _optional_timeout(value: object, argument: str) -> float | NotGiven | None:
+    return value if value is NOT_GIVEN else checks.timeout(value, argument)
+
+
+def _optional_max_retries(value: object, argument: str) -> int | NotGiven:
+    return value if value is NOT_GIVEN else checks.max_retries(value, argument)
+
+
+def _max_message_bytes(value: object, argument: str) -> int:
+    return DEFAULT_MAX_MESSAGE_BYTES if value is None else checks.positive_integer(value, argument)
+
+
+def _load_balancing(value: object, argument: str) -> LoadBalancing | None:
+    if value not in (None, "pick_first", "round_robin"):
+        raise ValidationError(argument, f"must be 'pick_first' or 'round_robin', got {value!r}")
+    return value
+
+
+def _channel_options(value: object, argument: str) -> tuple[tuple[str, str | int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise ValidationError(argument, f"must be a list of (name, value) pairs, got {value!r}")
+    for index, pair in enumerate(value):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ValidationError(f"{argument}[{index}]", "must be a (name, value) pair")
+    return tuple(value)
+
+
+def _sequence(value: object, argument: str) -> tuple[Any, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValidationError(argument, f"must be a list, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _keepalive(value: object, argument: str) -> KeepAliveConfig:
+    if value is None:
+        return KeepAliveConfig()
+    return checks.instance_of(KeepAliveConfig, "a KeepAliveConfig")(value, argument)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientSettings:
+    """Everything an ApexClient or AsyncApexClient is configured with, validated once.
+
+    ``client.settings`` shows them; ``client.with_options(...)`` returns a
+    client with some call defaults replaced (the connection options are
+    fixed for the client's life).
+    """
+
+    api_key: Secret = option(
+        None,
+        "your Apex API key; default: $APEX_API_KEY, then $MACROCOSMOS_API_KEY "
+        "(a missing key raises MissingAPIKeyError).",
+        _api_key,
+    )
+    base_url: str = option(
+        None,
+        "``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target "
+        "(``dns:///host:port``, ``ipv4:a:p,b:p``, ``unix:/path``); default: "
+        "$MACROCOSMOS_BASE_URL, then the public Apex endpoint. A bare host gets port 443.",
+        checks.instance_of(str, "a string"),
+        connection=True,
+    )
+    secure: bool = option(
+        None,
+        "TLS or plaintext; default: plaintext for ``http://`` URLs, else "
+        "$MACROCOSMOS_USE_HTTPS (unset: TLS).",
+        checks.boolean,
+        connection=True,
+    )
+    allow_insecure_key: bool = option(
+        None,
+        "allow sending the key in plaintext to a host that is not loopback; "
+        "default: $APEX_GRPC_ALLOW_INSECURE_KEY=1, else refused.",
+        checks.boolean,
+        connection=True,
+    )
+    tls: TLSConfig | None = option(
+        None,
+        "root certificates, client certificate, server name override (TLSConfig).",
+        checks.instance_of((TLSConfig, type(None)), "a TLSConfig"),
+        connection=True,
+    )
+    keepalive: KeepAliveConfig = option(
+        None,
+        "HTTP/2 keepalive pings (KeepAliveConfig; default: 30 s).",
+        _keepalive,
+        connection=True,
+    )
+    max_message_bytes: int = option(
+        None,
+        "largest message sent or received (default 64 MiB).",
+        _max_message_bytes,
+        connection=True,
+    )
+    load_balancing: LoadBalancing | None = option(
+        None,
+        '"pick_first" (grpc\'s default) or "round_robin" across the resolved addresses.',
+        _load_balancing,
+        connection=True,
+    )
+    channel_options: tuple[tuple[str, str | int], ...] = option(
+        (), "raw grpc channel arguments, applied last.", _channel_options, connection=True
+    )
+    interceptors: tuple[Any, ...] = option(
+        (),
+        "grpc client interceptors (grpc.aio ones for AsyncApexClient).",
+        _sequence,
+        connection=True,
+    )
+    single_threaded_streams: bool = option(
+        True,
+        "read sync streams on the caller's thread (grpcio's faster SingleThreadedUnaryStream).",
+        checks.boolean,
+        connection=True,
+    )
+    app_name: str = option(DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", _app_name)
+    timeout: float | None = option(
+        NOT_GIVEN,
+        "overall deadline of a call in seconds, across its retries (None: no deadline); "
+        "default 600, or the method's own (web search: max_response_time + 10).",
+        _optional_timeout,
+    )
+    retry: RetryPolicy = option(
+        RetryPolicy(),
+        "when and how failed calls are retried (RetryPolicy; default: 2 retries of "
+        "UNAVAILABLE, backoff 0.5 s doubling to 8 s, 25 % jitter).",
+        checks.instance_of(RetryPolicy, "a RetryPolicy"),
+    )
+    max_retries: int = option(
+        NOT_GIVEN,
+        "retry count; when given, it overrides the count in `retry`.",
+        _optional_max_retries,
+    )
+    metadata: Metadata = option(None, "extra request metadata for every call.", checks.metadata)
+    compression: bool = option(False, "gzip-compress requests.", checks.boolean)
+    wait_for_ready: bool = option(
+        False, "queue calls while the channel connects instead of failing fast.", checks.boolean
+    )
+    stream_first_chunk_timeout: float | None = option(
+        None,
+        "seconds a stream may wait for its first chunk (StreamTimeoutError after; None: no limit).",
+        checks.timeout,
+    )
+    stream_idle_timeout: float | None = option(
+        None, "seconds a stream may wait between chunks (None: no limit).", checks.timeout
+    )
+    target: str = field(init=False, default="")
+    """The gRPC target the channels dial, derived from `base_url`."""
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            check = spec.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, spec.name, check(getattr(self, spec.name), spec.name))
+        object.__setattr__(self, "target", normalize_target(self.base_url, secure=self.secure))
+        if self.tls is not None and not self.secure:
+            raise ConfigurationError("tls", "TLS settings were given but secure=False")
+        if not self.secure and not self.allow_insecure_key and not is_loopback_target(self.target):
+            raise InsecureTransportError(
+                "base_url",
+                f"refusing to send the API key in plaintext to {self.target!r}, which is not "
+                "a loopback address. Use TLS (secure=True, the default), or opt in with "
+                f"allow_insecure_key=True or {ALLOW_INSECURE_ENV_VAR}=1 if the network "
+                "path is trusted",
+            )
+
+    @classmethod
+    def create(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> ClientSettings:
+        """Settings from the given options, the environment filling what is left out.
+
+        Options passed as NOT_GIVEN, or as None (but for ``timeout=None``: no
+        deadline), take their default.
+        """
+        given = {
+            k: v
+            for k, v in options.items()
+            if v is not NOT_GIVEN and (v is not None or k == "timeout")
+        }
+        unknown = set(given) - OPTION_NAMES
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "unexpected keyword argument")
+        given["api_key"] = _key_from(given.get("api_key"), environ)
+        base_url = given.get("base_url")
+        if base_url is None or (isinstance(base_url, str) and not base_url.strip()):
+            base_url = environ.get(BASE_URL_ENV_VAR, "").strip() or DEFAULT_BASE_URL
+        given["base_url"] = base_url.strip() if isinstance(base_url, str) else base_url
+        if "secure" not in given:
+            given["secure"] = _secure_from(given["base_url"], environ)
+        if "allow_insecure_key" not in given:
+            flag = environ.get(ALLOW_INSECURE_ENV_VAR, "").strip().lower()
+            given["allow_insecure_key"] = flag in TRUE_WORDS
+        return cls(**given)
+
+    def replace(self, **changes: Any) -> ClientSettings:
+        """A copy with some call options changed, checked again (what `with_options` does)."""
+        for name in changes:
+            if name not in OPTION_NAMES:
+                raise ValidationError(name, "unexpected keyword argument")
+            if name in CONNECTION_OPTIONS:
+                raise ValidationError(
+                    name, "shapes the connection and cannot change; create a new client"
+                )
+        if "metadata" in changes:  # merged over the current metadata, key by key
+            extra = dict(self.metadata)
+            extra.update(checks.metadata(changes["metadata"], "metadata"))
+            changes["metadata"] = tuple(extra.items())
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """`retry`, with `max_retries` applied when it was given."""
+        if self.max_retries is NOT_GIVEN:
+            return self.retry
+        return self.retry.with_max_retries(self.max_retries)
+
+    @cached_property
+    def call_defaults(self) -> CallSettings:
+        """How a call runs when it passes no options of its own."""
+        from apex_grpc._settings.call import defaults_for
+
+        return defaults_for(self)
+
+    def for_call(
+        self,
+        options: Mapping[str, object],
+        method_default: float | None = None,
+        *,
+        stream_options: bool = False,
+    ) -> CallSettings:
+        """How one call runs: its `options` (CallOptions) over these defaults.
+
+        `method_default`: the method's own deadline (see `choose_timeout`);
+        `stream_options`: whether StreamOptions are accepted too.
+        """
+        if not options and method_default is None:
+            return self.call_defaults
+        from apex_grpc._settings.call import resolve
+
+        return resolve(self, options, method_default, stream_options)
+
+    def identity_metadata(self) -> Metadata:
+        """Auth and client identification, sent on every call (as the official SDK does)."""
+        return (
+            ("authorization", f"Bearer {self.api_key.reveal()}"),
+            ("x-source", self.app_name),
+            ("x-client-id", CLIENT_ID),
+            ("x-client-version", __version__),
+        )
+
+    def grpc_options(self) -> list[tuple[str, str | int]]:
+        """Channel arguments for grpc (shared by the sync and aio channels)."""
+        keepalive = self.keepalive
+        options: list[tuple[str, str | int]] = [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.keepalive_time_ms", int(keepalive.interval * 1000)),
+            ("grpc.keepalive_timeout_ms", int(keepalive.timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.primary_user_agent", f"{CLIENT_ID}/{__version__}"),
+        ]
+        if self.load_balancing is not None:
+            options.append(("grpc.lb_policy_name", self.load_balancing))
+        if self.tls is not None and self.tls.server_hostname:
+            options.append(("grpc.ssl_target_name_override", self.tls.server_hostname))
+        options.extend(self.channel_options)
+        return options
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{spec.name}={getattr(self, spec.name)!r}"
+            for spec in dataclasses.fields(self)
+            if spec.name not in ("interceptors", "tls") and spec.repr
+        )
+        return f"ClientSettings({shown})"
+
+
+OPTION_NAMES = frozenset(spec.name for spec in dataclasses.fields(ClientSettings) if spec.init)
+CONNECTION_OPTIONS = frozenset(
+    spec.name for spec in dataclasses.fields(ClientSettings) if spec.metadata.get("connection")
+)
+
+
+def options_documentation() -> str:
+    """One line per option, from the field declarations (for the constructor's docstring)."""
+    lines = []
+    for spec in dataclasses.fields(ClientSettings):
+        if spec.init:
+            lines.append(f"{spec.name}: {spec.metadata['doc']}")
+    return "\n".join(lines)
+
+
+def option_defaults() -> dict[str, Any]:
+    """Each option's default, as its field declares it."""
+    return {spec.name: spec.default for spec in dataclasses.fields(ClientSettings) if spec.init}
+
+
+def _key_from(value: object, environ: Mapping[str, str]) -> object:
+    if value is not None and not isinstance(value, str | Secret):
+        return value  # the field's check names the wrong type
+    if isinstance(value, Secret) or (isinstance(value, str) and value.strip()):
+        return value
+    for name in API_KEY_ENV_VARS:
+        found = environ.get(name, "").strip()
+        if found:
+            return found
+    names = " or ".join(API_KEY_ENV_VARS)
+    raise MissingAPIKeyError(
+        "api_key", f"no API key: pass api_key=... or set {names} in the environment"
+    )
+
+
+def _secure_from(base_url: object, environ: Mapping[str, str]) -> bool:
+    lowered = base_url.lower() if isinstance(base_url, str) else ""
+    if lowered.startswith("https://"):
+        return True
+    if lowered.startswith("http://"):
+        return False
+    flag = environ.get(USE_HTTPS_ENV_VAR, "").strip().lower()
+    return True if flag == "" else flag in TRUE_WORDS

@@ -1,0 +1,1 @@
+"""Streamed chat completions: the shared state (`StreamState`), the sync and async streams."""
