@@ -79,6 +79,9 @@ class ClientBase(Generic[T]):
         channel_options: Sequence[tuple[str, str | int]] = (),
         interceptors: Sequence[SyncInterceptor | grpc.aio.ClientInterceptor] = (),
         single_threaded_streams: bool = True,
+        max_connections: int | None = None,
+        max_streams_per_connection: int | None = None,
+        connection_idle_timeout: float | None = None,
         **defaults: Unpack[ClientDefaults],
     ) -> None:
         configure_from_env()

@@ -8,13 +8,19 @@ progress, backing off while it does not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypedDict
 
-from apex_grpc._errors import DeepResearchJobError, DeepResearchTimeoutError, ValidationError
+from apex_grpc._errors import (
+    DeadlineExceededError,
+    DeepResearchJobError,
+    DeepResearchTimeoutError,
+    ValidationError,
+)
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.checks import MetadataArg
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -154,8 +160,18 @@ class JobWatch:
             raise DeepResearchTimeoutError(self.job_id, self._timeout or 0.0, self.last.status)
         return min(self._delay, left)
 
-    def poll_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The options of the next poll: the caller's, with what is left of the timeout."""
+    @contextlib.contextmanager
+    def polling(self, options: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Around one poll: gives its options (the caller's, with what is left of the
+        timeout as its deadline), and turns a poll cut short by that deadline into
+        DeepResearchTimeoutError."""
         if self._deadline is None:
-            return dict(options)
-        return {**options, "timeout": max(self._deadline - self._clock(), 0.001)}
+            yield dict(options)
+            return
+        try:
+            yield {**options, "timeout": max(self._deadline - self._clock(), 0.001)}
+        except DeadlineExceededError as error:
+            if self._clock() < self._deadline:
+                raise  # the poll's own deadline, not the time to follow the job
+            status = self.last.status if self.last else "unknown"
+            raise DeepResearchTimeoutError(self.job_id, self._timeout or 0.0, status) from error

@@ -269,7 +269,8 @@ class DeepResearch(_DeepResearchMethods, SyncResource):
         watch = JobWatch(job_id, timeout=timeout, policy=poll)
         while (delay := watch.next_delay()) is not None:
             time.sleep(delay)
-            yield watch.update(self.get(job_id, **watch.poll_options(options)))
+            with watch.polling(options) as poll_options:
+                yield watch.update(self.get(job_id, **poll_options))
 
     @truthful(returns=Iterator[pb.DeepResearcherResultChunk])
     def stream(
@@ -314,7 +315,8 @@ class AsyncDeepResearch(_DeepResearchMethods, AsyncResource):
         watch = JobWatch(job_id, timeout=timeout, policy=poll)
         while (delay := watch.next_delay()) is not None:
             await asyncio.sleep(delay)
-            yield watch.update(await self.get(job_id, **watch.poll_options(options)))
+            with watch.polling(options) as poll_options:
+                yield watch.update(await self.get(job_id, **poll_options))
 
     @truthful(returns=AsyncIterator[pb.DeepResearcherResultChunk])
     async def stream(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -89,14 +90,35 @@ def pushback_seconds(trailing_metadata: Iterable[Any] | None) -> float | None:
     return None
 
 
+REFUSED_STREAM = re.compile(r"RST_STREAM.*(?:error code 7\b|REFUSED_STREAM)", re.DOTALL)
+"""How grpc reports a stream the server refused before it saw the call (HTTP/2 code 7)."""
+MAX_REFUSALS = 64
+"""Refused attempts of one call retried for free; past this they spend `max_retries`."""
+REFUSAL_BACKOFF_CAP = 0.25
+
+
+def is_refused_stream(code: grpc.StatusCode | None, details: str | None) -> bool:
+    """Whether a failure is REFUSED_STREAM: the server never started the call, so any retry is safe.
+
+    grpc reports it as UNAVAILABLE "Stream removed (RST_STREAM ... error code 7)".
+    """
+    return (
+        code is grpc.StatusCode.UNAVAILABLE
+        and bool(details)
+        and bool(REFUSED_STREAM.search(details or ""))
+    )
+
+
 class Attempts:
     """The state of one logical call across its attempts.
 
     ``timeout`` is the overall budget in seconds (None: no deadline); each
-    attempt gets what is left of it.
+    attempt gets what is left of it. Attempts the server refused before it
+    saw them (REFUSED_STREAM) are retried at once on another connection and
+    do not spend `policy.max_retries`.
     """
 
-    __slots__ = ("_clock", "_rng", "deadline", "number", "policy")
+    __slots__ = ("_clock", "_rng", "deadline", "number", "policy", "refused", "retried")
 
     def __init__(
         self,
@@ -109,6 +131,11 @@ class Attempts:
         self.policy = policy
         self.deadline = None if timeout is None else clock() + timeout
         self.number = 1
+        """Attempts made so far, refused ones included."""
+        self.retried = 0
+        """Retries that spent the policy's `max_retries`."""
+        self.refused = 0
+        """Attempts the server refused before seeing them (REFUSED_STREAM)."""
         self._clock = clock
         self._rng = rng
 
@@ -120,19 +147,30 @@ class Attempts:
         self,
         code: grpc.StatusCode | None,
         trailing_metadata: Iterable[Any] | None,
+        details: str | None = None,
     ) -> float | None:
         """How long to wait before the next attempt, or None if the call must fail now.
 
-        A call is retried when retries are left, the code is retryable (or
+        A refused stream is retried while time is left (the first at once,
+        then with a short backoff), without spending a retry. Otherwise a call
+        is retried when retries are left, the code is retryable (or
         pushback-retryable with a non-negative pushback), and the wait still
         leaves time before the deadline.
         """
+        if self.refused < MAX_REFUSALS and is_refused_stream(code, details):
+            delay: float = min(0.001 * (2**self.refused - 1), REFUSAL_BACKOFF_CAP)
+            left = self.remaining()
+            if left is not None and delay >= left:
+                return None
+            self.refused += 1
+            self.number += 1
+            return delay
         policy = self.policy
-        if code is None or self.number > policy.max_retries:
+        if code is None or self.retried >= policy.max_retries:
             return None
         pushback = pushback_seconds(trailing_metadata)
         if code in policy.retryable_codes:
-            delay = pushback if pushback is not None else policy.backoff(self.number - 1, self._rng)
+            delay = pushback if pushback is not None else policy.backoff(self.retried, self._rng)
         elif code in policy.retry_on_pushback_codes and pushback is not None:
             delay = pushback
         else:
@@ -142,6 +180,7 @@ class Attempts:
         left = self.remaining()
         if left is not None and delay >= left:
             return None
+        self.retried += 1
         self.number += 1
         return delay
 
@@ -149,7 +188,7 @@ class Attempts:
 class UnaryAttempts:
     """The I/O-free state of one unary call, across its attempts."""
 
-    __slots__ = ("attempts", "detailed", "prepared", "started")
+    __slots__ = ("attempts", "detailed", "prepared", "refused", "started")
 
     def __init__(self, prepared: Prepared[Any, Any]) -> None:
         self.prepared = prepared
@@ -158,6 +197,8 @@ class UnaryAttempts:
         # Reading metadata costs a little; do it only when someone looks at it.
         self.detailed = settings.call_info is not None or logger.isEnabledFor(logging.DEBUG)
         self.started = 0.0
+        self.refused = False
+        """Whether the last failure was a refused stream (the transport tells its pool)."""
 
     def attempt(self) -> dict[str, Any]:
         """Keyword arguments for the next attempt's grpc call (what is left of the deadline)."""
@@ -176,16 +217,19 @@ class UnaryAttempts:
         """Record a successful attempt (only called when `detailed`)."""
         info = self.prepared.settings.call_info
         if info is not None:
-            info.fill(initial, trailing, code, details, self.attempts.number)
+            info.fill(initial, trailing, code, details, self.attempts.number, self.attempts.refused)
         self._log("OK", self.attempts.number, metadata_value(initial or ()))
 
     def failed(self, error: grpc.RpcError) -> float:
         """Seconds to wait before retrying, or raise the typed error for this failure."""
-        code, trailing = error.code(), error.trailing_metadata()
-        delay = self.attempts.retry_delay(code, trailing)
+        code, trailing, details = error.code(), error.trailing_metadata(), error.details()
+        refused_before = self.attempts.refused
+        delay = self.attempts.retry_delay(code, trailing, details)
+        self.refused = self.attempts.refused > refused_before
         if self.detailed:
             number = self.attempts.number - (delay is not None)
-            self._log(code.name, number, metadata_value(trailing or ()))
+            status = "REFUSED_STREAM" if self.refused else code.name
+            self._log(status, number, metadata_value(trailing or ()))
         if delay is not None:
             return delay
         failure = from_rpc_error(
@@ -199,10 +243,18 @@ class UnaryAttempts:
                 failure.code,
                 failure.details,
                 failure.attempts,
+                self.attempts.refused,
             )
         raise failure from error
 
     def _log(self, status: str, attempt: int, request_id: str | None) -> None:
+        refused = self.attempts.refused
         log_attempt(
-            self.prepared.method.path, status, self.started, time.monotonic(), attempt, request_id
+            self.prepared.method.path,
+            status,
+            self.started,
+            time.monotonic(),
+            attempt,
+            request_id,
+            f" refused={refused}" if refused else "",
         )

@@ -104,7 +104,8 @@ def test_job_watch_failure_and_timeout() -> None:
     slow = JobWatch("j", timeout=3, policy=PollPolicy(initial=1, maximum=1), clock=lambda: now[0])
     slow.update(job("running"))
     assert slow.next_delay() == 1
-    assert slow.poll_options({"metadata": {"a": "b"}}) == {"metadata": {"a": "b"}, "timeout": 3}
+    with slow.polling({"metadata": {"a": "b"}}) as options:
+        assert options == {"metadata": {"a": "b"}, "timeout": 3}
     now[0] = 3.5
     with pytest.raises(mc.DeepResearchTimeoutError):
         slow.next_delay()

@@ -48,7 +48,9 @@ class CallInfo:
 
     Filled in when the call ends, successfully or not: ``initial_metadata``,
     ``trailing_metadata``, ``code`` (grpc.StatusCode), ``details``,
-    ``request_id`` (the server's ``x-request-id``) and ``attempts``.
+    ``request_id`` (the server's ``x-request-id``), ``attempts`` (all of
+    them) and ``refused`` (how many of those the server refused before it saw
+    them, REFUSED_STREAM on a full connection: retried elsewhere for free).
     """
 
     __slots__ = (
@@ -56,6 +58,7 @@ class CallInfo:
         "code",
         "details",
         "initial_metadata",
+        "refused",
         "request_id",
         "trailing_metadata",
     )
@@ -67,6 +70,7 @@ class CallInfo:
         self.details: str | None = None
         self.request_id: str | None = None
         self.attempts = 0
+        self.refused = 0
 
     def fill(
         self,
@@ -75,18 +79,22 @@ class CallInfo:
         code: grpc.StatusCode | None,
         details: str | None,
         attempts: int,
+        refused: int = 0,
     ) -> None:
         """Record one finished call (the transports call this)."""
         self.initial_metadata = tuple(initial or ())
         self.trailing_metadata = tuple(trailing or ())
-        self.code, self.details, self.attempts = code, details, attempts
+        self.code, self.details, self.attempts, self.refused = code, details, attempts, refused
         self.request_id = metadata_value(self.trailing_metadata) or metadata_value(
             self.initial_metadata
         )
 
     def __repr__(self) -> str:
         code = self.code.name if self.code else None
-        return f"CallInfo(code={code}, request_id={self.request_id!r}, attempts={self.attempts})"
+        return (
+            f"CallInfo(code={code}, request_id={self.request_id!r}, attempts={self.attempts}, "
+            f"refused={self.refused})"
+        )
 
 
 class CallOptions(TypedDict, total=False):

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "constellation.api.cloud.macrocosmos.ai"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_APP_NAME = "apex-grpc"
+DEFAULT_MAX_CONNECTIONS = 16
+DEFAULT_MAX_STREAMS = 100
+DEFAULT_CONNECTION_IDLE_S = 30.0
 CLIENT_ID = "apex-grpc"
 
 API_KEY_ENV_VARS = ("APEX_API_KEY", "MACROCOSMOS_API_KEY")
@@ -166,6 +169,13 @@ def _optional_max_retries(value: object, argument: str) -> int | NotGiven:
     return value if value is NOT_GIVEN else checks.max_retries(value, argument)
 
 
+def _positive_seconds(value: object, argument: str) -> float:
+    seconds = checks.timeout(value, argument)
+    if seconds is None:
+        raise ValidationError(argument, "must be a number of seconds, got None")
+    return seconds
+
+
 def _max_message_bytes(value: object, argument: str) -> int:
     return DEFAULT_MAX_MESSAGE_BYTES if value is None else checks.positive_integer(value, argument)
 
@@ -273,6 +283,27 @@ class ClientSettings:
         True,
         "read sync streams on the caller's thread (grpcio's faster SingleThreadedUnaryStream).",
         checks.boolean,
+        connection=True,
+    )
+    max_connections: int = option(
+        DEFAULT_MAX_CONNECTIONS,
+        "connections to the target the client may open when calls in flight fill one "
+        "(see max_streams_per_connection); extra ones are closed when idle.",
+        checks.positive_integer,
+        connection=True,
+    )
+    max_streams_per_connection: int = option(
+        DEFAULT_MAX_STREAMS,
+        "calls in flight on one connection before the next goes to another; lowered "
+        "automatically when the server refuses a stream (default 100, what most front "
+        "ends allow).",
+        checks.positive_integer,
+        connection=True,
+    )
+    connection_idle_timeout: float = option(
+        DEFAULT_CONNECTION_IDLE_S,
+        "seconds an extra connection may stay idle before it is closed.",
+        _positive_seconds,
         connection=True,
     )
     app_name: str = option(DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", _app_name)

@@ -23,17 +23,20 @@ class AsyncChatCompletionStream:
     """Chunks of a streamed chat completion, as they arrive (``async for``).
 
     Helpers: ``await stream.text()``, ``await stream.until_done()``,
-    ``await stream.get_final_response()``. Leaving it early cancels the RPC.
+    ``await stream.get_final_response()``. Abandoning it (``await
+    stream.close()``, leaving ``async with``, dropping the last reference, or
+    cancelling the task that reads it) cancels the RPC; ``break`` out of an
+    ``async for`` only pauses, as in the sync stream.
     """
 
-    def __init__(self, open_call: Opener, core: StreamState) -> None:
+    def __init__(self, open_call: Opener, state: StreamState) -> None:
         self._open = open_call
-        self._core = core
-        self._add = core.accumulator.add
+        self._state = state
+        self._add = state.accumulator.add
         self._closed = False
         self._loop = asyncio.get_running_loop()
-        self._limited = core.watched
-        self._start(core.attempts.remaining())
+        self._limited = state.watched
+        self._start(state.attempts.remaining())
 
     def _start(self, timeout: float | None) -> None:
         self._call = self._open(timeout)
@@ -47,7 +50,7 @@ class AsyncChatCompletionStream:
     async def _chunks(self) -> AsyncIterator[pb.ChatCompletionChunkResponse]:
         """What ``async for`` runs: `__anext__` while a retry or a timer may still apply,
         then, past the first chunk of an unlimited stream, grpc's iterator directly."""
-        core = self._core
+        core = self._state
         while self._needs_care():
             try:
                 yield await self.__anext__()
@@ -68,10 +71,10 @@ class AsyncChatCompletionStream:
         core.ended(await self._trailing())
 
     def _needs_care(self) -> bool:
-        return self._limited or not self._core.accumulator.chunk_count or self._closed
+        return self._limited or not self._state.accumulator.chunk_count or self._closed
 
     async def __anext__(self) -> pb.ChatCompletionChunkResponse:
-        core = self._core
+        core = self._state
         while True:
             if self._closed:
                 raise StopAsyncIteration
@@ -87,7 +90,8 @@ class AsyncChatCompletionStream:
                 core.ended(await self._trailing())
                 raise
             except grpc.RpcError as error:
-                delay = core.retry_delay(error)
+                self._open.release()
+                delay = core.retry_delay(error, self._open)
                 if delay is None:
                     core.fail(error)
                 await asyncio.sleep(delay)
@@ -96,6 +100,7 @@ class AsyncChatCompletionStream:
                 continue
             except TimeoutError:
                 call.cancel()
+                self._open.release()
                 core.stalled = True
                 raise core.stall_error() from None
             except asyncio.CancelledError:
@@ -122,16 +127,16 @@ class AsyncChatCompletionStream:
 
     async def text(self) -> str:
         """Read the rest of the stream and return the whole generated text."""
-        return (await self.until_done())._core.accumulator.text()
+        return (await self.until_done())._state.accumulator.text()
 
     async def get_final_response(self) -> pb.ChatCompletionResponse:
         """Read the rest and return the ChatCompletionResponse the chunks add up to."""
-        return (await self.until_done())._core.accumulator.response()
+        return (await self.until_done())._state.accumulator.response()
 
     @property
     def chunk_count(self) -> int:
         """Chunks received so far."""
-        return self._core.accumulator.chunk_count
+        return self._state.accumulator.chunk_count
 
     # Metadata
 
@@ -141,7 +146,7 @@ class AsyncChatCompletionStream:
 
     async def trailing_metadata(self) -> Metadata:
         """The server's trailing metadata (waits for the stream to end)."""
-        if not self._core.finished and not self._closed:
+        if not self._state.finished and not self._closed:
             await self.until_done()
         return await self._trailing()
 
@@ -155,13 +160,16 @@ class AsyncChatCompletionStream:
         """Stop reading; cancels the RPC if it is still running."""
         self._cancel()
 
-    aclose = close
+    async def aclose(self) -> None:
+        """The same as `close()`."""
+        self._cancel()
 
     def _cancel(self) -> None:
         if not self._closed:
             self._closed = True
-            if not self._core.finished:
+            if not self._state.finished:
                 self._call.cancel()
+            self._open.release()
 
     async def __aenter__(self) -> AsyncChatCompletionStream:
         return self
@@ -176,7 +184,7 @@ class AsyncChatCompletionStream:
 
     def __del__(self) -> None:
         call = self.__dict__.get("_call")
-        if call is None or self._core.finished or self._closed:
+        if call is None or self._state.finished or self._closed:
             return
         loop = self._loop
         if loop.is_closed():
@@ -191,5 +199,5 @@ class AsyncChatCompletionStream:
             loop.call_soon_threadsafe(call.cancel)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "done" if self._core.finished else "open"
+        state = "closed" if self._closed else "done" if self._state.finished else "open"
         return f"<AsyncChatCompletionStream {state}, {self.chunk_count} chunks>"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -23,24 +22,18 @@ from apex_grpc._streaming.accumulator import ChatCompletionAccumulator
 
 METHOD = CHAT_COMPLETION_STREAM.path
 
-Opener = Callable[[float | None], Any]
-"""Starts one attempt of the RPC with the given timeout; returns the grpc call."""
 
+class Opener(Protocol):
+    """Starts the attempts of one streaming RPC (the transport's pooled opener)."""
 
-def opener(invoke: Any, prepared: Prepared[Any, Any]) -> Opener:
-    """A function starting one attempt of a server-streaming call with a given timeout."""
-    request, settings = prepared.request, prepared.settings
+    def __call__(self, timeout: float | None) -> Any:
+        """Start one attempt with the given timeout; returns the grpc call."""
 
-    def open_call(timeout: float | None) -> Any:
-        return invoke(
-            request,
-            timeout=timeout,
-            metadata=settings.metadata,
-            compression=settings.compression,
-            wait_for_ready=settings.wait_for_ready,
-        )
+    def release(self) -> None:
+        """The stream is done with its current attempt (gives its connection slot back)."""
 
-    return open_call
+    def refused(self) -> None:
+        """The last attempt was refused by the server before it saw it (after `release`)."""
 
 
 class StreamState:
@@ -87,13 +80,21 @@ class StreamState:
         since = self.waiting_since
         return None if limit is None or since is None else since + limit
 
-    def retry_delay(self, error: grpc.RpcError) -> float | None:
-        """Seconds to wait before reopening, if this failure may be retried."""
+    def retry_delay(self, error: grpc.RpcError, opener: Opener) -> float | None:
+        """Seconds to wait before reopening, if this failure may be retried.
+
+        A refused attempt is reported to the `opener`, so the next one goes to
+        a connection with room.
+        """
         if self.stalled or self.accumulator.chunk_count:
             return None
         code = _code(error)
-        delay = self.attempts.retry_delay(code, error.trailing_metadata())
-        self._log(code.name, retried=delay is not None)
+        refused_before = self.attempts.refused
+        delay = self.attempts.retry_delay(code, error.trailing_metadata(), _details(error))
+        refused = self.attempts.refused > refused_before
+        if refused:
+            opener.refused()
+        self._log("REFUSED_STREAM" if refused else code.name, retried=delay is not None)
         return delay
 
     def reopened(self) -> None:
@@ -141,8 +142,15 @@ class StreamState:
                 time.monotonic(),
                 self.attempts.number,
                 metadata_value(trailing or ()),
-                f" chunks={self.accumulator.chunk_count}" + (" retrying" if retried else ""),
+                f" chunks={self.accumulator.chunk_count}"
+                + (f" refused={self.attempts.refused}" if self.attempts.refused else "")
+                + (" retrying" if retried else ""),
             )
+
+
+def _details(error: grpc.RpcError) -> str | None:
+    details = error.details() if hasattr(error, "details") else None
+    return details if isinstance(details, str) else None
 
 
 def _code(error: grpc.RpcError) -> grpc.StatusCode:

@@ -18,18 +18,20 @@ class ChatCompletionStream:
     """Chunks of a streamed chat completion, as they arrive.
 
     Iterate it (``for chunk in stream``) or use the helpers: `text()`,
-    `until_done()`, `get_final_response()`. Leaving it early (``break``,
-    `close()`, leaving a ``with`` block, or dropping the last reference)
-    cancels the RPC, so the server stops generating.
+    `until_done()`, `get_final_response()`. Abandoning it (`close()`, leaving
+    a ``with`` block, or dropping the last reference) cancels the RPC, so the
+    server stops generating. ``break`` out of a ``for`` only pauses, as with
+    any iterator: the stream you still hold goes on where it stopped
+    (``text()`` reads the rest) until you close or drop it.
     """
 
-    def __init__(self, open_call: Opener, core: StreamState, watchdog: Watchdog | None) -> None:
+    def __init__(self, open_call: Opener, state: StreamState, watchdog: Watchdog | None) -> None:
         self._open = open_call
-        self._core = core
-        self._add = core.accumulator.add
+        self._state = state
+        self._add = state.accumulator.add
         self._closed = False
-        self._call = open_call(core.attempts.remaining())
-        self._watchdog = watchdog if core.watched else None
+        self._call = open_call(state.attempts.remaining())
+        self._watchdog = watchdog if state.watched else None
         self._watching = False
 
     def __iter__(self) -> Iterator[pb.ChatCompletionChunkResponse]:
@@ -38,7 +40,7 @@ class ChatCompletionStream:
     def __next__(self) -> pb.ChatCompletionChunkResponse:
         watchdog = self._watchdog
         if watchdog is not None:
-            self._core.waiting_since = time.monotonic()
+            self._state.waiting_since = time.monotonic()
             if not self._watching:
                 self._watch()
         while True:
@@ -47,7 +49,8 @@ class ChatCompletionStream:
             try:
                 chunk: pb.ChatCompletionChunkResponse = next(self._call)
             except StopIteration:
-                self._core.ended(self._trailing())
+                self._open.release()
+                self._state.ended(self._trailing())
                 raise
             except grpc.RpcError as error:
                 self._retry_or_raise(error)
@@ -58,25 +61,26 @@ class ChatCompletionStream:
                 ) from error
             self._add(chunk)
             if watchdog is not None:
-                self._core.waiting_since = None
+                self._state.waiting_since = None
             return chunk
 
     def _retry_or_raise(self, error: grpc.RpcError) -> None:
-        delay = self._core.retry_delay(error)
+        self._open.release()
+        delay = self._state.retry_delay(error, self._open)
         if delay is None:
-            self._core.fail(error)
+            self._state.fail(error)
         time.sleep(delay)
-        self._core.reopened()
-        self._call = self._open(self._core.attempts.remaining())
+        self._state.reopened()
+        self._call = self._open(self._state.attempts.remaining())
 
     def _watch(self) -> None:
-        deadline = self._core.stall_deadline()
+        deadline = self._state.stall_deadline()
         if deadline is not None and self._watchdog is not None:
             self._watching = True
             self._watchdog.watch(self, deadline)
 
     def _watchdog_check(self, now: float) -> float | None:
-        core = self._core
+        core = self._state
         if core.finished or self._closed:
             return None
         deadline = core.stall_deadline()
@@ -87,6 +91,7 @@ class ChatCompletionStream:
             return deadline
         core.stalled = True
         self._call.cancel()
+        self._open.release()
         return None
 
     def _trailing(self) -> Metadata:
@@ -105,16 +110,16 @@ class ChatCompletionStream:
 
     def text(self) -> str:
         """Read the rest of the stream and return the whole generated text."""
-        return self.until_done()._core.accumulator.text()
+        return self.until_done()._state.accumulator.text()
 
     def get_final_response(self) -> pb.ChatCompletionResponse:
         """Read the rest and return the ChatCompletionResponse the chunks add up to."""
-        return self.until_done()._core.accumulator.response()
+        return self.until_done()._state.accumulator.response()
 
     @property
     def chunk_count(self) -> int:
         """Chunks received so far."""
-        return self._core.accumulator.chunk_count
+        return self._state.accumulator.chunk_count
 
     # Metadata
 
@@ -124,7 +129,7 @@ class ChatCompletionStream:
 
     def trailing_metadata(self) -> Metadata:
         """The server's trailing metadata (waits for the stream to end)."""
-        if not self._core.finished and not self._closed:
+        if not self._state.finished and not self._closed:
             self.until_done()
         return self._trailing()
 
@@ -139,8 +144,9 @@ class ChatCompletionStream:
         """Stop reading; cancels the RPC if it is still running."""
         if not self._closed:
             self._closed = True
-            if not self._core.finished:
+            if not self._state.finished:
                 self._call.cancel()
+            self._open.release()
 
     def __enter__(self) -> ChatCompletionStream:
         return self
@@ -155,9 +161,10 @@ class ChatCompletionStream:
 
     def __del__(self) -> None:
         call = self.__dict__.get("_call")
-        if call is not None and not self._core.finished and not self._closed:
+        if call is not None and not self._state.finished and not self._closed:
             call.cancel()
+            self._open.release()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "done" if self._core.finished else "open"
+        state = "closed" if self._closed else "done" if self._state.finished else "open"
         return f"<ChatCompletionStream {state}, {self.chunk_count} chunks>"

@@ -1,9 +1,10 @@
-"""The grpc.aio transport of AsyncApexClient: a channel per event loop, made lazily.
+"""The grpc.aio transport of AsyncApexClient: connections per event loop, made lazily.
 
 An aio channel belongs to the loop that created it. The client may be built
 outside any loop and used from several (``asyncio.run`` twice, a loop per
-thread, a forked child), so the transport opens one channel per loop the
-first time that loop makes a call, and remembers the last one for speed.
+thread, a forked child), so the transport keeps one connection pool per loop,
+opened the first time that loop makes a call, and remembers the last one
+for speed.
 """
 
 from __future__ import annotations
@@ -19,87 +20,116 @@ import grpc
 import grpc.aio
 
 from apex_grpc._errors import ClientClosedError
-from apex_grpc._methods import Method, Req, Resp
+from apex_grpc._methods import Req, Resp
 from apex_grpc._requests import Prepared
 from apex_grpc._retry import UnaryAttempts
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.aio import AsyncChatCompletionStream
-from apex_grpc._streaming.state import StreamState, opener
-from apex_grpc._transport.channels import (
-    Callables,
-    check_fork_support,
-    make_callables,
-    open_aio_channel,
-)
+from apex_grpc._streaming.state import StreamState
+from apex_grpc._transport.channels import check_fork_support, make_callables, open_aio_channel
+from apex_grpc._transport.pool import ConnectionPool, PooledOpener
 
 
-class _LoopChannel:
-    __slots__ = ("callables", "channel", "pid")
+class _LoopPool(ConnectionPool[grpc.aio.Channel]):
+    """The connections of one event loop; idle extra ones are closed by a loop timer."""
 
-    def __init__(self, channel: grpc.aio.Channel, pid: int) -> None:
-        self.channel = channel
-        self.callables: Callables = make_callables(channel)
-        self.pid = pid
+    def __init__(self, settings: ClientSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.pid = os.getpid()
+        self.loop = loop
+        self._settings = settings
+        self._timer: asyncio.TimerHandle | None = None
+        super().__init__(
+            self._connect,
+            self._close_later,
+            max_connections=settings.max_connections,
+            stream_limit=settings.max_streams_per_connection,
+            idle_timeout=settings.connection_idle_timeout,
+        )
+
+    def _connect(self, index: int) -> tuple[grpc.aio.Channel, dict[Any, Any]]:
+        channel = open_aio_channel(self._settings, index)
+        if index and self._timer is None:
+            self._timer = self.loop.call_later(self.idle_timeout, self._sweep_now)
+        return channel, make_callables(channel)
+
+    def _sweep_now(self) -> None:
+        self._timer = None
+        next_check = self.sweep()
+        if next_check is not None:
+            self._timer = self.loop.call_at(
+                self.loop.time() + max(next_check - self._clock(), 0.0), self._sweep_now
+            )
+
+    def _close_later(self, channel: grpc.aio.Channel) -> None:
+        self.loop.create_task(channel.close())
+
+    def stop_timer(self) -> None:
+        """No more sweeps (the client is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class AsyncTransport:
-    """Owns the async client's channels (one per event loop that used it)."""
+    """Owns the async client's connections (a pool per event loop that used it)."""
 
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._closed = False
-        self._channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopChannel] = (
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
-        self._last: tuple[asyncio.AbstractEventLoop, _LoopChannel] | None = None
+        self._last: _LoopPool | None = None
 
-    def _here(self) -> _LoopChannel:
+    def pool(self) -> _LoopPool:
+        """The running loop's connections (opened on its first call)."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
         loop = asyncio.get_running_loop()
         last = self._last
-        if last is not None and last[0] is loop and last[1].pid == os.getpid():
-            return last[1]
+        if last is not None and last.loop is loop and last.pid == os.getpid():
+            return last
         return self._switch(loop)
 
-    def _switch(self, loop: asyncio.AbstractEventLoop) -> _LoopChannel:
-        if self._closed:
-            raise ClientClosedError("the client is closed")
+    def _switch(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
         pid = os.getpid()
         with self._lock:
-            state = self._channels.get(loop)
-            if state is not None and state.pid != pid:
+            pool = self._pools.get(loop)
+            if pool is not None and pool.pid != pid:
                 check_fork_support()
-            if state is None or state.pid != pid:
-                state = _LoopChannel(open_aio_channel(self._settings), pid)
-                self._channels[loop] = state
-            self._last = (loop, state)
-        return state
-
-    def callable_for(self, method: Method[Req, Resp]) -> Any:
-        """This loop's multi-callable for `method` (opens the loop's channel if needed)."""
-        if self._closed:
-            raise ClientClosedError("the client is closed")
-        return self._here().callables[method]
+            if pool is None or pool.pid != pid:
+                pool = _LoopPool(self._settings, loop)
+                self._pools[loop] = pool
+            self._last = pool
+        return pool
 
     def channel(self) -> grpc.aio.Channel:
-        """The running loop's channel."""
-        return self._here().channel
+        """The running loop's first connection's channel."""
+        return self.pool().primary.channel
 
     async def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
         """Run a unary call; retries and the overall deadline follow its settings."""
-        invoke = self.callable_for(prepared.method)
-        request = prepared.request
+        pool = self.pool()
+        method, request = prepared.method, prepared.request
         state = UnaryAttempts(prepared)
         while True:
-            rpc = invoke(request, **state.attempt())
+            connection = pool.acquire()
+            rpc = connection.callables[method](request, **state.attempt())
             try:
                 response = await rpc
             except grpc.RpcError as error:
-                await asyncio.sleep(state.failed(error))
+                pool.release(connection)
+                delay = state.failed(error)
+                if state.refused:
+                    pool.refused(connection)
+                await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:
+                pool.release(connection)
                 rpc.cancel()
                 raise
+            pool.release(connection)
             if state.detailed:
                 state.succeeded(
                     await rpc.initial_metadata(),
@@ -111,26 +141,41 @@ class AsyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> AsyncChatCompletionStream:
         """Start a ChatCompletionStream call in the running loop."""
-        invoke = self.callable_for(prepared.method)
-        return AsyncChatCompletionStream(opener(invoke, prepared), StreamState(prepared))
+        settings = prepared.settings
+        opener = PooledOpener(
+            self.pool(),
+            prepared.method,
+            prepared.request,
+            {
+                "metadata": settings.metadata,
+                "compression": settings.compression,
+                "wait_for_ready": settings.wait_for_ready,
+            },
+        )
+        return AsyncChatCompletionStream(opener, StreamState(prepared))
 
     async def close(self) -> None:
-        """Close every channel: this loop's now, other live loops' in their own loop."""
+        """Close every connection: this loop's now, other live loops' in their own loop."""
         with self._lock:
             self._closed = True
-            channels = list(self._channels.items())
-            self._channels.clear()
+            pools = list(self._pools.items())
+            self._pools.clear()
             self._last = None
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
         pid = os.getpid()
-        for loop, state in channels:
-            if state.pid != pid or loop.is_closed():
+        for loop, pool in pools:
+            if pool.pid != pid or loop.is_closed():
                 continue
+            channels = pool.close()
             if loop is here:
-                await state.channel.close()
+                pool.stop_timer()
+                for channel in channels:
+                    await channel.close()
             else:
                 with contextlib.suppress(RuntimeError):
-                    asyncio.run_coroutine_threadsafe(state.channel.close(), loop)
+                    loop.call_soon_threadsafe(pool.stop_timer)
+                    for channel in channels:
+                        asyncio.run_coroutine_threadsafe(channel.close(), loop)

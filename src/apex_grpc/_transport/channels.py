@@ -16,6 +16,7 @@ import grpc.experimental  # not imported by `import grpc`
 from apex_grpc._errors import ForkError
 from apex_grpc._methods import ALL_METHODS, Method
 from apex_grpc._settings.client import ClientSettings, TLSConfig
+from apex_grpc._transport.pool import CONNECTION_INDEX_ARG
 
 Callables = dict[Method[Any, Any], Any]
 SyncInterceptor = (
@@ -76,9 +77,17 @@ def make_callables(channel: _ChannelLike) -> Callables:
     return callables
 
 
-def open_sync_channel(settings: ClientSettings) -> grpc.Channel:
-    """A grpcio channel for the sync client."""
+def channel_options(settings: ClientSettings, index: int) -> list[tuple[str, str | int]]:
+    """The channel arguments of connection `index` (n > 0 gets one more, to be its own)."""
     options = settings.grpc_options()
+    if index:
+        options.append((CONNECTION_INDEX_ARG, index))
+    return options
+
+
+def open_sync_channel(settings: ClientSettings, index: int = 0) -> grpc.Channel:
+    """A grpcio channel for the sync client (connection `index` of its pool)."""
+    options = channel_options(settings, index)
     if settings.single_threaded_streams:
         # Sync server-streams are much faster when read on the caller's thread.
         single_threaded = grpc.experimental.ChannelOptions.SingleThreadedUnaryStream
@@ -94,9 +103,9 @@ def open_sync_channel(settings: ClientSettings) -> grpc.Channel:
     return channel
 
 
-def open_aio_channel(settings: ClientSettings) -> grpc.aio.Channel:
+def open_aio_channel(settings: ClientSettings, index: int = 0) -> grpc.aio.Channel:
     """A grpc.aio channel for the async client; must be called in its event loop."""
-    options = settings.grpc_options()
+    options = channel_options(settings, index)
     creds = credentials(settings)
     interceptors = list(settings.interceptors) or None
     if creds is not None:

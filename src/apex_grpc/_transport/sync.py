@@ -1,4 +1,4 @@
-"""The grpcio transport of ApexClient: one channel, calls with retries and deadlines."""
+"""The grpcio transport of ApexClient: its connections, and calls with retries and deadlines."""
 
 from __future__ import annotations
 
@@ -10,43 +10,54 @@ from typing import Any
 import grpc
 
 from apex_grpc._errors import ClientClosedError
-from apex_grpc._methods import CHAT_COMPLETION_STREAM, Method, Req, Resp
+from apex_grpc._methods import Req, Resp
 from apex_grpc._requests import Prepared
 from apex_grpc._retry import UnaryAttempts
 from apex_grpc._settings.client import ClientSettings
-from apex_grpc._streaming.state import StreamState, opener
+from apex_grpc._streaming.state import StreamState
 from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._streaming.watchdog import Watchdog
-from apex_grpc._transport.channels import (
-    Callables,
-    check_fork_support,
-    make_callables,
-    open_sync_channel,
-)
+from apex_grpc._transport.channels import check_fork_support, make_callables, open_sync_channel
+from apex_grpc._transport.pool import ConnectionPool, PooledOpener
 
 
 class SyncTransport:
-    """Owns the client's grpc channel (created once; again only in a forked child)."""
+    """Owns the client's connections (opened once; again only in a forked child)."""
 
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._closed = False
         self.watchdog = Watchdog()
-        self._channel: grpc.Channel
-        self._callables: Callables
+        self._pool: ConnectionPool[grpc.Channel]
         self._pid = -1
         self._open()
 
     def _open(self) -> None:
-        # After a fork the parent's channel is unusable in the child; it is
-        # left untouched (closing it could disturb the parent) and replaced.
-        self._channel = open_sync_channel(self._settings)
-        self._callables = make_callables(self._channel)
+        # After a fork the parent's channels are unusable in the child; they are
+        # left untouched (closing them could disturb the parent) and replaced.
+        settings = self._settings
+        self._pool = ConnectionPool(
+            self._connect,
+            _close_channel,
+            max_connections=settings.max_connections,
+            stream_limit=settings.max_streams_per_connection,
+            idle_timeout=settings.connection_idle_timeout,
+        )
         self._pid = os.getpid()
 
-    def callable_for(self, method: Method[Req, Resp]) -> Any:
-        """The channel's multi-callable for `method`."""
+    def _connect(self, index: int) -> tuple[grpc.Channel, dict[Any, Any]]:
+        channel = open_sync_channel(self._settings, index)
+        if index:  # an extra connection: close it again once it stays idle
+            self.watchdog.watch(self, time.monotonic() + self._settings.connection_idle_timeout)
+        return channel, make_callables(channel)
+
+    def _watchdog_check(self, now: float) -> float | None:
+        """Called by the watchdog: close idle extra connections, say when to look again."""
+        return None if self._closed else self._pool.sweep()
+
+    def pool(self) -> ConnectionPool[grpc.Channel]:
+        """The connections calls go on (checks for a fork and for a closed client)."""
         if self._pid != os.getpid():
             check_fork_support()
             with self._lock:
@@ -54,21 +65,22 @@ class SyncTransport:
                     self._open()
         if self._closed:
             raise ClientClosedError("the client is closed")
-        return self._callables[method]
+        return self._pool
 
     @property
     def channel(self) -> grpc.Channel:
-        """The underlying grpc channel (for connectivity checks and advanced use)."""
-        self.callable_for(CHAT_COMPLETION_STREAM)
-        return self._channel
+        """The first connection's grpc channel (for connectivity checks and advanced use)."""
+        return self.pool().primary.channel
 
     def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
         """Run a unary call; retries and the overall deadline follow its settings."""
-        invoke = self.callable_for(prepared.method)
-        request = prepared.request
+        pool = self.pool()
+        method, request = prepared.method, prepared.request
         state = UnaryAttempts(prepared)
         while True:
+            connection = pool.acquire()
             try:
+                invoke = connection.callables[method]
                 if not state.detailed:
                     return invoke(request, **state.attempt())  # type: ignore[no-any-return]
                 response, rpc = invoke.with_call(request, **state.attempt())
@@ -77,23 +89,43 @@ class SyncTransport:
                 )
                 return response  # type: ignore[no-any-return]
             except grpc.RpcError as error:
-                time.sleep(state.failed(error))
+                delay = state.failed(error)
             except ValueError as error:
                 if self._closed:
                     raise ClientClosedError("the client was closed during the call") from error
                 raise
+            finally:
+                pool.release(connection)
+            if state.refused:
+                pool.refused(connection)
+            time.sleep(delay)
 
     def stream(self, prepared: Prepared[Any, Any]) -> ChatCompletionStream:
         """Start a ChatCompletionStream call."""
-        invoke = self.callable_for(prepared.method)
-        return ChatCompletionStream(opener(invoke, prepared), StreamState(prepared), self.watchdog)
+        settings = prepared.settings
+        opener = PooledOpener(
+            self.pool(),
+            prepared.method,
+            prepared.request,
+            {
+                "metadata": settings.metadata,
+                "compression": settings.compression,
+                "wait_for_ready": settings.wait_for_ready,
+            },
+        )
+        return ChatCompletionStream(opener, StreamState(prepared), self.watchdog)
 
     def close(self) -> None:
-        """Close the channel; in-flight calls are cancelled."""
+        """Close every connection; in-flight calls are cancelled."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         self.watchdog.stop()
         if self._pid == os.getpid():
-            self._channel.close()
+            for channel in self._pool.close():
+                channel.close()
+
+
+def _close_channel(channel: grpc.Channel) -> None:
+    channel.close()

@@ -1,0 +1,218 @@
+"""Connection scaling: which connection to one target the next call goes on, with no I/O.
+
+An HTTP/2 connection carries a limited number of concurrent streams
+(MAX_CONCURRENT_STREAMS: 100 on most front ends and load balancers). grpc
+queues calls past that limit on the same connection, or, when they arrive
+before the server's settings, has them refused (REFUSED_STREAM). The pool
+spreads calls instead: the next call goes to the least-loaded connection
+with room; when every connection is full a new one is opened, up to
+`max_connections`; past that the least-loaded connection takes it (grpc
+queues it there). Extra connections that stay idle are closed again. The
+limit per connection starts at `stream_limit` and is lowered when the server
+refuses a stream: what was in flight on that connection is what it takes.
+
+Channels to one target share a connection unless their arguments differ, so
+connection n > 0 is opened with one more channel argument. Opening and
+closing channels is injected; the transports (grpcio and grpc.aio) supply
+them. A client that never exceeds the limit uses exactly one connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+Channel = TypeVar("Channel")
+
+CONNECTION_INDEX_ARG = "apex_grpc.connection_index"
+"""The channel argument that makes connection n > 0 a connection of its own."""
+
+
+class Connection(Generic[Channel]):
+    """One channel (one HTTP/2 connection per resolved address) and its calls in flight."""
+
+    __slots__ = ("callables", "channel", "idle_since", "in_flight", "index")
+
+    def __init__(self, index: int, channel: Channel, callables: dict[Any, Any]) -> None:
+        self.index = index
+        self.channel = channel
+        self.callables = callables
+        """The channel's multi-callable per RPC method."""
+        self.in_flight = 0
+        self.idle_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.index}: {self.in_flight} in flight>"
+
+
+class ConnectionPool(Generic[Channel]):
+    """The connections of one client to its target (one pool per event loop for aio).
+
+    `open_connection(index)` returns a channel and its callables;
+    `close_channel(channel)` closes one. Both are called with the pool's lock
+    released only where noted; opening happens under the lock so that a burst
+    of callers opens one connection, not one each.
+    """
+
+    def __init__(
+        self,
+        open_connection: Callable[[int], tuple[Channel, dict[Any, Any]]],
+        close_channel: Callable[[Channel], None],
+        *,
+        max_connections: int,
+        stream_limit: int,
+        idle_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._open_connection = open_connection
+        self._close_channel = close_channel
+        self.max_connections = max_connections
+        self.stream_limit = stream_limit
+        """Calls in flight per connection before the next call goes elsewhere (learned)."""
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        channel, callables = open_connection(0)
+        self.primary: Connection[Channel] = Connection(0, channel, callables)
+        self.connections: list[Connection[Channel]] = [self.primary]
+        self.opened = 1
+        """Connections opened over the pool's life (the primary included)."""
+
+    def acquire(self) -> Connection[Channel]:
+        """The connection the next call goes on; the call counts as in flight there."""
+        with self._lock:
+            primary = self.primary
+            if primary.in_flight < self.stream_limit and len(self.connections) == 1:
+                primary.in_flight += 1  # the common case: one connection with room
+                primary.idle_since = None
+                return primary
+            chosen = min(self.connections, key=_load)
+            if (
+                chosen.in_flight >= self.stream_limit
+                and len(self.connections) < self.max_connections
+            ):
+                chosen = self._open(len(self.connections))
+            chosen.in_flight += 1
+            chosen.idle_since = None
+            return chosen
+
+    def release(self, connection: Connection[Channel]) -> None:
+        """A call on `connection` ended (any way: done, failed, cancelled, abandoned)."""
+        with self._lock:
+            connection.in_flight -= 1
+            if connection.in_flight == 0:
+                connection.idle_since = self._clock()
+
+    def refused(self, connection: Connection[Channel]) -> None:
+        """The server refused a stream on `connection` (called after `release`).
+
+        What is still in flight there is what the server takes; later calls
+        go to other connections sooner.
+        """
+        with self._lock:
+            self.stream_limit = max(1, min(self.stream_limit, connection.in_flight))
+
+    def sweep(self) -> float | None:
+        """Close extra connections idle for `idle_timeout`.
+
+        Returns when to sweep again (monotonic time), or None when no extra
+        connection is left to watch.
+        """
+        now = self._clock()
+        closing: list[Connection[Channel]] = []
+        next_check: float | None = None
+        with self._lock:
+            for connection in self.connections[1:]:
+                since = connection.idle_since
+                due = (now if connection.in_flight or since is None else since) + self.idle_timeout
+                if due <= now:
+                    closing.append(connection)
+                else:
+                    next_check = due if next_check is None else min(next_check, due)
+            if closing:
+                self.connections = [c for c in self.connections if c not in closing]
+        for connection in closing:  # outside the lock: closing may wait for grpc
+            self._close_channel(connection.channel)
+        return next_check
+
+    def close(self) -> list[Channel]:
+        """Forget every connection; returns their channels for the caller to close."""
+        with self._lock:
+            channels = [connection.channel for connection in self.connections]
+            self.connections = []
+        return channels
+
+    def _open(self, index: int) -> Connection[Channel]:
+        # Indexes stay unique, so a reopened slot never shares a closed one's arguments.
+        channel, callables = self._open_connection(self.opened)
+        self.opened += 1
+        connection = Connection(index, channel, callables)
+        self.connections.append(connection)
+        return connection
+
+    def __repr__(self) -> str:
+        loads = ", ".join(str(c.in_flight) for c in self.connections)
+        return f"<ConnectionPool limit={self.stream_limit} in flight per connection: [{loads}]>"
+
+
+def _load(connection: Connection[Any]) -> tuple[int, int]:
+    return connection.in_flight, connection.index
+
+
+class PooledOpener:
+    """Opens each attempt of one server-streaming call on a connection of the pool.
+
+    An attempt's slot is given back once, whichever comes first: grpc
+    reporting its RPC over (done callbacks fire on every end for grpc.aio,
+    and when a sync stream is read to its end), or the stream saying it is
+    done with it (`release`: on close, on a stall, when it is dropped).
+    """
+
+    __slots__ = ("attempt", "held", "invoke_arguments", "last", "method", "pool", "request")
+
+    def __init__(
+        self, pool: ConnectionPool[Any], method: Any, request: Any, invoke_arguments: dict[str, Any]
+    ) -> None:
+        self.pool = pool
+        self.method = method
+        self.request = request
+        self.invoke_arguments = invoke_arguments
+        self.attempt = 0
+        self.held: dict[int, Connection[Any]] = {}
+        """The connection of each attempt not yet given back (popping is atomic)."""
+        self.last: Connection[Any] | None = None
+
+    def __call__(self, timeout: float | None) -> Any:
+        """Start one attempt with `timeout` seconds; returns the grpc call."""
+        self.release()
+        pool = self.pool
+        connection = pool.acquire()
+        self.attempt += 1
+        attempt = self.attempt
+        self.held[attempt] = connection
+        self.last = connection
+        try:
+            call = connection.callables[self.method](
+                self.request, timeout=timeout, **self.invoke_arguments
+            )
+        except BaseException:
+            self._give_back(attempt)
+            raise
+        call.add_done_callback(lambda _call: self._give_back(attempt))
+        return call
+
+    def release(self) -> None:
+        """The stream is done with its current attempt (idempotent)."""
+        self._give_back(self.attempt)
+
+    def refused(self) -> None:
+        """The last attempt was refused by the server (REFUSED_STREAM); after `release`."""
+        if self.last is not None:
+            self.pool.refused(self.last)
+
+    def _give_back(self, attempt: int) -> None:
+        connection = self.held.pop(attempt, None)
+        if connection is not None:
+            self.pool.release(connection)
