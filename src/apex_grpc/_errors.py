@@ -8,6 +8,7 @@ the server sent, never from request metadata.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -83,8 +84,9 @@ class APIError(ApexError):
     Attributes: `code` (grpc.StatusCode), `details` (the status message, as
     sent), `method` (e.g. ``/apex.v1.ApexService/ChatCompletion``),
     `initial_metadata` / `trailing_metadata` (what the server sent),
-    `request_id` (the server's ``x-request-id``, if any) and `attempts`
-    (how many times the call was tried).
+    `request_id` (the server's ``x-request-id``, if any), `attempts`
+    (how many times the call was tried) and `hint` (what to do about it,
+    when the failure has a known cause, e.g. TLS to a plaintext server).
     """
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
@@ -109,13 +111,15 @@ class APIError(ApexError):
         self.attempts = attempts
         self.debug_error_string = debug_error_string
         self.request_id = metadata_value(trailing_metadata) or metadata_value(initial_metadata)
+        self.hint = hint_for(self.code, details)
         super().__init__(self._message())
 
     def _message(self) -> str:
         where = f" ({self.method.rsplit('/', 1)[-1]})" if self.method else ""
         request = f" [request id {self.request_id}]" if self.request_id else ""
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"{self.code.name}{where}: {self.details}{tries}{request}"
+        hint = f". {self.hint}" if self.hint else ""
+        return f"{self.code.name}{where}: {self.details}{tries}{request}{hint}"
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
@@ -149,6 +153,27 @@ def _rebuild_api_error(
         trailing_metadata=trailing_metadata,
         attempts=attempts,
     )
+
+
+_TLS_TO_PLAINTEXT = re.compile(
+    r"(?:ipv4:(?P<v4>127\.[\d.]+:\d+)|ipv6:(?P<v6>\[::1\]:\d+))"
+    r".*(?:Tls|Ssl) handshake failed.*WRONG_VERSION_NUMBER",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def hint_for(code: grpc.StatusCode, details: str) -> str | None:
+    """What to do about a failure with a known cause (None when there is none to give)."""
+    if code is grpc.StatusCode.UNAVAILABLE:
+        match = _TLS_TO_PLAINTEXT.search(details)
+        if match is not None:
+            address = match.group("v4") or match.group("v6")
+            return (
+                f"{address} answered the TLS handshake in plaintext: for a local plaintext "
+                "server such as `apex-grpc serve`, connect with secure=False, "
+                "MACROCOSMOS_USE_HTTPS=false or an http:// base URL"
+            )
+    return None
 
 
 def metadata_value(metadata: Iterable[Any], key: str = REQUEST_ID_KEY) -> str | None:
