@@ -22,7 +22,7 @@ APT_GET = (
     " golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc"
 )
 
-pytestmark = pytest.mark.timeout(300)  # a cold build compiles grpc-go (~10 s on 2 cores)
+pytestmark = pytest.mark.timeout(300)  # a cold build compiles grpc-go: 10-30 s on 2 busy cores
 
 
 def go_missing() -> str | None:

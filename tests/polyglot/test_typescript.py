@@ -24,7 +24,7 @@ NODE_MAJOR = 20
 INSTALLED_FROM = EXAMPLE / "node_modules" / ".installed-from-lock.sha256"
 SCRIPTS = {"chat": "chat_stream", "search": "web_retrieval", "wrong-key": "wrong_key"}
 
-pytestmark = pytest.mark.timeout(300)  # a cold `npm ci` downloads ~10 MB
+pytestmark = pytest.mark.timeout(300)  # a cold `npm ci` downloads ~27 MB
 
 
 def node_missing() -> str | None:
