@@ -5,6 +5,7 @@
 #   make test       lint, drift check, full test suite, oldest-deps suite
 #   make bench      benchmarks against raw grpcio (add ARGS=--quick)
 #   make generate   regenerate generated/ from protos/
+#   make polyglot   the TypeScript and Go examples, generated, built and run
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,7 +18,7 @@ OLDEST_VENV ?= .venv-oldest
 REFERENCE := reference/apex_v1_reference.binpb
 PYTEST_ARGS ?=
 
-.PHONY: venv generate check-generated lint format test test-oldest pytest bench demo serve clean
+.PHONY: venv generate check-generated lint format test test-oldest pytest polyglot bench demo serve clean
 
 venv: $(STAMP)
 
@@ -70,6 +71,12 @@ $(OLDEST_VENV)/.installed: pyproject.toml tools/oldest-constraints.txt
 
 test: lint check-generated pytest test-oldest
 
+# The contract from other languages (examples/typescript, examples/go):
+# generate with buf, build, run against a local echo server. Part of `make
+# test` too; Go is skipped, with the apt-get line to install it, where absent.
+polyglot: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -v -rs tests/polyglot $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
@@ -81,3 +88,4 @@ serve: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf examples/typescript/{node_modules,gen,dist} examples/go/{gen,apex-example}

@@ -15,6 +15,11 @@ The generated package is `apex_grpc_proto` (not a top-level `apex`, which
 would collide with NVIDIA's apex). protoc's `-I<virtual>=<disk>` mapping
 places protos/apex/v1/apex.proto at apex_grpc_proto/apex/v1/apex.proto, so
 the generated imports are right as emitted: nothing is rewritten afterwards.
+
+The contract itself ships too: apex_grpc_proto/protos/ holds a copy of every
+.proto under protos/ and of the well-known types they import (taken from
+grpcio-tools; the protobuf wheel has no .proto files), so `protoc -I` on that
+folder alone compiles it (`apex-grpc proto --out DIR` writes it out).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
@@ -80,6 +87,9 @@ class Method(Generic[Req, Resp]):
         return f"Method({{self.path}})"
 '''
 
+# Where the .proto sources ship inside the package, as an include root.
+PROTO_TREE = f"{PACKAGE}/protos"
+
 PACKAGE_DOCSTRINGS = {
     PACKAGE: "Generated protobuf and gRPC modules of apex-grpc (do not edit; see protos/).",
     f"{PACKAGE}/apex": "Generated modules for the proto package `apex`.",
@@ -100,6 +110,7 @@ def generate(out_dir: Path, protoc_path: Path) -> None:
     if not protos:
         sys.exit(f"codegen: no .proto files under {PROTO_ROOT}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    descriptor_set = out_dir / "descriptor_set.binpb"
     command = [
         sys.executable,
         "-m",
@@ -111,6 +122,8 @@ def generate(out_dir: Path, protoc_path: Path) -> None:
         f"--grpc_python_out={out_dir}",
         f"--mypy_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
+        f"--descriptor_set_out={descriptor_set}",
+        "--include_imports",
         *protos,
     ]
     env = dict(os.environ, PYTHONPATH=str(protoc_path))
@@ -122,6 +135,26 @@ def generate(out_dir: Path, protoc_path: Path) -> None:
         init.parent.mkdir(parents=True, exist_ok=True)
         init.write_text(f'"""{doc}"""\n')
     (out_dir / PACKAGE / "py.typed").write_text("")
+    imported = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    descriptor_set.unlink()
+    _copy_proto_tree({f.name for f in imported.file}, out_dir / PROTO_TREE, protoc_path)
+
+
+def _copy_proto_tree(names: set[str], tree: Path, protoc_path: Path) -> None:
+    """Copy each .proto protoc read (ours, then the imports from grpcio-tools) under `tree`."""
+    well_known = protoc_path / "grpc_tools" / "_proto"
+    for name in sorted(names):
+        # protoc saw ours under the virtual -I prefix; they ship at their real paths.
+        if name.startswith(f"{PACKAGE}/"):
+            name = name.removeprefix(f"{PACKAGE}/")
+            source = PROTO_ROOT / name
+        else:
+            source = well_known / name
+        if not source.is_file():
+            sys.exit(f"codegen: {name} is imported but not found at {source}")
+        target = tree / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def _constant_name(rpc: str) -> str:

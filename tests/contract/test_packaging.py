@@ -74,8 +74,15 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
         "apex_grpc_proto/apex/v1/apex_pb2_grpc.pyi",
         "apex_grpc_server/__init__.py",
         "apex_grpc_server/_corpus/apex.md",
+        # The contract and the well-known types it imports (apex-grpc proto --out).
+        "apex_grpc_proto/protos/apex/v1/apex.proto",
+        "apex_grpc_proto/protos/google/protobuf/empty.proto",
+        "apex_grpc_proto/protos/google/protobuf/struct.proto",
+        "apex_grpc_proto/protos/google/protobuf/timestamp.proto",
     ]:
         assert required in names
+    shipped = zipfile.ZipFile(wheel).read("apex_grpc_proto/protos/apex/v1/apex.proto")
+    assert shipped == (ROOT / "protos" / "apex" / "v1" / "apex.proto").read_bytes()
     top_level = {name.split("/")[0] for name in names if not name.startswith("apex_grpc-")}
     # No top-level `apex` (it would collide with NVIDIA's apex).
     assert top_level == {"apex_grpc", "apex_grpc_server", "apex_grpc_proto"}
@@ -83,17 +90,32 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
     assert "apex-grpc = apex_grpc.cli:main" in zipfile.ZipFile(wheel).read(metadata).decode()
 
 
-@pytest.mark.timeout(300)
-def test_fresh_install_imports_and_type_checks(wheel: Path, tmp_path: Path) -> None:
-    pytest.importorskip("mypy", reason="the dev extra brings mypy")
-    env_dir = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def fresh_install(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with the wheel and no extras (grpcio and protobuf only); its folder."""
+    env_dir = tmp_path_factory.mktemp("fresh") / "venv"
     venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
     )
+    return env_dir
+
+
+@pytest.mark.timeout(300)
+def test_fresh_install_imports_and_type_checks(fresh_install: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mypy", reason="the dev extra brings mypy")
+    env_dir = fresh_install
+    python = env_dir / "bin" / "python"
     probe = (
         "import apex_grpc, apex_grpc_proto.apex.v1.apex_pb2 as pb;"
         f"assert apex_grpc.__file__.startswith({str(env_dir)!r});"
@@ -154,3 +176,23 @@ def test_python_dash_m_apex_grpc_server_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--engine" in result.stdout
+
+
+@pytest.mark.timeout(300)
+def test_base_install_writes_the_contract(fresh_install: Path, tmp_path: Path) -> None:
+    """`apex-grpc proto --out` works with no extras: the .proto files come from the wheel."""
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = tmp_path / "contract"
+    result = subprocess.run(
+        [str(fresh_install / "bin" / "apex-grpc"), "proto", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 4
+    written = (out / "apex" / "v1" / "apex.proto").read_bytes()
+    assert written == (ROOT / "protos" / "apex" / "v1" / "apex.proto").read_bytes()
+    assert (out / "google" / "protobuf" / "struct.proto").is_file()

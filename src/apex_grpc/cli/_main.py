@@ -80,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extras:
         command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
     term = Terminal.detect()
+    standalone = getattr(args, "standalone", None)  # a command that needs no client
+    if standalone is not None:
+        status: int = standalone(args, term)
+        return status
     if args.debug:
         _debug_logging()
     try:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apex_grpc import __version__
-from apex_grpc.cli import _chat, _chats, _research, _search
+from apex_grpc.cli import _chat, _chats, _proto, _research, _search
 
 PROG = "apex-grpc"
 SERVER_COMMANDS = ("serve", "index")
@@ -280,6 +280,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     delete.add_argument("chat_ids", nargs="+", metavar="CHAT_ID")
     find = b.command(chats_sub, "search", _chats.search_chats, "ids of chats whose text matches")
     find.add_argument("term", nargs="+", metavar="TERM")
+
+    proto = b.command(
+        sub,
+        "proto",
+        None,
+        "write apex.proto and its imports to a folder, for protoc or buf",
+        client_options=False,
+    )
+    _proto.add_arguments(proto)
 
     for name, text in (
         ("serve", "run the local Apex server (apex-grpc serve --help)"),

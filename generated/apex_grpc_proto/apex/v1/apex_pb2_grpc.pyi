@@ -5,7 +5,7 @@ The Apex API (Bittensor subnet 1): chat completions from decentralized LLM
 miners, web retrieval, deep-research jobs, and stored chat sessions.
 
 This file is wire- and JSON-compatible with the published apex.v1 API
-(checked by `buf breaking` against shared/reference/apex_v1_reference.binpb
+(checked by `buf breaking` against reference/apex_v1_reference.binpb
 with the WIRE_JSON rules). Field names, numbers, types, `optional` presence
 and streaming shapes are fixed by that contract; only comments are ours.
 

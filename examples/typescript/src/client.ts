@@ -1,0 +1,51 @@
+// An Apex client generated from protos/apex/v1/apex.proto: Connect-ES over
+// gRPC (HTTP/2), configured from the same environment as the Python SDK.
+//
+//   APEX_API_KEY (then MACROCOSMOS_API_KEY)   the API key
+//   MACROCOSMOS_BASE_URL                      host:port, or an http(s):// URL
+//   MACROCOSMOS_USE_HTTPS                     unset/true/1/yes/y/on: TLS;
+//                                             anything else: plaintext
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+
+import { ApexService } from "../gen/apex/v1/apex_pb.js";
+
+/** The public Apex endpoint (TLS on port 443). */
+export const DEFAULT_ENDPOINT = "constellation.api.cloud.macrocosmos.ai";
+
+/** What createApexClient() takes; anything left out comes from the environment. */
+export interface ApexClientOptions {
+  apiKey?: string;
+  baseUrl?: string;
+}
+
+/** A typed client for every RPC of apex.v1.ApexService. */
+export type ApexClient = Client<typeof ApexService>;
+
+/** A client that sends `authorization: Bearer <key>` on every call. */
+export function createApexClient(options: ApexClientOptions = {}): ApexClient {
+  const apiKey =
+    options.apiKey || process.env.APEX_API_KEY || process.env.MACROCOSMOS_API_KEY;
+  if (!apiKey) {
+    throw new Error("no API key: pass { apiKey } or set APEX_API_KEY");
+  }
+  const authorize: Interceptor = (next) => (request) => {
+    request.header.set("authorization", `Bearer ${apiKey}`);
+    return next(request);
+  };
+  const transport = createGrpcTransport({
+    baseUrl: baseUrlOf(options.baseUrl || process.env.MACROCOSMOS_BASE_URL || DEFAULT_ENDPOINT),
+    interceptors: [authorize],
+  });
+  return createClient(ApexService, transport);
+}
+
+/** `host:port` becomes an https:// or http:// URL, by MACROCOSMOS_USE_HTTPS. */
+function baseUrlOf(target: string): string {
+  if (/^https?:\/\//i.test(target)) {
+    return target;
+  }
+  const useHttps = (process.env.MACROCOSMOS_USE_HTTPS ?? "").trim().toLowerCase();
+  const tls = ["", "true", "1", "yes", "y", "on"].includes(useHttps);
+  return `${tls ? "https" : "http"}://${target}`;
+}
