@@ -47,7 +47,8 @@ from apex_grpc._research import JobProgress, PollOptions, PollPolicy, chunk_text
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.call import CallInfo, CallOptions, StreamOptions
 from apex_grpc._settings.checks import NOT_GIVEN
-from apex_grpc._settings.client import ClientSettings, KeepAliveConfig, TLSConfig
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._settings.configs import KeepAliveConfig, TLSConfig
 from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._types import *  # noqa: F403  (the message classes, listed in _types.__all__)
 from apex_grpc._types import __all__ as _message_names

@@ -23,12 +23,11 @@ from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.checks import MetadataArg
 from apex_grpc._settings.client import (
     ClientSettings,
-    KeepAliveConfig,
     LoadBalancing,
-    TLSConfig,
     option_defaults,
     options_documentation,
 )
+from apex_grpc._settings.configs import KeepAliveConfig, TLSConfig
 from apex_grpc._signatures import method_signature
 from apex_grpc._transport.channels import SyncInterceptor
 from apex_grpc._transport.sync import SyncTransport

@@ -313,13 +313,25 @@ def error_class_for(code: grpc.StatusCode) -> type[APIError]:
 
 
 def from_rpc_error(
-    error: grpc.RpcError, *, method: str, attempts: int = 1, cls: type[APIError] | None = None
+    error: grpc.RpcError,
+    *,
+    method: str,
+    attempts: int = 1,
+    cls: type[APIError] | None = None,
+    code: grpc.StatusCode | None = None,
+    details: str | None = None,
 ) -> APIError:
-    """Convert a grpc.RpcError (sync or aio) into our typed error, keeping its metadata."""
-    code = _call(error, "code")
+    """Convert a grpc.RpcError (sync or aio) into our typed error, keeping its metadata.
+
+    `cls`, `code` and `details` replace what the error says, where the client
+    knows better why the call ended.
+    """
+    if code is None:
+        code = _call(error, "code")  # type: ignore[assignment]
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
-    details = _call(error, "details")
+    if details is None:
+        details = _call(error, "details")  # type: ignore[assignment]
     debug = _call(error, "debug_error_string")
     return (cls or error_class_for(code))(
         details if isinstance(details, str) else code.name,

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from apex_grpc._errors import ValidationError, from_rpc_error, metadata_value
+from apex_grpc._errors import (
+    APIError,
+    DeadlineExceededError,
+    ValidationError,
+    from_rpc_error,
+    metadata_value,
+)
 from apex_grpc._logging import log_attempt, logger
 
 if TYPE_CHECKING:
@@ -107,6 +113,30 @@ def is_refused_stream(code: grpc.StatusCode | None, details: str | None) -> bool
         and bool(details)
         and bool(REFUSED_STREAM.search(details or ""))
     )
+
+
+def final_error(error: grpc.RpcError, method: str, attempts: Attempts) -> APIError:
+    """The typed error for a failure that will not be retried.
+
+    A call refused by the server until its deadline left no time for another
+    try ends in DeadlineExceededError: the deadline, not an outage, ended it.
+    """
+    details = error.details() if hasattr(error, "details") else None
+    if is_refused_stream(error.code(), details):
+        left = attempts.remaining()
+        if left is not None and left < REFUSAL_BACKOFF_CAP:
+            return from_rpc_error(
+                error,
+                method=method,
+                attempts=attempts.number,
+                cls=DeadlineExceededError,
+                code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                details=(
+                    f"the server refused the call {attempts.refused + 1} times (no stream free "
+                    "on its connections) until the deadline passed"
+                ),
+            )
+    return from_rpc_error(error, method=method, attempts=attempts.number)
 
 
 class Attempts:
@@ -232,9 +262,7 @@ class UnaryAttempts:
             self._log(status, number, metadata_value(trailing or ()))
         if delay is not None:
             return delay
-        failure = from_rpc_error(
-            error, method=self.prepared.method.path, attempts=self.attempts.number
-        )
+        failure = final_error(error, self.prepared.method.path, self.attempts)
         info = self.prepared.settings.call_info
         if info is not None:
             info.fill(

@@ -12,8 +12,8 @@ from apex_grpc._settings.client import (
     CONNECTION_OPTIONS,
     OPTION_NAMES,
     ClientSettings,
-    Secret,
 )
+from apex_grpc._settings.configs import Secret
 from apex_grpc._settings.target import is_loopback_target, normalize_target
 
 pytestmark = pytest.mark.oldest

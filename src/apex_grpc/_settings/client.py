@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from apex_grpc._errors import (
@@ -26,6 +25,7 @@ from apex_grpc._errors import (
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings import checks
 from apex_grpc._settings.checks import NOT_GIVEN, Metadata, NotGiven
+from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._settings.target import is_loopback_target, normalize_target
 from apex_grpc._version import __version__
 
@@ -47,87 +47,6 @@ ALLOW_INSECURE_ENV_VAR = "APEX_GRPC_ALLOW_INSECURE_KEY"
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 
 LoadBalancing = Literal["pick_first", "round_robin"]
-
-
-class Secret:
-    """A string that never shows itself in repr, str or format()."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself; only for building the authorization header."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("Secret values cannot be pickled")
-
-
-@dataclass(frozen=True)
-class KeepAliveConfig:
-    """HTTP/2 keepalive pings; the defaults detect a dead connection within ~40 s."""
-
-    interval: float = 30.0
-    """Seconds between pings while calls are in flight."""
-    timeout: float = 10.0
-    """Seconds to wait for a ping's answer before the connection is closed."""
-    permit_without_calls: bool = False
-    """Also ping when no call is in flight (the server must allow it)."""
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """TLS settings; with no fields set the system's root certificates are used."""
-
-    root_certificates: bytes | None = None
-    """PEM bundle of trusted CAs (None: the system's)."""
-    private_key: bytes | None = None
-    """PEM private key, for client-certificate (mutual) TLS."""
-    certificate_chain: bytes | None = None
-    """PEM certificate chain matching `private_key`."""
-    server_hostname: str | None = None
-    """Name to verify the server certificate against, if not the target's host."""
-
-    @classmethod
-    def from_files(
-        cls,
-        root_certificates: str | Path | None = None,
-        private_key: str | Path | None = None,
-        certificate_chain: str | Path | None = None,
-        server_hostname: str | None = None,
-    ) -> TLSConfig:
-        """Build a TLSConfig by reading PEM files."""
-
-        def read(path: str | Path | None) -> bytes | None:
-            return Path(path).read_bytes() if path is not None else None
-
-        return cls(
-            read(root_certificates), read(private_key), read(certificate_chain), server_hostname
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"TLSConfig(root_certificates={'<pem>' if self.root_certificates else None}, "
-            f"private_key={'<redacted>' if self.private_key else None}, "
-            f"certificate_chain={'<pem>' if self.certificate_chain else None}, "
-            f"server_hostname={self.server_hostname!r})"
-        )
 
 
 Check = Callable[[Any, str], Any]

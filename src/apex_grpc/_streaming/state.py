@@ -13,11 +13,11 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
-from apex_grpc._errors import Metadata, StreamTimeoutError, from_rpc_error, metadata_value
+from apex_grpc._errors import Metadata, StreamTimeoutError, metadata_value
 from apex_grpc._logging import log_attempt, logger
 from apex_grpc._methods import CHAT_COMPLETION_STREAM
 from apex_grpc._requests import Prepared
-from apex_grpc._retry import Attempts
+from apex_grpc._retry import Attempts, final_error
 from apex_grpc._streaming.accumulator import ChatCompletionAccumulator
 
 METHOD = CHAT_COMPLETION_STREAM.path
@@ -110,7 +110,7 @@ class StreamState:
             raise self.stall_error() from error
         if self.accumulator.chunk_count:  # before the first chunk, retry_delay logged it
             self._log(_code(error).name)
-        raise from_rpc_error(error, method=METHOD, attempts=self.attempts.number) from error
+        raise final_error(error, METHOD, self.attempts) from error
 
     def stall_error(self) -> StreamTimeoutError:
         """The error for a stream that produced no chunk within its limit."""

@@ -15,7 +15,8 @@ import grpc.experimental  # not imported by `import grpc`
 
 from apex_grpc._errors import ForkError
 from apex_grpc._methods import ALL_METHODS, Method
-from apex_grpc._settings.client import ClientSettings, TLSConfig
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._settings.configs import TLSConfig
 from apex_grpc._transport.pool import CONNECTION_INDEX_ARG
 
 Callables = dict[Method[Any, Any], Any]
