@@ -141,17 +141,7 @@ class AsyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> AsyncChatCompletionStream:
         """Start a ChatCompletionStream call in the running loop."""
-        settings = prepared.settings
-        opener = PooledOpener(
-            self.pool(),
-            prepared.method,
-            prepared.request,
-            {
-                "metadata": settings.metadata,
-                "compression": settings.compression,
-                "wait_for_ready": settings.wait_for_ready,
-            },
-        )
+        opener = PooledOpener(self.pool(), prepared)
         return AsyncChatCompletionStream(opener, StreamState(prepared))
 
     async def close(self) -> None:

@@ -22,7 +22,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from apex_grpc._requests import Prepared
 
 Channel = TypeVar("Channel")
 
@@ -172,13 +175,16 @@ class PooledOpener:
 
     __slots__ = ("attempt", "held", "invoke_arguments", "last", "method", "pool", "request")
 
-    def __init__(
-        self, pool: ConnectionPool[Any], method: Any, request: Any, invoke_arguments: dict[str, Any]
-    ) -> None:
+    def __init__(self, pool: ConnectionPool[Any], prepared: Prepared[Any, Any]) -> None:
+        settings = prepared.settings
         self.pool = pool
-        self.method = method
-        self.request = request
-        self.invoke_arguments = invoke_arguments
+        self.method = prepared.method
+        self.request = prepared.request
+        self.invoke_arguments = {
+            "metadata": settings.metadata,
+            "compression": settings.compression,
+            "wait_for_ready": settings.wait_for_ready,
+        }
         self.attempt = 0
         self.held: dict[int, Connection[Any]] = {}
         """The connection of each attempt not yet given back (popping is atomic)."""

@@ -102,17 +102,7 @@ class SyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> ChatCompletionStream:
         """Start a ChatCompletionStream call."""
-        settings = prepared.settings
-        opener = PooledOpener(
-            self.pool(),
-            prepared.method,
-            prepared.request,
-            {
-                "metadata": settings.metadata,
-                "compression": settings.compression,
-                "wait_for_ready": settings.wait_for_ready,
-            },
-        )
+        opener = PooledOpener(self.pool(), prepared)
         return ChatCompletionStream(opener, StreamState(prepared), self.watchdog)
 
     def close(self) -> None:
