@@ -1,0 +1,113 @@
+"""A conversation that outgrows the model's context window goes on: the oldest turns are left out.
+
+The server is `ContextServer` (a 300-token window; tokens are characters;
+every answer is 100 characters), so the arithmetic in these tests is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ._context_server import ContextServer
+from ._helpers import CLI, Result, client_env, run
+
+SYSTEM = "sys"
+TRIM_NOTE = (
+    "(the conversation no longer fits the model's 300-token context: the oldest turns are left"
+    " out from now on; /reset clears the history)"
+)
+
+
+@pytest.fixture
+def server() -> Iterator[ContextServer]:
+    with ContextServer(context=300, answer_chars=100) as running:
+        yield running
+
+
+def chat(server: ContextServer, api_key: str, lines: list[str], *flags: str) -> Result:
+    """An interactive chat fed `lines` on stdin, with the system message SYSTEM."""
+    command = [*CLI, "chat", "-i", "-s", SYSTEM, *flags]
+    return run(command, client_env(server.target, api_key), input="".join(f"{x}\n" for x in lines))
+
+
+def sent(server: ContextServer) -> list[tuple[int, bool]]:
+    """Each request's prompt tokens and whether it was refused."""
+    return [(seen.prompt_tokens, seen.refused) for seen in server.seen]
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["refusal-text", "refusal-headers"])
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_a_refused_turn_is_sent_again_without_the_oldest_turn(
+    server: ContextServer, api_key: str, headers: bool, stream: bool
+) -> None:
+    # Without headers the refusal is recognised by its text; with them, by the
+    # x-apex-* trailers alone (the text is then one the CLI cannot parse).
+    server.headers = headers
+    flags = () if stream else ("--no-stream",)
+    result = chat(server, api_key, ["one", "two", "six", "ten"], *flags)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == TRIM_NOTE + "\n"  # told once
+    assert result.stdout.count("\n") == 4  # four answers
+    # 3 (system) + 3, then + 100 + 3 a turn: the fourth, 312, is over 300. With the window
+    # announced on every answer (headers), it is left out before sending instead.
+    if headers:
+        assert sent(server) == [(6, False), (109, False), (212, False), (212, False)]
+    else:
+        assert sent(server) == [(6, False), (109, False), (212, False), (315, True), (212, False)]
+    last = server.seen[-1].messages
+    assert last[0] == ("system", SYSTEM)  # the system message stays
+    assert [content for role, content in last if role == "user"] == ["two", "six", "ten"]
+
+
+def test_once_the_window_is_known_turns_are_left_out_before_sending(
+    server: ContextServer, api_key: str
+) -> None:
+    # The first refusal tells the window (300); from then on the CLI keeps a quarter of it
+    # free for the answer: a prompt is at most 225 tokens, and the server refuses no more.
+    result = chat(server, api_key, ["one", "two", "six", "ten", "abc", "xyz"])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == TRIM_NOTE + "\n"
+    refused_once = [(6, False), (109, False), (212, False), (315, True), (212, False)]
+    # Then 315 again, over 225: the oldest turn is left out before sending, each time.
+    assert sent(server) == [*refused_once, (212, False), (212, False)]
+
+
+def test_a_message_too_long_on_its_own_fails_and_keeps_the_history(
+    server: ContextServer, api_key: str
+) -> None:
+    long = "L" * 400
+    result = chat(server, api_key, ["one", long, "two"])
+    assert result.returncode == 2  # the server's INVALID_ARGUMENT, as invalid arguments exit
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: INVALID_ARGUMENT: messages: the prompt is 403 tokens, more than the local"
+        " model's 300-token context"
+    ]
+    # Sent with the first turn, then without it; the next turn has the first one back.
+    assert sent(server) == [(6, False), (506, True), (403, True), (109, False)]
+
+
+def test_reset_forgets_the_turns_and_keeps_the_system_message(
+    server: ContextServer, api_key: str
+) -> None:
+    result = chat(server, api_key, ["one", "/reset", "two"])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "(history cleared; the system prompt stays)\n"
+    assert server.seen[-1].messages == [("system", SYSTEM), ("user", "two")]
+
+
+@pytest.mark.parametrize("no_stream", [False, True])
+def test_an_answer_cut_by_the_token_limit_says_so(
+    server: ContextServer, api_key: str, no_stream: bool
+) -> None:
+    flags = ["--no-stream"] if no_stream else []
+    command = [*CLI, "chat", *flags, "--max-new-tokens", "7", "hello"]
+    result = run(command, client_env(server.target, api_key))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hellohe\n"
+    assert result.stderr == "[cut at the token limit: 7 tokens; raise --max-new-tokens]\n"
+    # An answer that ends by itself says nothing.
+    whole = run([*CLI, "chat", *flags, "hello"], client_env(server.target, api_key))
+    assert (whole.returncode, whole.stderr) == (0, "")
