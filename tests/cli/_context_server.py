@@ -7,10 +7,10 @@ its limits:
 
 - a prompt longer than `context` tokens is refused with INVALID_ARGUMENT,
   worded as the local engine words it ("the prompt is N tokens, more than
-  the local model's M-token context"); with `headers` on, the refusal
-  instead carries ``x-apex-context-tokens`` / ``x-apex-prompt-tokens`` and a
-  wording the CLI cannot parse, and every answer carries
-  ``x-apex-context-tokens`` (what the local server is to send);
+  the local model's M-token context"); with `refusal_headers`, the refusal
+  carries ``x-apex-context-tokens`` / ``x-apex-prompt-tokens`` instead, and
+  a wording the CLI cannot parse; with `answer_headers`, every answer
+  carries ``x-apex-context-tokens`` (what the local server is to send);
 - an answer longer than the request's max_new_tokens is cut there and ends
   with finish_reason "length".
 
@@ -51,7 +51,8 @@ class ContextServer(apex_pb2_grpc.ApexServiceServicer):
 
     context: int = 300
     answer_chars: int = 100
-    headers: bool = False
+    refusal_headers: bool = False
+    answer_headers: bool = False
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -80,7 +81,7 @@ class ContextServer(apex_pb2_grpc.ApexServiceServicer):
         prompt_tokens = seen.prompt_tokens
         if prompt_tokens > self.context:
             seen.refused = True
-            if self.headers:
+            if self.refusal_headers:
                 context.set_trailing_metadata(
                     (
                         ("x-apex-context-tokens", str(self.context)),
@@ -93,7 +94,7 @@ class ContextServer(apex_pb2_grpc.ApexServiceServicer):
                 f"messages: the prompt is {prompt_tokens} tokens, more than the local model's"
                 f" {self.context}-token context",
             )
-        if self.headers:
+        if self.answer_headers:
             context.set_trailing_metadata((("x-apex-context-tokens", str(self.context)),))
         last = request.messages[-1].content
         text = (last * (self.answer_chars // len(last) + 1))[: self.answer_chars]

@@ -44,21 +44,29 @@ def test_a_refused_turn_is_sent_again_without_the_oldest_turn(
 ) -> None:
     # Without headers the refusal is recognised by its text; with them, by the
     # x-apex-* trailers alone (the text is then one the CLI cannot parse).
-    server.headers = headers
+    server.refusal_headers = headers
     flags = () if stream else ("--no-stream",)
     result = chat(server, api_key, ["one", "two", "six", "ten"], *flags)
     assert result.returncode == 0, result.stderr
     assert result.stderr == TRIM_NOTE + "\n"  # told once
     assert result.stdout.count("\n") == 4  # four answers
-    # 3 (system) + 3, then + 100 + 3 a turn: the fourth, 312, is over 300. With the window
-    # announced on every answer (headers), it is left out before sending instead.
-    if headers:
-        assert sent(server) == [(6, False), (109, False), (212, False), (212, False)]
-    else:
-        assert sent(server) == [(6, False), (109, False), (212, False), (315, True), (212, False)]
+    # 3 (system) + 3, then + 100 + 3 a turn: the fourth, 315, is over 300.
+    assert sent(server) == [(6, False), (109, False), (212, False), (315, True), (212, False)]
     last = server.seen[-1].messages
     assert last[0] == ("system", SYSTEM)  # the system message stays
     assert [content for role, content in last if role == "user"] == ["two", "six", "ten"]
+
+
+def test_a_window_announced_with_each_answer_is_never_overrun(
+    server: ContextServer, api_key: str
+) -> None:
+    # x-apex-context-tokens on every answer: from the first one, the CLI keeps a quarter of
+    # the window free for the answer (prompts of at most 225), and nothing is refused.
+    server.answer_headers = True
+    result = chat(server, api_key, ["one", "two", "six", "ten", "abc"])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == TRIM_NOTE + "\n"
+    assert sent(server) == [(6, False), (109, False), (212, False), (212, False), (212, False)]
 
 
 def test_once_the_window_is_known_turns_are_left_out_before_sending(
