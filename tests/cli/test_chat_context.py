@@ -119,3 +119,12 @@ def test_an_answer_cut_by_the_token_limit_says_so(
     # An answer that ends by itself says nothing.
     whole = run([*CLI, "chat", *flags, "hello"], client_env(server.target, api_key))
     assert (whole.returncode, whole.stderr) == (0, "")
+
+
+def test_the_client_asks_for_4096_tokens_unless_told(api_key: str) -> None:
+    # What `chat --help` says: without --max-new-tokens the request asks for 4096.
+    with ContextServer(context=10_000, answer_chars=5000) as server:
+        result = run([*CLI, "chat", "hello"], client_env(server.target, api_key))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) == 4096 + 1
+    assert result.stderr == "[cut at the token limit: 4096 tokens; raise --max-new-tokens]\n"
