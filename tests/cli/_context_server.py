@@ -11,8 +11,8 @@ its limits:
   carries ``x-apex-context-tokens`` / ``x-apex-prompt-tokens`` instead, and
   a wording the CLI cannot parse; with `answer_headers`, every answer
   carries ``x-apex-context-tokens`` (what the local server is to send);
-- an answer longer than the request's max_new_tokens is cut there and ends
-  with finish_reason "length".
+- an answer longer than the request's max_new_tokens, or than the server's
+  own `cap`, is cut there and ends with finish_reason "length".
 
 The echo engine has no context limit; until it gets one (a knob), this is
 the server for the CLI's trimming tests. Every request is recorded.
@@ -53,6 +53,7 @@ class ContextServer(apex_pb2_grpc.ApexServiceServicer):
     answer_chars: int = 100
     refusal_headers: bool = False
     answer_headers: bool = False
+    cap: int | None = None
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -98,7 +99,8 @@ class ContextServer(apex_pb2_grpc.ApexServiceServicer):
             context.set_trailing_metadata((("x-apex-context-tokens", str(self.context)),))
         last = request.messages[-1].content
         text = (last * (self.answer_chars // len(last) + 1))[: self.answer_chars]
-        limit = request.sampling_parameters.max_new_tokens
+        limits = (request.sampling_parameters.max_new_tokens, self.cap)
+        limit = min((n for n in limits if n), default=None)
         if limit and len(text) > limit:
             return text[:limit], "length", prompt_tokens
         return text, "stop", prompt_tokens

@@ -6,12 +6,13 @@ every answer is 100 characters), so the arithmetic in these tests is exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from ._context_server import ContextServer
 from ._helpers import CLI, Result, client_env, run
+from .conftest import Served
 
 SYSTEM = "sys"
 TRIM_NOTE = (
@@ -128,3 +129,38 @@ def test_the_client_asks_for_4096_tokens_unless_told(api_key: str) -> None:
     assert result.returncode == 0, result.stderr
     assert len(result.stdout) == 4096 + 1
     assert result.stderr == "[cut at the token limit: 4096 tokens; raise --max-new-tokens]\n"
+
+
+@pytest.mark.parametrize(("flags", "asked"), [((), 4096), (("--max-new-tokens", "20"), 20)])
+def test_an_answer_cut_by_the_servers_own_cap_says_whose_limit_it_was(
+    api_key: str, flags: tuple[str, ...], asked: int
+) -> None:
+    # Raising --max-new-tokens would not help: the server caps answers at 10 tokens.
+    with ContextServer(answer_chars=100, cap=10) as server:
+        result = run([*CLI, "chat", *flags, "hello"], client_env(server.target, api_key))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hellohello\n"
+    assert result.stderr == (
+        f"[cut at the server's token limit: 10 tokens, though --max-new-tokens was {asked}]\n"
+    )
+
+
+@pytest.mark.llm
+def test_the_local_model_keeps_talking_past_its_context(
+    served: Callable[..., Served], api_key: str
+) -> None:
+    # The real local engine with a 256-token window: a few turns overflow it.
+    server = served("--engine=local", "--n-ctx=256", "--max-new-tokens=64")
+    env = client_env(server.target, api_key)
+    turns = "".join(f"Tell me one fact about the number {n}.\n" for n in range(6))
+    result = run([*CLI, "chat", "-i", "--seed", "7"], env, input=turns, timeout=300)
+    assert result.returncode == 0, result.stderr
+    trimmed = TRIM_NOTE.replace("300", "256")
+    notes = result.stderr.splitlines()
+    assert notes.count(trimmed) == 1, notes
+    # Answers the server cut (its 64-token cap, or the window's end) say so; nothing failed.
+    others = [line for line in notes if line != trimmed]
+    assert all(line.startswith("[cut at the server's token limit: ") for line in others), notes
+    cut = run([*CLI, "chat", "--max-new-tokens", "5", "Tell me a story."], env, timeout=120)
+    assert cut.returncode == 0, cut.stderr
+    assert cut.stderr == "[cut at the token limit: 5 tokens; raise --max-new-tokens]\n"
