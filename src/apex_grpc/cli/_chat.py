@@ -32,7 +32,8 @@ from apex_grpc.cli._interrupt import CancelOnInterrupt
 from apex_grpc.cli._stored import StoredChat
 from apex_grpc.cli._terminal import Terminal
 
-SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "greedy")
+DEFAULT_MAX_NEW_TOKENS = 4096
+"""What the client asks for when --max-new-tokens is not given (the official SDK's default)."""
 
 
 def run(args: argparse.Namespace, client: ApexClient, term: Terminal) -> int:
@@ -158,9 +159,22 @@ def answer(
     options = request_options(args)
     reply = (_whole if args.no_stream else _streamed)(client, messages, options, args.json, term)
     if reply.finish_reason == "length":
-        tokens = f": {reply.usage.completion_tokens} tokens" if reply.usage else ""
-        term.note(f"[cut at the token limit{tokens}; raise --max-new-tokens]")
+        term.note(cut_note(reply.usage, args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
     return reply
+
+
+def cut_note(usage: CompletionUsage | None, asked: int) -> str:
+    """What to say under an answer that ended at a token limit: whose limit, what to do."""
+    if usage is None:
+        return "[cut at the token limit; raise --max-new-tokens]"
+    tokens = usage.completion_tokens
+    if tokens >= asked:
+        return f"[cut at the token limit: {tokens} tokens; raise --max-new-tokens]"
+    # The server stopped first: its own cap (a local server's `serve --max-new-tokens`)
+    # or what was left of the model's context window after the prompt.
+    return (
+        f"[cut at the server's token limit: {tokens} tokens, though --max-new-tokens was {asked}]"
+    )
 
 
 def _whole(
