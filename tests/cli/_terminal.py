@@ -17,7 +17,6 @@ import subprocess
 import termios
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 from ._helpers import ROOT
 
@@ -95,12 +94,7 @@ class Terminal:
     def __enter__(self) -> Terminal:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()

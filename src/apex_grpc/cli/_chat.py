@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,14 @@ from apex_grpc import (
     CallInfo,
     ChatCompletionChunkResponse,
     ChatCompletionResponse,
+    ChatCompletionStream,
     CompletionUsage,
     InvalidArgumentError,
     MessageParam,
 )
 from apex_grpc.cli._converse import Conversation, converse
 from apex_grpc.cli._errors import Endpoint, Interrupted, UsageError
-from apex_grpc.cli._history import History, Metadata, context_refusal
+from apex_grpc.cli._history import History, context_refusal
 from apex_grpc.cli._interrupt import CancelOnInterrupt
 from apex_grpc.cli._stored import StoredChat
 from apex_grpc.cli._terminal import Terminal
@@ -156,8 +157,10 @@ def answer(
 
     Raises Interrupted when Ctrl-C cancelled a stream.
     """
-    options = request_options(args)
-    reply = (_whole if args.no_stream else _streamed)(client, messages, options, args.json, term)
+    create = functools.partial(
+        client.chat.completions.create, messages=messages, **request_options(args)
+    )
+    reply = (_whole if args.no_stream else _streamed)(create, args.json, term)
     if reply.finish_reason == "length":
         term.note(cut_note(reply.usage, args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
     return reply
@@ -177,16 +180,14 @@ def cut_note(usage: CompletionUsage | None, asked: int) -> str:
     )
 
 
-def _whole(
-    client: ApexClient,
-    messages: list[MessageParam],
-    options: dict[str, Any],
-    as_json: bool,
-    term: Terminal,
-) -> Reply:
+Create = Callable[..., Any]
+"""``client.chat.completions.create`` with the request's messages and options bound."""
+
+
+def _whole(create: Create, as_json: bool, term: Terminal) -> Reply:
     info = CallInfo()
-    response = client.chat.completions.create(messages=messages, call_info=info, **options)
-    reply = Reply.of(response, _metadata(info.initial_metadata, info.trailing_metadata))
+    response: ChatCompletionResponse = create(call_info=info)
+    reply = Reply.of(response, (*info.initial_metadata, *info.trailing_metadata))
     if as_json:
         term.json(response)
     else:
@@ -194,14 +195,8 @@ def _whole(
     return reply
 
 
-def _streamed(
-    client: ApexClient,
-    messages: list[MessageParam],
-    options: dict[str, Any],
-    as_json: bool,
-    term: Terminal,
-) -> Reply:
-    stream = client.chat.completions.create(messages=messages, stream=True, **options)
+def _streamed(create: Create, as_json: bool, term: Terminal) -> Reply:
+    stream: ChatCompletionStream = create(stream=True)
     with stream, CancelOnInterrupt(stream) as guard:
         try:
             for chunk in stream:
@@ -213,7 +208,7 @@ def _streamed(
             term.after_interrupt()
             raise Interrupted
         final = stream.get_final_response()
-        metadata = _metadata(stream.initial_metadata(), stream.trailing_metadata())
+        metadata = (*stream.initial_metadata(), *stream.trailing_metadata())
     term.end_line()
     return Reply.of(final, metadata)
 
@@ -223,7 +218,3 @@ def _show(term: Terminal, chunk: ChatCompletionChunkResponse, as_json: bool) -> 
         term.json(chunk)
     elif chunk.choices:
         term.write(chunk.choices[0].delta.content)
-
-
-def _metadata(initial: Metadata, trailing: Metadata) -> tuple[tuple[str, str | bytes], ...]:
-    return (*initial, *trailing)
