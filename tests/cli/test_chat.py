@@ -51,6 +51,19 @@ def test_json_is_one_object_per_chunk(cli: Callable[..., Result]) -> None:
     assert int(chunks[-1]["usage"]["completion_tokens"]) == len(text)
 
 
+def test_json_numbers_are_numbers(cli: Callable[..., Result]) -> None:
+    # protobuf's JSON mapping writes int64 fields as strings; the CLI writes numbers.
+    chunks = json_lines(cli("chat", "--json", "numbers"))
+    assert chunks[-1]["usage"] == {
+        "completion_tokens": 128,
+        "prompt_tokens": 7,
+        "total_tokens": 135,
+    }
+    assert all(type(chunk["created"]) is int for chunk in chunks)
+    (response,) = json_lines(cli("chat", "--json", "--no-stream", "numbers"))
+    assert response["usage"]["total_tokens"] == 135
+
+
 def test_no_stream_prints_the_whole_answer(cli: Callable[..., Result]) -> None:
     result = cli("chat", "--no-stream", "all at once")
     assert result.returncode == 0, result.stderr
@@ -89,6 +102,19 @@ def test_global_flags_work_before_and_after_the_command(cli: Callable[..., Resul
     result = cli("--metadata", "x-echo-chunks=2", "chat", "hi", "--metadata", "x-echo-chunk-size=3")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hihihi\n"
+
+
+def test_help_lists_the_slash_commands_and_the_token_default(cli: Callable[..., Result]) -> None:
+    result = cli("chat", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for line in ("/help list these commands", "/reset forget the conversation", "/exit leave"):
+        assert line in text
+    assert "oldest turns are left out" in text
+    assert (
+        "longest answer, in tokens (default 4096, as the official SDK; a local apex-grpc serve"
+        " cuts answers at its own --max-new-tokens)"
+    ) in text
 
 
 def test_sampling_flags_map_to_the_request() -> None:

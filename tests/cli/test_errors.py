@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import apex_grpc as mc
 from apex_grpc import __version__
+from apex_grpc.cli._errors import Endpoint, describe
 
 from ._helpers import CLI, Result, client_env, run
 
@@ -22,14 +24,14 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# grpc core's own log lines (absl format, e.g. "I1125 23:08:19.675588 24532 file.cc:12] ...");
-# with GRPC_VERBOSITY unset, grpc prints some (a failed TLS handshake) before the CLI runs.
-GRPC_CORE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+# grpc core's own log lines (absl format, e.g. "I1125 23:08:19.675588 24532 file.cc:12] ..."),
+# which grpc prints for a failed TLS handshake; the CLI shows them only with --debug.
+GRPC_CORE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ", re.MULTILINE)
 
 
 def one_error_line(result: Result) -> str:
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if not GRPC_CORE_LOG.match(line)]
+    lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     return lines[0]
@@ -129,14 +131,88 @@ def test_plaintext_key_to_a_remote_host_is_refused(cli: Callable[..., Result]) -
     assert "'203.0.113.7:50051'" in line and "--allow-insecure-key" in line
 
 
+def plaintext_hint(target: str) -> str:
+    return (
+        f"a local apex-grpc serve speaks plaintext: pass --insecure, set"
+        f" MACROCOSMOS_USE_HTTPS=false, or use --base-url http://{target}"
+    )
+
+
 def test_environment_selects_tls(echo_target: str, api_key: str) -> None:
-    # MACROCOSMOS_USE_HTTPS=true: the CLI speaks TLS to the plaintext server and fails.
+    # MACROCOSMOS_USE_HTTPS=true: the CLI speaks TLS to the plaintext server and fails,
+    # in one line that says how to fix it (and no line of grpc core's).
     env = {**client_env(echo_target, api_key), "MACROCOSMOS_USE_HTTPS": "true"}
     result = run([*CLI, "--max-retries", "0", "--timeout", "5", "chats", "list"], env)
     assert result.returncode == 1
-    assert one_error_line(result).startswith("error: UNAVAILABLE: ")
+    assert one_error_line(result) == (
+        f"error: UNAVAILABLE: could not reach {echo_target} over TLS (the TLS handshake"
+        f" failed); {plaintext_hint(echo_target)}"
+    )
     # --insecure wins over the environment.
     assert run([*CLI, "--insecure", "chats", "list"], env).returncode == 0
+
+
+def test_a_base_url_without_scheme_means_tls_and_the_hint_says_so(
+    echo_target: str, api_key: str
+) -> None:
+    env = client_env(echo_target, api_key)
+    del env["MACROCOSMOS_USE_HTTPS"]
+    port = echo_target.rsplit(":", 1)[1]
+    for target in (echo_target, f"localhost:{port}"):
+        result = run([*CLI, "--base-url", target, "--max-retries", "1", "chat", "hi"], env)
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert line.endswith(f"{plaintext_hint(target)} [after 2 attempts]"), line
+        # The fix works as written.
+        fixed = run([*CLI, "--base-url", f"http://{target}", "chat", "hi"], env)
+        assert fixed.returncode == 0, fixed.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "secure", "hint"),
+    [
+        ("127.0.0.1:50051", True, True),
+        ("127.8.9.10:50051", True, True),
+        ("localhost:50051", True, True),
+        ("[::1]:50051", True, True),
+        ("dns:///localhost:50051", True, True),
+        ("127.0.0.1:50051", False, False),  # plaintext already: the server is down
+        ("192.0.2.1:50051", True, False),  # not this machine: not a local apex-grpc serve
+        ("apex.example.com:443", True, False),
+    ],
+)
+def test_the_plaintext_hint_is_for_tls_to_this_machine(
+    target: str, secure: bool, hint: bool
+) -> None:
+    error = mc.UnavailableError("failed to connect to all addresses", attempts=1)
+    message, status = describe(error, Endpoint(target, secure))
+    assert status == 1
+    assert ("MACROCOSMOS_USE_HTTPS=false" in message) is hint, message
+
+
+def test_debug_shows_grpc_core_log_lines(echo_target: str, api_key: str) -> None:
+    env = {**client_env(echo_target, api_key), "MACROCOSMOS_USE_HTTPS": "true"}
+    result = run([*CLI, "--max-retries", "0", "--debug", "chats", "list"], env)
+    assert result.returncode == 1
+    assert GRPC_CORE_LOG.search(result.stderr), result.stderr
+    assert "WRONG_VERSION_NUMBER" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["chat", "-t", "5", "hi"], "error: INVALID_ARGUMENT: --temperature: must be in"),
+        (["search", "-n", "1000", "x"], "error: INVALID_ARGUMENT: --n-results: must be in"),
+        (["chat", "--max-new-tokens", "0", "hi"], "error: --max-new-tokens: must be >= 1, got 0"),
+    ],
+    ids=["server-chat", "server-search", "client"],
+)
+def test_invalid_arguments_exit_2_whoever_finds_them(
+    cli: Callable[..., Result], args: list[str], line: str
+) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(line)
 
 
 def test_server_errors_carry_the_request_id(cli: Callable[..., Result]) -> None:

@@ -6,9 +6,6 @@ status it saw, so the cancellation is observed where it matters.
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import signal
 import subprocess
 import time
@@ -91,39 +88,3 @@ def test_ctrl_c_while_watching_research_says_how_to_resume(cli_env: dict[str, st
     assert out == b""
     resume = f"apex-grpc research --job {job_id}"
     assert err.decode() == f"stopped watching; job {job_id} keeps running (resume: {resume})\n"
-
-
-def test_interactive_on_a_terminal(cli_env: dict[str, str]) -> None:
-    primary, secondary = pty.openpty()
-    chat = subprocess.Popen(
-        [*CLI, "chat"],  # no prompt, stdin is a terminal: interactive
-        env={**cli_env, "TERM": "dumb"},
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        cwd=ROOT,
-    )
-    os.close(secondary)
-
-    def read_until(text: bytes) -> bytes:
-        seen = b""
-        deadline = time.monotonic() + 15
-        while text not in seen:
-            assert time.monotonic() < deadline, seen
-            ready, _, _ = select.select([primary], [], [], 0.5)
-            if ready:
-                seen += os.read(primary, 4096)
-        return seen
-
-    try:
-        assert b"Ctrl-D or /exit quits" in read_until(b"> ")
-        os.write(primary, b"terminal turn\n")
-        assert b"terminal turnterminal turn" in read_until(b"> ")
-        # Ctrl-C at the prompt leaves. (Not at the very instant the prompt shows: CPython's
-        # input() loses a signal that lands before it starts waiting for the keyboard.)
-        time.sleep(0.5)
-        chat.send_signal(signal.SIGINT)
-        assert chat.wait(timeout=15) == 130
-    finally:
-        chat.kill()
-        os.close(primary)

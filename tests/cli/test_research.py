@@ -33,7 +33,10 @@ def test_detach_then_resume(cli: Callable[..., Result]) -> None:
     assert resumed.returncode == 0, resumed.stderr
     job = json.loads(resumed.stdout)
     assert job["job_id"] == job_id and job["status"] == "completed"
-    assert job["result"] and all("chunk" in c for c in job["result"])
+    # Each chunk is JSON text on the wire; the CLI prints it decoded, not as a string.
+    assert job["result"] and all(isinstance(c["chunk"], list) for c in job["result"])
+    assert all(isinstance(item["content"], str) for c in job["result"] for item in c["chunk"])
+    assert [c.get("seq_id", 0) for c in job["result"]] == list(range(len(job["result"])))
 
 
 def test_detach_json_is_the_submit_response(cli: Callable[..., Result]) -> None:

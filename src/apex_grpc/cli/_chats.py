@@ -30,7 +30,7 @@ def list_chats(args: argparse.Namespace, client: ApexClient, term: Terminal) -> 
         return 0
     chats = list(response.chat_sessions)
     if not chats:
-        term.note("no chats")
+        term.note('no chats: `apex-grpc chat --save "..."` stores a conversation as one')
     elif term.fancy:
         from rich.table import Table
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from typing import NamedTuple
 
 import grpc
 
@@ -10,7 +12,9 @@ from apex_grpc import (
     ApexError,
     APIError,
     InsecureTransportError,
+    InvalidArgumentError,
     MissingAPIKeyError,
+    UnavailableError,
     ValidationError,
 )
 
@@ -42,6 +46,16 @@ FLAGS = {
 
 MIN_SECRET_CHARS = 8
 _CONNECT_FAILURE = re.compile(r"connect|dns|resolv|unreachable|refused", re.IGNORECASE)
+_TLS_FAILURE = re.compile(r"handshake|ssl|tls", re.IGNORECASE)
+# An argument path at the start of a server's INVALID_ARGUMENT message.
+_ARGUMENT_PATH = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
+
+
+class Endpoint(NamedTuple):
+    """Where the client was talking to, for messages about reaching it."""
+
+    target: str
+    secure: bool
 
 
 class Interrupted(Exception):
@@ -57,8 +71,11 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def describe(error: BaseException, target: str | None = None) -> tuple[str, int]:
-    """The message (without the ``error:`` prefix) and the exit status for an error."""
+def describe(error: BaseException, endpoint: Endpoint | None = None) -> tuple[str, int]:
+    """The message (without the ``error:`` prefix) and the exit status for an error.
+
+    Invalid arguments exit 2 whether the client or the server found them.
+    """
     if isinstance(error, MissingAPIKeyError):
         return (
             "no API key: pass --api-key KEY or set APEX_API_KEY (or MACROCOSMOS_API_KEY)",
@@ -74,7 +91,8 @@ def describe(error: BaseException, target: str | None = None) -> tuple[str, int]
     if isinstance(error, ValidationError):
         return f"{FLAGS.get(error.argument, error.argument)}: {error.problem}", EXIT_USAGE
     if isinstance(error, APIError):
-        return _describe_api_error(error, target), EXIT_ERROR
+        status = EXIT_USAGE if isinstance(error, InvalidArgumentError) else EXIT_ERROR
+        return _describe_api_error(error, endpoint), status
     if isinstance(error, ApexError):
         return str(error), EXIT_ERROR
     return (
@@ -83,24 +101,62 @@ def describe(error: BaseException, target: str | None = None) -> tuple[str, int]
     )
 
 
-def _describe_api_error(error: APIError, target: str | None) -> str:
-    details = error.details or error.code.name
-    if error.code is grpc.StatusCode.UNAVAILABLE and target and _CONNECT_FAILURE.search(details):
-        details = f"could not reach {target} ({details})"
-    elif error.code is grpc.StatusCode.UNAUTHENTICATED:
-        details = f"{details} (check --api-key / APEX_API_KEY)"
+def _describe_api_error(error: APIError, endpoint: Endpoint | None) -> str:
     extra = []
     if error.attempts > 1:
         extra.append(f"after {error.attempts} attempts")
     if error.request_id:
         extra.append(f"request id {error.request_id}")
     suffix = f" [{'; '.join(extra)}]" if extra else ""
-    return f"{error.code.name}: {details}{suffix}"
+    return f"{error.code.name}: {_details(error, endpoint)}{suffix}"
 
 
-def error_line(error: BaseException, target: str | None = None, secret: str | None = None) -> str:
+def _details(error: APIError, endpoint: Endpoint | None) -> str:
+    details = error.details or error.code.name
+    if isinstance(error, UnavailableError) and endpoint:
+        if endpoint.secure and is_loopback(endpoint.target):
+            return _plaintext_hint(details, endpoint.target)
+        if _CONNECT_FAILURE.search(details):
+            return f"could not reach {endpoint.target} ({details})"
+    if error.code is grpc.StatusCode.UNAUTHENTICATED:
+        return f"{details} (check --api-key / APEX_API_KEY)"
+    if isinstance(error, InvalidArgumentError):
+        return _ARGUMENT_PATH.sub(lambda m: f"{FLAGS.get(m[1], m[1])}: ", details, count=1)
+    return details
+
+
+def _plaintext_hint(details: str, target: str) -> str:
+    # TLS to a loopback address that did not answer: most likely a local `apex-grpc serve`,
+    # which speaks plaintext. grpc's own account of a failed handshake is a wall of
+    # OpenSSL text; the fix is what the user needs.
+    reason = "the TLS handshake failed" if _TLS_FAILURE.search(details) else details
+    return (
+        f"could not reach {target} over TLS ({reason}); a local apex-grpc serve speaks"
+        f" plaintext: pass --insecure, set MACROCOSMOS_USE_HTTPS=false, or use"
+        f" --base-url http://{target}"
+    )
+
+
+def is_loopback(target: str) -> bool:
+    """Whether a gRPC target (``host:port``, ``[::1]:port``, ``dns:///host``) is this machine."""
+    host = target.removeprefix("dns:").lstrip("/")
+    if host.startswith("["):
+        host = host[1 : host.find("]")]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def error_line(
+    error: BaseException, endpoint: Endpoint | None = None, secret: str | None = None
+) -> str:
     """``error: ...`` as printed, one line, never containing `secret` (the API key)."""
-    message, _ = describe(error, target)
+    message, _ = describe(error, endpoint)
     text = one_line(f"error: {message}")
     # Messages come from statuses, never from request metadata; this is a last guard,
     # for keys long enough that replacing them cannot mangle ordinary words.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apex_grpc import __version__
-from apex_grpc.cli import _chat, _chats, _proto, _research, _search
+from apex_grpc.cli import _chat, _chats, _converse, _proto, _research, _search
 
 PROG = "apex-grpc"
 SERVER_COMMANDS = ("serve", "index")
@@ -29,6 +29,21 @@ environment:
   APEX_GRPC_LOG=debug                log every RPC attempt to stderr
 
 exit status: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl-C)
+"""
+
+
+_CHAT_DESCRIPTION = f"""\
+Stream a chat completion to the terminal. With no prompt: read it from stdin
+when piped, or start an interactive conversation on a terminal (-i forces it).
+
+Interactive mode: Ctrl-C cancels the answer; Ctrl-D or /exit quits. When the
+conversation outgrows the model's context window, the oldest turns are left
+out (the system message stays), and you are told once. Commands:
+{_converse.commands_help()}
+
+An answer cut by the token limit ends with a note on stderr. Conversations are
+not stored unless --save: then each turn goes through the stored-chat RPCs, so
+it shows in `apex-grpc chats list`.
 """
 
 
@@ -122,7 +137,7 @@ def add_client_options(parser: argparse.ArgumentParser, *, after_command: bool) 
         help="policy across the addresses a target resolves to",
     )
     group.add_argument(
-        "--compress",
+        "--compression",
         action="store_const",
         const=True,
         default=default(False),
@@ -204,7 +219,8 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=int,
         dest="max_new_tokens",
-        help="longest answer, in tokens (4096)",
+        help="longest answer, in tokens (default 4096, as the official SDK; a local"
+        " apex-grpc serve cuts answers at its own --max-new-tokens)",
     )
     group.add_argument("--seed", type=int, help="sampling seed (default: random)")
     group.add_argument(
@@ -222,9 +238,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "chat",
         _chat.run,
         "chat with a model: stream the answer, or talk interactively",
-        "Stream a chat completion to the terminal. With no prompt: read it from stdin"
-        " when piped, or start an interactive conversation on a terminal (-i forces"
-        " it). In interactive mode Ctrl-C cancels the answer; Ctrl-D or /exit quits.",
+        _CHAT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chat.add_argument("prompt", nargs="*", help="the prompt ('-': read stdin)")
     chat.add_argument("-s", "--system", metavar="TEXT", help="system message")
@@ -237,6 +252,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--interactive",
         action="store_true",
         help="a conversation: each line of input is a turn; the history is kept",
+    )
+    chat.add_argument(
+        "--save",
+        action="store_true",
+        help="store the conversation as a chat (apex-grpc chats list): answered by the"
+        " server's stored-chat RPCs, whole rather than streamed, from the prompt alone",
     )
     _sampling_options(chat)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from apex_grpc import (
     ApexClient,
@@ -19,8 +21,8 @@ from apex_grpc import (
     MessageParam,
     chunk_text,
 )
-from apex_grpc.cli._errors import UsageError
-from apex_grpc.cli._terminal import Terminal
+from apex_grpc.cli._errors import Interrupted, UsageError
+from apex_grpc.cli._terminal import Terminal, to_data
 
 Show = Callable[[str, int], None]
 """Report the job's status and its number of result chunks."""
@@ -49,13 +51,14 @@ def run(args: argparse.Namespace, client: ApexClient, term: Terminal) -> int:
     try:
         final = watch(client, job_id, args.timeout, term)
     except KeyboardInterrupt:
+        term.after_interrupt()
         term.note(f"stopped watching; job {job_id} keeps running (resume: {resume})")
-        raise
+        raise Interrupted from None
     except DeepResearchTimeoutError:
         term.note(f"resume: {resume}")
         raise
     if args.json:
-        term.json(final)
+        term.json(job_data(final))
     else:
         term.line(result_text(final))
     return 0
@@ -68,6 +71,19 @@ def _question(args: argparse.Namespace) -> str:
     if not words and not args.job:
         raise UsageError("give a question (or '-' to read it from stdin), or --job ID")
     return words
+
+
+def job_data(job: GetDeepResearcherJobResponse) -> dict[str, Any]:
+    """The job as JSON data; each result chunk, JSON text in a string, is decoded.
+
+    Printed as is, a chunk would be JSON inside a JSON string (escaped twice).
+    A chunk that is not JSON stays a string.
+    """
+    data = to_data(job)
+    for chunk in data.get("result", ()):
+        with contextlib.suppress(KeyError, ValueError):
+            chunk["chunk"] = json.loads(chunk["chunk"])
+    return data
 
 
 def result_text(job: GetDeepResearcherJobResponse) -> str:
