@@ -10,8 +10,8 @@ otherwise kept off the terminal.
 from __future__ import annotations
 
 import argparse
-import logging
 import faulthandler
+import logging
 import os
 import sys
 import traceback
