@@ -5,6 +5,7 @@
 #   make test       lint, drift check, full test suite, oldest-deps suite
 #   make bench      benchmarks against raw grpcio (add ARGS=--quick)
 #   make generate   regenerate generated/ from protos/
+#   make docs       the documentation site (docs/, mkdocs.yml) into build/site
 #   make polyglot   the TypeScript and Go examples, generated, built and run
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ OLDEST_VENV ?= .venv-oldest
 REFERENCE := reference/apex_v1_reference.binpb
 PYTEST_ARGS ?=
 
-.PHONY: venv generate check-generated lint format test test-oldest pytest polyglot bench demo serve clean
+.PHONY: venv generate check-generated lint format docs test test-oldest pytest polyglot bench demo serve clean
 
 venv: $(STAMP)
 
@@ -69,7 +70,13 @@ $(OLDEST_VENV)/.installed: pyproject.toml tools/oldest-constraints.txt
 	  -c tools/oldest-constraints.txt -e '.[server,test]'
 	@touch $@
 
-test: lint check-generated pytest test-oldest
+# The documentation site, built offline (no fonts, inventories or plugins that
+# fetch) and --strict: a broken link, reference or include fails the build.
+# NO_MKDOCS_2_WARNING silences Material's banner about a future MkDocs.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint check-generated docs pytest test-oldest
 
 # The contract from other languages (examples/typescript, examples/go):
 # generate with buf, build, run against a local echo server. Part of `make

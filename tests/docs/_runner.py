@@ -1,0 +1,200 @@
+"""Running one page's snippets in order, as a reader following the page would.
+
+Python blocks run in this process, in one namespace per page (a block may
+use a client made by an earlier one), with the page's environment and a
+scratch folder as the working directory. Shell blocks run in bash (``-e -o
+pipefail``) with the venv's console scripts (``apex-grpc``) first on PATH;
+what they export carries over to the blocks after them.
+
+Every page starts with a local echo server that accepts the key
+``api-key`` and the environment the getting-started page exports for it
+(MACROCOSMOS_BASE_URL, MACROCOSMOS_USE_HTTPS=false, APEX_API_KEY). The docs
+write the local server's address as ``127.0.0.1:50051``; the tests put the
+real port there. A shell block that is one ``apex-grpc serve ...`` command
+starts that server in the background (on a free port, with a scratch
+``--data-dir`` unless the block gives one); the blocks after it talk to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from ._markdown import ROOT, Block
+
+DOCS_PORT = "50051"
+DOCS_KEY = "api-key"
+SHELL_TIMEOUT_S = 180.0
+SERVE_START_TIMEOUT_S = 120.0
+_DROPPED_ENV = (
+    "APEX_API_KEY",
+    "MACROCOSMOS_API_KEY",
+    "MACROCOSMOS_BASE_URL",
+    "MACROCOSMOS_USE_HTTPS",
+    "APEX_GRPC_ALLOW_INSECURE_KEY",
+    "APEX_GRPC_LOG",
+    "APEX_GRPC_DATA_DIR",
+    "APEX_GRPC_API_KEYS",
+    "XDG_DATA_HOME",
+    "GRPC_TRACE",
+)
+
+
+class SnippetFailed(AssertionError):
+    """A snippet that should have worked did not."""
+
+    def __init__(self, block: Block, problem: str, output: str) -> None:
+        shown = output.strip() or "(no output)"
+        super().__init__(
+            f"{block.where}: the {block.language} snippet failed: {problem}\n"
+            f"--- snippet ---\n{block.code}--- output ---\n{shown}"
+        )
+
+
+class PageRun:
+    """One page's run: its environment, namespace, scratch folder and servers."""
+
+    def __init__(self, scratch: Path, echo_target: str) -> None:
+        self.scratch = scratch
+        self.home = scratch / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.target = echo_target
+        """Where ``127.0.0.1:50051`` in a snippet points now."""
+        self.namespace: dict[str, Any] = {"__name__": "__main__"}
+        self.env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        self.env.update(
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}",
+            HOME=str(self.home),
+            PYTHONUNBUFFERED="1",
+            MACROCOSMOS_BASE_URL=f"http://{echo_target}",
+            MACROCOSMOS_USE_HTTPS="false",
+            APEX_API_KEY=DOCS_KEY,
+        )
+        self._servers: list[subprocess.Popen[bytes]] = []
+        for name in ("examples", "protos"):  # what snippets may refer to by relative path
+            link = scratch / name
+            if not link.exists():
+                link.symlink_to(ROOT / name)
+
+    def run(self, block: Block) -> None:
+        """Run one snippet; raises SnippetFailed if it fails."""
+        code = block.code.replace(f"127.0.0.1:{DOCS_PORT}", self.target).replace(
+            f"localhost:{DOCS_PORT}", self.target
+        )
+        if block.language == "python":
+            self._python(block, code)
+        elif _serve_command(code) is not None:
+            self._serve(block, _serve_command(code) or [])
+        else:
+            self._shell(block, code)
+
+    def close(self) -> None:
+        """Stop the servers the page started."""
+        for process in reversed(self._servers):
+            _stop(process)
+
+    def _python(self, block: Block, code: str) -> None:
+        # Padding keeps tracebacks' line numbers those of the Markdown file.
+        compiled = compile("\n" * (block.line - 1) + code, str(block.path), "exec")
+        output = io.StringIO()
+        with (
+            mock.patch.dict(os.environ, self.env, clear=True),
+            _working_directory(self.scratch),
+            contextlib.redirect_stdout(output),
+            contextlib.redirect_stderr(output),
+        ):
+            try:
+                exec(compiled, self.namespace)
+            except BaseException as error:  # any failure of a snippet is reported
+                frames = error.__traceback__
+                error.with_traceback(frames.tb_next if frames else None)  # from the snippet on
+                problem = "".join(traceback.format_exception(error))
+                raise SnippetFailed(block, problem, output.getvalue()) from None
+
+    def _shell(self, block: Block, code: str) -> None:
+        dump = self.scratch / ".env-after"
+        script = f"{code}\nenv -0 > {shlex.quote(str(dump))}\n"
+        try:
+            result = subprocess.run(
+                ["bash", "-e", "-o", "pipefail", "-c", script],
+                env=self.env,
+                cwd=self.scratch,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=SHELL_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise SnippetFailed(block, f"still running after {SHELL_TIMEOUT_S:g} s", "") from error
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            raise SnippetFailed(block, f"exit status {result.returncode}", output)
+        pairs = dump.read_bytes().decode().split("\0")
+        self.env = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+    def _serve(self, block: Block, argv: list[str]) -> None:
+        port_file = self.scratch / f".port-{len(self._servers)}"
+        log_path = self.scratch / f"serve-{len(self._servers)}.log"
+        extra = ["--port", "0", "--port-file", str(port_file)]
+        if "--data-dir" not in argv:
+            extra += ["--data-dir", str(self.scratch / f"data-{len(self._servers)}")]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [*argv, *extra],
+                env=self.env,
+                cwd=self.scratch,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._servers.append(process)
+        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                state = "exited" if process.poll() is not None else "did not start in time"
+                raise SnippetFailed(block, f"the server {state}", log_path.read_text())
+            time.sleep(0.05)
+        self.target = f"127.0.0.1:{int(port_file.read_text())}"
+
+
+def _serve_command(code: str) -> list[str] | None:
+    """The argv of a block that is one ``apex-grpc serve`` command, else None."""
+    commands = [line for line in code.splitlines() if line.strip() and not line.startswith("#")]
+    if len(commands) != 1:
+        return None
+    argv = shlex.split(commands[0], comments=True)
+    if argv[:2] != ["apex-grpc", "serve"]:
+        return None
+    return [str(Path(sys.executable).parent / "apex-grpc"), *argv[1:]]
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
