@@ -10,10 +10,12 @@ for unknown ids) and leaves every row as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,6 +204,85 @@ def rows_server(start_server):
     return start_server(api_keys=frozenset(), allow_any_key=True, test_knobs=False)
 
 
+@contextlib.contextmanager
+def fresh_chat(target: str, prompt: str) -> Iterator[tuple[pb_grpc.ApexServiceStub, Rows]]:
+    """A stub, and a chat with one completion belonging to a user of its own."""
+    auth = (("authorization", f"Bearer {uuid.uuid4().hex}"),)
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.ApexServiceStub(channel)
+        created = stub.CreateChatAndCompletion(
+            pb.CreateChatAndCompletionRequest(user_prompt=prompt), metadata=auth
+        )
+        yield stub, Rows(auth, created.parsed_chat.id, created.parsed_completion.id)
+
+
+DELETES = {
+    "delete completion": (
+        "DeleteCompletions",
+        pb.DeleteCompletionsRequest,
+        "completion_ids",
+        "completion_id",
+    ),
+    "delete chat": ("DeleteChats", pb.DeleteChatsRequest, "chat_ids", "chat_id"),
+}
+"""Each delete operation: the RPC, its request type, the request's id list, the Rows id."""
+
+Plan = tuple[grpc.StatusCode, Callable[[], Any], Seen, Any]
+"""The status an operation must get, the call making it (returning the part of the answer to
+check), what the rows must look like afterwards, and that part of the answer (None: any)."""
+
+
+def plan(stub: pb_grpc.ApexServiceStub, rows: Rows, before: Seen, op: str, value: Any) -> Plan:
+    """What `op` with `value` must do to rows that look like `before`."""
+    auth = rows.auth
+    if op == "edit completion":
+        request = pb.UpdateCompletionAttributesRequest(completion_id=rows.completion_id)
+        for name, field in value.items():
+            if name == "metadata" and field is not None:
+                request.metadata.CopyFrom(struct(field))
+            elif field is not None:
+                setattr(request, name, field)
+        want, completion = predict_edit(before.completion, value)
+        return (
+            want,
+            lambda: stub.UpdateCompletionAttributes(request, metadata=auth).completion,
+            Seen(completion, [completion], before.title),
+            completion,
+        )
+    if op == "rename chat":
+        valid = bool(value.strip()) and len(value) <= MAX_TITLE_CHARS
+        rename = pb.UpdateChatAttributesRequest(chat_id=rows.chat_id, attributes={"title": value})
+        return (
+            OK if valid else INVALID,
+            lambda: stub.UpdateChatAttributes(rename, metadata=auth).chat.title,
+            Seen(before.completion, before.chat_completions, value) if valid else before,
+            value,
+        )
+    if op in DELETES:
+        method, request_type, ids_field, row = DELETES[op]
+        existing = getattr(rows, row)
+        request = request_type(**{ids_field: [existing, *value]})
+        want = predict_delete(existing, value)
+        # A deleted completion leaves its chat, empty; a deleted chat takes everything.
+        gone = Seen(None, [], before.title) if row == "completion_id" else Seen(None, None, None)
+        return (
+            want,
+            lambda: getattr(stub, method)(request, metadata=auth).success,
+            gone if want is OK else before,
+            True,
+        )
+    # A read of an id that is not ours (ours plus a suffix) must never return our row.
+    other = rows.completion_id + value
+    return (
+        NOT_FOUND if len(other) <= MAX_ID_CHARS else INVALID,
+        lambda: stub.GetChatCompletion(
+            pb.GetChatCompletionRequest(completion_id=other), metadata=auth
+        ),
+        before,
+        None,
+    )
+
+
 def boundary(op: str, value: Any) -> Any:
     """An operation hypothesis always tries, whatever it draws."""
     return example(prompt="boundary", operation=(op, value))
@@ -227,96 +308,26 @@ def boundary(op: str, value: Any) -> Any:
 )
 @boundary("edit completion", {"metadata": {"gone": None, "n": float("nan")}})
 def test_edits_of_existing_rows_read_back_exactly(rows_server, prompt, operation) -> None:
-    with grpc.insecure_channel(rows_server.target) as channel:
-        stub = pb_grpc.ApexServiceStub(channel)
-        auth = (("authorization", f"Bearer {uuid.uuid4().hex}"),)
-        created = stub.CreateChatAndCompletion(
-            pb.CreateChatAndCompletionRequest(user_prompt=prompt), metadata=auth
-        )
-        rows = Rows(auth, created.parsed_chat.id, created.parsed_completion.id)
+    with fresh_chat(rows_server.target, prompt) as (stub, rows):
         before = look(stub, rows)
         assert before.completion is not None and before.completion.user_prompt_text == prompt
         assert before.chat_completions == [before.completion]
-        op, value = operation
-        expected = before
-        if op == "edit completion":
-            request = pb.UpdateCompletionAttributesRequest(completion_id=rows.completion_id)
-            for name, field in value.items():
-                if field is None:
-                    continue
-                if name == "metadata":
-                    request.metadata.CopyFrom(struct(field))
-                else:
-                    setattr(request, name, field)
-            want, completion = predict_edit(before.completion, value)
-            code, answer = status(
-                lambda: stub.UpdateCompletionAttributes(request, metadata=auth).completion
-            )
-            expected = Seen(completion, [completion], before.title)
-        elif op == "rename chat":
-            want = OK if value.strip() and len(value) <= MAX_TITLE_CHARS else INVALID
-            code, answer = status(
-                lambda: (
-                    stub.UpdateChatAttributes(
-                        pb.UpdateChatAttributesRequest(
-                            chat_id=rows.chat_id, attributes={"title": value}
-                        ),
-                        metadata=auth,
-                    ).chat.title
-                )
-            )
-            if want is OK:
-                expected = Seen(before.completion, before.chat_completions, value)
-        elif op == "delete completion":
-            want = predict_delete(rows.completion_id, value)
-            code, answer = status(
-                lambda: stub.DeleteCompletions(
-                    pb.DeleteCompletionsRequest(completion_ids=[rows.completion_id, *value]),
-                    metadata=auth,
-                )
-            )
-            if want is OK:
-                expected = Seen(None, [], before.title)
-        elif op == "delete chat":
-            want = predict_delete(rows.chat_id, value)
-            code, answer = status(
-                lambda: stub.DeleteChats(
-                    pb.DeleteChatsRequest(chat_ids=[rows.chat_id, *value]), metadata=auth
-                )
-            )
-            if want is OK:
-                expected = Seen(None, None, None)
-        else:  # a read of an id that is not ours must never return our row
-            want = NOT_FOUND if len(rows.completion_id + value) <= MAX_ID_CHARS else INVALID
-            code, answer = status(
-                lambda: stub.GetChatCompletion(
-                    pb.GetChatCompletionRequest(completion_id=rows.completion_id + value),
-                    metadata=auth,
-                )
-            )
-        assert code is want, (op, code, answer)
-        after = look(stub, rows)
-        assert after == expected
-        if op == "edit completion" and want is OK:
-            assert answer == expected.completion
-        elif op == "rename chat" and want is OK:
-            assert answer == value
+        want, call, expected, expected_answer = plan(stub, rows, before, *operation)
+        code, answer = status(call)
+        assert code is want, (operation[0], code, answer)
+        assert look(stub, rows) == expected
+        if want is OK and expected_answer is not None:
+            assert answer == expected_answer
 
 
 def test_a_large_non_ascii_edit_reads_back_exactly(rows_server) -> None:
     """1.8 MiB of emoji sequences, compared by digest so a failure prints a line, not 1.8 MiB."""
     big = "👩🏽\u200d👩\u200d👧\u200d👦" * 2**16
-    auth = (("authorization", "Bearer big-edit"),)
-    with grpc.insecure_channel(rows_server.target) as channel:
-        stub = pb_grpc.ApexServiceStub(channel)
-        created = stub.CreateChatAndCompletion(
-            pb.CreateChatAndCompletionRequest(user_prompt="short"), metadata=auth
-        )
-        rows = Rows(auth, created.parsed_chat.id, created.parsed_completion.id)
+    with fresh_chat(rows_server.target, "short") as (stub, rows):
         request = pb.UpdateCompletionAttributesRequest(
             completion_id=rows.completion_id, completion_text=big
         )
-        code, answer = status(lambda: stub.UpdateCompletionAttributes(request, metadata=auth))
+        code, answer = status(lambda: stub.UpdateCompletionAttributes(request, metadata=rows.auth))
         assert code is OK, answer
         seen = look(stub, rows)
         assert seen.completion is not None and seen.chat_completions is not None
@@ -337,13 +348,7 @@ def test_a_large_non_ascii_edit_reads_back_exactly(rows_server) -> None:
 def test_an_edit_too_large_to_send_back_is_refused_and_changes_nothing(start_server) -> None:
     limit = 64 * 1024
     server = start_server(api_keys=frozenset(), allow_any_key=True, max_message_bytes=limit)
-    auth = (("authorization", "Bearer at-the-limit"),)
-    with grpc.insecure_channel(server.target) as channel:
-        stub = pb_grpc.ApexServiceStub(channel)
-        created = stub.CreateChatAndCompletion(
-            pb.CreateChatAndCompletionRequest(user_prompt="short"), metadata=auth
-        )
-        rows = Rows(auth, created.parsed_chat.id, created.parsed_completion.id)
+    with fresh_chat(server.target, "short") as (stub, rows):
         before = look(stub, rows)
         # The request fits the limit; the stored completion (text, prompt, ids, timestamps)
         # that every read must send back does not.
@@ -351,7 +356,7 @@ def test_an_edit_too_large_to_send_back_is_refused_and_changes_nothing(start_ser
             completion_id=rows.completion_id, completion_text="a" * (limit - 100)
         )
         assert request.ByteSize() < limit
-        code, answer = status(lambda: stub.UpdateCompletionAttributes(request, metadata=auth))
+        code, answer = status(lambda: stub.UpdateCompletionAttributes(request, metadata=rows.auth))
         assert code in (OK, INVALID), (code, answer)
         after = look(stub, rows)
         if code is OK:
