@@ -19,15 +19,15 @@ from .conftest import settle
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hello"}]
 
-TIMEOUT = 0.9
-"""Under one second grpc-timeout travels in whole milliseconds (above it, in 100 ms steps)."""
-PUSHBACK = 0.4
+TIMEOUT = 3.0
+PUSHBACK = 1.0
 """The server's retry hint: a fixed wait between the attempts, instead of a jittered backoff."""
-TOLERANCE = 0.1
-"""Both deadlines are read on the server against the same monotonic clock, and grpc-timeout
-rounds up by under 1 ms, so what is left is the difference in time spent on the wire by the
-two attempts: under 10 ms on loopback, tens of ms on a loaded machine. A retry given the full
-timeout would be off by the whole 0.4 s pushback, four times this."""
+TOLERANCE = 0.35
+"""Both deadlines are read on the server against the same monotonic clock, so what the
+server's scheduling adds cancels out. What is left: grpc-timeout travels in 100 ms steps
+between 1 and 10 s (rounded up, so each deadline is up to 0.1 s long), and the two attempts
+may spend different times on the wire (under 10 ms on loopback, up to ~0.2 s seen on a
+2-core machine at load 8). A retry given the full timeout is off by the whole 1 s pushback."""
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
@@ -43,7 +43,7 @@ async def test_a_retry_gets_what_is_left_of_the_deadline(
     if stream:  # a stream is retried before its first chunk, so reading it retries
         assert await settle(result.text()) == "c0 c1 c2 c3 c4 "
     first, second = scripted.calls(rpc)
-    assert TIMEOUT - TOLERANCE < first.time_remaining <= TIMEOUT + 0.001
+    assert TIMEOUT / 2 < first.time_remaining <= TIMEOUT + 0.1  # the call's, not the default
     spent = second.at - first.at
     assert spent >= PUSHBACK
     assert second.time_remaining == pytest.approx(first.time_remaining - spent, abs=TOLERANCE)
