@@ -72,6 +72,7 @@ json_value = st.recursive(
 
 
 def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`strategy`, or None (the field is not sent)."""
     return st.none() | strategy
 
 
@@ -112,7 +113,8 @@ class Seen:
     title: str | None
 
 
-def status(call: Any) -> tuple[grpc.StatusCode, Any]:
+def status(call: Callable[[], Any]) -> tuple[grpc.StatusCode, Any]:
+    """(OK, what `call` returned), or the status code and details it failed with."""
     try:
         return OK, call()
     except grpc.RpcError as error:
@@ -148,12 +150,14 @@ def plain(patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    """A google.protobuf.Struct holding `value`."""
     message = struct_pb2.Struct()
     message.update(value)
     return message
 
 
 def finite(value: Any) -> bool:
+    """Whether every number in a JSON value is finite (the server refuses NaN and infinity)."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
@@ -165,10 +169,10 @@ def finite(value: Any) -> bool:
 
 def predict_edit(before: pb.StoredChatCompletion, fields: dict[str, Any]) -> Any:
     """The status an edit must get, and the completion it must leave behind."""
-    given = {name: value for name, value in fields.items() if value is not None}
-    prompt, patch = given.get("user_prompt_text"), given.get("metadata")
+    sent = {name: value for name, value in fields.items() if value is not None}
+    prompt, patch = sent.get("user_prompt_text"), sent.get("metadata")
     refused = (
-        not given
+        not sent
         or (prompt is not None and not prompt.strip())
         or (patch is not None and not finite(patch))
         or (patch is not None and len(json.dumps(plain(patch))) > MAX_METADATA_BYTES)
@@ -178,8 +182,8 @@ def predict_edit(before: pb.StoredChatCompletion, fields: dict[str, Any]) -> Any
     after = pb.StoredChatCompletion()
     after.CopyFrom(before)
     for name in ("completion_text", "user_prompt_text"):
-        if name in given:
-            setattr(after, name, given[name])
+        if name in sent:
+            setattr(after, name, sent[name])
     if patch is not None:
         merged = json_format.MessageToDict(before.metadata)
         for key, value in plain(patch).items():
@@ -192,6 +196,7 @@ def predict_edit(before: pb.StoredChatCompletion, fields: dict[str, Any]) -> Any
 
 
 def predict_delete(existing: str, extra: list[str]) -> grpc.StatusCode:
+    """The status of deleting `existing` with `extra` ids: all or nothing."""
     ids = [existing, *extra]
     if any(not i or len(i) > MAX_ID_CHARS for i in ids):
         return INVALID
