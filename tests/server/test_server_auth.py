@@ -117,13 +117,11 @@ def test_every_rpc_refuses_a_missing_or_wrong_key(keyed_stub, method) -> None:
     rows = Rows(created.parsed_chat.id, created.parsed_completion.id, job.job_id)
     request = REQUESTS[method.name](rows)
     assert request.DESCRIPTOR is method.input_type
-    for metadata, message in REFUSED.values():
+    for case, (metadata, message) in REFUSED.items():
         with pytest.raises(grpc.RpcError) as caught:
             _invoke(keyed_stub, method, request, metadata)
-        assert (caught.value.code(), caught.value.details()) == (
-            grpc.StatusCode.UNAUTHENTICATED,
-            message,
-        )
+        refusal = (caught.value.code(), caught.value.details())
+        assert refusal == (grpc.StatusCode.UNAUTHENTICATED, message), case
     assert _invoke(keyed_stub, method, request, auth) is not None  # the request itself is fine
 
 
