@@ -219,6 +219,7 @@ class ScriptedServer:
                         )
                     ],
                 )
+            context.set_trailing_metadata((("x-chunks-sent", str(script.chunks)),))
             self.finished.append((name, "OK"))
 
         return handle

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,24 @@ async def aclient(scripted: ScriptedServer) -> AsyncIterator[mc.AsyncApexClient]
         api_key=KEY, base_url=scripted.target, secure=False, retry=FAST_RETRY
     ) as c:
         yield c
+
+
+@pytest.fixture(params=["sync", "async"])
+def either_client(request: pytest.FixtureRequest) -> mc.ApexClient | mc.AsyncApexClient:
+    """`client`, then `aclient`: a test body written once runs against both clients.
+
+    The test must be ``async`` and pass each client call through `settle`.
+    """
+    return request.getfixturevalue("client" if request.param == "sync" else "aclient")
+
+
+async def settle(value: Any) -> Any:
+    """`value`, awaited when the async client returned an awaitable."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def next_chunk(stream: mc.ChatCompletionStream | mc.AsyncChatCompletionStream) -> Any:
+    """The next chunk of a sync or an async stream."""
+    if isinstance(stream, mc.AsyncChatCompletionStream):
+        return await stream.__anext__()
+    return next(stream)

@@ -187,7 +187,9 @@ def test_deadline_covers_all_attempts(scripted: ScriptedServer) -> None:
     policy = mc.RetryPolicy(max_retries=10)
     with mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False, retry=policy) as c:
         started = time.monotonic()
-        with pytest.raises(mc.UnavailableError):
+        # UNAVAILABLE when no time is left for another 150 ms wait; DEADLINE_EXCEEDED when,
+        # on a loaded machine, the deadline runs out while the last attempt is on the wire.
+        with pytest.raises((mc.UnavailableError, mc.DeadlineExceededError)):
             c.chat.completions.create(messages=USER, timeout=0.5)
         elapsed = time.monotonic() - started
     calls = scripted.calls("ChatCompletion")
