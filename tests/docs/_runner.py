@@ -31,24 +31,16 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from cli._helpers import client_env
+
 from ._markdown import ROOT, Block
 
 DOCS_PORT = "50051"
 DOCS_KEY = "api-key"
 SHELL_TIMEOUT_S = 180.0
 SERVE_START_TIMEOUT_S = 120.0
-_DROPPED_ENV = (
-    "APEX_API_KEY",
-    "MACROCOSMOS_API_KEY",
-    "MACROCOSMOS_BASE_URL",
-    "MACROCOSMOS_USE_HTTPS",
-    "APEX_GRPC_ALLOW_INSECURE_KEY",
-    "APEX_GRPC_LOG",
-    "APEX_GRPC_DATA_DIR",
-    "APEX_GRPC_API_KEYS",
-    "XDG_DATA_HOME",
-    "GRPC_TRACE",
-)
+# Where the docs' servers keep their data is the page's affair, not the caller's.
+_SERVER_ENV = ("APEX_GRPC_DATA_DIR", "APEX_GRPC_API_KEYS", "XDG_DATA_HOME")
 
 
 class SnippetFailed(AssertionError):
@@ -72,14 +64,13 @@ class PageRun:
         self.target = echo_target
         """Where ``127.0.0.1:50051`` in a snippet points now."""
         self.namespace: dict[str, Any] = {"__name__": "__main__"}
-        self.env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        # What the getting-started page exports, for the echo server.
+        self.env = client_env(f"http://{echo_target}", DOCS_KEY)
+        for name in _SERVER_ENV:
+            self.env.pop(name, None)
         self.env.update(
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}",
             HOME=str(self.home),
-            PYTHONUNBUFFERED="1",
-            MACROCOSMOS_BASE_URL=f"http://{echo_target}",
-            MACROCOSMOS_USE_HTTPS="false",
-            APEX_API_KEY=DOCS_KEY,
         )
         self._servers: list[subprocess.Popen[bytes]] = []
         for name in ("examples", "protos"):  # what snippets may refer to by relative path
