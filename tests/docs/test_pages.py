@@ -8,6 +8,7 @@ a new flag, option or error class cannot go undocumented.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import subprocess
@@ -164,3 +165,25 @@ def test_readme_links_point_at_files() -> None:
     assert targets, "README.md links nowhere: the pattern is wrong"
     missing = [target for target in targets if not (ROOT / target).exists()]
     assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_docstring_name_lines_become_a_list_in_the_reference() -> None:
+    pytest.importorskip("griffe", reason="the docs extra is not installed")
+    spec = importlib.util.spec_from_file_location("docs_griffe", ROOT / "tools" / "docs_griffe.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docstring = (
+        "Poll the job.\n\n"
+        "timeout: seconds in all\n    (then DeepResearchTimeoutError).\n"
+        "model, task: names passed through.\n"
+        "The call options apply to each poll.\n"
+        "Keywords: prose, not a name."
+    )
+    assert module.as_markdown_list(docstring) == (
+        "Poll the job.\n\n"
+        "- `timeout`: seconds in all\n  (then DeepResearchTimeoutError).\n"
+        "- `model`, `task`: names passed through.\n\n"
+        "The call options apply to each poll.\n"
+        "Keywords: prose, not a name."
+    )
