@@ -2,7 +2,7 @@
 
 Request id and interop echo metadata, authentication, test knobs, status
 mapping and the one log line per call live here, so handlers only see a
-validated caller (``Call``) and raise ``RpcAbort`` to fail.
+validated caller (``CallContext``) and raise ``RpcAbort`` to fail.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ SERVICE = "apex.v1.ApexService"
 
 
 @dataclass(slots=True)
-class Call:
+class CallContext:
     """What a handler knows about its caller."""
 
     context: Context
@@ -54,7 +54,7 @@ class CallPolicy:
         self.knobs_enabled = knobs_enabled
         self.failures = FailureCounter()
 
-    async def open(self, context: Context, request_id: str, *, streaming: bool) -> Call:
+    async def open(self, context: Context, request_id: str, *, streaming: bool) -> CallContext:
         """Send initial metadata, authenticate, read knobs and sleep if asked.
 
         Unary calls carry the request id in trailing metadata only: their headers
@@ -73,7 +73,7 @@ class CallPolicy:
             trailing.append((ECHO_TRAILING, echo_trailing))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
-        call = Call(context, "", request_id, metadata, None, trailing)
+        call = CallContext(context, "", request_id, metadata, None, trailing)
         call.user_id = self.authenticator.authenticate(metadata.get("authorization"))
         if self.knobs_enabled and has_knobs(metadata):
             call.knobs = parse_knobs(metadata, self.failures)
@@ -91,7 +91,7 @@ class HasPolicy(Protocol):
 S = TypeVar("S", bound=HasPolicy)
 
 
-def _failure_abort(call: Call) -> RpcAbort | None:
+def _failure_abort(call: CallContext) -> RpcAbort | None:
     failure = call.knobs.failure if call.knobs else None
     if failure is None:
         return None
@@ -99,7 +99,9 @@ def _failure_abort(call: Call) -> RpcAbort | None:
     return RpcAbort(failure.code, failure.message, extra)
 
 
-async def _abort(context: Context, call: Call | None, request_id: str, abort: RpcAbort) -> None:
+async def _abort(
+    context: Context, call: CallContext | None, request_id: str, abort: RpcAbort
+) -> None:
     trailing: list[tuple[str, str | bytes]] = (
         list(call.trailing) if call else [(REQUEST_ID, request_id)]
     )
@@ -113,7 +115,7 @@ def _internal(method: str, request_id: str) -> RpcAbort:
 
 
 def unary(
-    fn: Callable[[S, Req, Call], Awaitable[Resp]],
+    fn: Callable[[S, Req, CallContext], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing."""
     method = f"/{SERVICE}/{fn.__name__}"
@@ -125,7 +127,7 @@ def unary(
         peer = context.peer()
         request_id = uuid.uuid4().hex
         code = "OK"
-        call: Call | None = None
+        call: CallContext | None = None
         try:
             call = await self.policy.open(context, request_id, streaming=False)
             injected = _failure_abort(call)
@@ -155,7 +157,7 @@ def unary(
 
 
 def server_stream(
-    fn: Callable[[S, Req, Call], AsyncGenerator[Resp, None]],
+    fn: Callable[[S, Req, CallContext], AsyncGenerator[Resp, None]],
 ) -> Callable[[S, Req, Context], AsyncGenerator[Resp, None]]:
     """Wrap a server-streaming handler; x-echo-fail-after counts the messages sent."""
     method = f"/{SERVICE}/{fn.__name__}"
@@ -167,7 +169,7 @@ def server_stream(
         peer = context.peer()
         request_id = uuid.uuid4().hex
         code = "OK"
-        call: Call | None = None
+        call: CallContext | None = None
         try:
             call = await self.policy.open(context, request_id, streaming=True)
             injected = _failure_abort(call)

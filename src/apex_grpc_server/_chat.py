@@ -18,7 +18,7 @@ from apex_grpc_server._status import RpcAbort
 from apex_grpc_server._validation import ChatCall
 
 
-class Completions:
+class ChatCompletions:
     """Runs chat requests on one engine and shapes the answers as apex.v1 messages."""
 
     def __init__(self, engine: ChatEngine, *, max_message_bytes: int) -> None:

@@ -298,6 +298,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_index(args: argparse.Namespace) -> int:
     """Index the given paths into the data folder's search index."""
+    import asyncio
+
     from apex_grpc_server._config import default_data_dir
     from apex_grpc_server._documents import DocumentError, documents_from_paths
     from apex_grpc_server._runner import INDEX_FILE
@@ -311,7 +313,7 @@ def run_index(args: argparse.Namespace) -> int:
         return _fail("index", error, 2)
     index = SearchIndex(path)
     try:
-        stats = index.upsert_sync(documents)
+        stats = asyncio.run(index.upsert(documents))
     finally:
         index.close()
     print(

@@ -18,7 +18,7 @@ import grpc
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._calls import SERVICE, CallPolicy
-from apex_grpc_server._chat import Completions
+from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._documents import default_corpus
 from apex_grpc_server._engines import ChatEngine, create_engine
@@ -116,7 +116,7 @@ class ApexServer:
             Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
             knobs_enabled=config.knobs_enabled,
         )
-        completions = Completions(self._engine, max_message_bytes=config.max_message_bytes)
+        completions = ChatCompletions(self._engine, max_message_bytes=config.max_message_bytes)
         self._research = ResearchJobs(
             self._store, self._index, completions, config.max_concurrent_jobs
         )
