@@ -21,7 +21,7 @@ import grpc
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
 from apex_grpc_server._logging import log_call, logger
-from apex_grpc_server._status import MetadataPairs, RpcAbort
+from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -30,7 +30,6 @@ Resp = TypeVar("Resp")
 REQUEST_ID = "x-request-id"
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
-PUSHBACK = "grpc-retry-pushback-ms"
 SERVICE = "apex.v1.ApexService"
 
 
@@ -102,9 +101,12 @@ def _failure_abort(call: CallContext) -> RpcAbort | None:
 async def _abort(
     context: Context, call: CallContext | None, request_id: str, abort: RpcAbort
 ) -> None:
-    trailing: list[tuple[str, str | bytes]] = (
-        list(call.trailing) if call else [(REQUEST_ID, request_id)]
-    )
+    replaced = {key for key, _ in abort.trailing_metadata}  # the abort's values win
+    trailing: list[tuple[str, str | bytes]] = [
+        pair
+        for pair in (call.trailing if call else [(REQUEST_ID, request_id)])
+        if pair[0] not in replaced
+    ]
     trailing.extend(abort.trailing_metadata)
     await context.abort(abort.code, abort.details, trailing_metadata=tuple(trailing))
 

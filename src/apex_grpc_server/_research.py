@@ -133,12 +133,14 @@ class ResearchJobs:
                 seq += 1
             last_flush = time.monotonic()
 
-        async for delta in self._completions.deltas(request, chat.timeout_s, knobs):
-            if delta.text:
-                pending.append(delta.text)
-            size = sum(len(part) for part in pending)
-            if size >= FLUSH_CHARS or time.monotonic() - last_flush >= FLUSH_SECONDS:
-                await flush()
+        deltas = self._completions.deltas(request, chat.timeout_s, knobs)
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                if delta.text:
+                    pending.append(delta.text)
+                size = sum(len(part) for part in pending)
+                if size >= FLUSH_CHARS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    await flush()
         await flush()
         if not parts:
             raise RpcAbort(grpc.StatusCode.INTERNAL, "the chat engine produced no text")

@@ -22,7 +22,7 @@ from apex_grpc_server._status import RpcAbort, invalid_argument, not_found
 from apex_grpc_server._store import CompletionRow, NewCompletion, Store, default_title
 
 HISTORY_TURNS = 6
-"""Earlier turns of a chat sent to the engine with a new prompt."""
+"""Earlier turns of a chat sent to the engine with a new prompt (fewer if they do not fit)."""
 MAX_METADATA_BYTES = 256 * 1024
 """Largest metadata patch UpdateCompletionAttributes accepts, as JSON."""
 
@@ -50,6 +50,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
     async def ChatCompletion(
         self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> pb.ChatCompletionResponse:
+        call.trailing.extend(self.completions.context_metadata())
         return await self.completions.complete(validate.chat(request), call.knobs)
 
     @server_stream
@@ -57,6 +58,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> AsyncGenerator[pb.ChatCompletionChunkResponse, None]:
         chat = validate.chat(request)
+        call.trailing.extend(self.completions.context_metadata())
         async for chunk in self.completions.stream(chat, call.knobs):
             yield chunk
 
@@ -264,7 +266,11 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
     # Helpers ---------------------------------------------------------------
 
     async def _answer(self, call: CallContext, history: list[CompletionRow], prompt: str) -> str:
-        """The engine's answer to ``prompt`` after the chat's recent turns."""
+        """The engine's answer to ``prompt`` after the chat's recent turns.
+
+        The engine drops the oldest of those turns when they do not fit its
+        context window with room for the answer (``ChatRequest.fit_context``).
+        """
         messages: list[Message] = []
         for row in history[-HISTORY_TURNS:]:
             if row.completion_text:
@@ -273,7 +279,8 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
                     Message("assistant", row.completion_text),
                 ]
         messages.append(Message("user", prompt))
-        text, _ = await self.completions.text(ChatRequest(tuple(messages)), None, call.knobs)
+        request = ChatRequest(tuple(messages), fit_context=True)
+        text, _ = await self.completions.text(request, None, call.knobs)
         return text
 
 
