@@ -126,3 +126,11 @@ def test_a_stored_chat_keeps_going_past_the_context(
             pb.CreateCompletionRequest(chat_id=chat_id, user_prompt="x" * 300), metadata=auth
         )
     assert caught.value.details().startswith(CONTEXT_OVERFLOW)
+
+
+def test_the_package_documents_the_contract() -> None:
+    import apex_grpc_server
+
+    doc = " ".join((apex_grpc_server.__doc__ or "").split())
+    for text in (CONTEXT_OVERFLOW.strip(), CONTEXT_TOKENS_KEY, PROMPT_TOKENS_KEY):
+        assert f"``{text}" in doc
