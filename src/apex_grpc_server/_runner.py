@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,11 @@ class ApexServer:
         config.validate()
         try:
             return await self._start()
-        except BaseException:
+        except BaseException as error:
             await self._close_parts()
+            # The traceback's frames still hold the half-built grpc server; freed only at
+            # interpreter exit, grpcio 1.64's aio server can hang the process there.
+            traceback.clear_frames(error.__traceback__)
             raise
 
     async def _start(self) -> ServerInfo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def test_kill_9_then_restart_fails_the_running_job(
 
 
 MODULE = (sys.executable, "-m", "apex_grpc_server")
+GRPC_CORE_LOG = re.compile(r"^[DIWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)
 APEX_GRPC_SERVE = (sys.executable, "-m", "apex_grpc.cli", "serve")
 
 
@@ -164,6 +166,7 @@ def test_a_busy_port_is_one_line_before_anything_is_written(process, tmp_path, e
         " apex-grpc serve?): stop that server, or pick another port with --port"
         " (--port 0 picks a free one)\n"
     )  # one line: no grpc core log ("E1126 ... add_port.cc ... Address already in use")
+    assert not GRPC_CORE_LOG.search(proc.stderr)
     assert proc.stdout == ""
     assert not data_dir.exists()
 
@@ -179,7 +182,8 @@ def test_grpc_core_logs_stay_off_the_terminal_unless_debug(tmp_path) -> None:
     assert quiet.stderr.endswith("(run with --log-level debug for grpc's reason)\n")
     assert quiet.stderr.count("\n") == 1
     loud = run_serve(MODULE, *flags, "--unix-socket", too_long, "--log-level", "debug")
-    assert "add_port.cc" in loud.stderr
+    assert GRPC_CORE_LOG.search(loud.stderr)  # e.g. "E1126 12:56:01.204850 22949 add_port.cc:83]"
+    assert not GRPC_CORE_LOG.search(quiet.stderr)
     missing = run_serve(MODULE, *flags, "--unix-socket", str(tmp_path / "no" / "sock"))
     assert missing.returncode == 1
     assert missing.stderr == (

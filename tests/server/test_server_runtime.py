@@ -149,10 +149,9 @@ def test_max_concurrent_streams_refuses_streams_past_the_limit(start_server, aut
         if set(refused) != {"OK"}:
             break
     assert set(refused) != {"OK"}, "no stream was refused in 5 bursts of 30"
-    assert set(refused) <= {
-        "OK",
-        "UNAVAILABLE: Stream removed (RST_STREAM (Received RST_STREAM with error code 7))",
-    }
+    for outcome in set(refused) - {"OK"}:  # REFUSED_STREAM (grpc's wording varies by version)
+        assert outcome.startswith("UNAVAILABLE: ") and "RST_STREAM" in outcome
+        assert "error code 7" in outcome
 
 
 def test_oversized_messages_are_resource_exhausted(start_server, connect, auth) -> None:
