@@ -2,7 +2,7 @@
 
 Request id and interop echo metadata, authentication, test knobs, status
 mapping and the one log line per call live here, so handlers only see a
-validated caller (``Call``) and raise ``RpcAbort`` to fail.
+validated caller (``CallContext``) and raise ``RpcAbort`` to fail.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import grpc
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
 from apex_grpc_server._logging import log_call, logger
-from apex_grpc_server._status import MetadataPairs, RpcAbort
+from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -30,12 +30,11 @@ Resp = TypeVar("Resp")
 REQUEST_ID = "x-request-id"
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
-PUSHBACK = "grpc-retry-pushback-ms"
 SERVICE = "apex.v1.ApexService"
 
 
 @dataclass(slots=True)
-class Call:
+class CallContext:
     """What a handler knows about its caller."""
 
     context: Context
@@ -54,7 +53,7 @@ class CallPolicy:
         self.knobs_enabled = knobs_enabled
         self.failures = FailureCounter()
 
-    async def open(self, context: Context, request_id: str, *, streaming: bool) -> Call:
+    async def open(self, context: Context, request_id: str, *, streaming: bool) -> CallContext:
         """Send initial metadata, authenticate, read knobs and sleep if asked.
 
         Unary calls carry the request id in trailing metadata only: their headers
@@ -73,7 +72,7 @@ class CallPolicy:
             trailing.append((ECHO_TRAILING, echo_trailing))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
-        call = Call(context, "", request_id, metadata, None, trailing)
+        call = CallContext(context, "", request_id, metadata, None, trailing)
         call.user_id = self.authenticator.authenticate(metadata.get("authorization"))
         if self.knobs_enabled and has_knobs(metadata):
             call.knobs = parse_knobs(metadata, self.failures)
@@ -91,7 +90,7 @@ class HasPolicy(Protocol):
 S = TypeVar("S", bound=HasPolicy)
 
 
-def _failure_abort(call: Call) -> RpcAbort | None:
+def _failure_abort(call: CallContext) -> RpcAbort | None:
     failure = call.knobs.failure if call.knobs else None
     if failure is None:
         return None
@@ -99,10 +98,15 @@ def _failure_abort(call: Call) -> RpcAbort | None:
     return RpcAbort(failure.code, failure.message, extra)
 
 
-async def _abort(context: Context, call: Call | None, request_id: str, abort: RpcAbort) -> None:
-    trailing: list[tuple[str, str | bytes]] = (
-        list(call.trailing) if call else [(REQUEST_ID, request_id)]
-    )
+async def _abort(
+    context: Context, call: CallContext | None, request_id: str, abort: RpcAbort
+) -> None:
+    replaced = {key for key, _ in abort.trailing_metadata}  # the abort's values win
+    trailing: list[tuple[str, str | bytes]] = [
+        pair
+        for pair in (call.trailing if call else [(REQUEST_ID, request_id)])
+        if pair[0] not in replaced
+    ]
     trailing.extend(abort.trailing_metadata)
     await context.abort(abort.code, abort.details, trailing_metadata=tuple(trailing))
 
@@ -113,7 +117,7 @@ def _internal(method: str, request_id: str) -> RpcAbort:
 
 
 def unary(
-    fn: Callable[[S, Req, Call], Awaitable[Resp]],
+    fn: Callable[[S, Req, CallContext], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing."""
     method = f"/{SERVICE}/{fn.__name__}"
@@ -125,7 +129,7 @@ def unary(
         peer = context.peer()
         request_id = uuid.uuid4().hex
         code = "OK"
-        call: Call | None = None
+        call: CallContext | None = None
         try:
             call = await self.policy.open(context, request_id, streaming=False)
             injected = _failure_abort(call)
@@ -155,7 +159,7 @@ def unary(
 
 
 def server_stream(
-    fn: Callable[[S, Req, Call], AsyncGenerator[Resp, None]],
+    fn: Callable[[S, Req, CallContext], AsyncGenerator[Resp, None]],
 ) -> Callable[[S, Req, Context], AsyncGenerator[Resp, None]]:
     """Wrap a server-streaming handler; x-echo-fail-after counts the messages sent."""
     method = f"/{SERVICE}/{fn.__name__}"
@@ -167,7 +171,7 @@ def server_stream(
         peer = context.peer()
         request_id = uuid.uuid4().hex
         code = "OK"
-        call: Call | None = None
+        call: CallContext | None = None
         try:
             call = await self.policy.open(context, request_id, streaming=True)
             injected = _failure_abort(call)
