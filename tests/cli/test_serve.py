@@ -119,3 +119,17 @@ def test_index_and_serve_share_the_data_folder(
     found = run([*CLI, "search", "okapi", "-n", "1"], client_env(server.target, api_key))
     assert found.returncode == 0, found.stderr
     assert "okapi.txt" in found.stdout
+
+
+def test_a_bind_failure_under_apex_grpc_serve_is_one_line(tmp_path: Path) -> None:
+    # A unix socket path over 107 characters: grpc core refuses it and, unless kept off
+    # the terminal, logs its own `E... add_port.cc` line first.
+    socket = tmp_path / ("s" * 120 + ".sock")
+    command = [*CLI, "serve", "--engine", "echo", "--api-key", "k", "--unix-socket", str(socket)]
+    env = {**client_env("", None), "APEX_GRPC_DATA_DIR": str(tmp_path / "data")}
+    env.pop("GRPC_VERBOSITY", None)
+    quiet = run(command, env)
+    assert quiet.returncode != 0
+    assert quiet.stderr.count("\n") == 1 and "Failed to bind" in quiet.stderr, quiet.stderr
+    loud = run([*command, "--log-level", "debug"], env)
+    assert "add_port.cc" in loud.stderr  # grpc's own reason, when asked for
