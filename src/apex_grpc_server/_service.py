@@ -248,7 +248,12 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
                 "request: nothing to update (set completion_text, user_prompt_text or metadata)"
             )
         row = await self.store.completions.update(
-            call.user_id, completion_id, text=text, prompt=prompt, metadata_patch=patch
+            call.user_id,
+            completion_id,
+            text=text,
+            prompt=prompt,
+            metadata_patch=patch,
+            check=self._readable,
         )
         if row is None:
             raise not_found("completion", completion_id)
@@ -264,6 +269,22 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         )
 
     # Helpers ---------------------------------------------------------------
+
+    def _readable(self, rows: list[CompletionRow]) -> None:
+        """Refuse an edit after which a chat's completions could not be sent back.
+
+        Every read of a stored chat must fit in one message; an edit that a read could
+        no longer carry would leave the row stored but unreadable.
+        """
+        limit = self.completions.max_message_bytes
+        listing = pb.GetStoredChatCompletionsResponse(
+            chat_completions=[convert.stored_completion(row) for row in rows]
+        )
+        if listing.ByteSize() > limit:
+            raise invalid_argument(
+                f"request: after this edit the chat's completions would take "
+                f"{listing.ByteSize()} bytes, more than the server's {limit}-byte message limit"
+            )
 
     async def _answer(self, call: CallContext, history: list[CompletionRow], prompt: str) -> str:
         """The engine's answer to ``prompt`` after the chat's recent turns.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from apex_grpc_server._search import query_words
@@ -85,12 +86,7 @@ class ChatTable:
         """The completions of one of the user's chats, oldest first; None if no such chat."""
         if select_chat(conn, user_id, chat_id) is None:
             return None
-        rows = conn.execute(
-            f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE chat_id = ? AND user_id = ?"
-            " ORDER BY created_us, rid",
-            (chat_id, user_id),
-        )
-        return [CompletionRow.from_sql(row) for row in rows]
+        return select_completions(conn, user_id, chat_id)
 
     @on_worker
     def update(
@@ -165,8 +161,13 @@ class CompletionTable:
         text: str | None = None,
         prompt: str | None = None,
         metadata_patch: dict[str, Any] | None = None,
+        check: Callable[[list[CompletionRow]], None] | None = None,
     ) -> CompletionRow | None:
-        """Change a completion; metadata merges key by key (a null value removes the key)."""
+        """Change a completion; metadata merges key by key (a null value removes the key).
+
+        `check` sees the chat's completions as they would be; an exception it raises
+        undoes the change.
+        """
         with transaction(conn):
             current = select_completion(conn, user_id, completion_id)
             if current is None:
@@ -188,6 +189,8 @@ class CompletionTable:
             conn.execute(
                 "UPDATE chats SET updated_us = ? WHERE id = ?", (now_us(), current.chat_id)
             )
+            if check is not None:
+                check(select_completions(conn, user_id, current.chat_id))
         return select_completion(conn, user_id, completion_id)
 
     @on_worker
@@ -217,6 +220,16 @@ def select_chat(conn: sqlite3.Connection, user_id: str, chat_id: str) -> ChatRow
         f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)
     ).fetchone()
     return None if row is None else ChatRow.from_sql(row)
+
+
+def select_completions(conn: sqlite3.Connection, user_id: str, chat_id: str) -> list[CompletionRow]:
+    """The completions of a chat, oldest first."""
+    rows = conn.execute(
+        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE chat_id = ? AND user_id = ?"
+        " ORDER BY created_us, rid",
+        (chat_id, user_id),
+    )
+    return [CompletionRow.from_sql(row) for row in rows]
 
 
 def select_completion(
