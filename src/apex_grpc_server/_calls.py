@@ -111,9 +111,72 @@ async def _abort(
     await context.abort(abort.code, abort.details, trailing_metadata=tuple(trailing))
 
 
-def _internal(method: str, request_id: str) -> RpcAbort:
-    logger.exception("%s failed unexpectedly (request_id=%s)", method, request_id)
-    return RpcAbort(grpc.StatusCode.INTERNAL, f"internal server error (request id {request_id})")
+class _CallScope:
+    """One call's plumbing around its handler: open it, map how it ends, log one line.
+
+    ``async with _CallScope(...) as call:`` opens the call (initial metadata,
+    authentication, knobs); leaving the block maps the outcome to a status:
+    RpcAbort to its code, cancellation to CANCELLED, anything unexpected to
+    INTERNAL (logged with its traceback); then it logs the call.
+    """
+
+    __slots__ = ("call", "code", "context", "method", "peer", "policy", "request_id", "started")
+
+    def __init__(self, policy: CallPolicy, context: Context, method: str) -> None:
+        self.started = time.perf_counter()
+        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
+        self.peer = context.peer()
+        self.policy = policy
+        self.context = context
+        self.method = method
+        self.request_id = uuid.uuid4().hex
+        self.code = "OK"
+        self.call: CallContext | None = None
+
+    async def open(self, *, streaming: bool) -> CallContext:
+        """Open the call (initial metadata, auth, knobs)."""
+        self.call = await self.policy.open(self.context, self.request_id, streaming=streaming)
+        return self.call
+
+    async def __aenter__(self) -> _CallScope:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> None:
+        try:
+            if error is None:
+                if self.call is not None:
+                    self.context.set_trailing_metadata(tuple(self.call.trailing))
+            elif isinstance(error, RpcAbort):
+                self.code = error.code.name
+                await _abort(self.context, self.call, self.request_id, error)
+            elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+                self.code = "CANCELLED"
+            elif isinstance(error, grpc.aio.AbortError):  # pragma: no cover - RpcAbort instead
+                self.code = "ABORTED_BY_HANDLER"
+            elif isinstance(error, Exception):
+                self.code = "INTERNAL"
+                await _abort(self.context, self.call, self.request_id, self._internal(error))
+        finally:
+            log_call(
+                self.method,
+                self.code,
+                time.perf_counter() - self.started,
+                self.peer,
+                self.request_id,
+            )
+
+    def _internal(self, error: BaseException) -> RpcAbort:
+        logger.error(
+            "%s failed unexpectedly (request_id=%s)",
+            self.method,
+            self.request_id,
+            exc_info=error,
+        )
+        return RpcAbort(
+            grpc.StatusCode.INTERNAL, f"internal server error (request id {self.request_id})"
+        )
 
 
 def unary(
@@ -124,36 +187,12 @@ def unary(
 
     @functools.wraps(fn)
     async def handler(self: S, request: Req, context: Context) -> Resp:
-        started = time.perf_counter()
-        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
-        peer = context.peer()
-        request_id = uuid.uuid4().hex
-        code = "OK"
-        call: CallContext | None = None
-        try:
-            call = await self.policy.open(context, request_id, streaming=False)
+        async with _CallScope(self.policy, context, method) as scope:
+            call = await scope.open(streaming=False)
             injected = _failure_abort(call)
             if injected is not None:
                 raise injected
-            response = await fn(self, request, call)
-            context.set_trailing_metadata(tuple(call.trailing))
-            return response
-        except RpcAbort as abort:
-            code = abort.code.name
-            await _abort(context, call, request_id, abort)
-            raise  # pragma: no cover - abort raises
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:  # pragma: no cover - handlers raise RpcAbort instead
-            code = "ABORTED_BY_HANDLER"
-            raise
-        except Exception:
-            code = "INTERNAL"
-            await _abort(context, call, request_id, _internal(method, request_id))
-            raise  # pragma: no cover - abort raises
-        finally:
-            log_call(method, code, time.perf_counter() - started, peer, request_id)
+            return await fn(self, request, call)
 
     return handler
 
@@ -166,14 +205,8 @@ def server_stream(
 
     @functools.wraps(fn)
     async def handler(self: S, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
-        started = time.perf_counter()
-        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
-        peer = context.peer()
-        request_id = uuid.uuid4().hex
-        code = "OK"
-        call: CallContext | None = None
-        try:
-            call = await self.policy.open(context, request_id, streaming=True)
+        async with _CallScope(self.policy, context, method) as scope:
+            call = await scope.open(streaming=True)
             injected = _failure_abort(call)
             fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
             if injected is not None and fail_after == 0:
@@ -187,20 +220,5 @@ def server_stream(
                         raise injected
             if injected is not None:
                 raise injected
-            context.set_trailing_metadata(tuple(call.trailing))
-        except RpcAbort as abort:
-            code = abort.code.name
-            await _abort(context, call, request_id, abort)
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:  # pragma: no cover - handlers raise RpcAbort instead
-            code = "ABORTED_BY_HANDLER"
-            raise
-        except Exception:
-            code = "INTERNAL"
-            await _abort(context, call, request_id, _internal(method, request_id))
-        finally:
-            log_call(method, code, time.perf_counter() - started, peer, request_id)
 
     return handler
