@@ -99,8 +99,7 @@ def _asks_for_debug_logs(arguments: Sequence[str]) -> bool:
     """Whether server arguments ask for debug logs (``--log-level debug`` or ``=debug``)."""
     pairs = zip(arguments, [*arguments[1:], ""], strict=False)
     return any(
-        (flag == "--log-level" and value.lower() == "debug")
-        or flag.lower() == "--log-level=debug"
+        (flag == "--log-level" and value.lower() == "debug") or flag.lower() == "--log-level=debug"
         for flag, value in pairs
     )
 
