@@ -22,7 +22,7 @@ from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "tls")
+SECTIONS = ("client", "bursts", "cpu", "tls", "model")
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -183,7 +183,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.slices = args.slices or (2 if quick else 6)
     args.slice = args.slice or (0.1 if quick else 0.3)
     args.official = (not quick) if args.official is None else args.official
-    args.model = (not quick) if args.model is None else args.model
+    args.model = "model" in args.only and ((not quick) if args.model is None else args.model)
     args.ttfc_samples = 20 if quick else 300
     args.import_runs = 2 if quick else 10
     args.streams = 100 if quick else 1000

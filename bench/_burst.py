@@ -30,7 +30,7 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pbg
 
 from ._common import BENCH_KEY, RAW_METADATA, check
-from ._report import Row, spread
+from ._report import Row, plural, spread
 from ._slow_server import SlowServer, answer_text, chunk_text, slow_server
 
 REFUSED = re.compile(r"RST_STREAM.*(?:error code 7\b|REFUSED_STREAM)", re.DOTALL)
@@ -48,7 +48,13 @@ class Burst:
     retried: int = 0
     """apex-grpc: attempts refused with REFUSED_STREAM that it retried."""
     seconds: float = 0.0
+    cpu_s: float = 0.0
+    """CPU time of this (the client's) process over the burst, every thread included."""
     connections: int = 0
+    started: float = 0.0
+    """time.monotonic() when the burst started (comparable with the server's clock)."""
+    server: dict[str, float] = field(default_factory=dict)
+    """The server's report: connections, calls, and when calls started and ended."""
     errors: Counter[str] = field(default_factory=Counter)
 
     def failed(self, error: BaseException) -> None:
@@ -69,7 +75,8 @@ class Burst:
             self.retried = logged
         elif side == "ours":
             check(self.retried == logged, f"CallInfo.refused {self.retried}, logged {logged}")
-        self.connections = server.peers()["connections"]
+        self.server = server.report()
+        self.connections = int(self.server["connections"])
 
 
 def prompt(index: int) -> str:
@@ -139,9 +146,11 @@ def async_burst(server: SlowServer, side: str, streaming: bool, count: int, chun
                 burst.answered += 1
 
         try:
-            started = time.perf_counter()
+            started = burst.started = time.monotonic()
+            cpu = time.process_time()
             await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), BURST_TIMEOUT)
-            burst.seconds = time.perf_counter() - started
+            burst.seconds = time.monotonic() - started
+            burst.cpu_s = time.process_time() - cpu
         finally:
             await close()
 
@@ -244,10 +253,12 @@ def sync_burst(server: SlowServer, side: str, threads: int, chunks: int) -> Burs
         thread.start()
     with RefusalCounter() as refusals:
         start.wait()
-        started = time.perf_counter()
+        started = burst.started = time.monotonic()
+        cpu = time.process_time()
         for thread in workers:
             thread.join(BURST_TIMEOUT)
-        burst.seconds = time.perf_counter() - started
+        burst.seconds = time.monotonic() - started
+        burst.cpu_s = time.process_time() - cpu
     close()
     if wrong:
         raise wrong[0]
@@ -302,12 +313,16 @@ def row(kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst]
         ),
         ours=(
             f"{min(b.answered for b in ours):,}/{size:,} answered, "
-            f"{connections(median_of(ours, 'connections'))}"
+            f"{plural(median_of(ours, 'connections'), 'connection')}"
         ),
         result=spread(seconds, ".2f", " s"),
         met=all_answered and statistics.median(seconds) <= limit,
         data={"ours": [vars(b) for b in ours], "raw": [vars(b) for b in raw]},
     )
+    timeline = {
+        moment: statistics.median((b.server[moment] - b.started) * 1000 for b in ours)
+        for moment in ("first_started", "last_started", "last_ended")
+    }
     retried = [b.retried for b in ours]
     errors = sum((b.errors for b in ours), Counter(lost_to_refusals=sum(b.refused for b in ours)))
     result.notes.append(
@@ -316,14 +331,14 @@ def row(kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst]
         f"connections {min(b.connections for b in ours)}-{max(b.connections for b in ours)}"
         + (f", failed calls {dict(+errors)}" if +errors else "")
         + f"; raw stub: refused per burst {min(b.refused for b in raw)}-"
-        f"{max(b.refused for b in raw)}, {connections(median_of(raw, 'connections'))}"
+        f"{max(b.refused for b in raw)}, {plural(median_of(raw, 'connections'), 'connection')}. "
+        f"apex-grpc's calls reached the server from +{timeline['first_started']:.0f} to "
+        f"+{timeline['last_started']:.0f} ms after the burst started, the last answer left it "
+        f"at +{timeline['last_ended']:.0f} ms (medians; the rest is the client reading answers); "
+        f"client process CPU over the burst: apex-grpc {median_of(ours, 'cpu_s') * 1000:.0f} ms, "
+        f"raw {median_of(raw, 'cpu_s') * 1000:.0f} ms"
     )
     return result
-
-
-def connections(count: float) -> str:
-    """`1 connection`, `10 connections`."""
-    return f"{count:.0f} connection" + ("" if count == 1 else "s")
 
 
 def median_of(bursts: list[Burst], attribute: str) -> float:

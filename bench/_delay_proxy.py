@@ -54,9 +54,10 @@ class DelayProxy:
         self.one_way = one_way
         self.connections: list[ConnectionLog] = []
         self.port = 0
-        self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._serve(),), name="delay-proxy", daemon=True
+        )
 
     def __enter__(self) -> DelayProxy:
         self._thread.start()
@@ -65,22 +66,18 @@ class DelayProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(10)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._accept, "127.0.0.1", 0)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def _serve(self) -> None:
+        """Accept connections until told to stop (runs on the proxy's own event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
-        self._loop.run_forever()
-
-    async def _stop(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
+        async with server:
+            await self._stopping.wait()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         log = ConnectionLog(time.monotonic())

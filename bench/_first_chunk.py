@@ -11,8 +11,10 @@ which option makes the difference.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -60,8 +62,10 @@ def channel_variants(target: str) -> dict[str, list[tuple[str, Any]]]:
 def first_chunk_latencies(ctx: Context, samples: int) -> dict[str, list[float]]:
     """Seconds from starting a one-chunk stream to holding its chunk, per side, interleaved.
 
-    Each sample runs every side once, in an order that rotates from sample
-    to sample; the first WARM_UP samples are dropped.
+    Each sample runs every side once, in a shuffled order (a fixed order
+    would give each side the same predecessor, and a predecessor's leftover
+    work would always land on the same side); the first WARM_UP samples are
+    dropped.
     """
     one_chunk = (("x-echo-chunks", "1"),)
     raw_metadata = RAW_METADATA + one_chunk
@@ -69,33 +73,47 @@ def first_chunk_latencies(ctx: Context, samples: int) -> dict[str, list[float]]:
         name: grpc.insecure_channel(ctx.target, options=options)
         for name, options in channel_variants(ctx.target).items()
     }
-    stubs = {name: pbg.ApexServiceStub(channel) for name, channel in channels.items()}
-    sides = [OURS, *stubs]
-    times: dict[str, list[float]] = {side: [] for side in sides}
+    openers: dict[str, Callable[[], Iterator[Any]]] = {
+        OURS: lambda: ctx.client.chat.completions.create(
+            messages=MESSAGES, stream=True, metadata=one_chunk
+        )
+    }
+    for name, channel in channels.items():
+        stub = pbg.ApexServiceStub(channel)
+        openers[name] = lambda stub=stub: stub.ChatCompletionStream(
+            raw_chat_request(True), metadata=raw_metadata, timeout=600
+        )
+    times: dict[str, list[float]] = {side: [] for side in openers}
+    order = list(openers)
+    shuffle = random.Random(12).shuffle
     try:
         for index in range(samples + WARM_UP):
-            shift = index % len(sides)
-            for side in sides[shift:] + sides[:shift]:
-                started = time.perf_counter()
-                if side == OURS:
-                    chunks = ctx.client.chat.completions.create(
-                        messages=MESSAGES, stream=True, metadata=one_chunk
-                    )
-                else:
-                    chunks = stubs[side].ChatCompletionStream(
-                        raw_chat_request(True), metadata=raw_metadata, timeout=600
-                    )
-                first = next(chunks)
-                elapsed = time.perf_counter() - started
-                rest = list(chunks)
-                content = first.choices[0].delta.content
-                check(content == ctx.text[: ctx.chunk_size] and not rest, f"first chunk, {side}")
+            shuffle(order)
+            for side in order:
+                elapsed = time_to_first_chunk(openers[side], ctx.text[: ctx.chunk_size], side)
                 if index >= WARM_UP:
                     times[side].append(elapsed)
     finally:
         for channel in channels.values():
             channel.close()
     return times
+
+
+def time_to_first_chunk(
+    open_stream: Callable[[], Iterator[Any]], expected: str, side: str
+) -> float:
+    """Seconds until a new stream's first chunk; the stream is read to its end and checked.
+
+    The stream is released when this returns, after the clock stopped, so
+    its clean-up is never timed as part of the next sample.
+    """
+    started = time.perf_counter()
+    chunks = open_stream()
+    first = next(chunks)
+    elapsed = time.perf_counter() - started
+    rest = list(chunks)
+    check(first.choices[0].delta.content == expected and not rest, f"first chunk, {side}")
+    return elapsed
 
 
 def rows(times: dict[str, list[float]]) -> list[Row]:

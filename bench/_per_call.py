@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import _official
-from ._delay_proxy import UP, ConnectionLog, DelayProxy
+from ._delay_proxy import DOWN, UP, ConnectionLog, DelayProxy
 from ._probe import run_probe
-from ._report import Row, ratio_row, spread
+from ._report import Row, plural, ratio_row, spread
 from ._scenarios import ours_on_the_wire
 from ._server import echo_server
 
@@ -111,6 +111,7 @@ class TlsResult:
     probes: Probes
     one_way_s: float
     connections: dict[str, list[ConnectionLog]]
+    answer_bytes: int
 
 
 def over_tls_with_latency(
@@ -141,7 +142,7 @@ def over_tls_with_latency(
                         probes.add(side, run_probe(interpreter(side), config, env))
                     logs[side].extend(proxy.connections)
                 print(f"  TLS probes: round {round_number + 1}/{rounds}", file=sys.stderr)
-    return TlsResult(probes, one_way, logs)
+    return TlsResult(probes, one_way, logs, len(expected))
 
 
 def certificates(ca: Any, folder: Path) -> dict[str, Path]:
@@ -202,16 +203,18 @@ def tls_rows(result: TlsResult) -> list[Row]:
     scenario = f"sequential unary calls over TLS, +{rtt_ms:.0f} ms round trip (delay proxy)"
     ours_rate = [s.calls_per_s for s in probes.samples["ours"]]
     row = Row(scenario, "report", ours=f"{statistics.median(ours_rate):.1f} calls/s")
-    sides = [side for side in ("official", "ours") if side in probes.samples]
-    for side in sides:
+    for side in [side for side in ("official", "ours") if side in probes.samples]:
         per_call_ms = 1000 / probes.median(side, "calls_per_s")
         logs = result.connections[side]
         calls = sum(s.calls + 1 for s in probes.samples[side])  # +1: the warm-up call
         name = "apex-grpc" if side == "ours" else "official SDK"
+        processes = plural(len(probes.samples[side]), "client process", "client processes")
         row.notes.append(
-            f"{name}: {per_call_ms:.1f} ms per call = {per_call_ms / rtt_ms:.2f} round trips; "
-            f"{len(logs)} connections for {calls} calls; a connection's traffic: "
-            + describe_flights(logs[min(1, len(logs) - 1)], 8)
+            f"{name}: {per_call_ms:.1f} ms per sequential call = {per_call_ms / rtt_ms:.2f} "
+            f"round trips; {plural(len(logs), 'connection')} for {calls} calls in "
+            f"{processes}. A new connection: "
+            + connection_story(logs[min(1, len(logs) - 1)], rtt_ms, result.answer_bytes)
+            + (steady_calls(logs[0]) if side == "ours" else "")
         )
     if "official" not in probes.samples:
         row.result = "apex-grpc only (--no-official or --quick)"
@@ -219,8 +222,70 @@ def tls_rows(result: TlsResult) -> list[Row]:
     ratios = probes.ratios("ours", "official", "calls_per_s")
     row.raw = f"official {probes.median('official', 'calls_per_s'):.1f} calls/s"
     row.result = spread(ratios, ".2f", "x")
+    trips = {side: 1000 / probes.median(side, "calls_per_s") / rtt_ms for side in probes.samples}
+    row.notes.append(
+        f"so a sequential call costs the official SDK {trips['official']:.2f} round trips of "
+        f"time and apex-grpc {trips['ours']:.2f}: four network round trips (TCP, TLS, HTTP/2 "
+        "SETTINGS, the call) against one, plus per-call CPU and server time (the TLS "
+        "handshake's crypto on both ends for the official SDK)"
+    )
     row.data = {"ours": ours_rate, "ratios": ratios}
     return [row]
+
+
+SETUP_STEPS = (
+    "TLS 1.3 ClientHello",
+    "TLS Finished, HTTP/2 preface and SETTINGS",
+    "the call (HEADERS, DATA)",
+)
+"""What the client's flights on a new grpc TLS connection carry, up to the first answer."""
+
+
+def connection_story(log: ConnectionLog, rtt_ms: float, answer_bytes: int) -> str:
+    """A new connection up to its first answer, as the proxy saw it, with times and sizes.
+
+    The answer is the first server flight after the handshake's of at least
+    `answer_bytes` (the answer text's length). Each client flight before it
+    waited for the server's previous one; times count from the proxy
+    accepting the connection (the client's connect()).
+    """
+    flights = log.flights()
+    answer = next(
+        (
+            i
+            for i, (_, way, size) in enumerate(flights)
+            if i >= 2 and way == DOWN and size >= answer_bytes
+        ),
+        None,
+    )
+    if answer is None:
+        return describe_flights(log, 8)
+    asks = [(sent, size) for sent, way, size in flights[:answer] if way == UP]
+    names = SETUP_STEPS if len(asks) == len(SETUP_STEPS) else ("client flight",) * len(asks)
+    steps = [
+        f"{name} C>S {size} B at +{(sent - log.accepted) * 1000:.0f} ms"
+        for name, (sent, size) in zip(names, asks, strict=True)
+    ]
+    arrived, _, size = flights[answer]
+    arrived_ms = (arrived - log.accepted) * 1000
+    return (
+        f"TCP handshake (modelled by the proxy), then {len(asks)} client flights, each sent "
+        f"after the server's answer to the previous: {'; '.join(steps)}; the answer ({size} B) "
+        f"arrived at +{arrived_ms:.0f} ms = {arrived_ms / rtt_ms:.1f} round trips after connect()"
+    )
+
+
+def steady_calls(log: ConnectionLog) -> str:
+    """What each later call on a kept connection costs: one flight each way."""
+    later = log.flights()[len(SETUP_STEPS) * 2 :]
+    ups = [size for _, direction, size in later if direction == UP]
+    downs = [size for _, direction, size in later if direction == DOWN]
+    if not ups or not downs:
+        return ""
+    return (
+        f". Every later call on the kept connection: one round trip, C>S "
+        f"{statistics.median(ups):.0f} B, S>C {statistics.median(downs):.0f} B (medians)"
+    )
 
 
 def describe_flights(log: ConnectionLog, limit: int) -> str:

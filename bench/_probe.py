@@ -105,11 +105,13 @@ def run_probe(interpreter: str, config: dict[str, Any], env: dict[str, str]) -> 
         [interpreter, "-m", "bench._probe", json.dumps(config)],
         cwd=ROOT,
         env={**clean_environment(), **env},
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
     )
+    if out.returncode:
+        raise RuntimeError(f"the {config['side']} probe failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

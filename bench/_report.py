@@ -74,6 +74,11 @@ def value_row(
     return row
 
 
+def plural(count: float, word: str, words: str = "") -> str:
+    """`1 connection`, `10 connections` (`words`: the plural, when not word + s)."""
+    return f"{count:,.0f} {word if count == 1 else words or word + 's'}"
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)

@@ -8,9 +8,10 @@ over CALL_SECONDS. grpc.aio advertises MAX_CONCURRENT_STREAMS = LIMIT on each
 connection, and refuses streams past it (REFUSED_STREAM) that a client sends
 before it has read the server's settings.
 
-It prints its port, then answers one command per stdin line: ``peers``
+It prints its port, then answers one command per stdin line: ``report``
 prints, as JSON, the distinct client connections (peer address and port)
-that made calls since the last ``peers`` and the calls they made. EOF stops it.
+that made calls since the last report, the calls, and when the first and
+last calls started and the last one ended. EOF stops it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -44,21 +46,41 @@ def chunk_text(prompt: str, index: int) -> str:
 
 
 class SlowService(pbg.ApexServiceServicer):
-    """Chat completions that take `call_s` seconds; records each call's connection."""
+    """Chat completions that take `call_s` seconds; records each call's connection and times."""
 
     def __init__(self, call_s: float, chunks: int) -> None:
         self.call_s = call_s
         self.chunks = chunks
         self.calls_by_peer: Counter[str] = Counter()
+        self.started: list[float] = []
+        self.ended: list[float] = []
+
+    def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Record a call's connection and start (before any await: see tests' LimitedServer)."""
+        self.calls_by_peer[context.peer()] += 1
+        self.started.append(time.monotonic())
+
+    def report(self) -> dict[str, float]:
+        """What was served since the last report; times are time.monotonic() (system-wide)."""
+        peers, started, ended = self.calls_by_peer, self.started, self.ended
+        self.calls_by_peer, self.started, self.ended = Counter(), [], []
+        return {
+            "connections": len(peers),
+            "calls": sum(peers.values()),
+            "first_started": min(started, default=0.0),
+            "last_started": max(started, default=0.0),
+            "last_ended": max(ended, default=0.0),
+        }
 
     async def ChatCompletion(
         self, request: pb.ChatCompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ChatCompletionResponse:
-        self.calls_by_peer[context.peer()] += 1
+        self.begin(context)
         await asyncio.sleep(self.call_s)
         message = pb.ChatCompletionMessage(
             role="assistant", content=answer_text(request.messages[-1].content)
         )
+        self.ended.append(time.monotonic())
         return pb.ChatCompletionResponse(
             id="burst", choices=[pb.Choice(index=0, finish_reason="stop", message=message)]
         )
@@ -66,7 +88,7 @@ class SlowService(pbg.ApexServiceServicer):
     async def ChatCompletionStream(
         self, request: pb.ChatCompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ChatCompletionChunkResponse]:
-        self.calls_by_peer[context.peer()] += 1  # before any await: see tests' LimitedServer
+        self.begin(context)
         prompt = request.messages[-1].content
         for index in range(self.chunks):
             await asyncio.sleep(self.call_s / self.chunks)
@@ -77,10 +99,11 @@ class SlowService(pbg.ApexServiceServicer):
                 finish_reason="stop" if last else "",
             )
             yield pb.ChatCompletionChunkResponse(id="burst", choices=[choice])
+        self.ended.append(time.monotonic())
 
 
 async def serve(limit: int, call_s: float, chunks: int) -> None:
-    """Serve until stdin closes, answering `peers` commands."""
+    """Serve until stdin closes, answering `report` commands."""
     service = SlowService(call_s, chunks)
     server = grpc.aio.server(options=[("grpc.max_concurrent_streams", limit)])
     pbg.add_ApexServiceServicer_to_server(service, server)
@@ -92,10 +115,8 @@ async def serve(limit: int, call_s: float, chunks: int) -> None:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
             break
-        if line.strip() == "peers":
-            seen, service.calls_by_peer = service.calls_by_peer, Counter()
-            report = {"connections": len(seen), "calls": sum(seen.values())}
-            print(json.dumps(report), flush=True)
+        if line.strip() == "report":
+            print(json.dumps(service.report()), flush=True)
     await server.stop(1)
 
 
@@ -106,11 +127,11 @@ class SlowServer:
         self._process = process
         self.target = f"127.0.0.1:{port}"
 
-    def peers(self) -> dict[str, int]:
-        """Connections and calls the server saw since the last call of this."""
+    def report(self) -> dict[str, float]:
+        """What the server served since the last report (see SlowService.report)."""
         assert self._process.stdin is not None
         assert self._process.stdout is not None
-        self._process.stdin.write("peers\n")
+        self._process.stdin.write("report\n")
         self._process.stdin.flush()
         return dict(json.loads(self._process.stdout.readline()))
 
