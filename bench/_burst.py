@@ -335,8 +335,9 @@ def row(kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst]
         f"apex-grpc's calls reached the server from +{timeline['first_started']:.0f} to "
         f"+{timeline['last_started']:.0f} ms after the burst started, the last answer left it "
         f"at +{timeline['last_ended']:.0f} ms (medians; the rest is the client reading answers); "
-        f"client process CPU over the burst: apex-grpc {median_of(ours, 'cpu_s') * 1000:.0f} ms, "
-        f"raw {median_of(raw, 'cpu_s') * 1000:.0f} ms"
+        f"client process CPU over the burst: apex-grpc {median_of(ours, 'cpu_s') * 1000:.0f} ms "
+        f"for {median_of(ours, 'answered'):,.0f} answers, raw "
+        f"{median_of(raw, 'cpu_s') * 1000:.0f} ms for {median_of(raw, 'answered'):,.0f}"
     )
     return result
 

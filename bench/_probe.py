@@ -23,7 +23,6 @@ from typing import Any
 from ._common import BENCH_KEY, MESSAGES, check
 
 ROOT = Path(__file__).resolve().parent.parent
-SIDES = ("ours", "raw", "official")
 
 
 def ours_call(config: dict[str, Any]) -> Callable[[], str]:
