@@ -6,7 +6,8 @@ import time
 
 import apex_grpc as mc
 
-from ._server import BENCH_KEY, echo_server
+from ._common import BENCH_KEY
+from ._server import echo_server
 
 PROMPT = "Write a detailed, 200-word description of how a rocket reaches orbit."
 

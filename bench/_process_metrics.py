@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from ._server import BENCH_KEY
+from ._common import BENCH_KEY
 
 
 def import_time(runs: int) -> list[float]:

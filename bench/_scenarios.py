@@ -8,66 +8,23 @@ talk to the same server over one shared channel, and check every answer
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import grpc.aio
+import grpc.experimental
 
 import apex_grpc as mc
-from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pbg
 
-from ._server import BENCH_KEY
+from ._common import BENCH_KEY, MESSAGES, RAW_METADATA, SEARCH_QUERY, check, expected_text
+from ._raw import raw_chat_request, raw_search_request
 
-PROMPT = "Benchmark prompt: tell me about the apex subnet. "
-MESSAGES = [{"role": "user", "content": PROMPT}]
-RAW_METADATA = (
-    ("authorization", f"Bearer {BENCH_KEY}"),
-    ("x-source", "bench"),
-    ("x-client-id", "raw"),
-    ("x-client-version", "0"),
-)
-SEARCH_QUERY = "python exceptions try except"
 CONCURRENCY = 64
-
-
-def expected_text(chunks: int, chunk_size: int) -> str:
-    """What the echo engine answers to MESSAGES."""
-    total = chunks * chunk_size
-    return (PROMPT * (total // len(PROMPT) + 1))[:total]
-
-
-def raw_chat_request(stream: bool) -> pb.ChatCompletionRequest:
-    """The request a raw-stub user builds: same fields and defaults as the SDK sends."""
-    return pb.ChatCompletionRequest(
-        messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in MESSAGES],
-        sampling_parameters=pb.SamplingParameters(
-            temperature=0.7, top_p=0.95, max_new_tokens=4096, do_sample=True
-        ),
-        seed=random.randint(0, 65535),
-        stream=stream,
-    )
-
-
-def raw_search_request() -> pb.WebRetrievalRequest:
-    """The raw-stub web search request (the SDK's defaults)."""
-    return pb.WebRetrievalRequest(
-        search_query=SEARCH_QUERY, n_results=5, n_miners=5, max_response_time=30
-    )
-
-
-class VerificationError(AssertionError):
-    """An answer did not match what the echo engine must send."""
-
-
-def check(condition: bool, what: str) -> None:
-    """Fail the benchmark loudly when an answer is wrong."""
-    if not condition:
-        raise VerificationError(what)
 
 
 def rate(fn: Callable[[], int], duration: float) -> float:
@@ -164,6 +121,17 @@ class Context:
         """Close both channels."""
         self.raw_channel.close()
         self.client.close()
+
+
+def ours_on_the_wire(target: str) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """(channel options, metadata) of apex-grpc's sync client: what a fair raw stub is given."""
+    client = mc.ApexClient(api_key=BENCH_KEY, base_url=target, secure=False)
+    options = client.settings.grpc_options()
+    if client.settings.single_threaded_streams:  # the sync transport adds it (channels.py)
+        options.append((grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1))
+    metadata = [(str(k), str(v)) for k, v in client.settings.call_defaults.metadata]
+    client.close()
+    return options, metadata
 
 
 # Sync unary chat
@@ -296,40 +264,6 @@ def async_pair(
             await channel.close()
 
     return asyncio.run(run())
-
-
-# Time to first chunk
-
-
-def first_chunk_latencies(ctx: Context, samples: int) -> tuple[list[float], list[float]]:
-    """Seconds from starting a stream to holding its first chunk, raw and ours, interleaved."""
-    one_chunk = (("x-echo-chunks", "1"),)
-    raw_md = RAW_METADATA + one_chunk
-    raw_times: list[float] = []
-    our_times: list[float] = []
-    for i in range(samples + 5):
-        for side in ("raw", "ours") if i % 2 else ("ours", "raw"):
-            started = time.perf_counter()
-            if side == "raw":
-                call = ctx.raw_stub.ChatCompletionStream(
-                    raw_chat_request(True), metadata=raw_md, timeout=600
-                )
-                first = next(call)
-                elapsed = time.perf_counter() - started
-                rest = list(call)
-                target = raw_times
-            else:
-                stream = ctx.client.chat.completions.create(
-                    messages=MESSAGES, stream=True, metadata=one_chunk
-                )
-                first = next(stream)
-                elapsed = time.perf_counter() - started
-                rest = list(stream)
-                target = our_times
-            check(first.choices[0].delta.content == ctx.text[: ctx.chunk_size] and not rest, side)
-            if i >= 5:  # the first few warm both sides up
-                target.append(elapsed)
-    return raw_times, our_times
 
 
 def median(values: list[float]) -> float:

@@ -27,9 +27,15 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "sync streaming, 100 chunks/stream",
         "async unary, 64 in flight",
         "async streaming, 64 concurrent streams",
-        "time to first chunk",
+        "time to first chunk, added over raw with apex-grpc's channel options",
+        "time to first chunk, added over raw with grpc's defaults",
         "web_search.search unary",
         "import apex_grpc",
         "open streams",
+        "concurrent 0.2 s async streams through one cold AsyncApexClient",
+        "concurrent 0.2 s async unary calls through one cold AsyncApexClient",
+        "concurrent 0.2 s sync streams on as many threads",
+        "client CPU per sequential unary call",
+        "sequential unary calls over TLS",
     ):
         assert scenario in out.stdout, scenario

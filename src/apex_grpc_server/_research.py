@@ -11,7 +11,7 @@ import time
 
 import grpc
 
-from apex_grpc_server._chat import Completions
+from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._knobs import Knobs
 from apex_grpc_server._search import SearchHit, SearchIndex, SearchTimeout
@@ -44,7 +44,7 @@ class ResearchJobs:
     """Runs deep-research jobs as tasks on the server's loop, at most N at a time."""
 
     def __init__(
-        self, store: Store, index: SearchIndex, completions: Completions, max_concurrent: int
+        self, store: Store, index: SearchIndex, completions: ChatCompletions, max_concurrent: int
     ) -> None:
         self._store = store
         self._index = index
@@ -54,7 +54,7 @@ class ResearchJobs:
 
     async def recover(self) -> None:
         """Fail the jobs a previous server left pending or running."""
-        count = await self._store.interrupt_jobs(RESTART_REASON)
+        count = await self._store.jobs.interrupt_unfinished(RESTART_REASON)
         if count:
             logger.warning("marked %d unfinished deep-research job(s) as failed", count)
 
@@ -63,7 +63,7 @@ class ResearchJobs:
     ) -> JobRow:
         """Persist a new job and start it in the background."""
         prompt = chat.request.prompt
-        job, completion = await self._store.create_job(
+        job, completion = await self._store.jobs.create(
             user_id, request, prompt, default_title(prompt)
         )
         task = asyncio.get_running_loop().create_task(
@@ -86,24 +86,24 @@ class ResearchJobs:
     ) -> None:
         try:
             async with self._slots:
-                await self._store.set_job_status(job.id, "running")
+                await self._store.jobs.set_status(job.id, "running")
                 text, sources = await self._research(job.id, chat, knobs)
-            await self._store.finish_job(
+            await self._store.jobs.set_status(
                 job.id, "completed", text=text, details={"sources": sources}
             )
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
-                    self._store.finish_job(job.id, "failed", error=SHUTDOWN_REASON)
+                    self._store.jobs.set_status(job.id, "failed", error=SHUTDOWN_REASON)
                 )
             raise
         except RpcAbort as abort:
-            await self._store.finish_job(
+            await self._store.jobs.set_status(
                 job.id, "failed", error=f"{abort.code.name}: {abort.details}"
             )
         except Exception as error:
             logger.exception("deep-research job %s failed", job.id)
-            await self._store.finish_job(job.id, "failed", error=f"internal error: {error!r}")
+            await self._store.jobs.set_status(job.id, "failed", error=f"internal error: {error!r}")
 
     async def _research(
         self, job_id: str, chat: ChatCall, knobs: Knobs | None
@@ -128,17 +128,19 @@ class ResearchJobs:
             if pending:
                 text = "".join(pending)
                 pending.clear()
-                await self._store.add_job_chunk(job_id, seq, result_chunk(text))
+                await self._store.jobs.add_chunk(job_id, seq, result_chunk(text))
                 parts.append(text)
                 seq += 1
             last_flush = time.monotonic()
 
-        async for delta in self._completions.deltas(request, chat.timeout_s, knobs):
-            if delta.text:
-                pending.append(delta.text)
-            size = sum(len(part) for part in pending)
-            if size >= FLUSH_CHARS or time.monotonic() - last_flush >= FLUSH_SECONDS:
-                await flush()
+        deltas = self._completions.deltas(request, chat.timeout_s, knobs)
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                if delta.text:
+                    pending.append(delta.text)
+                size = sum(len(part) for part in pending)
+                if size >= FLUSH_CHARS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    await flush()
         await flush()
         if not parts:
             raise RpcAbort(grpc.StatusCode.INTERNAL, "the chat engine produced no text")

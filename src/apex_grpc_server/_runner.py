@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import grpc
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._calls import SERVICE, CallPolicy
-from apex_grpc_server._chat import Completions
+from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._documents import default_corpus
 from apex_grpc_server._engines import ChatEngine, create_engine
@@ -43,7 +44,7 @@ class ServerInfo:
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
-    """Channel arguments: message limits, keepalive policy, no silent port sharing."""
+    """Channel arguments: message limits, keepalive policy, no silent port sharing, stream limit."""
     return [
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -56,6 +57,11 @@ def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_ping_strikes", 2),
+        *(
+            [("grpc.max_concurrent_streams", config.max_concurrent_streams)]
+            if config.max_concurrent_streams
+            else []
+        ),
     ]
 
 
@@ -92,40 +98,21 @@ class ApexServer:
         config.validate()
         try:
             return await self._start()
-        except BaseException:
+        except BaseException as error:
             await self._close_parts()
+            # The traceback's frames still hold the half-built grpc server; freed only at
+            # interpreter exit, grpcio 1.64's aio server can hang the process there.
+            traceback.clear_frames(error.__traceback__)
             raise
 
     async def _start(self) -> ServerInfo:
         config = self.config
-        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._engine = create_engine(config)
-        await self._engine.start()
-        self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
-        if config.default_corpus and await self._index.document_count() == 0:
-            stats = await self._index.upsert(default_corpus())
-            logger.info("built the default search corpus: %d documents", stats.added)
-        self._store = await asyncio.to_thread(Store, config.data_dir / STORE_FILE)
-
+        # Bind first: a busy port fails before anything is built or written.
         compression = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}.get(
             config.compression or ""
         )
         server = grpc.aio.server(options=server_options(config), compression=compression)
         self._server = server
-        policy = CallPolicy(
-            Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
-            knobs_enabled=config.knobs_enabled,
-        )
-        completions = Completions(self._engine, max_message_bytes=config.max_message_bytes)
-        self._research = ResearchJobs(
-            self._store, self._index, completions, config.max_concurrent_jobs
-        )
-        await self._research.recover()
-        pb_grpc.add_ApexServiceServicer_to_server(
-            ApexServicer(policy, completions, self._index, self._store, self._research), server
-        )
-        self._health = _add_health_and_reflection(server)
-
         address, target = _bind_address(config)
         if config.tls_cert and config.tls_key:
             key, cert = await asyncio.to_thread(_read_pair, config.tls_key, config.tls_cert)
@@ -137,6 +124,31 @@ class ApexServer:
             port = 0
         else:
             target = f"{target}:{port}"
+
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._engine = create_engine(config)
+        await self._engine.start()
+        self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
+        if config.default_corpus and await self._index.document_count() == 0:
+            stats = await self._index.upsert(default_corpus())
+            logger.info("built the default search corpus: %d documents", stats.added)
+        self._store = await asyncio.to_thread(Store, config.data_dir / STORE_FILE)
+
+        policy = CallPolicy(
+            Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
+            knobs_enabled=config.knobs_enabled,
+        )
+        completions = ChatCompletions(
+            self._engine, max_message_bytes=config.max_message_bytes, queue_size=config.queue_size
+        )
+        self._research = ResearchJobs(
+            self._store, self._index, completions, config.max_concurrent_jobs
+        )
+        await self._research.recover()
+        pb_grpc.add_ApexServiceServicer_to_server(
+            ApexServicer(policy, completions, self._index, self._store, self._research), server
+        )
+        self._health = _add_health_and_reflection(server)
         await server.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)

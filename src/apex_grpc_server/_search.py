@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apex_grpc_server._documents import Document
-from apex_grpc_server._sqlite import SqliteWorker, transaction
+from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
 
 TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0
@@ -178,12 +178,12 @@ class SearchIndex:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._worker = SqliteWorker(path, "apex-grpc-search")
+        self.worker = SqliteWorker(path, "apex-grpc-search")
         self._deadline = 0.0
-        self._worker.call(self._open)
+        self.worker.call(self._open)
 
     def _open(self) -> None:
-        conn = self._worker.conn
+        conn = self.worker.conn
         conn.executescript(SCHEMA)
         conn.set_progress_handler(self._past_deadline, 2_000)
 
@@ -192,20 +192,11 @@ class SearchIndex:
 
     def close(self) -> None:
         """Close the database."""
-        self._worker.close()
+        self.worker.close()
 
-    # Writing -----------------------------------------------------------------
-
-    def upsert_sync(self, documents: Iterable[Document]) -> IndexStats:
-        """Add or replace documents by url (blocking; for the CLI and start-up)."""
-        return self._worker.call(self._upsert, documents)
-
-    async def upsert(self, documents: Iterable[Document]) -> IndexStats:
+    @on_worker
+    def upsert(self, conn: sqlite3.Connection, documents: Iterable[Document]) -> IndexStats:
         """Add or replace documents by url."""
-        return await self._worker.run(self._upsert, documents)
-
-    def _upsert(self, documents: Iterable[Document]) -> IndexStats:
-        conn = self._worker.conn
         added = updated = unchanged = passages = 0
         with transaction(conn):
             for document in documents:
@@ -243,28 +234,23 @@ class SearchIndex:
                 passages += len(pieces)
         return IndexStats(added, updated, unchanged, passages)
 
-    # Reading -----------------------------------------------------------------
-
-    async def document_count(self) -> int:
+    @on_worker
+    def document_count(self, conn: sqlite3.Connection) -> int:
         """How many documents the index holds."""
-        return await self._worker.run(self._document_count)
-
-    def _document_count(self) -> int:
-        (count,) = self._worker.conn.execute("SELECT count(*) FROM documents").fetchone()
+        (count,) = conn.execute("SELECT count(*) FROM documents").fetchone()
         return int(count)
 
-    async def search(self, query: str, n_results: int, budget_s: float) -> list[SearchHit]:
+    @on_worker
+    def search(
+        self, conn: sqlite3.Connection, query: str, n_results: int, budget_s: float
+    ) -> list[SearchHit]:
         """The best ``n_results`` documents for ``query`` (one hit per url), best first.
 
         Raises SearchTimeout when the query runs longer than ``budget_s``.
         """
-        return await self._worker.run(self._search, query, n_results, budget_s)
-
-    def _search(self, query: str, n_results: int, budget_s: float) -> list[SearchHit]:
         match = fts_query(query)
         if match is None:
             return []
-        conn = self._worker.conn
         self._deadline = time.monotonic() + budget_s
         try:
             rows = conn.execute(

@@ -13,8 +13,8 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import _convert as convert
 from apex_grpc_server import _validation as validate
-from apex_grpc_server._calls import Call, CallPolicy, server_stream, unary
-from apex_grpc_server._chat import Completions
+from apex_grpc_server._calls import CallContext, CallPolicy, server_stream, unary
+from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._search import SearchIndex, SearchTimeout
@@ -22,7 +22,7 @@ from apex_grpc_server._status import RpcAbort, invalid_argument, not_found
 from apex_grpc_server._store import CompletionRow, NewCompletion, Store, default_title
 
 HISTORY_TURNS = 6
-"""Earlier turns of a chat sent to the engine with a new prompt."""
+"""Earlier turns of a chat sent to the engine with a new prompt (fewer if they do not fit)."""
 MAX_METADATA_BYTES = 256 * 1024
 """Largest metadata patch UpdateCompletionAttributes accepts, as JSON."""
 
@@ -33,7 +33,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
     def __init__(
         self,
         policy: CallPolicy,
-        completions: Completions,
+        completions: ChatCompletions,
         index: SearchIndex,
         store: Store,
         research: ResearchJobs,
@@ -48,15 +48,17 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def ChatCompletion(
-        self, request: pb.ChatCompletionRequest, call: Call
+        self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> pb.ChatCompletionResponse:
+        call.trailing.extend(self.completions.context_metadata())
         return await self.completions.complete(validate.chat(request), call.knobs)
 
     @server_stream
     async def ChatCompletionStream(
-        self, request: pb.ChatCompletionRequest, call: Call
+        self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> AsyncGenerator[pb.ChatCompletionChunkResponse, None]:
         chat = validate.chat(request)
+        call.trailing.extend(self.completions.context_metadata())
         async for chunk in self.completions.stream(chat, call.knobs):
             yield chunk
 
@@ -64,7 +66,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def WebRetrieval(
-        self, request: pb.WebRetrievalRequest, call: Call
+        self, request: pb.WebRetrievalRequest, call: CallContext
     ) -> pb.WebRetrievalResponse:
         search = validate.web_retrieval(request)
         try:
@@ -84,7 +86,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def SubmitDeepResearcherJob(
-        self, request: pb.ChatCompletionRequest, call: Call
+        self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> pb.SubmitDeepResearcherJobResponse:
         chat = validate.chat(request)
         job = await self.research.submit(
@@ -99,10 +101,10 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def GetDeepResearcherJob(
-        self, request: pb.GetDeepResearcherJobRequest, call: Call
+        self, request: pb.GetDeepResearcherJobRequest, call: CallContext
     ) -> pb.GetDeepResearcherJobResponse:
         job_id = validate.identifier("job_id", request.job_id)
-        job = await self.store.job(call.user_id, job_id)
+        job = await self.store.jobs.get(call.user_id, job_id)
         if job is None:
             raise not_found("job", job_id)
         return convert.job(job)
@@ -111,18 +113,18 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def GetChatSessions(
-        self, request: pb.GetChatSessionsRequest, call: Call
+        self, request: pb.GetChatSessionsRequest, call: CallContext
     ) -> pb.GetChatSessionsResponse:
         chat_type = validate.name("chat_type", request.chat_type, "")
-        chats = await self.store.chats(call.user_id, chat_type)
+        chats = await self.store.chats.of_user(call.user_id, chat_type)
         return pb.GetChatSessionsResponse(chat_sessions=[convert.chat_session(c) for c in chats])
 
     @unary
     async def GetStoredChatCompletions(
-        self, request: pb.GetStoredChatCompletionsRequest, call: Call
+        self, request: pb.GetStoredChatCompletionsRequest, call: CallContext
     ) -> pb.GetStoredChatCompletionsResponse:
         chat_id = validate.identifier("chat_id", request.chat_id)
-        rows = await self.store.chat_completions(call.user_id, chat_id)
+        rows = await self.store.chats.completions(call.user_id, chat_id)
         if rows is None:
             raise not_found("chat", chat_id)
         return pb.GetStoredChatCompletionsResponse(
@@ -131,17 +133,17 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def GetChatCompletion(
-        self, request: pb.GetChatCompletionRequest, call: Call
+        self, request: pb.GetChatCompletionRequest, call: CallContext
     ) -> pb.StoredChatCompletion:
         completion_id = validate.identifier("completion_id", request.completion_id)
-        row = await self.store.completion(call.user_id, completion_id)
+        row = await self.store.completions.get(call.user_id, completion_id)
         if row is None:
             raise not_found("completion", completion_id)
         return convert.stored_completion(row)
 
     @unary
     async def UpdateChatAttributes(
-        self, request: pb.UpdateChatAttributesRequest, call: Call
+        self, request: pb.UpdateChatAttributesRequest, call: CallContext
     ) -> pb.UpdateChatAttributesResponse:
         chat_id = validate.identifier("chat_id", request.chat_id)
         attributes = dict(request.attributes)
@@ -159,24 +161,24 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         if chat_type is not None:
             validate.title("attributes['chat_type']", chat_type)
             validate.name("attributes['chat_type']", chat_type, "")
-        row = await self.store.update_chat(call.user_id, chat_id, title, chat_type)
+        row = await self.store.chats.update(call.user_id, chat_id, title, chat_type)
         if row is None:
             raise not_found("chat", chat_id)
         return pb.UpdateChatAttributesResponse(chat=convert.chat_session(row))
 
     @unary
     async def DeleteChats(
-        self, request: pb.DeleteChatsRequest, call: Call
+        self, request: pb.DeleteChatsRequest, call: CallContext
     ) -> pb.DeleteChatsResponse:
         chat_ids = validate.identifiers("chat_ids", request.chat_ids)
-        missing = await self.store.delete_chats(call.user_id, chat_ids)
+        missing = await self.store.chats.delete(call.user_id, chat_ids)
         if missing:
             raise not_found("chat", missing[0])
         return pb.DeleteChatsResponse(success=True)
 
     @unary
     async def CreateChatAndCompletion(
-        self, request: pb.CreateChatAndCompletionRequest, call: Call
+        self, request: pb.CreateChatAndCompletionRequest, call: CallContext
     ) -> pb.CreateChatAndCompletionResponse:
         prompt = validate.prompt("user_prompt", request.user_prompt)
         chat_type = validate.name("chat_type", request.chat_type, "apex")
@@ -187,7 +189,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
             else default_title(prompt)
         )
         text = await self._answer(call, [], prompt)
-        chat, completion = await self.store.create_chat(
+        chat, completion = await self.store.chats.create(
             call.user_id, title, chat_type, NewCompletion(prompt, text, completion_type, {})
         )
         return pb.CreateChatAndCompletionResponse(
@@ -197,16 +199,16 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def CreateCompletion(
-        self, request: pb.CreateCompletionRequest, call: Call
+        self, request: pb.CreateCompletionRequest, call: CallContext
     ) -> pb.CreateCompletionResponse:
         chat_id = validate.identifier("chat_id", request.chat_id)
         prompt = validate.prompt("user_prompt", request.user_prompt)
         completion_type = validate.name("completion_type", request.completion_type, "basic")
-        history = await self.store.chat_completions(call.user_id, chat_id)
+        history = await self.store.chats.completions(call.user_id, chat_id)
         if history is None:
             raise not_found("chat", chat_id)
         text = await self._answer(call, history, prompt)
-        row = await self.store.add_completion(
+        row = await self.store.chats.add_completion(
             call.user_id, chat_id, NewCompletion(prompt, text, completion_type, {})
         )
         if row is None:  # deleted while the answer was being generated
@@ -215,25 +217,25 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def DeleteCompletions(
-        self, request: pb.DeleteCompletionsRequest, call: Call
+        self, request: pb.DeleteCompletionsRequest, call: CallContext
     ) -> pb.DeleteCompletionsResponse:
         completion_ids = validate.identifiers("completion_ids", request.completion_ids)
-        missing = await self.store.delete_completions(call.user_id, completion_ids)
+        missing = await self.store.completions.delete(call.user_id, completion_ids)
         if missing:
             raise not_found("completion", missing[0])
         return pb.DeleteCompletionsResponse(success=True)
 
     @unary
     async def SearchChatIdsByPromptAndCompletionText(
-        self, request: pb.SearchChatIdsByPromptAndCompletionTextRequest, call: Call
+        self, request: pb.SearchChatIdsByPromptAndCompletionTextRequest, call: CallContext
     ) -> pb.SearchChatIdsByPromptAndCompletionTextResponse:
         term = validate.search_term(request.search_term)
-        chat_ids = await self.store.search_chats(call.user_id, term)
+        chat_ids = await self.store.chats.search(call.user_id, term)
         return pb.SearchChatIdsByPromptAndCompletionTextResponse(chat_ids=chat_ids)
 
     @unary
     async def UpdateCompletionAttributes(
-        self, request: pb.UpdateCompletionAttributesRequest, call: Call
+        self, request: pb.UpdateCompletionAttributesRequest, call: CallContext
     ) -> pb.UpdateCompletionAttributesResponse:
         completion_id = validate.identifier("completion_id", request.completion_id)
         text = request.completion_text if request.HasField("completion_text") else None
@@ -245,8 +247,13 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
             raise invalid_argument(
                 "request: nothing to update (set completion_text, user_prompt_text or metadata)"
             )
-        row = await self.store.update_completion(
-            call.user_id, completion_id, text=text, prompt=prompt, metadata_patch=patch
+        row = await self.store.completions.update(
+            call.user_id,
+            completion_id,
+            text=text,
+            prompt=prompt,
+            metadata_patch=patch,
+            check=self._readable,
         )
         if row is None:
             raise not_found("completion", completion_id)
@@ -254,17 +261,37 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     @unary
     async def GetCompletionsWithDeepResearcherEntry(
-        self, request: empty_pb2.Empty, call: Call
+        self, request: empty_pb2.Empty, call: CallContext
     ) -> pb.GetCompletionsWithDeepResearcherEntryResponse:
-        rows = await self.store.deep_research_completions(call.user_id)
+        rows = await self.store.completions.deep_research(call.user_id)
         return pb.GetCompletionsWithDeepResearcherEntryResponse(
             completions=[convert.parsed_completion(row) for row in rows]
         )
 
     # Helpers ---------------------------------------------------------------
 
-    async def _answer(self, call: Call, history: list[CompletionRow], prompt: str) -> str:
-        """The engine's answer to ``prompt`` after the chat's recent turns."""
+    def _readable(self, rows: list[CompletionRow]) -> None:
+        """Refuse an edit after which a chat's completions could not be sent back.
+
+        Every read of a stored chat must fit in one message; an edit that a read could
+        no longer carry would leave the row stored but unreadable.
+        """
+        limit = self.completions.max_message_bytes
+        listing = pb.GetStoredChatCompletionsResponse(
+            chat_completions=[convert.stored_completion(row) for row in rows]
+        )
+        if listing.ByteSize() > limit:
+            raise invalid_argument(
+                f"request: after this edit the chat's completions would take "
+                f"{listing.ByteSize()} bytes, more than the server's {limit}-byte message limit"
+            )
+
+    async def _answer(self, call: CallContext, history: list[CompletionRow], prompt: str) -> str:
+        """The engine's answer to ``prompt`` after the chat's recent turns.
+
+        The engine drops the oldest of those turns when they do not fit its
+        context window with room for the answer (``ChatRequest.fit_context``).
+        """
         messages: list[Message] = []
         for row in history[-HISTORY_TURNS:]:
             if row.completion_text:
@@ -273,7 +300,8 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
                     Message("assistant", row.completion_text),
                 ]
         messages.append(Message("user", prompt))
-        text, _ = await self.completions.text(ChatRequest(tuple(messages)), None, call.knobs)
+        request = ChatRequest(tuple(messages), fit_context=True)
+        text, _ = await self.completions.text(request, None, call.knobs)
         return text
 
 

@@ -1,15 +1,31 @@
-"""One SQLite connection owned by one worker thread, used from asyncio."""
+"""One SQLite connection owned by one worker thread, used from asyncio.
+
+A database class holds a ``worker`` and writes each operation once, as a
+plain method taking the connection; ``@on_worker`` turns it into an
+awaitable method that runs on the worker thread::
+
+    class Things:
+        def __init__(self, worker: SqliteWorker) -> None:
+            self.worker = worker
+
+        @on_worker
+        def count(self, conn: sqlite3.Connection, kind: str) -> int: ...
+
+    n = await things.count("apples")   # conn is supplied on the worker thread
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -80,3 +96,35 @@ class SqliteWorker:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class HasWorker(Protocol):
+    """An object whose operations run on one SqliteWorker."""
+
+    worker: SqliteWorker
+
+
+Owner = TypeVar("Owner", bound=HasWorker)
+
+
+def on_worker(
+    body: Callable[Concatenate[Owner, sqlite3.Connection, P], T],
+) -> Callable[Concatenate[Owner, P], Coroutine[Any, Any, T]]:
+    """Make ``body(self, conn, ...)`` an awaitable ``method(self, ...)`` run on ``self.worker``.
+
+    The connection is only ever touched on the worker's thread; the event
+    loop waits without blocking. ``inspect.signature`` shows the method as
+    callers see it (no ``conn``).
+    """
+
+    @functools.wraps(body)
+    async def method(self: Owner, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        worker = self.worker
+        return await worker.run(lambda: body(self, worker.conn, *args, **kwargs))
+
+    signature = inspect.signature(body)
+    parameters = list(signature.parameters.values())
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[parameters[0], *parameters[2:]]
+    )
+    return method

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import grpc
 
 MetadataPairs = Sequence[tuple[str, str | bytes]]
+PUSHBACK = "grpc-retry-pushback-ms"
+"""Trailing metadata telling a client when to retry, in ms (gRFC A6)."""
 
 
 class RpcAbort(Exception):

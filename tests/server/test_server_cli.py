@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,17 +141,56 @@ def test_kill_9_then_restart_fails_the_running_job(
     assert chat_id in [session.id for session in sessions]
 
 
-def test_bind_failure_exits_1(process, tmp_path) -> None:
-    first = process()
-    port = first.target.rsplit(":", 1)[1]
-    proc = subprocess.run(
-        server_command(port, tmp_path / "other"),
-        capture_output=True,
-        text=True,
-        timeout=30,
+MODULE = (sys.executable, "-m", "apex_grpc_server")
+GRPC_CORE_LOG = re.compile(r"^[DIWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)
+APEX_GRPC_SERVE = (sys.executable, "-m", "apex_grpc.cli", "serve")
+
+
+def run_serve(entry: tuple[str, ...], *flags: str, env: dict[str, str] | None = None):
+    """`serve` run to its end (it fails at once in these tests)."""
+    return subprocess.run(
+        [*entry, *flags], capture_output=True, text=True, timeout=30, env=env, check=False
+    )
+
+
+@pytest.mark.parametrize("entry", [MODULE, APEX_GRPC_SERVE], ids=["module", "apex-grpc"])
+def test_a_busy_port_is_one_line_before_anything_is_written(process, tmp_path, entry) -> None:
+    port = process().target.rsplit(":", 1)[1]
+    data_dir = tmp_path / "other"
+    proc = run_serve(
+        entry, "--engine", "echo", "--api-key", KEY, "--port", port, "--data-dir", str(data_dir)
     )
     assert proc.returncode == 1
-    assert "apex-grpc serve: error: Failed to bind" in proc.stderr
+    assert proc.stderr == (
+        f"apex-grpc serve: error: port {port} on 127.0.0.1 is already in use (another"
+        " apex-grpc serve?): stop that server, or pick another port with --port"
+        " (--port 0 picks a free one)\n"
+    )  # one line: no grpc core log ("E1126 ... add_port.cc ... Address already in use")
+    assert not GRPC_CORE_LOG.search(proc.stderr)
+    assert proc.stdout == ""
+    assert not data_dir.exists()
+
+
+def test_grpc_core_logs_stay_off_the_terminal_unless_debug(tmp_path) -> None:
+    flags = ("--engine", "echo", "--api-key", KEY, "--data-dir", str(tmp_path / "data"))
+    # A socket path too long for unix sockets passes our check (its folder exists) and
+    # fails in grpc's own bind, which logs through grpc core.
+    too_long = str(tmp_path / ("s" * 120))
+    quiet = run_serve(MODULE, *flags, "--unix-socket", too_long)
+    assert quiet.returncode == 1
+    assert quiet.stderr.startswith("apex-grpc serve: error: Failed to bind to address unix:")
+    assert quiet.stderr.endswith("(run with --log-level debug for grpc's reason)\n")
+    assert quiet.stderr.count("\n") == 1
+    loud = run_serve(MODULE, *flags, "--unix-socket", too_long, "--log-level", "debug")
+    assert GRPC_CORE_LOG.search(loud.stderr)  # e.g. "E1126 12:56:01.204850 22949 add_port.cc:83]"
+    assert not GRPC_CORE_LOG.search(quiet.stderr)
+    missing = run_serve(MODULE, *flags, "--unix-socket", str(tmp_path / "no" / "sock"))
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        f"apex-grpc serve: error: cannot listen on unix:{tmp_path / 'no' / 'sock'}:"
+        f" no folder {tmp_path / 'no'}\n"
+    )
+    assert not (tmp_path / "data").exists()
 
 
 def test_index_command_then_search(tmp_path, start_server, connect, auth, capsys) -> None:
@@ -187,6 +227,53 @@ def test_index_command_then_search(tmp_path, start_server, connect, auth, capsys
     assert not urls("lambda expressions")
 
 
+def test_index_takes_what_help_lists_and_skips_binary_files(
+    tmp_path, start_server, connect, auth, capsys
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tapirs.md").write_text(
+        "# Tapir facts\n\nThe **tapir** is a [large](https://example.org) mammal with a"
+        " `trunk`.\n\n## Habitat\n\n> Tapirs live in _forests_ of South America.\n"
+    )
+    (docs / "notes.txt").write_text("Plain notes about tapirs.\n")
+    (docs / "manual.rst").write_text("Tapirs\n======\n\nNot indexed: help does not list .rst.\n")
+    (docs / "binary.txt").write_bytes(b"tapir\x00\x01\x02")
+    (docs / "latin1.txt").write_bytes(b"caf\xe9 tapir")
+    (docs / "image.png").write_bytes(b"\x89PNG tapir")
+    data_dir = tmp_path / "data"
+    assert _cli.main(["index", str(docs), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        f"indexed 2 documents into {data_dir / 'index.sqlite3'}: 2 added, 0 updated, 0 unchanged"
+        " (2 new passages)\n"
+        f"skipped 2 files (binary or not UTF-8): {docs / 'binary.txt'}, {docs / 'latin1.txt'}\n"
+    )
+    assert _cli.main(["index", str(docs / "notes.txt"), "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.startswith("indexed 1 document into")
+
+    stub = connect(start_server(data_dir=data_dir).target)
+    found = stub.WebRetrieval(
+        pb.WebRetrievalRequest(search_query="tapirs forests", n_results=5), metadata=auth
+    ).results
+    assert sorted(result.url.rsplit("/", 1)[1] for result in found) == ["notes.txt", "tapirs.md"]
+    for result in found:  # no Markdown markup in what a search returns
+        for markup in ("#", "**", "](", "`", "> ", "_forests_"):
+            assert markup not in result.relevant and markup not in result.content
+    tapirs = next(result for result in found if result.url.endswith("tapirs.md"))
+    assert "The tapir is a large mammal with a trunk." in tapirs.content
+
+
+def test_index_help_lists_exactly_what_it_indexes() -> None:
+    from apex_grpc_server._documents import FILE_SUFFIXES
+
+    assert FILE_SUFFIXES == (".txt", ".md", ".markdown", ".html", ".htm")
+    helped = subprocess.run(
+        [*MODULE, "index", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "folders of .txt, .md, .markdown, .html, .htm files" in " ".join(helped.split())
+
+
 def test_index_reports_bad_input(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"url": "u"}\n')
@@ -195,11 +282,15 @@ def test_index_reports_bad_input(tmp_path, capsys) -> None:
     assert _cli.main(["index", str(tmp_path / "missing"), "--data-dir", str(tmp_path)]) == 2
 
 
-def test_serve_without_keys_exits_2(tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.delenv("APEX_GRPC_API_KEYS", raising=False)
-    monkeypatch.setattr("apex_grpc_server._logging.configure_logging", lambda level: None)
-    assert _cli.main(["--engine", "echo", "--data-dir", str(tmp_path)]) == 2
-    assert "no API keys configured" in capsys.readouterr().err
+@pytest.mark.parametrize("entry", [MODULE, APEX_GRPC_SERVE], ids=["module", "apex-grpc"])
+def test_serve_without_keys_exits_2_and_creates_nothing(tmp_path, entry) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_GRPC_")}
+    data_dir = tmp_path / "data"
+    proc = run_serve(entry, "--engine", "echo", "--data-dir", str(data_dir), env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("apex-grpc serve: error: no API keys configured: pass --api-key")
+    assert proc.stderr.count("\n") == 1
+    assert not data_dir.exists()
 
 
 def test_flags_and_environment(tmp_path, monkeypatch) -> None:

@@ -345,11 +345,6 @@ def test_a_large_non_ascii_edit_reads_back_exactly(rows_server) -> None:
         assert [hashlib.sha256(t.encode()).hexdigest() for t in texts] == [digest] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an edit whose stored row outgrows max_message_bytes is committed, "
-    "answered RESOURCE_EXHAUSTED, and the completion can no longer be read",
-)
 def test_an_edit_too_large_to_send_back_is_refused_and_changes_nothing(start_server) -> None:
     limit = 64 * 1024
     server = start_server(api_keys=frozenset(), allow_any_key=True, max_message_bytes=limit)

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 
+import apex_grpc as mc
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
-from apex_grpc_server import RunningServer, ServerConfig, run_server
+from apex_grpc_server import ChatRequest, Message, RunningServer, ServerConfig, run_server
+from apex_grpc_server._engines._base import CONTEXT_OVERFLOW, CONTEXT_TOKENS_KEY
+from apex_grpc_server._engines._llama import LlamaEngine
+from apex_grpc_server._engines._model import default_model_path
 
 pytestmark = pytest.mark.llm
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_PROMPT = "Write a short story about a cosmonaut learning to paint."
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +36,9 @@ def local_server(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iter
         engine="local",
         api_keys=frozenset({api_key}),
         data_dir=tmp_path_factory.mktemp("llm"),
-        local_queue_size=0,
+        queue_size=0,
         n_ctx=1024,
+        default_corpus=False,
     )
     with run_server(config) as server:
         yield server
@@ -69,27 +83,82 @@ def test_seed_makes_sampling_reproducible(llm, auth) -> None:
     assert first.usage == second.usage
 
 
-def test_sdk_default_max_new_tokens_is_clamped_not_rejected(llm, auth) -> None:
+def test_sdk_default_max_new_tokens_is_cut_at_the_servers_cap(llm, auth) -> None:
     request = ask("Say yes.", max_new_tokens=4096, seed=3)
     response = llm.ChatCompletion(request, metadata=auth, timeout=60)
-    assert response.usage.completion_tokens <= 1024
+    assert response.usage.completion_tokens <= ServerConfig().max_new_tokens
 
 
-def test_busy_model_rejects_beyond_the_queue_and_cancel_frees_it(llm, auth) -> None:
+def test_a_greedy_answer_to_the_seed_prompt_ends_by_itself(llm, auth) -> None:
+    """Without the repetition penalty, greedy decoding loops on one phrase up to the cap."""
+    request = pb.ChatCompletionRequest(
+        messages=[pb.ChatMessage(role="user", content=SEED_PROMPT)],
+        sampling_parameters=pb.SamplingParameters(max_new_tokens=900, do_sample=False),
+    )
+    response = llm.ChatCompletion(request, metadata=auth, timeout=120)
+    choice = response.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content[-300:]
+    sentences = Counter(s.strip() for s in re.split(r"[.!?\n]", choice.message.content))
+    sentences.pop("", None)
+    assert max(sentences.values()) <= 2, sentences.most_common(3)
+
+
+def test_chat_calls_report_the_context_window(llm, auth) -> None:
+    _, call = llm.ChatCompletion.with_call(ask("Hi.", max_new_tokens=2), metadata=auth)
+    assert (CONTEXT_TOKENS_KEY, "1024") in call.trailing_metadata()
+
+
+def test_prompt_longer_than_the_context_is_a_recognisable_invalid_argument(llm, auth) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        llm.ChatCompletion(ask("lorem ipsum " * 800), metadata=auth)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(CONTEXT_OVERFLOW)
+    assert "the local model's 1024-token context" in caught.value.details()
+    trailing = dict(caught.value.trailing_metadata())
+    assert trailing[CONTEXT_TOKENS_KEY] == "1024"
+    assert int(trailing["x-apex-prompt-tokens"]) > 1024
+
+
+def test_token_count_for_trimming_matches_the_models_own() -> None:
+    async def run() -> tuple[int, int]:
+        path = default_model_path()
+        assert path is not None
+        engine = LlamaEngine(path, n_ctx=512, n_threads=1)
+        await engine.start()
+        try:
+            messages = (
+                Message("system", "Be brief."),
+                Message("user", "What is a tapir?"),
+                Message("assistant", "A tapir is a large mammal."),
+                Message("user", "Where do tapirs live?"),
+            )
+            deltas = [d async for d in engine.stream(ChatRequest(messages, max_new_tokens=1))]
+            finish = deltas[-1].finish
+            assert finish is not None and finish.usage is not None
+            return engine.count_tokens(messages), finish.usage.prompt_tokens
+        finally:
+            await engine.close()
+
+    counted, reported = asyncio.run(run())
+    assert counted == reported
+
+
+def test_busy_model_refuses_beyond_the_queue_with_pushback_and_cancel_frees_it(llm, auth) -> None:
     long_call = llm.ChatCompletionStream(
         ask("Tell a long story.", max_new_tokens=400), metadata=auth
     )
     stream = iter(long_call)
-    next(stream)  # generating now
+    next(stream)  # generating now; the module's server has no queue (queue_size=0)
     with pytest.raises(grpc.RpcError) as caught:
         llm.ChatCompletion(ask("hi"), metadata=auth)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert caught.value.details() == "local engine busy: 0 requests queued"
+    assert caught.value.details().startswith("the local engine is busy: 1 running and 0 waiting")
+    assert int(dict(caught.value.trailing_metadata())["grpc-retry-pushback-ms"]) > 0
     long_call.cancel()
     started = time.monotonic()
     deadline = started + 5
     codes = []
-    while time.monotonic() < deadline:  # the slot frees within a token or two of the cancel
+    while time.monotonic() < deadline:  # the turn frees within a token or two of the cancel
         try:
             llm.ChatCompletion(ask("hi", max_new_tokens=4), metadata=auth)
             break
@@ -100,20 +169,13 @@ def test_busy_model_rejects_beyond_the_queue_and_cancel_frees_it(llm, auth) -> N
     assert time.monotonic() - started < 2
 
 
-def test_prompt_longer_than_the_context_is_invalid_argument(llm, auth) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        llm.ChatCompletion(ask("lorem ipsum " * 800), metadata=auth)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "1024-token context" in caught.value.details()
-
-
 def test_requests_queue_up_to_the_limit(tmp_path, api_key) -> None:
     config = ServerConfig(
         port=0,
         engine="local",
         api_keys=frozenset({api_key}),
         data_dir=tmp_path,
-        local_queue_size=2,
+        queue_size=2,
         default_corpus=False,
     )
     auth = (("authorization", f"Bearer {api_key}"),)
@@ -134,5 +196,59 @@ def test_requests_queue_up_to_the_limit(tmp_path, api_key) -> None:
             time.sleep(0.02)
         for thread in threads:
             thread.join()
-    # One runs, two wait, the rest are turned away.
+    # One runs, two wait, the rest are turned away (the raw stub does not retry).
     assert sorted(code.name for code in results) == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 2
+
+
+@pytest.fixture(scope="module")
+def queued_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[RunningServer]:
+    """The local model with the default queue, as `apex-grpc serve` runs it."""
+    config = ServerConfig(
+        port=0,
+        engine="local",
+        api_keys=frozenset({api_key}),
+        data_dir=tmp_path_factory.mktemp("llm-queued"),
+        default_corpus=False,
+    )
+    with run_server(config) as server:
+        yield server
+
+
+async def test_20_concurrent_calls_are_all_answered(queued_server, api_key) -> None:
+    async with mc.AsyncApexClient(
+        api_key=api_key, base_url=queued_server.target, secure=False, max_retries=0
+    ) as client:
+        answers = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    messages=[
+                        {"role": "user", "content": f"In one sentence, fact #{n} about cats."}
+                    ],
+                    sampling_parameters={"max_new_tokens": 32},
+                )
+                for n in range(20)
+            )
+        )
+    assert len(answers) == 20
+    assert all(answer.choices[0].message.content.strip() for answer in answers)
+
+
+def test_the_async_batch_example_answers_every_call(queued_server, api_key) -> None:
+    env = {
+        "MACROCOSMOS_BASE_URL": queued_server.target,
+        "MACROCOSMOS_USE_HTTPS": "false",
+        "APEX_API_KEY": api_key,
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "async_batch.py"), "--count", "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("20/20 completions in ")

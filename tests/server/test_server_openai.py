@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server._config import DEFAULT_MAX_NEW_TOKENS
 
 ANSWER = ["Hello", " from", " the", " fake", " upstream"]
 
@@ -124,7 +125,7 @@ def test_stream_passes_through_deltas_and_usage(apex, auth) -> None:
     assert body["messages"] == [{"role": "user", "content": "hi"}]
     assert body["stream"] is True
     assert (body["temperature"], body["top_p"], body["seed"]) == (0.5, 0.9, 7)
-    assert body["max_tokens"] == 1024  # clamped to ServerConfig.max_new_tokens
+    assert body["max_tokens"] == DEFAULT_MAX_NEW_TOKENS  # clamped to ServerConfig.max_new_tokens
     assert "top_k" not in body
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -110,9 +111,47 @@ def test_ipv6_loopback(start_server, connect, auth) -> None:
     assert connect(server.target).ChatCompletion(ask(), metadata=auth).choices
 
 
-def test_port_in_use_fails_instead_of_sharing(start_server, echo_server) -> None:
+def test_port_in_use_fails_before_anything_is_written(start_server, echo_server, tmp_path) -> None:
+    data_dir = tmp_path / "never-created"
     with pytest.raises(RuntimeError, match="Failed to bind"):
-        start_server(port=echo_server.port)
+        start_server(port=echo_server.port, data_dir=data_dir)
+    assert not data_dir.exists()  # the port is bound before the data folder is made
+
+
+@pytest.mark.parametrize("limit", [10, None])
+def test_max_concurrent_streams_refuses_streams_past_the_limit(start_server, auth, limit) -> None:
+    """30 streams at once on ONE connection: past a limit of 10 some are refused, else none."""
+    server = start_server(max_concurrent_streams=limit)
+    metadata = (*auth, ("x-echo-chunks", "5"), ("x-echo-delay-ms", "100"))
+
+    async def burst() -> list[str]:
+        # A fresh channel: its 30 streams go out before the server's SETTINGS arrive, as a
+        # client's do when it does not know the limit (issue 12: RST_STREAM, REFUSED_STREAM).
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = pb_grpc.ApexServiceStub(channel)
+
+            async def one() -> str:
+                try:
+                    chunks = [c async for c in stub.ChatCompletionStream(ask(), metadata=metadata)]
+                except grpc.RpcError as error:
+                    return f"{error.code().name}: {error.details()}"
+                return "OK" if len(chunks) == 5 else f"{len(chunks)} chunks"
+
+            return await asyncio.gather(*(one() for _ in range(30)))
+
+    if limit is None:
+        assert asyncio.run(burst()) == ["OK"] * 30
+        return
+    # How many the client sends before it learns the limit varies: up to 5 fresh connections.
+    refused: list[str] = []
+    for _ in range(5):
+        refused = asyncio.run(burst())
+        if set(refused) != {"OK"}:
+            break
+    assert set(refused) != {"OK"}, "no stream was refused in 5 bursts of 30"
+    for outcome in set(refused) - {"OK"}:  # REFUSED_STREAM (grpc's wording varies by version)
+        assert outcome.startswith("UNAVAILABLE: ") and "RST_STREAM" in outcome
+        assert "error code 7" in outcome
 
 
 def test_oversized_messages_are_resource_exhausted(start_server, connect, auth) -> None:
@@ -137,6 +176,13 @@ def test_default_limit_is_16_mib(stub, auth) -> None:
 
 def test_keepalive_policy_matches_a_client_pinging_every_30s() -> None:
     options = dict(server_options(ServerConfig()))
+    assert "grpc.max_concurrent_streams" not in options  # no limit unless asked for
+    assert (
+        dict(server_options(ServerConfig(max_concurrent_streams=100)))[
+            "grpc.max_concurrent_streams"
+        ]
+        == 100
+    )
     assert options["grpc.keepalive_permit_without_calls"] == 1
     assert options["grpc.http2.min_ping_interval_without_data_ms"] <= 30_000
     assert options["grpc.max_receive_message_length"] == 16 * 1024 * 1024

@@ -117,20 +117,24 @@ def test_upsert_replaces_by_url_and_title_weighs_more(tmp_path) -> None:
 
     index = SearchIndex(tmp_path / "index.sqlite3")
     try:
-        stats = index.upsert_sync(
-            [
-                Document("u:1", "Zebra facts", "Animals of Africa."),
-                Document("u:2", "Africa", "The zebra is striped. It lives in Africa."),
-            ]
+        stats = asyncio.run(
+            index.upsert(
+                [
+                    Document("u:1", "Zebra facts", "Animals of Africa."),
+                    Document("u:2", "Africa", "The zebra is striped. It lives in Africa."),
+                ]
+            )
         )
         assert (stats.added, stats.updated) == (2, 0)
         hits = asyncio.run(index.search("zebra", 5, 5.0))
         assert next(hit.url for hit in hits) == "u:1"  # the title match ranks first
-        stats = index.upsert_sync(
-            [
-                Document("u:1", "Lions", "Big cats."),
-                Document("u:2", "Africa", "The zebra is striped. It lives in Africa."),
-            ]
+        stats = asyncio.run(
+            index.upsert(
+                [
+                    Document("u:1", "Lions", "Big cats."),
+                    Document("u:2", "Africa", "The zebra is striped. It lives in Africa."),
+                ]
+            )
         )
         assert (stats.added, stats.updated, stats.unchanged) == (0, 1, 1)
         assert [hit.url for hit in asyncio.run(index.search("zebra", 5, 5.0))] == ["u:2"]

@@ -95,6 +95,15 @@ def _quiet_grpc_core() -> None:
     faulthandler.enable(file=stderr)
 
 
+def _asks_for_debug_logs(arguments: Sequence[str]) -> bool:
+    """Whether server arguments ask for debug logs (``--log-level debug`` or ``=debug``)."""
+    pairs = zip(arguments, [*arguments[1:], ""], strict=False)
+    return any(
+        (flag == "--log-level" and value.lower() == "debug") or flag.lower() == "--log-level=debug"
+        for flag, value in pairs
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``apex-grpc`` with `argv` (default: sys.argv[1:]); returns the exit status."""
     parser, parsers = build_parser()
@@ -102,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in SERVER_COMMANDS:
         from apex_grpc.cli._server import run_server_command
 
+        # grpc is imported by now, so the server's own GRPC_VERBOSITY setting comes too late
+        # here (it works for `python -m apex_grpc_server`); keep core's lines off the same way.
+        if not _asks_for_debug_logs(extras):
+            _quiet_grpc_core()
         return run_server_command(args.command, extras)
     command_parser = parsers.get(getattr(args, "command_prog", ""), parser)
     if extras:

@@ -18,7 +18,13 @@ from apex_grpc_server._engines._echo import EchoEngine
 def create_engine(config: ServerConfig) -> ChatEngine:
     """The engine ``config.engine`` names (not started; call ``start()``)."""
     if config.engine == "echo":
-        return EchoEngine(config.echo_chunks, config.echo_chunk_size, config.echo_delay_s)
+        return EchoEngine(
+            config.echo_chunks,
+            config.echo_chunk_size,
+            config.echo_delay_s,
+            max_concurrency=config.echo_concurrency,
+            context=config.echo_context,
+        )
     if config.engine == "local":
         from apex_grpc_server._engines._llama import LlamaEngine
 

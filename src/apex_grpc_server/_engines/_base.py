@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator
+import dataclasses
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+
+import grpc
+
+from apex_grpc_server._status import RpcAbort
+
+CONTEXT_TOKENS_KEY = "x-apex-context-tokens"
+"""Trailing metadata of every chat call on an engine with a known context window: its size."""
+PROMPT_TOKENS_KEY = "x-apex-prompt-tokens"
+"""Trailing metadata of a context overflow: how many tokens the prompt has."""
+CONTEXT_OVERFLOW = "messages: the prompt exceeds the context window: "
+"""The stable start of the INVALID_ARGUMENT details of a prompt too long for the model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +32,10 @@ class ChatRequest:
     """A validated chat request, independent of the wire format.
 
     ``max_new_tokens`` is what the caller asked for (None: the engine's
-    default); each engine clamps it to what it can do.
+    default); each engine clamps it to what it can do. With ``fit_context``,
+    an engine that knows its context window drops the oldest turns (never a
+    system message, never the last message) until the prompt fits with room
+    for an answer, instead of failing.
     """
 
     messages: tuple[Message, ...]
@@ -32,6 +47,7 @@ class ChatRequest:
     do_sample: bool = True
     json_format: bool = False
     model: str | None = None
+    fit_context: bool = False
 
     @property
     def prompt(self) -> str:
@@ -71,6 +87,57 @@ class Delta:
     finish: Finish | None = None
 
 
+def context_overflow(prompt_tokens: int, context_tokens: int, kind: str) -> RpcAbort:
+    """INVALID_ARGUMENT for a prompt longer than the context, recognisable by machines.
+
+    The details start with CONTEXT_OVERFLOW; the trailing metadata carries
+    both numbers (PROMPT_TOKENS_KEY, CONTEXT_TOKENS_KEY).
+    """
+    return RpcAbort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{CONTEXT_OVERFLOW}the prompt is {prompt_tokens} tokens, more than the {kind}"
+        f" model's {context_tokens}-token context (drop earlier turns)",
+        ((PROMPT_TOKENS_KEY, str(prompt_tokens)), (CONTEXT_TOKENS_KEY, str(context_tokens))),
+    )
+
+
+def answer_room(request: ChatRequest, cap: int, context_tokens: int) -> int:
+    """Tokens kept free for the answer when history is trimmed: the cap, at most a quarter."""
+    return min(request.max_new_tokens or cap, cap, context_tokens // 4)
+
+
+def fit_messages(
+    messages: Sequence[Message], count: Callable[[Sequence[Message]], int], budget: int
+) -> tuple[Message, ...]:
+    """Drop the oldest turns until ``count(messages) <= budget``.
+
+    A turn is a non-system message and the assistant replies after it.
+    System messages and the last message always stay, so the result may
+    still be over budget (the engine then reports the overflow).
+    """
+    kept = list(messages)
+    while count(kept) > budget:
+        oldest = next((i for i, m in enumerate(kept[:-1]) if m.role != "system"), None)
+        if oldest is None:
+            break
+        del kept[oldest]
+        while oldest < len(kept) - 1 and kept[oldest].role == "assistant":
+            del kept[oldest]
+    return tuple(kept)
+
+
+def fitted(
+    request: ChatRequest, count: Callable[[Sequence[Message]], int], budget: int
+) -> ChatRequest:
+    """``request`` with its history trimmed to ``budget`` when it asks for ``fit_context``."""
+    if not request.fit_context:
+        return request
+    messages = fit_messages(request.messages, count, budget)
+    if len(messages) == len(request.messages):
+        return request
+    return dataclasses.replace(request, messages=messages)
+
+
 class EngineUnavailable(RuntimeError):
     """An engine cannot start here; the message says how to fix it."""
 
@@ -89,6 +156,16 @@ class ChatEngine(abc.ABC):
     @abc.abstractmethod
     def model(self) -> str:
         """The model name reported in responses."""
+
+    @property
+    def concurrency(self) -> int | None:
+        """How many completions the engine runs at once (None: no limit); more wait in a queue."""
+        return None
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens, when the engine knows it."""
+        return None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (load a model, open connections) before serving."""

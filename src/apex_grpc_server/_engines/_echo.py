@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
-from apex_grpc_server._engines._base import ChatEngine, ChatRequest, Delta, Finish, Usage
+from apex_grpc_server._engines._base import (
+    ChatEngine,
+    ChatRequest,
+    Delta,
+    Finish,
+    Message,
+    Usage,
+    answer_room,
+    context_overflow,
+    fitted,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -21,18 +31,36 @@ class EchoEngine(ChatEngine):
     of the answer. Sampling parameters and max_new_tokens are ignored.
     With ``chunk_sizes`` set, the answer is one delta per listed size, in
     order (its length is their sum), instead of ``chunks`` equal deltas.
+
+    Two settings make it behave like a real model for tests, without one:
+    ``max_concurrency`` (answers generated at once; the others queue, as on
+    the local model) and ``context`` (a context window counted in the same
+    characters as usage: a longer prompt is the local model's overflow error,
+    and ``fit_context`` trims history to leave a quarter of it free).
     """
 
     chunks: int = 8
     chunk_size: int = 16
     delay_s: float = 0.0
     chunk_sizes: tuple[int, ...] = ()
+    max_concurrency: int | None = None
+    context: int | None = None
     kind = "echo"
 
     @property
     def model(self) -> str:
         """Always "echo"."""
         return "echo"
+
+    @property
+    def concurrency(self) -> int | None:
+        """``max_concurrency``: None runs every call at once."""
+        return self.max_concurrency
+
+    @property
+    def context_tokens(self) -> int | None:
+        """``context``, in characters."""
+        return self.context
 
     def with_overrides(
         self,
@@ -52,8 +80,13 @@ class EchoEngine(ChatEngine):
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Yield the echo answer of ``request``."""
+        if self.context is not None:
+            room = answer_room(request, self.chunks * self.chunk_size, self.context)
+            request = fitted(request, _characters, self.context - room)
         prompt = request.prompt
-        prompt_tokens = sum(len(message.content) for message in request.messages)
+        prompt_tokens = _characters(request.messages)
+        if self.context is not None and prompt_tokens > self.context:
+            raise context_overflow(prompt_tokens, self.context, self.kind)
         if self.chunk_sizes and prompt:
             async for delta in self._varied(prompt, prompt_tokens):
                 yield delta
@@ -84,3 +117,8 @@ class EchoEngine(ChatEngine):
             last = index == len(self.chunk_sizes) - 1
             yield Delta(text[offset : offset + size], finish if last else None)
             offset += size
+
+
+def _characters(messages: Sequence[Message]) -> int:
+    """The echo engine's token count: characters of every message."""
+    return sum(len(message.content) for message in messages)

@@ -1,36 +1,58 @@
 """The local engine: a GGUF model running in-process on llama.cpp (llama-cpp-python).
 
-One request runs at a time per model; up to ``queue_size`` more wait, and
-beyond that calls fail fast with RESOURCE_EXHAUSTED. Generation runs on a
-worker thread and hands each token to the event loop as it is produced;
-cancelling the call stops generation at the next token (prompt evaluation,
-once started, runs to its end).
+The model generates one answer at a time (``concurrency`` 1: the server
+queues the other calls, see ``_queue``). Generation runs on a worker thread
+and hands each token to the event loop as it is produced; cancelling the
+call stops generation at the next token (prompt evaluation, once started,
+runs to its end).
+
+Sampling is tuned for a small model (measured on SmolLM2-135M-Instruct, see
+``SAMPLING``): without a repetition penalty it loops on one sentence until
+the token cap ("The moment was forever lost forever." ~70 times).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._config import DEFAULT_MAX_NEW_TOKENS, ServerConfig
 from apex_grpc_server._engines._base import (
     ChatEngine,
     ChatRequest,
     Delta,
     EngineUnavailable,
     Finish,
+    Message,
     Usage,
+    answer_room,
+    context_overflow,
+    fitted,
 )
 from apex_grpc_server._engines._model import INSTALL_HINT, default_model_path, model_name
 from apex_grpc_server._status import RpcAbort
+
+SAMPLING: dict[str, Any] = {
+    # Penalise tokens seen in the last 64 (llama.cpp's window): ends the loops.
+    "repeat_penalty": 1.15,
+    # llama.cpp's own defaults, for when the request leaves top_k unset (0):
+    # drop the long tail of unlikely tokens a 135M model otherwise samples.
+    "top_k": 40,
+    "min_p": 0.05,
+}
+"""Sampling settings the request cannot express (top_k only when it sends 0)."""
+SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly, in one short paragraph."
+"""Used when a request has no system message: the model's own default asks for nothing,
+and SmolLM2 then writes a "short story" of 600+ tokens; with this, about 350."""
 
 
 def default_threads() -> int:
@@ -65,18 +87,15 @@ class LlamaEngine(ChatEngine):
         *,
         n_ctx: int = 2048,
         n_threads: int | None = None,
-        queue_size: int = 8,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> None:
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_threads()
-        self.queue_size = queue_size
         self.max_new_tokens = max_new_tokens
         self._model_name = model_name(model_path)
         self._llm: Any = None
-        self._slot = asyncio.Semaphore(1)
-        self._waiting = 0
+        self._formatter: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apex-grpc-llama")
 
     @classmethod
@@ -103,7 +122,6 @@ class LlamaEngine(ChatEngine):
             path,
             n_ctx=config.n_ctx,
             n_threads=config.n_threads,
-            queue_size=config.local_queue_size,
             max_new_tokens=config.max_new_tokens,
         )
 
@@ -112,16 +130,26 @@ class LlamaEngine(ChatEngine):
         """The GGUF file name without its quantisation suffix, e.g. SmolLM2-135M-Instruct."""
         return self._model_name
 
+    @property
+    def concurrency(self) -> int:
+        """One: llama.cpp evaluates one sequence at a time here."""
+        return 1
+
+    @property
+    def context_tokens(self) -> int:
+        """The context window the model was loaded with (``n_ctx``)."""
+        return self.n_ctx
+
     async def start(self) -> None:
         """Load the model now, so the first request does not pay for it."""
         loop = asyncio.get_running_loop()
-        self._llm = await loop.run_in_executor(self._executor, self._load)
+        self._llm, self._formatter = await loop.run_in_executor(self._executor, self._load)
 
-    def _load(self) -> Any:
-        from llama_cpp import Llama
+    def _load(self) -> tuple[Any, Any]:
+        from llama_cpp import Llama, llama_chat_format
 
         try:
-            return Llama(
+            llm = Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
@@ -129,6 +157,21 @@ class LlamaEngine(ChatEngine):
             )
         except (ValueError, RuntimeError) as error:
             raise EngineUnavailable(f"cannot load {self.model_path}: {error}") from error
+        template = llm.metadata.get("tokenizer.chat_template")
+        formatter = None
+        if template:  # the same formatter llama-cpp-python builds, to count prompt tokens
+
+            def token_text(token: int) -> str:
+                if token == -1:
+                    return ""
+                return llm.detokenize([token], special=True).decode("utf-8", "replace")
+
+            formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=token_text(llm.token_eos()),
+                bos_token=token_text(llm.token_bos()),
+            )
+        return llm, formatter
 
     async def close(self) -> None:
         """Wait for the current generation to stop, then free the model."""
@@ -141,16 +184,6 @@ class LlamaEngine(ChatEngine):
         """Generate token by token on the worker thread."""
         if self._llm is None:
             raise RpcAbort(grpc.StatusCode.UNAVAILABLE, "local engine: the model is not loaded")
-        if self._slot.locked() and self._waiting >= self.queue_size:
-            raise RpcAbort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"local engine busy: {self._waiting} requests queued",
-            )
-        self._waiting += 1
-        try:
-            await self._slot.acquire()
-        finally:
-            self._waiting -= 1
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -161,42 +194,35 @@ class LlamaEngine(ChatEngine):
             except RuntimeError:  # the loop is gone: nobody is listening
                 stop.set()
 
-        released = False
-
-        def release(_: object = None) -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._slot.release()
-
-        try:
-            worker = loop.run_in_executor(
-                self._executor, self._generate, self._llm, request, put, stop
-            )
-        except BaseException:
-            release()
-            raise
-        # The slot frees when the worker has sent its last item, or when the
-        # thread ends (a cancelled call keeps the slot until generation stops).
-        # The single-thread executor keeps generations one at a time either way.
-        worker.add_done_callback(release)
+        # The single-thread executor runs generations one at a time, also when
+        # a cancelled call's generation is still finishing its current token.
+        loop.run_in_executor(self._executor, self._generate, self._llm, request, put, stop)
         try:
             while True:
                 kind, value = await queue.get()
                 if kind == "delta":
                     yield Delta(value)
-                    continue
-                release()
-                if kind == "finish":
+                elif kind == "finish":
                     yield Delta("", value)
                     return
-                raise value
+                else:
+                    raise value
         finally:
             stop.set()
 
     def _max_tokens(self, request: ChatRequest) -> int:
         requested = request.max_new_tokens or self.max_new_tokens
         return max(1, min(requested, self.max_new_tokens))
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Prompt tokens of ``messages`` after the chat template (worker thread only)."""
+        llm = self._llm
+        plain = [{"role": m.role, "content": m.content} for m in messages]
+        if self._formatter is None:  # no template in the GGUF: count the text, plus markup
+            return sum(len(llm.tokenize(m.content.encode(), add_bos=False)) + 4 for m in messages)
+        formatted = self._formatter(messages=plain)
+        text = formatted.prompt.encode("utf-8")
+        return len(llm.tokenize(text, add_bos=not formatted.added_special, special=True))
 
     def _generate(
         self,
@@ -208,6 +234,16 @@ class LlamaEngine(ChatEngine):
         """Runs on the worker thread: stream the completion into ``put``."""
         from llama_cpp import LogitsProcessorList
 
+        if stop.is_set():  # cancelled while an earlier generation was finishing
+            return
+        if not any(message.role == "system" for message in request.messages):
+            request = request_with_system(request, SYSTEM_PROMPT)
+        try:
+            room = answer_room(request, self.max_new_tokens, self.n_ctx)
+            request = fitted(request, self.count_tokens, self.n_ctx - room)
+        except Exception as error:
+            put(("error", RpcAbort(grpc.StatusCode.INTERNAL, f"local engine: {error!r}")))
+            return
         counts = {"prompt": 0, "sampled": 0}
 
         def observe(input_ids: Any, scores: Any) -> Any:
@@ -218,15 +254,16 @@ class LlamaEngine(ChatEngine):
             return scores
 
         options: dict[str, Any] = {
+            **SAMPLING,
             "temperature": request.temperature if request.do_sample else 0.0,
             "top_p": request.top_p,
-            "top_k": request.top_k,
-            "min_p": 0.0,
             "max_tokens": self._max_tokens(request),
             "seed": None if request.seed is None else request.seed % 2**32,
             "stream": True,
             "logits_processor": LogitsProcessorList([observe]),
         }
+        if request.top_k:
+            options["top_k"] = request.top_k
         if request.json_format:
             options["response_format"] = {"type": "json_object"}
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -242,13 +279,7 @@ class LlamaEngine(ChatEngine):
                 if stop.is_set():
                     return
         except ValueError as error:
-            message = str(error)
-            if "exceed context window" in message:
-                put(
-                    ("error", RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, _context_message(message)))
-                )
-            else:
-                put(("error", RpcAbort(grpc.StatusCode.INTERNAL, f"local engine: {message}")))
+            put(("error", _value_error(str(error), self.kind)))
             return
         except Exception as error:
             put(("error", RpcAbort(grpc.StatusCode.INTERNAL, f"local engine: {error!r}")))
@@ -258,12 +289,16 @@ class LlamaEngine(ChatEngine):
         put(("finish", Finish(finish, Usage(counts["prompt"], completion_tokens))))
 
 
-def _context_message(message: str) -> str:
+def request_with_system(request: ChatRequest, system: str) -> ChatRequest:
+    """``request`` with ``system`` as its first message."""
+    return dataclasses.replace(request, messages=(Message("system", system), *request.messages))
+
+
+def _value_error(message: str, kind: str) -> RpcAbort:
     # llama-cpp-python: "Requested tokens (N) exceed context window of M"
-    numbers = [int(word.strip("()")) for word in message.split() if word.strip("()").isdigit()]
-    if len(numbers) == 2:
-        return (
-            f"messages: the prompt is {numbers[0]} tokens, more than the local model's"
-            f" {numbers[1]}-token context"
-        )
-    return f"messages: {message}"
+    if "exceed context window" in message:
+        numbers = [int(word.strip("()")) for word in message.split() if word.strip("()").isdigit()]
+        if len(numbers) == 2:
+            return context_overflow(numbers[0], numbers[1], kind)
+        return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"messages: {message}")
+    return RpcAbort(grpc.StatusCode.INTERNAL, f"local engine: {message}")

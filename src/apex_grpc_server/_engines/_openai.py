@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._config import DEFAULT_MAX_NEW_TOKENS, ServerConfig
 from apex_grpc_server._engines._base import (
     ChatEngine,
     ChatRequest,
@@ -23,7 +23,7 @@ from apex_grpc_server._engines._base import (
     Finish,
     Usage,
 )
-from apex_grpc_server._status import MetadataPairs, RpcAbort
+from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 
 HTTP_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -71,7 +71,7 @@ class OpenAIEngine(ChatEngine):
         api_key: str | None = None,
         model: str | None = None,
         timeout_s: float = 120.0,
-        max_new_tokens: int = 1024,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -251,7 +251,7 @@ def _http_error(status: int, body: bytes, response: Any) -> RpcAbort:
     trailing: MetadataPairs = ()
     retry_after = response.headers.get("retry-after", "")
     if status == 429 and retry_after.isdigit():
-        trailing = (("grpc-retry-pushback-ms", str(int(retry_after) * 1000)),)
+        trailing = ((PUSHBACK, str(int(retry_after) * 1000)),)
     return RpcAbort(
         grpc_status_for_http(status), f"upstream returned HTTP {status}: {detail}", trailing
     )

@@ -1,0 +1,326 @@
+"""Chats and their stored completions.
+
+Every read and write is scoped by the caller's user id: a row of another
+user is indistinguishable from a missing one. Each operation is one
+transaction (or one read) on the store's worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from apex_grpc_server._search import query_words
+from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
+from apex_grpc_server._store._rows import (
+    CHAT_COLUMNS,
+    COMPLETION_COLUMNS,
+    DEEP_RESEARCH_KEY,
+    ChatRow,
+    CompletionRow,
+    NewCompletion,
+    now_us,
+)
+
+
+class ChatTable:
+    """The ``chats`` table, with the completions each chat holds."""
+
+    def __init__(self, worker: SqliteWorker) -> None:
+        self.worker = worker
+
+    @on_worker
+    def create(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        title: str,
+        chat_type: str,
+        completion: NewCompletion,
+    ) -> tuple[ChatRow, CompletionRow]:
+        """A new chat with its first completion, atomically."""
+        stamp = now_us()
+        with transaction(conn):
+            chat = insert_chat(conn, user_id, title, chat_type, stamp)
+            row = insert_completion(conn, user_id, chat.id, completion, stamp)
+        return chat, row
+
+    @on_worker
+    def add_completion(
+        self, conn: sqlite3.Connection, user_id: str, chat_id: str, completion: NewCompletion
+    ) -> CompletionRow | None:
+        """Add a completion to one of the user's chats; None if there is no such chat."""
+        stamp = now_us()
+        with transaction(conn):
+            updated = conn.execute(
+                "UPDATE chats SET updated_us = ? WHERE id = ? AND user_id = ?",
+                (stamp, chat_id, user_id),
+            ).rowcount
+            if not updated:
+                return None
+            return insert_completion(conn, user_id, chat_id, completion, stamp)
+
+    @on_worker
+    def of_user(self, conn: sqlite3.Connection, user_id: str, chat_type: str) -> list[ChatRow]:
+        """The user's chats (of one type, if given), most recently updated first."""
+        sql = f"SELECT {CHAT_COLUMNS} FROM chats WHERE user_id = ?"
+        params: tuple[str, ...] = (user_id,)
+        if chat_type:
+            sql += " AND chat_type = ?"
+            params += (chat_type,)
+        sql += " ORDER BY updated_us DESC, rowid DESC"
+        return [ChatRow.from_sql(row) for row in conn.execute(sql, params)]
+
+    @on_worker
+    def get(self, conn: sqlite3.Connection, user_id: str, chat_id: str) -> ChatRow | None:
+        """One of the user's chats."""
+        return select_chat(conn, user_id, chat_id)
+
+    @on_worker
+    def completions(
+        self, conn: sqlite3.Connection, user_id: str, chat_id: str
+    ) -> list[CompletionRow] | None:
+        """The completions of one of the user's chats, oldest first; None if no such chat."""
+        if select_chat(conn, user_id, chat_id) is None:
+            return None
+        return select_completions(conn, user_id, chat_id)
+
+    @on_worker
+    def update(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        chat_id: str,
+        title: str | None,
+        chat_type: str | None,
+    ) -> ChatRow | None:
+        """Change a chat's title and/or type; None if there is no such chat."""
+        with transaction(conn):
+            updated = conn.execute(
+                "UPDATE chats SET title = coalesce(?, title), chat_type = coalesce(?, chat_type),"
+                " updated_us = ? WHERE id = ? AND user_id = ?",
+                (title, chat_type, now_us(), chat_id, user_id),
+            ).rowcount
+        return select_chat(conn, user_id, chat_id) if updated else None
+
+    @on_worker
+    def delete(self, conn: sqlite3.Connection, user_id: str, chat_ids: list[str]) -> list[str]:
+        """Delete chats with their completions, all or nothing; returns the unknown ids."""
+        return delete_owned(conn, "chats", user_id, chat_ids)
+
+    @on_worker
+    def search(
+        self, conn: sqlite3.Connection, user_id: str, text: str, limit: int = 100
+    ) -> list[str]:
+        """Ids of the user's chats whose prompts or answers contain every word, best first.
+
+        Words match as prefixes ("cosmo" finds "cosmonaut").
+        """
+        words = query_words(text)
+        if not words:
+            return []
+        match = " AND ".join(f'"{word}"*' for word in words)
+        rows = conn.execute(
+            "SELECT c.chat_id FROM completions_fts JOIN completions AS c"
+            " ON c.rid = completions_fts.rowid"
+            " WHERE completions_fts MATCH ? AND c.user_id = ?"
+            " ORDER BY bm25(completions_fts), c.created_us DESC LIMIT ?",
+            (match, user_id, limit * 10),
+        )
+        found: dict[str, None] = {}
+        for (chat_id,) in rows:
+            found.setdefault(chat_id)
+            if len(found) == limit:
+                break
+        return list(found)
+
+
+class CompletionTable:
+    """The ``completions`` table, addressed by completion id."""
+
+    def __init__(self, worker: SqliteWorker) -> None:
+        self.worker = worker
+
+    @on_worker
+    def get(
+        self, conn: sqlite3.Connection, user_id: str, completion_id: str
+    ) -> CompletionRow | None:
+        """One of the user's completions."""
+        return select_completion(conn, user_id, completion_id)
+
+    @on_worker
+    def update(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        completion_id: str,
+        *,
+        text: str | None = None,
+        prompt: str | None = None,
+        metadata_patch: dict[str, Any] | None = None,
+        check: Callable[[list[CompletionRow]], None] | None = None,
+    ) -> CompletionRow | None:
+        """Change a completion; metadata merges key by key (a null value removes the key).
+
+        `check` sees the chat's completions as they would be; an exception it raises
+        undoes the change.
+        """
+        with transaction(conn):
+            current = select_completion(conn, user_id, completion_id)
+            if current is None:
+                return None
+            metadata = merge_patch(current.metadata, metadata_patch)
+            conn.execute(
+                "UPDATE completions SET completion_text = coalesce(?, completion_text),"
+                " user_prompt_text = coalesce(?, user_prompt_text), metadata = ?,"
+                " deep_research = ? WHERE id = ? AND user_id = ?",
+                (
+                    text,
+                    prompt,
+                    json.dumps(metadata),
+                    DEEP_RESEARCH_KEY in metadata,
+                    completion_id,
+                    user_id,
+                ),
+            )
+            conn.execute(
+                "UPDATE chats SET updated_us = ? WHERE id = ?", (now_us(), current.chat_id)
+            )
+            if check is not None:
+                check(select_completions(conn, user_id, current.chat_id))
+        return select_completion(conn, user_id, completion_id)
+
+    @on_worker
+    def delete(
+        self, conn: sqlite3.Connection, user_id: str, completion_ids: list[str]
+    ) -> list[str]:
+        """Delete completions, all or nothing; returns the unknown ids."""
+        return delete_owned(conn, "completions", user_id, completion_ids)
+
+    @on_worker
+    def deep_research(self, conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
+        """The user's completions with deep-research metadata, newest first."""
+        rows = conn.execute(
+            f"SELECT {COMPLETION_COLUMNS} FROM completions"
+            " WHERE user_id = ? AND deep_research ORDER BY created_us DESC, rid DESC",
+            (user_id,),
+        )
+        return [CompletionRow.from_sql(row) for row in rows]
+
+
+# Statements shared by several operations (they run inside the caller's transaction).
+
+
+def select_chat(conn: sqlite3.Connection, user_id: str, chat_id: str) -> ChatRow | None:
+    """The user's chat ``chat_id``, if any."""
+    row = conn.execute(
+        f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)
+    ).fetchone()
+    return None if row is None else ChatRow.from_sql(row)
+
+
+def select_completions(conn: sqlite3.Connection, user_id: str, chat_id: str) -> list[CompletionRow]:
+    """The completions of a chat, oldest first."""
+    rows = conn.execute(
+        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE chat_id = ? AND user_id = ?"
+        " ORDER BY created_us, rid",
+        (chat_id, user_id),
+    )
+    return [CompletionRow.from_sql(row) for row in rows]
+
+
+def select_completion(
+    conn: sqlite3.Connection, user_id: str, completion_id: str
+) -> CompletionRow | None:
+    """The user's completion ``completion_id``, if any."""
+    row = conn.execute(
+        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE id = ? AND user_id = ?",
+        (completion_id, user_id),
+    ).fetchone()
+    return None if row is None else CompletionRow.from_sql(row)
+
+
+def insert_chat(
+    conn: sqlite3.Connection, user_id: str, title: str, chat_type: str, stamp: int
+) -> ChatRow:
+    """Insert a new, empty chat."""
+    chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
+    conn.execute(
+        f"INSERT INTO chats({CHAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (chat.id, user_id, title, chat_type, stamp, stamp),
+    )
+    return chat
+
+
+def insert_completion(
+    conn: sqlite3.Connection,
+    user_id: str,
+    chat_id: str,
+    completion: NewCompletion,
+    stamp: int,
+) -> CompletionRow:
+    """Insert a completion into an existing chat."""
+    row = CompletionRow(
+        id=str(uuid.uuid4()),
+        chat_id=chat_id,
+        completion_type=completion.completion_type,
+        created_us=stamp,
+        completed_us=stamp if completion.completed else None,
+        user_prompt_text=completion.prompt,
+        completion_text=completion.text,
+        metadata=completion.metadata,
+        error_message="",
+    )
+    conn.execute(
+        "INSERT INTO completions(id, chat_id, user_id, completion_type, created_us,"
+        " completed_us, user_prompt_text, completion_text, metadata, error_message,"
+        " deep_research) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)",
+        (
+            row.id,
+            chat_id,
+            user_id,
+            row.completion_type,
+            stamp,
+            row.completed_us,
+            row.user_prompt_text,
+            row.completion_text,
+            json.dumps(row.metadata),
+            DEEP_RESEARCH_KEY in row.metadata,
+        ),
+    )
+    return row
+
+
+def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[str]) -> list[str]:
+    """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
+    with transaction(conn):
+        missing = [
+            ident
+            for ident in ids
+            if conn.execute(
+                f"SELECT 1 FROM {table} WHERE id = ? AND user_id = ?", (ident, user_id)
+            ).fetchone()
+            is None
+        ]
+        if not missing:
+            conn.executemany(
+                f"DELETE FROM {table} WHERE id = ? AND user_id = ?",
+                [(ident, user_id) for ident in ids],
+            )
+    return missing
+
+
+def merge_patch(metadata: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
+    """Top-level JSON merge patch: keys in ``patch`` replace, null values delete."""
+    if not patch:
+        return metadata
+    merged = dict(metadata)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged

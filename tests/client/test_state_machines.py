@@ -1,0 +1,170 @@
+"""The unary and stream state machines driven directly: no server, no grpc channel.
+
+`UnaryAttempts` and `StreamState` decide everything a call does across its
+attempts; the transports only wait. A fake RpcError stands in for what grpc
+raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+import apex_grpc as mc
+from apex_grpc._requests.chat import prepare_chat
+from apex_grpc._requests.chats import list_sessions
+from apex_grpc._retry import UnaryAttempts, is_refused_stream
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._streaming.state import StreamState
+
+pytestmark = pytest.mark.oldest
+
+REFUSED = "Stream removed (RST_STREAM (Received RST_STREAM with error code 7))"
+USER = [{"role": "user", "content": "hi"}]
+
+
+class FakeRpcError(grpc.RpcError):
+    """What grpc raises, as far as the state machines look at it."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str = "", trailing: tuple[Any, ...] = ()
+    ) -> None:
+        self._code, self._details, self._trailing = code, details, trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[Any, ...]:
+        return self._trailing
+
+    def initial_metadata(self) -> tuple[Any, ...]:
+        return ()
+
+
+class FakeOpener:
+    """Records what a stream tells its opener."""
+
+    def __init__(self) -> None:
+        self.refusals = 0
+
+    def __call__(self, timeout: float | None) -> Any:
+        raise AssertionError("the state machine never opens calls itself")
+
+    def release(self) -> None:
+        pass
+
+    def refused(self) -> None:
+        self.refusals += 1
+
+
+def settings(**options: Any) -> ClientSettings:
+    defaults = {"retry": mc.RetryPolicy(initial_backoff=0.5, jitter=0.0)}
+    return ClientSettings.create(environ={}, api_key="k", **{**defaults, **options})
+
+
+def unary(timeout: float | None = 10.0, **call_options: Any) -> UnaryAttempts:
+    return UnaryAttempts(list_sessions(settings(timeout=timeout), **call_options))
+
+
+def stream(**options: Any) -> StreamState:
+    return StreamState(prepare_chat(settings(), {"messages": USER, **options}, stream=True))
+
+
+def test_each_unary_attempt_gets_what_is_left_of_the_deadline() -> None:
+    state = unary(timeout=10.0)
+    first = state.attempt()["timeout"]
+    assert 9.9 < first <= 10.0
+    state.attempts.deadline -= 4.0  # four seconds pass
+    assert state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE)) == 0.5
+    assert 5.9 < state.attempt()["timeout"] <= 6.0
+    assert state.attempt()["metadata"][0][0] == "authorization"
+
+
+def test_unary_failures_become_typed_errors_and_fill_call_info() -> None:
+    info = mc.CallInfo()
+    state = unary(max_retries=1, call_info=info)
+    state.attempt()
+    assert state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")) == 0.5
+    state.attempt()
+    with pytest.raises(mc.UnavailableError) as caught:
+        state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "still down"))
+    assert caught.value.attempts == 2 and caught.value.details == "still down"
+    assert (info.code, info.attempts, info.refused) == (grpc.StatusCode.UNAVAILABLE, 2, 0)
+    with pytest.raises(mc.NotFoundError):  # not retryable: fails at once
+        unary().failed(FakeRpcError(grpc.StatusCode.NOT_FOUND, "no such chat"))
+
+
+def test_a_refused_unary_attempt_is_retried_at_once_and_for_free() -> None:
+    info = mc.CallInfo()
+    state = unary(max_retries=0, call_info=info)
+    for _ in range(3):
+        state.attempt()
+        assert state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)) < 0.01
+        assert state.refused  # the transport tells its pool
+    state.attempt()
+    with pytest.raises(mc.UnavailableError):  # max_retries=0: an ordinary outage is final
+        state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection reset"))
+    assert not state.refused and (info.attempts, info.refused) == (4, 3)
+
+
+def test_a_call_refused_until_its_deadline_ends_in_deadline_exceeded() -> None:
+    state = unary(timeout=10.0)
+    state.attempt()
+    state.attempts.deadline -= 10.5  # the deadline has passed
+    with pytest.raises(mc.DeadlineExceededError, match="refused the call"):
+        state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+
+
+def test_refused_stream_is_recognised_only_on_unavailable_code_7() -> None:
+    assert is_refused_stream(grpc.StatusCode.UNAVAILABLE, REFUSED)
+    assert is_refused_stream(
+        grpc.StatusCode.UNAVAILABLE, "Stream removed (RST_STREAM error code 7)"
+    )
+    assert not is_refused_stream(grpc.StatusCode.UNAVAILABLE, "RST_STREAM with error code 2")
+    assert not is_refused_stream(grpc.StatusCode.INTERNAL, REFUSED)
+    assert not is_refused_stream(grpc.StatusCode.UNAVAILABLE, None)
+
+
+def test_a_stream_is_retried_only_before_its_first_chunk() -> None:
+    state, opener = stream(), FakeOpener()
+    assert state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE), opener) == 0.5
+    state.accumulator.add(mc.ChatCompletionChunkResponse())
+    assert state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE), opener) is None
+    with pytest.raises(mc.UnavailableError):
+        state.fail(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "gone"))
+    assert state.finished
+
+
+def test_a_refused_stream_attempt_tells_the_opener_and_costs_no_retry() -> None:
+    state, opener = stream(max_retries=0), FakeOpener()
+    assert state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED), opener) == 0.0
+    assert opener.refusals == 1 and state.attempts.refused == 1
+    assert state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down"), opener) is None
+
+
+def test_stream_limits_switch_from_first_chunk_to_idle() -> None:
+    state = stream(first_chunk_timeout=2.0, idle_timeout=0.5)
+    assert state.watched and state.wait_limit() == 2.0
+    assert state.stall_deadline() is None  # not waiting yet
+    state.waiting_since = 100.0
+    assert state.stall_deadline() == 102.0
+    state.accumulator.add(mc.ChatCompletionChunkResponse())
+    assert state.wait_limit() == 0.5 and state.stall_deadline() == 100.5
+    state.stalled = True
+    error = state.stall_error()
+    assert isinstance(error, mc.StreamTimeoutError) and "idle timeout of 0.5s" in str(error)
+    assert state.retry_delay(FakeRpcError(grpc.StatusCode.CANCELLED), FakeOpener()) is None
+    with pytest.raises(mc.StreamTimeoutError):  # a stall is reported as such, not as CANCELLED
+        state.fail(FakeRpcError(grpc.StatusCode.CANCELLED))
+
+
+def test_an_unwatched_stream_has_no_limits() -> None:
+    state = stream()
+    assert not state.watched and state.wait_limit() is None
+    state.ended()
+    assert state.finished
