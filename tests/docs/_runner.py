@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -136,28 +137,71 @@ class PageRun:
         self.env = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
     def _serve(self, block: Block, argv: list[str]) -> None:
-        port_file = self.scratch / f".port-{len(self._servers)}"
-        log_path = self.scratch / f"serve-{len(self._servers)}.log"
+        folder = self.scratch / f"serve-{len(self._servers)}"
+        try:
+            served = ServeProcess.start(argv, folder, self.env)
+        except ServeFailed as error:
+            raise SnippetFailed(block, str(error), error.output) from None
+        self._servers.append(served.process)
+        self.target = f"127.0.0.1:{served.port}"
+
+
+class ServeFailed(Exception):
+    """``apex-grpc serve`` exited, or did not serve in time."""
+
+    def __init__(self, problem: str, output: str) -> None:
+        super().__init__(problem)
+        self.output = output
+
+
+@dataclass
+class ServeProcess:
+    """An ``apex-grpc serve`` started in the background on a free port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    folder: Path
+    """Holds ``stdout`` and ``stderr`` (the server's output) and, by default, its data."""
+
+    @classmethod
+    def start(cls, argv: list[str], folder: Path, env: dict[str, str]) -> ServeProcess:
+        """Run `argv` with ``--port 0`` (and a ``--data-dir`` in `folder` unless given)."""
+        folder.mkdir(parents=True)
+        port_file = folder / "port"
         extra = ["--port", "0", "--port-file", str(port_file)]
         if "--data-dir" not in argv:
-            extra += ["--data-dir", str(self.scratch / f"data-{len(self._servers)}")]
-        with log_path.open("wb") as log:
+            extra += ["--data-dir", str(folder / "data")]
+        with (folder / "stdout").open("wb") as out, (folder / "stderr").open("wb") as err:
             process = subprocess.Popen(
                 [*argv, *extra],
-                env=self.env,
-                cwd=self.scratch,
+                env=env,
+                cwd=folder.parent,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out,
+                stderr=err,
             )
-        self._servers.append(process)
         deadline = time.monotonic() + SERVE_START_TIMEOUT_S
         while not (port_file.exists() and port_file.read_text().strip()):
             if process.poll() is not None or time.monotonic() > deadline:
+                _stop(process)
                 state = "exited" if process.poll() is not None else "did not start in time"
-                raise SnippetFailed(block, f"the server {state}", log_path.read_text())
+                output = (folder / "stdout").read_text() + (folder / "stderr").read_text()
+                raise ServeFailed(f"the server {state}", output)
             time.sleep(0.05)
-        self.target = f"127.0.0.1:{int(port_file.read_text())}"
+        return cls(process, int(port_file.read_text()), folder)
+
+    def stdout(self) -> str:
+        """What the server printed on stdout so far."""
+        return (self.folder / "stdout").read_text()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 15 s)."""
+        _stop(self.process)
+
+
+def apex_grpc_command(*args: str) -> list[str]:
+    """The venv's ``apex-grpc`` console script with `args`."""
+    return [str(Path(sys.executable).parent / "apex-grpc"), *args]
 
 
 def _serve_command(code: str) -> list[str] | None:
@@ -168,7 +212,7 @@ def _serve_command(code: str) -> list[str] | None:
     argv = shlex.split(commands[0], comments=True)
     if argv[:2] != ["apex-grpc", "serve"]:
         return None
-    return [str(Path(sys.executable).parent / "apex-grpc"), *argv[1:]]
+    return apex_grpc_command(*argv[1:])
 
 
 @contextlib.contextmanager

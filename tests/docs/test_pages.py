@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -20,7 +21,8 @@ import pytest
 
 import apex_grpc as mc
 
-from ._markdown import ROOT
+from ._markdown import ROOT, blocks
+from ._runner import ServeProcess, apex_grpc_command
 
 DOCS = ROOT / "docs"
 _LONG_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -187,3 +189,22 @@ def test_docstring_name_lines_become_a_list_in_the_reference() -> None:
         "The call options apply to each poll.\n"
         "Keywords: prose, not a name."
     )
+
+
+def test_serve_prints_the_exports_the_docs_give(tmp_path: Path) -> None:
+    """The quickstart's export lines are exactly what ``apex-grpc serve`` tells a user to run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APEX_", "MACROCOSMOS_"))}
+    env["HOME"] = str(tmp_path)
+    command = apex_grpc_command("serve", "--engine", "echo", "--api-key", "api-key")
+    served = ServeProcess.start(command, tmp_path / "serve", env)
+    try:
+        deadline = time.monotonic() + 10
+        while "export APEX_API_KEY" not in served.stdout() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        served.stop()
+    printed = served.stdout().replace(f":{served.port}", ":50051").splitlines()
+    exports = next(b for b in blocks(ROOT / "README.md") if b.code.startswith("export "))
+    assert exports.code.splitlines() == [line for line in printed if line.startswith("export ")]
+    server_page = (DOCS / "server.md").read_text(encoding="utf-8")
+    assert "```text\n" + "\n".join(printed) + "\n```" in server_page
