@@ -34,6 +34,8 @@ from unittest import mock
 
 from cli._helpers import client_env
 
+import apex_grpc as mc
+
 from ._markdown import ROOT, Block
 
 DOCS_PORT = "50051"
@@ -92,7 +94,11 @@ class PageRun:
             self._shell(block, code)
 
     def close(self) -> None:
-        """Stop the servers the page started."""
+        """Close the clients the page's snippets left open; stop the servers it started."""
+        for value in self.namespace.values():
+            if isinstance(value, mc.ApexClient):
+                value.close()
+        self.namespace.clear()
         for process in reversed(self._servers):
             _stop(process)
 
