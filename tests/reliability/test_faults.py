@@ -220,14 +220,25 @@ async def test_round_robin_survives_a_dead_server(server_process: Any, kind: str
     target = f"ipv4:127.0.0.1:{first.port},127.0.0.1:{second.port}"
     side = make_side(kind, target, KEY, load_balancing="round_robin")
     direct = {p.port: make_side("sync", p.target, KEY) for p in (first, second)}
-    try:
-        for i in range(10):
-            await side.call(lambda c, i=i: c.chats.create(f"balanced {i}"))
-        counts = {
+    async def counts() -> dict[int, int]:
+        return {
             port: len((await d.call(lambda c: c.chats.list_sessions())).chat_sessions)
             for port, d in direct.items()
         }
-        assert counts[first.port] >= 3 and counts[second.port] >= 3, counts
+
+    try:
+        # round_robin picks among the backends it is connected to; on a busy machine the
+        # second connection can come up a few calls after the first, so wait until it has.
+        for i in range(100):
+            await side.call(lambda c, i=i: c.chats.create(f"warm-up {i}"))
+            if 0 not in (await counts()).values():
+                break
+        before = await counts()
+        for i in range(10):
+            await side.call(lambda c, i=i: c.chats.create(f"balanced {i}"))
+        after = await counts()
+        spread = {port: after[port] - before[port] for port in after}
+        assert spread[first.port] >= 3 and spread[second.port] >= 3, spread
         first.kill()
         for i in range(10):
             response = await side.chat(messages=user(f"still here {i}"))
