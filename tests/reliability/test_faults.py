@@ -220,6 +220,7 @@ async def test_round_robin_survives_a_dead_server(server_process: Any, kind: str
     target = f"ipv4:127.0.0.1:{first.port},127.0.0.1:{second.port}"
     side = make_side(kind, target, KEY, load_balancing="round_robin")
     direct = {p.port: make_side("sync", p.target, KEY) for p in (first, second)}
+
     async def counts() -> dict[int, int]:
         return {
             port: len((await d.call(lambda c: c.chats.list_sessions())).chat_sessions)
