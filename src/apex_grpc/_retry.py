@@ -248,7 +248,9 @@ class UnaryAttempts:
         info = self.prepared.settings.call_info
         if info is not None:
             info.fill(initial, trailing, code, details, self.attempts.number, self.attempts.refused)
-        self._log("OK", self.attempts.number, metadata_value(initial or ()))
+        # Servers may send the request id in either (the local server: unary calls, trailers).
+        request_id = metadata_value(trailing or ()) or metadata_value(initial or ())
+        self._log("OK", self.attempts.number, request_id)
 
     def failed(self, error: grpc.RpcError) -> float:
         """Seconds to wait before retrying, or raise the typed error for this failure."""

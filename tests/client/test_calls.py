@@ -331,3 +331,19 @@ def test_no_hint_for_an_ordinary_outage() -> None:
         with pytest.raises(mc.UnavailableError) as caught:
             c.chats.list_sessions(timeout=5)
     assert caught.value.hint is None
+
+
+def test_the_debug_line_shows_a_request_id_sent_in_trailers_only(
+    echo_target: str, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The local server puts a unary call's x-request-id in its trailers only.
+    import logging
+
+    info = mc.CallInfo()
+    with (
+        mc.ApexClient(api_key=api_key, base_url=echo_target, secure=False) as c,
+        caplog.at_level(logging.DEBUG, logger="apex_grpc"),
+    ):
+        c.chats.list_sessions(call_info=info)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "apex_grpc"]
+    assert info.request_id and f"request_id={info.request_id}" in line
