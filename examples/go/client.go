@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"os"
 	"strings"
 
@@ -49,14 +50,32 @@ func useTLS() bool {
 	return false
 }
 
-// dial connects to MACROCOSMOS_BASE_URL (host:port; default: the public
+// endpoint reads MACROCOSMOS_BASE_URL as the Python SDK does: host, host:port,
+// http://host:port (plaintext) or https://host (TLS); a bare host gets port 443.
+// Without a scheme, MACROCOSMOS_USE_HTTPS decides.
+func endpoint() (target string, secure bool) {
+	target, secure = strings.TrimSpace(os.Getenv("MACROCOSMOS_BASE_URL")), useTLS()
+	if target == "" {
+		return defaultEndpoint, secure
+	}
+	lower := strings.ToLower(target)
+	switch {
+	case strings.HasPrefix(lower, "https://"):
+		target, secure = target[len("https://"):], true
+	case strings.HasPrefix(lower, "http://"):
+		target, secure = target[len("http://"):], false
+	}
+	target = strings.TrimRight(target, "/")
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		target = net.JoinHostPort(strings.Trim(target, "[]"), "443")
+	}
+	return target, secure
+}
+
+// dial connects to MACROCOSMOS_BASE_URL (see endpoint; default: the public
 // endpoint) and returns the generated ApexService client using apiKey.
 func dial(apiKey string) (*grpc.ClientConn, apexv1.ApexServiceClient, error) {
-	target := os.Getenv("MACROCOSMOS_BASE_URL")
-	if target == "" {
-		target = defaultEndpoint
-	}
-	secure := useTLS()
+	target, secure := endpoint()
 	transport := grpc.WithInsecure() // plaintext, for the local server
 	if secure {
 		transport = grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{}))

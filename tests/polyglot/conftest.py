@@ -90,7 +90,10 @@ def server_env(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APEX_", "MACROCOSMOS_"))}
     env.update(
-        MACROCOSMOS_BASE_URL=server.target, MACROCOSMOS_USE_HTTPS="false", APEX_API_KEY=api_key
+        # As `apex-grpc serve` prints it: the http:// scheme says plaintext on its own.
+        MACROCOSMOS_BASE_URL=f"http://{server.target}",
+        MACROCOSMOS_USE_HTTPS="false",
+        APEX_API_KEY=api_key,
     )
     return env
 
