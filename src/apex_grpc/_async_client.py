@@ -7,15 +7,14 @@ works as usual), so sync-only programs never load the aio transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import grpc
 import grpc.aio
 
 from apex_grpc._client import ClientBase
-from apex_grpc._errors import UnavailableError, ValidationError
+from apex_grpc._errors import UnavailableError
 from apex_grpc._resources import (
     AsyncChat,
     AsyncChats,
@@ -33,12 +32,7 @@ class AsyncApexClient(ClientBase[AsyncTransport]):
     that uses the client). Use ``async with`` or ``await client.close()``.
     """
 
-    def _check_interceptors(self, interceptors: Sequence[Any]) -> None:
-        for interceptor in interceptors:
-            if not isinstance(interceptor, grpc.aio.ClientInterceptor):
-                raise ValidationError(
-                    "interceptors", "AsyncApexClient takes grpc.aio client interceptors"
-                )
+    _takes_aio_interceptors = True
 
     def _open_transport(self) -> AsyncTransport:
         return AsyncTransport(self._settings)

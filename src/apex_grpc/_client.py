@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Generic, Self, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, Generic, Self, TypedDict, TypeVar, Unpack
 
 import grpc
 import grpc.aio
@@ -93,8 +93,18 @@ class ClientBase(Generic[T]):
         self._transport = self._open_transport()
         self._make_resources()
 
+    _takes_aio_interceptors: ClassVar[bool] = False
+
     def _check_interceptors(self, interceptors: Sequence[Any]) -> None:
-        raise NotImplementedError
+        for interceptor in interceptors:
+            is_aio = isinstance(interceptor, grpc.aio.ClientInterceptor)
+            if is_aio is not self._takes_aio_interceptors:
+                raise ValidationError(
+                    "interceptors",
+                    "AsyncApexClient takes grpc.aio client interceptors"
+                    if self._takes_aio_interceptors
+                    else "grpc.aio interceptors belong to AsyncApexClient",
+                )
 
     def _open_transport(self) -> T:
         raise NotImplementedError
@@ -176,13 +186,6 @@ class ApexClient(ClientBase[SyncTransport]):
     ``client.deep_research``, ``client.chats``. Use it as a context manager or
     call `close()`.
     """
-
-    def _check_interceptors(self, interceptors: Sequence[Any]) -> None:
-        for interceptor in interceptors:
-            if isinstance(interceptor, grpc.aio.ClientInterceptor):
-                raise ValidationError(
-                    "interceptors", "grpc.aio interceptors belong to AsyncApexClient"
-                )
 
     def _open_transport(self) -> SyncTransport:
         return SyncTransport(self._settings)
