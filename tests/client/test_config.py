@@ -268,3 +268,14 @@ def test_settings_are_frozen_and_hide_the_key() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.timeout = 1  # type: ignore[misc]
     assert "sk-live-9" not in repr(settings)
+
+
+def test_sync_interceptors_are_refused_by_the_async_client() -> None:
+    import grpc
+
+    class Nop(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+            return continuation(details, request)
+
+    with pytest.raises(mc.ValidationError, match="takes grpc.aio client interceptors"):
+        mc.AsyncApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, interceptors=[Nop()])
