@@ -277,5 +277,5 @@ def test_sync_interceptors_are_refused_by_the_async_client() -> None:
         def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
             return continuation(details, request)
 
-    with pytest.raises(mc.ValidationError, match="takes grpc.aio client interceptors"):
+    with pytest.raises(mc.ValidationError, match=r"takes grpc\.aio client interceptors"):
         mc.AsyncApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, interceptors=[Nop()])
