@@ -6,6 +6,7 @@
 #   make bench      benchmarks against raw grpcio (add ARGS=--quick)
 #   make generate   regenerate generated/ from protos/
 #   make polyglot   the TypeScript and Go examples, generated, built and run
+#   make mutate     mutation testing of the costliest modules (ARGS=retry ...)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -18,7 +19,7 @@ OLDEST_VENV ?= .venv-oldest
 REFERENCE := reference/apex_v1_reference.binpb
 PYTEST_ARGS ?=
 
-.PHONY: venv generate check-generated lint format test test-oldest pytest polyglot bench demo serve clean
+.PHONY: venv generate check-generated lint format test test-oldest pytest polyglot bench demo serve clean mutate
 
 venv: $(STAMP)
 
@@ -77,6 +78,12 @@ test: lint check-generated pytest test-oldest
 polyglot: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -v -rs tests/polyglot $(PYTEST_ARGS)
 
+# Mutation testing of the modules whose bugs cost users most; the last score per
+# module goes to tests/MUTATION.md. Too slow for `make test`. ARGS=<module ...>
+# runs some of them (tools/mutate.py --help).
+mutate: $(STAMP)
+	$(PY) tools/mutate.py $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
@@ -87,5 +94,5 @@ serve: $(STAMP)
 	$(BIN)/apex-grpc serve $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build dist mutants
 	rm -rf examples/typescript/{node_modules,gen,dist} examples/go/{gen,apex-example}
