@@ -31,7 +31,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
