@@ -83,6 +83,15 @@ def test_each_code_has_its_class_and_an_unknown_one_gets_the_base() -> None:
     assert type(odd) is mc.APIError and odd.code is grpc.StatusCode.OK
 
 
+def test_an_error_built_by_hand_names_only_what_it_was_given() -> None:
+    bare = mc.NotFoundError("gone")
+    assert (bare.method, bare.attempts, bare.request_id) == ("", 1, None)
+    assert str(bare) == "NOT_FOUND: gone"
+    assert (
+        str(mc.APIError("x", method="Lookup", attempts=2)) == "UNKNOWN (Lookup): x after 2 attempts"
+    )
+
+
 def test_an_error_survives_pickling_whole() -> None:
     typed = from_rpc_error(
         FakeRpcError(
@@ -101,6 +110,8 @@ def test_an_error_survives_pickling_whole() -> None:
     )
     assert again.trailing_metadata == typed.trailing_metadata
     assert again.initial_metadata == (("i", "1"),) and again.request_id == "r-5"
+    odd = pickle.loads(pickle.dumps(mc.APIError("odd", code=grpc.StatusCode.OK)))
+    assert type(odd) is mc.APIError and odd.code is grpc.StatusCode.OK
 
 
 @pytest.mark.parametrize(

@@ -152,10 +152,10 @@ def test_the_next_sweep_is_due_when_the_first_idle_connection_expires() -> None:
     pool, _, now = make_pool(limit=1, idle=10.0)
     held = [pool.acquire() for _ in range(3)]
     now[0] = 2.0
-    pool.release(held[2])  # due at 12
+    pool.release(held[1])  # due at 12
     now[0] = 5.0
-    pool.release(held[1])  # due at 15
-    assert pool.sweep() == 12.0
+    pool.release(held[2])  # due at 15
+    assert pool.sweep() == 12.0  # the earliest, not the last one looked at
 
 
 class FakeCall:

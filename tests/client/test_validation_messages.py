@@ -37,10 +37,6 @@ def refusal(call: Any, *args: Any, **kwargs: Any) -> str:
     return str(error)
 
 
-def sampling(**values: Any) -> str:
-    return refusal(build, sampling_parameters=values)
-
-
 @pytest.mark.parametrize(
     ("messages", "message"),
     [
@@ -51,6 +47,10 @@ def sampling(**values: Any) -> str:
         ([{"role": "user"}], "messages[0]: missing 'content'"),
         ([{"role": "user", "content": "a", "name": "x"}], "messages[0]: unexpected key 'name'"),
         ([{"content": "a"}], "messages[0]: missing 'role'"),
+        (  # keys of any type are named, the first by their text
+            [{"role": "user", "content": "a", "name": "x", 1: "y"}],
+            "messages[0]: unexpected key 1",
+        ),
         ([{"role": "user", "x": "a"}], "messages[0]: missing 'content'"),
         ([*USER, "hi"], "messages[1]: must be a dict or ChatMessage, got str"),
         (
@@ -86,6 +86,9 @@ def test_messages_may_be_any_sequence_of_dicts_mappings_or_chat_messages() -> No
     ("values", "message"),
     [
         ({"temp": 1}, "sampling_parameters.temp: unknown sampling parameter"),
+        ({"temp": 1, 2: 1}, "sampling_parameters.2: unknown sampling parameter"),
+        ({"top_p": "all"}, "sampling_parameters.top_p: must be a number, got 'all'"),
+        ({"top_k": "5"}, "sampling_parameters.top_k: must be a number, got '5'"),
         ({"temperature": -0.5}, "sampling_parameters.temperature: must be >= 0, got -0.5"),
         ({"temperature": "hot"}, "sampling_parameters.temperature: must be a number, got 'hot'"),
         ({"temperature": True}, "sampling_parameters.temperature: must be a number, got True"),
@@ -107,7 +110,7 @@ def test_messages_may_be_any_sequence_of_dicts_mappings_or_chat_messages() -> No
     ],
 )
 def test_bad_sampling_parameters(values: dict[str, Any], message: str) -> None:
-    assert sampling(**values) == message
+    assert refusal(build, sampling_parameters=values) == message
 
 
 def test_sampling_parameters_must_be_a_dict_or_the_message() -> None:
@@ -183,7 +186,9 @@ def test_the_servers_time_budget_is_the_calls_whole_seconds_rounded_up() -> None
     assert build(timeout=2.1).request.timeout == 3
     assert build(timeout=0.2).request.timeout == 1
     assert not build(timeout=None).request.HasField("timeout")
-    assert not build().request.HasField("timeout")  # the default is the client's, not a budget
+    assert not build().request.HasField("timeout")  # no timeout chosen: no budget is sent
+    limited = ClientSettings.create(environ={}, api_key="k", timeout=30)
+    assert chat.prepare_chat(limited, {"messages": USER}, stream=False).request.timeout == 30
 
 
 @pytest.mark.parametrize(

@@ -119,3 +119,24 @@ def test_stop_ends_the_thread_and_later_streams_are_ignored() -> None:
     watchdog.watch(late, time.monotonic())
     time.sleep(0.1)
     assert not early.checks and not late.checks and watchdog._thread is thread
+
+
+def test_the_thread_serves_new_streams_after_it_ran_out_of_them(watchdog: Watchdog) -> None:
+    first = Probe()
+    watchdog.watch(first, time.monotonic() + 0.02)
+    assert first.checked.wait(0.02 + LATE)
+    time.sleep(0.05)  # nothing left to watch: the thread waits for the next stream
+    second = Probe()
+    watchdog.watch(second, time.monotonic() + 0.02)
+    assert second.checked.wait(0.02 + LATE)
+
+
+def test_waiting_for_a_deadline_costs_no_cpu(watchdog: Watchdog) -> None:
+    probe = Probe()
+    watchdog.watch(probe, time.monotonic() + 0.6)
+    cpu = time.process_time()
+    time.sleep(0.4)
+    # The main thread sleeps, so the process's CPU time is the watchdog's: a blocked wait
+    # costs well under 0.1 s of it; a thread spinning until the deadline would cost ~0.4 s.
+    assert time.process_time() - cpu < 0.1
+    assert probe.checked.wait(0.2 + LATE)

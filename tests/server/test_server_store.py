@@ -134,6 +134,8 @@ async def test_a_metadata_patch_replaces_keys_and_null_removes_them(store: Store
     _, row = await store.chats.create("u1", "t", "apex", answer(a=1, b=2))
     patched = await store.completions.update("u1", row.id, metadata_patch={"a": None, "c": 3})
     assert patched is not None and patched.metadata == {"b": 2, "c": 3}
+    absent = await store.completions.update("u1", row.id, metadata_patch={"never-set": None})
+    assert absent is not None and absent.metadata == {"b": 2, "c": 3}
     same = await store.completions.update("u1", row.id, text="new", metadata_patch={})
     assert same is not None and same.metadata == {"b": 2, "c": 3}
     assert same.completion_text == "new" and same.user_prompt_text == "p"
