@@ -75,7 +75,7 @@ def test_the_first_id_model_created_and_role_win_and_refusals_are_joined() -> No
     acc = ChatCompletionAccumulator()
     assert acc.finish_reason == "" and acc.text(3) == ""  # nothing yet, any choice
     acc.add(mc.ChatCompletionChunkResponse(choices=[mc.ChunkChoice(delta=mc.ChoiceDelta())]))
-    acc.add(chunk("a", role="assistant"))
+    acc.add(chunk("a", role="system"))
     late = mc.ChatCompletionChunkResponse(id="cmpl-2", model="m2", created=9)
     late.choices.add(delta=mc.ChoiceDelta(role="tool", refusal="I can"))
     acc.add(late)
@@ -88,7 +88,7 @@ def test_the_first_id_model_created_and_role_win_and_refusals_are_joined() -> No
     response = acc.response()
     assert (response.id, response.model, response.created) == ("cmpl-1", "m", 5)
     (choice,) = response.choices
-    assert choice.message.role == "assistant" and choice.message.refusal == "I cannot"
+    assert choice.message.role == "system" and choice.message.refusal == "I cannot"
     assert choice.finish_reason == ""
 
 
