@@ -12,6 +12,12 @@ starts from an empty mutants/ (new tests and changed code always count),
 runs the chosen groups, prints one row per group and writes the rows into
 tests/MUTATION.md between its markers.
 
+mutmut leaves decorated functions alone. The store's operations are
+written once as ``@on_worker`` methods (apex_grpc_server/_sqlite.py), so this
+driver runs mutmut with two small patches (`_mutate_on_worker_methods`): such
+a method is mutated like any other, and only the trampoline that picks the
+active mutant keeps the decorator (the copies it dispatches to are plain).
+
 A survivor listed under "Equivalent mutants" in tests/MUTATION.md (by the
 line it changes, so renumbering does not matter) is left out of the score;
 every other survivor is written with its diff to mutants/survivors.txt.
@@ -239,12 +245,53 @@ def write_survivors(rows: list[Row]) -> Path:
     return out
 
 
+DECORATORS_TO_MUTATE_THROUGH = frozenset({"on_worker"})
+
+
+def _mutate_on_worker_methods() -> None:
+    """Patch mutmut 3.8 to mutate methods whose one decorator is ``@on_worker``."""
+    import libcst as cst
+    from mutmut.mutation import file_mutation
+
+    def decorated_through(node: object) -> bool:
+        return (
+            isinstance(node, cst.FunctionDef)
+            and len(node.decorators) == 1
+            and isinstance(node.decorators[0].decorator, cst.Name)
+            and node.decorators[0].decorator.value in DECORATORS_TO_MUTATE_THROUGH
+        )
+
+    visitor = file_mutation.MutationVisitor
+    skip = visitor._skip_node_and_children
+    arrange = file_mutation.function_trampoline_arrangement
+
+    def skip_unless_on_worker(self: object, node: cst.CSTNode) -> bool:
+        if decorated_through(node):
+            node = node.with_changes(decorators=[])  # type: ignore[attr-defined]
+        return skip(self, node)  # type: ignore[no-any-return]
+
+    def arrange_with_plain_copies(function: cst.FunctionDef, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if not decorated_through(function):
+            return arrange(function, *args, **kwargs)
+        declarations, methods, assignments, names = arrange(
+            function.with_changes(decorators=[]), *args, **kwargs
+        )
+        trampoline, *copies = methods
+        trampoline = trampoline.with_changes(
+            decorators=[*function.decorators, *trampoline.decorators]
+        )
+        return declarations, [trampoline, *copies], assignments, names
+
+    visitor._skip_node_and_children = skip_unless_on_worker
+    file_mutation.function_trampoline_arrangement = arrange_with_plain_copies
+
+
 def run_mutmut(groups: list[str], jobs: int) -> None:
     shutil.rmtree(MUTANTS, ignore_errors=True)
     MUTANTS.mkdir()
     log = MUTANTS / "mutmut-run.log"
-    mutmut = Path(sys.executable).parent / "mutmut"
-    command = [str(mutmut), "run", "--max-children", str(jobs), *mutant_globs(groups)]
+    command = [sys.executable, __file__, "--as-mutmut", "run", "--max-children", str(jobs)]
+    command += mutant_globs(groups)
     print(f"mutmut: {len(groups)} group(s), {jobs} at a time; progress in {log.relative_to(ROOT)}")
     with log.open("w", encoding="utf-8") as out:
         done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -253,6 +300,12 @@ def run_mutmut(groups: list[str], jobs: int) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--as-mutmut"]:  # run_mutmut's child: mutmut itself, patched
+        _mutate_on_worker_methods()
+        from mutmut.__main__ import cli
+
+        cli(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("groups", nargs="*", metavar="module", help=", ".join(GROUPS))
     parser.add_argument("--report", action="store_true", help="report the last run only")
