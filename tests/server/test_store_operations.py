@@ -148,3 +148,22 @@ async def test_a_restart_fails_the_unfinished_jobs_only(store: Store) -> None:
     kept = await store.jobs.get("u2", done.id)
     assert kept is not None and (kept.status, kept.error) == ("completed", None)
     assert await store.jobs.interrupt_unfinished("again") == 0
+
+
+async def test_search_finds_every_matching_chat_however_many_hits_one_chat_has(
+    store: Store,
+) -> None:
+    # One chat whose 25 completions each outrank the other chats' single hits.
+    busy, _ = await store.chats.create("u1", "busy", "apex", answer("zebra zebra", "zebra"))
+    for _ in range(24):
+        await store.chats.add_completion("u1", busy.id, answer("zebra zebra", "zebra"))
+    quiet = [
+        (await store.chats.create("u1", "q", "apex", answer(f"a long prompt {i} about a zebra")))[0]
+        for i in range(2)
+    ]
+    found = await store.chats.search("u1", "zebra", limit=2)
+    assert found[0] == busy.id and len(found) == 2 and found[1] in {c.id for c in quiet}
+    assert set(await store.chats.search("u1", "zebra", limit=3)) == {
+        busy.id,
+        *(c.id for c in quiet),
+    }
