@@ -226,7 +226,8 @@ def update_report(rows: list[Row], seconds: float) -> None:
     names = ", ".join(row.group for row in rows)
     body = [
         "",
-        f"Last run: {date.today().isoformat()}, {names}, {seconds / 60:.1f} min.",
+        f"Last run: {date.today().isoformat()}, {names}, {seconds / 60:.1f} min"
+        + ("." if len(rows) == len(GROUPS) else "; the other rows are from earlier runs."),
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),

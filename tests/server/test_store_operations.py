@@ -52,7 +52,7 @@ async def test_a_chat_changes_title_or_type_and_only_for_its_owner(store: Store)
 
 async def test_search_finds_chats_with_every_word_as_a_prefix_for_their_owner(store: Store) -> None:
     zebras, _ = await store.chats.create("u1", "z", "apex", answer("Tell me about zebras"))
-    both, _ = await store.chats.create("u1", "b", "apex", answer("zebras", "and lions, too"))
+    both, _ = await store.chats.create("u1", "b", "apex", answer("zebras", "with lions, too"))
     await store.chats.add_completion("u1", both.id, answer("more zebras"))  # one hit per chat
     await store.chats.create("u2", "theirs", "apex", answer("zebras"))
     found = await store.chats.search("u1", "zebra")
