@@ -7,6 +7,7 @@
 #   make generate   regenerate generated/ from protos/
 #   make docs       the documentation site (docs/, mkdocs.yml) into build/site
 #   make polyglot   the TypeScript and Go examples, generated, built and run
+#   make mutate     mutation testing of the costliest modules (ARGS=retry ...)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -19,7 +20,7 @@ OLDEST_VENV ?= .venv-oldest
 REFERENCE := reference/apex_v1_reference.binpb
 PYTEST_ARGS ?=
 
-.PHONY: venv generate check-generated lint format docs test test-oldest pytest polyglot bench demo serve clean
+.PHONY: venv generate check-generated lint format docs test test-oldest pytest polyglot bench demo serve clean mutate
 
 venv: $(STAMP)
 
@@ -84,6 +85,12 @@ test: lint check-generated docs pytest test-oldest
 polyglot: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -v -rs tests/polyglot $(PYTEST_ARGS)
 
+# Mutation testing of the modules whose bugs cost users most; the last score per
+# module goes to tests/MUTATION.md. Too slow for `make test`. ARGS=<module ...>
+# runs some of them (tools/mutate.py --help).
+mutate: $(STAMP)
+	$(PY) tools/mutate.py $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
@@ -94,5 +101,5 @@ serve: $(STAMP)
 	$(BIN)/apex-grpc serve $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache build dist mutants
 	rm -rf examples/typescript/{node_modules,gen,dist} examples/go/{gen,apex-example}

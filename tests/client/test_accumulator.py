@@ -71,6 +71,34 @@ def test_empty_stream_gives_an_empty_response() -> None:
     assert not response.choices
 
 
+def test_the_first_id_model_created_and_role_win_and_refusals_are_joined() -> None:
+    acc = ChatCompletionAccumulator()
+    assert acc.finish_reason == "" and acc.text(3) == ""  # nothing yet, any choice
+    acc.add(mc.ChatCompletionChunkResponse(choices=[mc.ChunkChoice(delta=mc.ChoiceDelta())]))
+    acc.add(chunk("a", role="system"))
+    late = mc.ChatCompletionChunkResponse(id="cmpl-2", model="m2", created=9)
+    late.choices.add(delta=mc.ChoiceDelta(role="tool", refusal="I can"))
+    acc.add(late)
+    acc.add(
+        mc.ChatCompletionChunkResponse(
+            choices=[mc.ChunkChoice(delta=mc.ChoiceDelta(refusal="not"))]
+        )
+    )
+    assert acc.finish_reason == "" and acc.text(1) == ""
+    response = acc.response()
+    assert (response.id, response.model, response.created) == ("cmpl-1", "m", 5)
+    (choice,) = response.choices
+    assert choice.message.role == "system" and choice.message.refusal == "I cannot"
+    assert choice.finish_reason == ""
+
+
+def test_a_choice_that_never_names_its_role_is_the_assistants() -> None:
+    acc = ChatCompletionAccumulator()
+    acc.add(chunk("hi"))
+    (choice,) = acc.response().choices
+    assert choice.message.role == "assistant" and choice.message.refusal == ""
+
+
 def job(status: str, *seq: int, error: str | None = None) -> mc.GetDeepResearcherJobResponse:
     response = mc.GetDeepResearcherJobResponse(job_id="j", status=status)
     for s in seq:

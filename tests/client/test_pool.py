@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import grpc
 import pytest
 
-from apex_grpc._transport.pool import ConnectionPool
+from apex_grpc._methods import CHAT_COMPLETION_STREAM
+from apex_grpc._requests.chat import prepare_chat
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._transport.pool import ConnectionPool, PooledOpener
 
 pytestmark = pytest.mark.oldest
+USER = [{"role": "user", "content": "hi"}]
 
 
 class FakeChannels:
@@ -130,3 +137,102 @@ def test_close_hands_back_every_channel() -> None:
     pool.acquire()
     pool.acquire()
     assert pool.close() == ["channel-0", "channel-1"] and pool.connections == []
+
+
+def test_the_primary_is_connection_0_with_its_own_callables_and_repr_shows_the_loads() -> None:
+    pool, _, _ = make_pool(limit=1)
+    assert pool.primary.index == 0 and pool.primary.callables == {"Method": "callable-0"}
+    pool.acquire()
+    pool.acquire()
+    pool.acquire()
+    assert repr(pool) == "<ConnectionPool limit=1 in flight per connection: [1, 1, 1]>"
+
+
+def test_the_next_sweep_is_due_when_the_first_idle_connection_expires() -> None:
+    pool, _, now = make_pool(limit=1, idle=10.0)
+    held = [pool.acquire() for _ in range(3)]
+    now[0] = 2.0
+    pool.release(held[1])  # due at 12
+    now[0] = 5.0
+    pool.release(held[2])  # due at 15
+    assert pool.sweep() == 12.0  # the earliest, not the last one looked at
+
+
+class FakeCall:
+    """What a streaming multi-callable returns, as far as the opener uses it."""
+
+    def __init__(self, request: object, kwargs: dict[str, object]) -> None:
+        self.request, self.kwargs = request, kwargs
+        self.callbacks: list[Callable[[object], None]] = []
+
+    def add_done_callback(self, callback: Callable[[object], None]) -> None:
+        self.callbacks.append(callback)
+
+    def done(self) -> None:
+        for callback in self.callbacks:
+            callback(self)
+
+
+def opener_pool(limit: int = 1, fail: bool = False) -> tuple[ConnectionPool[str], PooledOpener]:
+    def start(request: object, **kwargs: object) -> FakeCall:
+        if fail:
+            raise RuntimeError("channel closed")
+        return FakeCall(request, kwargs)
+
+    method = CHAT_COMPLETION_STREAM
+    pool = ConnectionPool(
+        lambda index: (f"channel-{index}", {method: start}),
+        lambda channel: None,
+        max_connections=3,
+        stream_limit=limit,
+        idle_timeout=10.0,
+    )
+    settings = ClientSettings.create(environ={}, api_key="k", compression=True)
+    prepared = prepare_chat(settings, {"messages": USER, "wait_for_ready": True}, stream=True)
+    return pool, PooledOpener(pool, prepared)
+
+
+def test_each_attempt_opens_on_a_connection_with_the_calls_arguments() -> None:
+    pool, opener = opener_pool()
+    call = opener(2.5)
+    assert call.request.messages[0].content == "hi"
+    assert call.kwargs["timeout"] == 2.5
+    assert call.kwargs["compression"] is grpc.Compression.Gzip
+    assert call.kwargs["wait_for_ready"] is True
+    assert ("authorization", "Bearer k") in call.kwargs["metadata"]
+    assert loads(pool) == [1]
+
+
+def test_an_attempts_slot_is_given_back_once_whoever_ends_it_first() -> None:
+    pool, opener = opener_pool(limit=2)
+    first = opener(None)
+    assert loads(pool) == [1]
+    second = opener(None)  # a new attempt gives back the previous one's slot
+    assert loads(pool) == [1]
+    first.done()  # grpc reports the old attempt over: already given back
+    assert loads(pool) == [1]
+    second.done()
+    assert loads(pool) == [0]
+    opener.release()  # and the stream closing afterwards changes nothing
+    assert loads(pool) == [0]
+    opener(None)
+    opener.release()
+    assert loads(pool) == [0]
+
+
+def test_a_refused_attempt_teaches_the_pool_the_limit_of_its_connection() -> None:
+    pool, opener = opener_pool(limit=100)
+    opener.refused()  # no attempt yet: nothing to report
+    assert pool.stream_limit == 100
+    others = [pool.acquire() for _ in range(4)]
+    opener(None)
+    opener.release()
+    opener.refused()
+    assert pool.stream_limit == 4 and len(others) == 4
+
+
+def test_an_attempt_that_cannot_start_gives_its_slot_back() -> None:
+    pool, opener = opener_pool(fail=True)
+    with pytest.raises(RuntimeError, match="channel closed"):
+        opener(1.0)
+    assert loads(pool) == [0]

@@ -6,7 +6,9 @@ import grpc
 import pytest
 
 import apex_grpc as mc
-from apex_grpc._retry import Attempts, pushback_seconds
+from apex_grpc._retry import Attempts, final_error, pushback_seconds
+
+from .test_state_machines import REFUSED, FakeRpcError
 
 pytestmark = pytest.mark.oldest
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -97,3 +99,100 @@ def test_custom_retryable_codes() -> None:
 def test_bad_policies_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(mc.ValidationError):
         mc.RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+BACKOFFS = "backoffs must satisfy 0 <= initial_backoff <= max_backoff"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument", "problem"),
+    [
+        ({"max_retries": True}, "max_retries", "must be an integer, got True"),
+        ({"max_retries": 1.5}, "max_retries", "must be an integer, got 1.5"),
+        ({"max_retries": -1}, "max_retries", "must be >= 0, got -1"),
+        ({"initial_backoff": -0.1}, "retry", BACKOFFS),
+        ({"initial_backoff": 2, "max_backoff": 1}, "retry", BACKOFFS),
+        ({"multiplier": 0.99}, "retry.multiplier", "must be >= 1, got 0.99"),
+        ({"jitter": 1.01}, "retry.jitter", "must be in [0, 1], got 1.01"),
+        ({"jitter": -0.01}, "retry.jitter", "must be in [0, 1], got -0.01"),
+    ],
+)
+def test_a_bad_policy_names_the_setting_and_the_problem(
+    kwargs: dict[str, object], argument: str, problem: str
+) -> None:
+    with pytest.raises(mc.ValidationError) as caught:
+        mc.RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.argument == argument and caught.value.problem == problem
+
+
+def test_the_edges_of_a_valid_policy_are_accepted() -> None:
+    edge = mc.RetryPolicy(initial_backoff=0.0, max_backoff=0.0, multiplier=1.0, jitter=1.0)
+    assert edge.backoff(5, lambda: 0.5) == 0.0
+    same = mc.RetryPolicy(initial_backoff=1.0, max_backoff=1.0, multiplier=1.0, jitter=0.0)
+    assert [same.backoff(n) for n in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_with_max_retries_changes_only_the_count() -> None:
+    policy = mc.RetryPolicy(initial_backoff=0.2, jitter=0.0)
+    assert policy.with_max_retries(2) == policy
+    changed = policy.with_max_retries(5)
+    assert changed.max_retries == 5 and changed.initial_backoff == 0.2 and policy.max_retries == 2
+
+
+def test_refused_attempts_back_off_by_doubling_milliseconds_up_to_a_cap() -> None:
+    attempts = Attempts(mc.RetryPolicy(max_retries=0), None)
+    delays = [attempts.retry_delay(UNAVAILABLE, None, REFUSED) for _ in range(12)]
+    assert delays[:5] == pytest.approx([0.0, 0.001, 0.003, 0.007, 0.015])
+    assert delays[-1] == 0.25 and max(delays) == 0.25  # capped, however many refusals
+    assert attempts.refused == 12 and attempts.number == 13 and attempts.retried == 0
+
+
+def test_only_64_refusals_are_free_then_they_spend_retries() -> None:
+    attempts = Attempts(mc.RetryPolicy(max_retries=1), None, rng=lambda: 0.0)
+    for _ in range(64):
+        assert attempts.retry_delay(UNAVAILABLE, None, REFUSED) is not None
+    assert attempts.retry_delay(UNAVAILABLE, None, REFUSED) == 0.5  # the one retry left
+    assert attempts.retry_delay(UNAVAILABLE, None, REFUSED) is None
+    assert (attempts.refused, attempts.retried) == (64, 1)
+
+
+def test_a_refused_attempt_is_not_retried_when_its_backoff_would_pass_the_deadline() -> None:
+    clock = Clock()
+    attempts = Attempts(mc.RetryPolicy(), 0.0005, clock=clock)
+    assert attempts.retry_delay(UNAVAILABLE, None, REFUSED) == 0.0  # the first is immediate
+    assert attempts.retry_delay(UNAVAILABLE, None, REFUSED) is None  # 1 ms > 0.5 ms left
+
+
+def test_a_zero_pushback_retries_at_once() -> None:
+    attempts = Attempts(mc.RetryPolicy(), None)
+    hint = [("grpc-retry-pushback-ms", "0")]
+    assert attempts.retry_delay(grpc.StatusCode.RESOURCE_EXHAUSTED, hint) == 0.0
+    assert attempts.retried == 1
+
+
+def test_a_malformed_pushback_reads_as_stop() -> None:
+    assert pushback_seconds([("grpc-retry-pushback-ms", "soon")]) < 0
+    assert pushback_seconds([("grpc-retry-pushback-ms", b" 250 ")]) == 0.25
+
+
+def test_a_refused_call_out_of_time_ends_in_deadline_exceeded_saying_how_often() -> None:
+    clock = Clock()
+    attempts = Attempts(mc.RetryPolicy(), 1.0, clock=clock)
+    for _ in range(3):
+        attempts.retry_delay(UNAVAILABLE, None, REFUSED)
+    clock.now += 0.9  # 0.1 s left: less than a refusal's longest backoff
+    refusal = FakeRpcError(UNAVAILABLE, REFUSED, (("x-request-id", "r-7"),))
+    error = final_error(refusal, "/apex.v1.S/M", attempts)
+    assert isinstance(error, mc.DeadlineExceededError) and error.request_id == "r-7"
+    assert error.code is grpc.StatusCode.DEADLINE_EXCEEDED and error.method == "/apex.v1.S/M"
+    assert error.attempts == 4 and "refused the call 4 times" in error.details
+    assert "(no stream free on its connections) until the deadline passed" in str(error)
+
+
+def test_a_refused_call_with_time_left_or_no_deadline_stays_unavailable() -> None:
+    clock = Clock()
+    for timeout in (None, 10.0):
+        attempts = Attempts(mc.RetryPolicy(), timeout, clock=clock)
+        error = final_error(FakeRpcError(UNAVAILABLE, REFUSED), "/apex.v1.S/M", attempts)
+        assert type(error) is mc.UnavailableError and error.method == "/apex.v1.S/M"
+        assert error.details == REFUSED

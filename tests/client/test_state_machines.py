@@ -7,6 +7,9 @@ raises.
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from typing import Any
 
 import grpc
@@ -29,9 +32,13 @@ class FakeRpcError(grpc.RpcError):
     """What grpc raises, as far as the state machines look at it."""
 
     def __init__(
-        self, code: grpc.StatusCode, details: str = "", trailing: tuple[Any, ...] = ()
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing: tuple[Any, ...] = (),
+        initial: tuple[Any, ...] = (),
     ) -> None:
-        self._code, self._details, self._trailing = code, details, trailing
+        self._code, self._details, self._trailing, self._initial = code, details, trailing, initial
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -43,7 +50,7 @@ class FakeRpcError(grpc.RpcError):
         return self._trailing
 
     def initial_metadata(self) -> tuple[Any, ...]:
-        return ()
+        return self._initial
 
 
 class FakeOpener:
@@ -168,3 +175,145 @@ def test_an_unwatched_stream_has_no_limits() -> None:
     assert not state.watched and state.wait_limit() is None
     state.ended()
     assert state.finished
+
+
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+SESSIONS = "/apex.v1.ApexService/GetChatSessions"
+STREAM = "/apex.v1.ApexService/ChatCompletionStream"
+
+
+def test_each_unary_attempt_carries_the_calls_metadata_compression_and_wait_for_ready() -> None:
+    state = unary(metadata={"x-trace": "t1"}, compression=True, wait_for_ready=True)
+    kwargs = state.attempt()
+    assert ("x-trace", "t1") in kwargs["metadata"]
+    assert kwargs["compression"] is grpc.Compression.Gzip and kwargs["wait_for_ready"] is True
+    assert set(kwargs) == {"timeout", "metadata", "compression", "wait_for_ready"}
+
+
+def test_a_successful_unary_call_fills_call_info() -> None:
+    info = mc.CallInfo()
+    state = unary(call_info=info)
+    assert state.detailed  # someone looks: the transport reads the metadata
+    state.attempt()
+    state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+    state.attempt()
+    state.succeeded((("x-request-id", "r-9"),), (("t", "v"),), grpc.StatusCode.OK, "fine")
+    assert (info.code, info.details, info.attempts, info.refused) == (
+        grpc.StatusCode.OK,
+        "fine",
+        2,
+        1,
+    )
+    assert info.initial_metadata == (("x-request-id", "r-9"),)
+    assert info.trailing_metadata == (("t", "v"),) and info.request_id == "r-9"
+
+
+def test_a_failed_unary_call_fills_call_info_from_the_error() -> None:
+    info = mc.CallInfo()
+    state = unary(call_info=info)
+    state.attempt()
+    error = FakeRpcError(
+        grpc.StatusCode.NOT_FOUND, "no such chat", (("x-request-id", "r-4"),), (("i", "1"),)
+    )
+    with pytest.raises(mc.NotFoundError) as caught:
+        state.failed(error)
+    assert caught.value.method == SESSIONS and caught.value.request_id == "r-4"
+    assert info.trailing_metadata == (("x-request-id", "r-4"),) and info.request_id == "r-4"
+    assert info.details == "no such chat" and info.initial_metadata == (("i", "1"),)
+
+
+def test_nobody_looking_means_no_metadata_is_read() -> None:
+    assert not unary().detailed
+
+
+def test_a_unary_call_waits_as_long_as_the_servers_pushback_says() -> None:
+    state = unary()
+    state.attempt()
+    hint = (("grpc-retry-pushback-ms", "1500"),)
+    assert state.failed(FakeRpcError(RESOURCE_EXHAUSTED, "busy", hint)) == 1.5
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The apex_grpc log lines, without their durations (which vary run to run)."""
+    durations = [float(d) for d in re.findall(r" duration_ms=(\d+\.\d\d)", caplog.text)]
+    assert len(durations) == len(caplog.messages) and all(0 <= d < 60_000 for d in durations)
+    return [re.sub(r" duration_ms=\d+\.\d\d", "", m) for m in caplog.messages]
+
+
+def test_each_unary_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="apex_grpc")
+    state = unary()
+    assert state.detailed  # DEBUG on: the request ids are read for the log
+    state.attempt()
+    state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+    state.attempt()
+    state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down", (("x-request-id", "r-2"),)))
+    state.attempt()
+    state.succeeded((("x-request-id", "r-3"),), (), grpc.StatusCode.OK, "")
+    assert logged(caplog) == [
+        f"rpc {SESSIONS} status=REFUSED_STREAM attempt=1 request_id=- refused=1",
+        f"rpc {SESSIONS} status=UNAVAILABLE attempt=2 request_id=r-2 refused=1",
+        f"rpc {SESSIONS} status=OK attempt=3 request_id=r-3 refused=1",
+    ]
+    state = unary()
+    state.attempt()
+    with pytest.raises(mc.NotFoundError):
+        state.failed(FakeRpcError(grpc.StatusCode.NOT_FOUND))
+    assert logged(caplog)[-1] == f"rpc {SESSIONS} status=NOT_FOUND attempt=1 request_id=-"
+
+
+def test_each_stream_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="apex_grpc")
+    state, opener = stream(), FakeOpener()
+    state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED), opener)
+    state.retry_delay(FakeRpcError(grpc.StatusCode.INTERNAL, "boom"), opener)
+    state.accumulator.add(mc.ChatCompletionChunkResponse())
+    state.ended((("x-request-id", "r-1"),))
+    state.ended()  # once only
+    assert logged(caplog) == [
+        f"rpc {STREAM} status=REFUSED_STREAM attempt=2 request_id=- chunks=0 refused=1 retrying",
+        f"rpc {STREAM} status=INTERNAL attempt=2 request_id=- chunks=0 refused=1",
+        f"rpc {STREAM} status=OK attempt=2 request_id=r-1 chunks=1 refused=1",
+    ]
+    state = stream()
+    state.accumulator.add(mc.ChatCompletionChunkResponse())
+    with pytest.raises(mc.UnavailableError) as caught:
+        state.fail(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "gone"))
+    assert caught.value.method == STREAM
+    assert logged(caplog)[-1] == f"rpc {STREAM} status=UNAVAILABLE attempt=1 request_id=- chunks=1"
+    state = stream(first_chunk_timeout=1.0)
+    state.stall_error()
+    assert logged(caplog)[-1] == f"rpc {STREAM} status=STALLED attempt=1 request_id=- chunks=0"
+
+
+def test_a_stream_waits_as_long_as_the_servers_pushback_says() -> None:
+    state = stream()
+    hint = (("grpc-retry-pushback-ms", "300"),)
+    assert state.retry_delay(FakeRpcError(RESOURCE_EXHAUSTED, "busy", hint), FakeOpener()) == 0.3
+
+
+def test_a_stream_shares_one_deadline_across_its_attempts() -> None:
+    state = StreamState(prepare_chat(settings(timeout=5.0), {"messages": USER}, stream=True))
+    left = state.attempts.remaining()
+    assert left is not None and 4.9 < left <= 5.0
+    assert not state.finished and not state.stalled
+
+
+def test_a_first_chunk_stall_is_a_deadline_error_naming_the_limit() -> None:
+    state = stream(first_chunk_timeout=2.0)
+    state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED), FakeOpener())
+    error = state.stall_error()
+    assert state.finished
+    assert error.code is grpc.StatusCode.DEADLINE_EXCEEDED and error.method == STREAM
+    assert error.attempts == 2
+    assert "no chunk within the first-chunk timeout of 2s (0 chunks received)" in str(error)
+
+
+def test_a_reopened_stream_restarts_its_first_chunk_wait() -> None:
+    state = stream(first_chunk_timeout=2.0)
+    state.reopened()
+    assert state.waiting_since is None  # not reading yet: nothing to restart
+    state.waiting_since = 1.0
+    before = time.monotonic()
+    state.reopened()
+    assert state.waiting_since == state.started >= before

@@ -123,12 +123,14 @@ class ChatTable:
         if not words:
             return []
         match = " AND ".join(f'"{word}"*' for word in words)
+        # No SQL LIMIT: one chat may hold any number of the best hits, so only the
+        # loop below, counting distinct chats, knows when `limit` chats are found.
         rows = conn.execute(
             "SELECT c.chat_id FROM completions_fts JOIN completions AS c"
             " ON c.rid = completions_fts.rowid"
             " WHERE completions_fts MATCH ? AND c.user_id = ?"
-            " ORDER BY bm25(completions_fts), c.created_us DESC LIMIT ?",
-            (match, user_id, limit * 10),
+            " ORDER BY bm25(completions_fts), c.created_us DESC",
+            (match, user_id),
         )
         found: dict[str, None] = {}
         for (chat_id,) in rows:

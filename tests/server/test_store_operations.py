@@ -1,0 +1,309 @@
+"""The store's operations driven directly: rows, listing, searching, editing, deleting, jobs.
+
+Every read and write is scoped by the user id; another user's row is as good as missing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from apex_grpc_server._store import NewCompletion, Store, default_title
+from apex_grpc_server._store._rows import SCHEMA_VERSION, now_us
+
+pytestmark = pytest.mark.oldest
+
+
+@pytest.fixture
+async def store(tmp_path) -> AsyncIterator[Store]:
+    opened = Store(tmp_path / "apex.sqlite3")
+    yield opened
+    opened.close()
+
+
+def answer(prompt: str = "p", text: str = "a", **metadata: object) -> NewCompletion:
+    return NewCompletion(prompt, text, "basic", dict(metadata))
+
+
+async def test_a_users_chats_come_most_recently_updated_first(store: Store) -> None:
+    old, _ = await store.chats.create("u1", "old", "apex", answer())
+    new, _ = await store.chats.create("u1", "new", "gpt", answer())
+    await store.chats.create("u2", "theirs", "apex", answer())
+    assert [c.title for c in await store.chats.of_user("u1", "")] == ["new", "old"]
+    await store.chats.add_completion("u1", old.id, answer("again"))  # old is updated now
+    assert [c.title for c in await store.chats.of_user("u1", "")] == ["old", "new"]
+    assert [c.id for c in await store.chats.of_user("u1", "gpt")] == [new.id]
+    assert await store.chats.of_user("u1", "other") == []
+    assert await store.chats.of_user("u3", "") == []
+
+
+async def test_a_chat_changes_title_or_type_and_only_for_its_owner(store: Store) -> None:
+    chat, _ = await store.chats.create("u1", "t", "apex", answer())
+    renamed = await store.chats.update("u1", chat.id, "Zebras", None)
+    assert renamed is not None and (renamed.title, renamed.chat_type) == ("Zebras", "apex")
+    assert renamed.updated_us >= chat.updated_us and renamed.created_us == chat.created_us
+    retyped = await store.chats.update("u1", chat.id, None, "gpt")
+    assert retyped is not None and (retyped.title, retyped.chat_type) == ("Zebras", "gpt")
+    assert await store.chats.get("u1", chat.id) == retyped
+    assert await store.chats.update("u2", chat.id, "stolen", None) is None
+    assert await store.chats.update("u1", "nope", "x", None) is None
+    assert (await store.chats.get("u1", chat.id)).title == "Zebras"  # type: ignore[union-attr]
+
+
+async def test_search_finds_chats_with_every_word_as_a_prefix_for_their_owner(store: Store) -> None:
+    zebras, _ = await store.chats.create("u1", "z", "apex", answer("Tell me about zebras"))
+    both, _ = await store.chats.create("u1", "b", "apex", answer("zebras", "with lions, too"))
+    await store.chats.add_completion("u1", both.id, answer("more zebras"))  # one hit per chat
+    await store.chats.create("u2", "theirs", "apex", answer("zebras"))
+    found = await store.chats.search("u1", "zebra")
+    assert sorted(found) == sorted([zebras.id, both.id]) and len(found) == 2
+    assert await store.chats.search("u1", "zeb lio") == [both.id]  # every word, as prefixes
+    assert await store.chats.search("u1", "zebras giraffes") == []
+    assert await store.chats.search("u1", "  ?! ") == []  # no words at all
+    assert await store.chats.search("u3", "zebras") == []
+
+
+async def test_search_returns_at_most_the_limit_100_by_default(store: Store) -> None:
+    ids = {
+        (await store.chats.create("u1", "z", "apex", answer(f"zebra {i}")))[0].id
+        for i in range(101)
+    }
+    found = await store.chats.search("u1", "zebra")
+    assert len(found) == 100 and set(found) < ids
+    assert len(await store.chats.search("u1", "zebra", limit=3)) == 3
+
+
+async def test_editing_a_completion_can_be_checked_and_undone(store: Store) -> None:
+    chat, first = await store.chats.create("u1", "t", "apex", answer("one", "1"))
+    await store.chats.add_completion("u1", chat.id, answer("two", "2"))
+    seen: list[list[str]] = []
+
+    def check(rows: list) -> None:  # sees the chat as it would be
+        seen.append([row.completion_text for row in rows])
+
+    edited = await store.completions.update("u1", first.id, text="uno", check=check)
+    assert edited is not None and edited.completion_text == "uno" and seen == [["uno", "2"]]
+
+    def refuse(rows: list) -> None:
+        raise ValueError("too long")
+
+    with pytest.raises(ValueError, match="too long"):
+        await store.completions.update("u1", first.id, prompt="changed", check=refuse)
+    kept = await store.completions.get("u1", first.id)
+    assert kept is not None and kept.user_prompt_text == "one"  # undone
+    assert await store.completions.update("u2", first.id, text="x", check=check) is None
+    assert len(seen) == 1
+
+
+async def test_a_metadata_patch_can_make_a_completion_a_deep_research_entry(store: Store) -> None:
+    _, row = await store.chats.create("u1", "t", "apex", answer())
+    assert await store.completions.deep_research("u1") == []
+    await store.completions.update("u1", row.id, metadata_patch={"deep_researcher": {"n": 1}})
+    assert [c.id for c in await store.completions.deep_research("u1")] == [row.id]
+    await store.completions.update("u1", row.id, metadata_patch={"deep_researcher": None})
+    assert await store.completions.deep_research("u1") == []
+
+
+async def test_a_new_job_is_pending_in_its_own_chat(store: Store) -> None:
+    job, completion = await store.jobs.create("u1", b"req", "question", "Research: X")
+    other, _ = await store.jobs.create("u1", b"req", "question", "Research: Y")
+    assert job.id != other.id
+    assert (job.status, job.error, job.completion_id) == ("pending", None, completion.id)
+    assert job.created_us == job.updated_us == completion.created_us
+    assert completion.metadata == {"deep_researcher": {"job_id": job.id, "status": "pending"}}
+    assert completion.completed_us is None and completion.user_prompt_text == "question"
+    (chat,) = [c for c in await store.chats.of_user("u1", "") if c.id == completion.chat_id]
+    assert (chat.title, chat.chat_type) == ("Research: X", "apex")
+    stored = await store.jobs.get("u1", job.id)
+    assert stored == job  # no chunks yet
+    assert await store.jobs.get("u2", job.id) is None
+
+
+async def test_a_jobs_chunks_come_back_in_order(store: Store) -> None:
+    job, _ = await store.jobs.create("u1", b"req", "question", "t")
+    for seq, chunk in [(2, "c"), (0, "a"), (1, "b")]:
+        await store.jobs.add_chunk(job.id, seq, chunk)
+    stored = await store.jobs.get("u1", job.id)
+    assert stored is not None and stored.chunks == ((0, "a"), (1, "b"), (2, "c"))
+    assert stored.updated_us >= job.updated_us and stored.created_us == job.created_us
+
+
+async def test_a_restart_fails_the_unfinished_jobs_only(store: Store) -> None:
+    pending, pending_row = await store.jobs.create("u1", b"r", "q1", "t")
+    running, _ = await store.jobs.create("u1", b"r", "q2", "t")
+    done, _ = await store.jobs.create("u2", b"r", "q3", "t")
+    await store.jobs.set_status(running.id, "running")
+    await store.jobs.set_status(done.id, "completed", text="answer")
+    assert await store.jobs.interrupt_unfinished("server restarted") == 2
+    for job in (pending, running):
+        stored = await store.jobs.get("u1", job.id)
+        assert stored is not None and (stored.status, stored.error) == (
+            "failed",
+            "server restarted",
+        )
+    finished = await store.completions.get("u1", pending_row.id)
+    assert finished is not None and finished.error_message == "server restarted"
+    assert finished.completed_us is not None
+    assert finished.metadata["deep_researcher"]["status"] == "failed"
+    kept = await store.jobs.get("u2", done.id)
+    assert kept is not None and (kept.status, kept.error) == ("completed", None)
+    assert await store.jobs.interrupt_unfinished("again") == 0
+
+
+async def test_search_finds_every_matching_chat_however_many_hits_one_chat_has(
+    store: Store,
+) -> None:
+    # One chat whose 25 completions each outrank the other chats' single hits.
+    busy, _ = await store.chats.create("u1", "busy", "apex", answer("zebra zebra", "zebra"))
+    for _ in range(24):
+        await store.chats.add_completion("u1", busy.id, answer("zebra zebra", "zebra"))
+    quiet = [
+        (await store.chats.create("u1", "q", "apex", answer(f"a long prompt {i} about a zebra")))[0]
+        for i in range(2)
+    ]
+    found = await store.chats.search("u1", "zebra", limit=2)
+    assert found[0] == busy.id and len(found) == 2 and found[1] in {c.id for c in quiet}
+    assert set(await store.chats.search("u1", "zebra", limit=3)) == {
+        busy.id,
+        *(c.id for c in quiet),
+    }
+
+
+async def test_a_new_chat_and_its_completion_are_stored_as_given(store: Store) -> None:
+    before = now_us()
+    chat, first = await store.chats.create("u1", "Zebras", "apex", answer("q", "ans", k=1))
+    assert (chat.user_id, chat.title, chat.chat_type) == ("u1", "Zebras", "apex")
+    assert before <= chat.created_us == chat.updated_us <= now_us()
+    assert await store.chats.get("u1", chat.id) == chat
+    assert await store.chats.get("u2", chat.id) is None  # another user's chat is not there
+    assert await store.completions.get("u1", first.id) == first
+    assert (first.chat_id, first.user_prompt_text, first.completion_text) == (chat.id, "q", "ans")
+    assert first.created_us == first.completed_us == chat.created_us
+    assert first.metadata == {"k": 1} and first.error_message == ""
+    assert first.completion_type == "basic"
+
+
+async def test_a_chats_completions_come_oldest_first_and_only_to_their_owner(store: Store) -> None:
+    chat, first = await store.chats.create("u1", "t", "apex", answer("one"))
+    second = await store.chats.add_completion("u1", chat.id, answer("two"))
+    assert second is not None
+    pending = await store.chats.add_completion(
+        "u1", chat.id, NewCompletion("three", "", "basic", {}, completed=False)
+    )
+    assert pending is not None and pending.completed_us is None
+    listed = await store.chats.completions("u1", chat.id)
+    assert listed is not None and [c.user_prompt_text for c in listed] == ["one", "two", "three"]
+    assert listed[0] == first and listed[2].completed_us is None
+    assert await store.chats.completions("u2", chat.id) is None
+    assert await store.chats.add_completion("u2", chat.id, answer()) is None
+
+
+async def test_deleting_is_all_or_nothing_and_names_the_unknown_ids(store: Store) -> None:
+    mine, _ = await store.chats.create("u1", "mine", "apex", answer())
+    other, _ = await store.chats.create("u1", "other", "apex", answer())
+    theirs, _ = await store.chats.create("u2", "theirs", "apex", answer())
+    assert await store.chats.delete("u1", [mine.id, theirs.id, "nope"]) == [theirs.id, "nope"]
+    assert await store.chats.get("u1", mine.id) == mine  # nothing was deleted
+    assert await store.chats.delete("u1", [mine.id]) == []
+    assert await store.chats.get("u1", mine.id) is None
+    assert await store.chats.get("u1", other.id) == other
+    assert await store.chats.get("u2", theirs.id) == theirs
+
+
+async def test_deleting_completions_is_all_or_nothing_too(store: Store) -> None:
+    chat, first = await store.chats.create("u1", "t", "apex", answer("one"))
+    second = await store.chats.add_completion("u1", chat.id, answer("two"))
+    assert second is not None
+    assert await store.completions.delete("u2", [first.id]) == [first.id]
+    assert await store.completions.delete("u1", [first.id, "nope"]) == ["nope"]
+    assert await store.completions.delete("u1", [first.id]) == []
+    listed = await store.chats.completions("u1", chat.id)
+    assert listed is not None and [c.id for c in listed] == [second.id]
+
+
+async def test_a_metadata_patch_replaces_keys_and_null_removes_them(store: Store) -> None:
+    _, row = await store.chats.create("u1", "t", "apex", answer(a=1, b=2))
+    patched = await store.completions.update("u1", row.id, metadata_patch={"a": None, "c": 3})
+    assert patched is not None and patched.metadata == {"b": 2, "c": 3}
+    absent = await store.completions.update("u1", row.id, metadata_patch={"never-set": None})
+    assert absent is not None and absent.metadata == {"b": 2, "c": 3}
+    same = await store.completions.update("u1", row.id, text="new", metadata_patch={})
+    assert same is not None and same.metadata == {"b": 2, "c": 3}
+    assert same.completion_text == "new" and same.user_prompt_text == "p"
+
+
+async def test_only_completions_marked_as_deep_research_are_listed_as_such(store: Store) -> None:
+    await store.chats.create("u1", "t", "apex", answer())
+    _, completion = await store.jobs.create("u1", b"req", "question", "title")
+    listed = await store.completions.deep_research("u1")
+    assert [c.id for c in listed] == [completion.id]
+    assert completion.completed_us is None and completion.completion_type == "deep_research"
+
+
+async def test_a_job_completes_its_completion_only_when_it_ends(store: Store) -> None:
+    job, completion = await store.jobs.create("u1", b"req", "question", "title")
+    await store.jobs.set_status(job.id, "running", details={"step": 1})
+    running = await store.completions.get("u1", completion.id)
+    assert running is not None and running.completed_us is None
+    assert running.metadata["deep_researcher"] == {"job_id": job.id, "status": "running", "step": 1}
+    await store.jobs.set_status(job.id, "failed", error="upstream down")
+    failed = await store.completions.get("u1", completion.id)
+    assert failed is not None and failed.completed_us is not None
+    assert failed.error_message == "upstream down" and failed.completion_text == ""
+    stored = await store.jobs.get("u1", job.id)
+    assert stored is not None and (stored.status, stored.error) == ("failed", "upstream down")
+
+
+async def test_the_store_reopens_with_its_rows(tmp_path) -> None:
+    path = tmp_path / "apex.sqlite3"
+    first = Store(path)
+    try:
+        chat, _ = await first.chats.create("u1", "kept", "apex", answer())
+        assert first.path == path
+        assert any(t.name.startswith("apex-grpc-store") for t in threading.enumerate())
+    finally:
+        first.close()
+    again = Store(path)
+    try:
+        assert await again.chats.get("u1", chat.id) == chat
+        version = again.worker.call(
+            lambda: again.worker.conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchall()
+        )
+        assert version == [(str(SCHEMA_VERSION),)]
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "title"),
+    [
+        ("Tell me about zebras", "Tell me about zebras"),
+        ("  spaced \n  out  ", "spaced out"),
+        ("one two three four five six seven eight", "one two three four five six seven eight"),
+        (
+            "one two three four five six seven eight nine",
+            "one two three four five six seven eight…",
+        ),
+        ("x" * 60, "x" * 60),
+        ("x" * 61, "x" * 59 + "…"),
+        ("word " * 3 + "y" * 70, "word word word " + "y" * 44 + "…"),
+        ("a" * 58 + " " + "b" * 10, "a" * 58 + "…"),  # no space before the ellipsis
+        ("", "Untitled chat"),
+        ("   ", "Untitled chat"),
+    ],
+)
+def test_default_titles_are_the_first_eight_words_within_60_characters(
+    prompt: str, title: str
+) -> None:
+    assert default_title(prompt) == title
+    assert len(default_title(prompt)) <= 60
+
+
+def test_now_is_counted_in_whole_microseconds() -> None:
+    stamp = now_us()
+    assert isinstance(stamp, int) and abs(stamp / 1e6 - time.time()) < 5

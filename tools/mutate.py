@@ -1,0 +1,335 @@
+"""Mutation testing of the modules whose bugs cost users most (`make mutate`).
+
+    python tools/mutate.py                 # every module group below
+    python tools/mutate.py retry errors    # some of them (make mutate ARGS="retry errors")
+    python tools/mutate.py --report        # the table of the last run, run nothing
+
+mutmut (configured in pyproject.toml, [tool.mutmut]) writes every mutant of
+the listed files into mutants/, finds which of the selected tests reach each
+mutated function, and runs those tests once per mutant in a process forked
+from a fork server that has only imported and collected them. This driver
+starts from an empty mutants/ (new tests and changed code always count),
+runs the chosen groups, prints one row per group and writes the rows into
+tests/MUTATION.md between its markers.
+
+mutmut leaves decorated functions alone. The store's operations are
+written once as ``@on_worker`` methods (apex_grpc_server/_sqlite.py), so this
+driver runs mutmut with two small patches (`_mutate_on_worker_methods`): such
+a method is mutated like any other, and only the trampoline that picks the
+active mutant keeps the decorator (the copies it dispatches to are plain).
+
+A survivor listed under "Equivalent mutants" in tests/MUTATION.md (by the
+line it changes, so renumbering does not matter) is left out of the score;
+every other survivor is written with its diff to mutants/survivors.txt.
+Timeouts and crashes are counted apart, never as kills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "tests" / "MUTATION.md"
+MUTANTS = ROOT / "mutants"
+BEGIN, END = "<!-- mutate:scores -->", "<!-- /mutate:scores -->"
+EQUIVALENT_HEADING = "## Equivalent mutants"
+
+ALL = None
+"""Every function of a file."""
+
+GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
+    "retry": [
+        ("src/apex_grpc/_retry.py", ALL),
+        ("src/apex_grpc/_settings/call.py", ("choose_timeout", "resolve", "_stream_limit")),
+    ],
+    "stream-state": [
+        ("src/apex_grpc/_streaming/state.py", ALL),
+        ("src/apex_grpc/_streaming/accumulator.py", ALL),
+    ],
+    "watchdog": [("src/apex_grpc/_streaming/watchdog.py", ALL)],
+    "pool": [("src/apex_grpc/_transport/pool.py", ALL)],
+    "errors": [("src/apex_grpc/_errors.py", ALL)],
+    "validation": [
+        ("src/apex_grpc/_requests/validate.py", ALL),
+        ("src/apex_grpc/_requests/chat.py", ALL),
+        ("src/apex_grpc/_settings/checks.py", ALL),
+    ],
+    "server-auth": [("src/apex_grpc_server/_auth.py", ALL)],
+    "server-store": [
+        ("src/apex_grpc_server/_store/__init__.py", ALL),
+        ("src/apex_grpc_server/_store/_chats.py", ALL),
+        ("src/apex_grpc_server/_store/_jobs.py", ALL),
+        ("src/apex_grpc_server/_store/_rows.py", ALL),
+    ],
+}
+
+# mutmut's exit-code vocabulary (mutmut.stats.status_by_exit_code), folded into our columns.
+KILLED, SURVIVED, UNTESTED, BROKE = "killed", "survived", "no test", "timeout/crash"
+COLUMN_OF_STATUS = {
+    "killed": KILLED,
+    "survived": SURVIVED,
+    "no tests": UNTESTED,
+}
+
+
+def module_of(path: str) -> str:
+    """The dotted module mutmut names a file's mutants after."""
+    dotted = path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+    return dotted.removesuffix(".__init__")
+
+
+def function_of(key: str) -> str:
+    """`Class.method` or `function` of a mutant key such as ``m.xǁPoolǁacquire__mutmut_3``."""
+    mangled = key.rpartition(".")[2].partition("__mutmut_")[0]
+    if mangled.startswith("x_"):
+        return mangled[2:]
+    return mangled.lstrip("xǁ").replace("ǁ", ".")
+
+
+def wanted(function: str, functions: tuple[str, ...] | None) -> bool:
+    return functions is ALL or function.rpartition(".")[2] in functions
+
+
+@dataclass
+class Row:
+    """One group's outcome."""
+
+    group: str
+    counts: Counter[str] = field(default_factory=Counter)
+    survivors: list[tuple[str, str]] = field(default_factory=list)
+    """(mutant key, diff) of the survivors not judged equivalent, the untested ones included."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def score(self) -> float:
+        """Killed mutants over all mutants that are not equivalent."""
+        judged = self.total - self.counts["equivalent"]
+        return self.counts[KILLED] / judged if judged else 1.0
+
+    def cells(self) -> list[str]:
+        c = self.counts
+        return [
+            self.group,
+            str(self.total),
+            str(c[KILLED]),
+            str(c[SURVIVED]),
+            str(c[UNTESTED]),
+            str(c[BROKE]),
+            str(c["equivalent"]),
+            f"{self.score:.1%}",
+        ]
+
+
+HEADER = [
+    "module",
+    "mutants",
+    "killed",
+    "survived",
+    "no test",
+    "timeout/crash",
+    "equivalent",
+    "score",
+]
+
+
+def mutant_globs(groups: list[str]) -> list[str]:
+    """mutmut name patterns for the mutants of `groups`."""
+    globs = []
+    for group in groups:
+        for path, functions in GROUPS[group]:
+            module = module_of(path)
+            if functions is ALL:
+                # `m.*` would also match modules below a package (`_store._chats`).
+                globs += [f"{module}.x_*", f"{module}.xǁ*"]
+            else:
+                globs += [f"{module}.x_{name}__mutmut_*" for name in functions]
+    return globs
+
+
+def signature(key: str, diff: str) -> str:
+    """How tests/MUTATION.md names a mutant: its function, the line(s) it removes and adds."""
+    lines = diff.splitlines()[2:]  # past the ---/+++ header
+    removed = " / ".join(x[1:].strip() for x in lines if x.startswith("-"))
+    added = " / ".join(x[1:].strip() for x in lines if x.startswith("+"))
+    return f"{function_of(key)}: {removed} => {added}"
+
+
+def equivalents() -> set[str]:
+    """The signatures listed under the equivalent-mutants heading of tests/MUTATION.md."""
+    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
+    section = text.partition(EQUIVALENT_HEADING)[2]
+    return {m.group(1) for m in re.finditer(r"^\s*- `(.+)`", section, re.MULTILINE)}
+
+
+def collect(groups: list[str]) -> list[Row]:
+    """Read mutmut's results for `groups` from mutants/."""
+    os.chdir(ROOT)  # mutmut's helpers read mutants/ relative to here
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    known_equivalent = equivalents()
+    rows = []
+    for group in groups:
+        row = Row(group)
+        for path, functions in GROUPS[group]:
+            meta = MUTANTS / f"{path}.meta"
+            if not meta.exists():
+                continue
+            results = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+            for key, exit_code in sorted(results.items()):
+                if not wanted(function_of(key), functions):
+                    continue
+                column = COLUMN_OF_STATUS.get(status_by_exit_code[exit_code], BROKE)
+                if column in (SURVIVED, UNTESTED):
+                    diff = get_diff_for_mutant(key, path=path)
+                    if signature(key, diff) in known_equivalent:
+                        column = "equivalent"
+                    else:
+                        row.survivors.append((key, diff))
+                row.counts[column] += 1
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def update_report(rows: list[Row], seconds: float) -> None:
+    """Replace the rows of these groups in tests/MUTATION.md's score table, keep the others."""
+    text = REPORT.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    old, _, tail = rest.partition(END)
+    kept = {
+        line.split("|")[1].strip(): line
+        for line in old.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in GROUPS
+    }
+    for row in rows:
+        kept[row.group] = "| " + " | ".join(row.cells()) + " |"
+    names = ", ".join(row.group for row in rows)
+    body = [
+        "",
+        f"Last run: {date.today().isoformat()}, {names}, {seconds / 60:.1f} min"
+        + ("." if len(rows) == len(GROUPS) else "; the other rows are from earlier runs."),
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+        *(kept[group] for group in GROUPS if group in kept),
+        "",
+    ]
+    REPORT.write_text(head + BEGIN + "\n".join(body) + END + tail, encoding="utf-8")
+
+
+def write_survivors(rows: list[Row]) -> Path:
+    out = MUTANTS / "survivors.txt"
+    with out.open("w", encoding="utf-8") as f:
+        for row in rows:
+            for key, diff in row.survivors:
+                f.write(f"# {row.group}  {key}\n# {signature(key, diff)}\n{diff}\n\n")
+    return out
+
+
+DECORATORS_TO_MUTATE_THROUGH = frozenset({"on_worker"})
+
+
+def _mutate_on_worker_methods() -> None:
+    """Patch mutmut 3.8 to mutate methods whose one decorator is ``@on_worker``."""
+    import libcst as cst
+    from mutmut.mutation import file_mutation
+
+    def decorated_through(node: object) -> bool:
+        return (
+            isinstance(node, cst.FunctionDef)
+            and len(node.decorators) == 1
+            and isinstance(node.decorators[0].decorator, cst.Name)
+            and node.decorators[0].decorator.value in DECORATORS_TO_MUTATE_THROUGH
+        )
+
+    visitor = file_mutation.MutationVisitor
+    skip = visitor._skip_node_and_children
+    arrange = file_mutation.function_trampoline_arrangement
+
+    def skip_unless_on_worker(self: object, node: cst.CSTNode) -> bool:
+        if decorated_through(node):
+            node = node.with_changes(decorators=[])  # type: ignore[attr-defined]
+        return skip(self, node)  # type: ignore[no-any-return]
+
+    def arrange_with_plain_copies(function: cst.FunctionDef, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if not decorated_through(function):
+            return arrange(function, *args, **kwargs)
+        declarations, methods, assignments, names = arrange(
+            function.with_changes(decorators=[]), *args, **kwargs
+        )
+        trampoline, *copies = methods
+        trampoline = trampoline.with_changes(
+            decorators=[*function.decorators, *trampoline.decorators]
+        )
+        return declarations, [trampoline, *copies], assignments, names
+
+    visitor._skip_node_and_children = skip_unless_on_worker
+    file_mutation.function_trampoline_arrangement = arrange_with_plain_copies
+
+
+def run_mutmut(groups: list[str], jobs: int) -> None:
+    shutil.rmtree(MUTANTS, ignore_errors=True)
+    MUTANTS.mkdir()
+    log = MUTANTS / "mutmut-run.log"
+    command = [sys.executable, __file__, "--as-mutmut", "run", "--max-children", str(jobs)]
+    command += mutant_globs(groups)
+    print(f"mutmut: {len(groups)} group(s), {jobs} at a time; progress in {log.relative_to(ROOT)}")
+    with log.open("w", encoding="utf-8") as out:
+        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        sys.exit(f"mutmut failed (exit {done.returncode}); see {log}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--as-mutmut"]:  # run_mutmut's child: mutmut itself, patched
+        _mutate_on_worker_methods()
+        from mutmut.__main__ import cli
+
+        cli(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("groups", nargs="*", metavar="module", help=", ".join(GROUPS))
+    parser.add_argument("--report", action="store_true", help="report the last run only")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")))
+    args = parser.parse_args()
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown module {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    groups = args.groups or list(GROUPS)
+
+    started = time.monotonic()
+    if not args.report:
+        run_mutmut(groups, args.jobs)
+    rows = collect(groups)
+    seconds = time.monotonic() - started
+    print(table(rows))
+    survivors = write_survivors(rows)
+    left = sum(len(row.survivors) for row in rows)
+    print(f"{left} survivors not judged equivalent: {survivors.relative_to(ROOT)}")
+    if not args.report:
+        update_report(rows, seconds)
+        print(f"{seconds / 60:.1f} min; scores written to {REPORT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
