@@ -100,6 +100,10 @@ REFUSED_STREAM = re.compile(r"RST_STREAM.*(?:error code 7\b|REFUSED_STREAM)", re
 """How grpc reports a stream the server refused before it saw the call (HTTP/2 code 7)."""
 MAX_REFUSALS = 64
 """Refused attempts of one call retried for free; past this they spend `max_retries`."""
+REFUSAL_BACKOFF = 0.005
+"""The wait before a refused attempt's retry, doubling per refusal: long enough for the other
+refusals of a burst to arrive first and teach the pool the server's limit, so the retries go
+to connections with room instead of back to the full one."""
 REFUSAL_BACKOFF_CAP = 0.25
 
 
@@ -181,14 +185,14 @@ class Attempts:
     ) -> float | None:
         """How long to wait before the next attempt, or None if the call must fail now.
 
-        A refused stream is retried while time is left (the first at once,
-        then with a short backoff), without spending a retry. Otherwise a call
+        A refused stream is retried while time is left, after a short backoff
+        (REFUSAL_BACKOFF, doubling), without spending a retry. Otherwise a call
         is retried when retries are left, the code is retryable (or
         pushback-retryable with a non-negative pushback), and the wait still
         leaves time before the deadline.
         """
         if self.refused < MAX_REFUSALS and is_refused_stream(code, details):
-            delay: float = min(0.001 * (2**self.refused - 1), REFUSAL_BACKOFF_CAP)
+            delay: float = min(REFUSAL_BACKOFF * 2**self.refused, REFUSAL_BACKOFF_CAP)
             left = self.remaining()
             if left is not None and delay >= left:
                 return None

@@ -29,7 +29,9 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def burst(side: str, target: str, count: int, **options: Any) -> tuple[list[Any], list[Any], float]:
+def burst(
+    side: str, target: str, count: int, keep_pool: list[Any] | None = None, **options: Any
+) -> tuple[list[Any], list[Any], float]:
     """`count` concurrent unary calls through ONE client: (results or errors, infos, seconds)."""
     infos = [mc.CallInfo() for _ in range(count)]
     arguments = {"api_key": KEY, "base_url": target, "secure": False, **options}
@@ -45,8 +47,10 @@ def burst(side: str, target: str, count: int, **options: Any) -> tuple[list[Any]
                 except mc.ApexError as error:
                     return error
 
-            with ThreadPoolExecutor(count) as pool:
-                results = list(pool.map(one, range(count)))
+            with ThreadPoolExecutor(count) as threads:
+                results = list(threads.map(one, range(count)))
+            if keep_pool is not None:
+                keep_pool.append(client._transport.pool())
     else:
 
         async def run() -> list[Any]:
@@ -55,7 +59,10 @@ def burst(side: str, target: str, count: int, **options: Any) -> tuple[list[Any]
                     client.chat.completions.create(messages=ask(f"q{i}"), call_info=infos[i])
                     for i in range(count)
                 ]
-                return list(await asyncio.gather(*calls, return_exceptions=True))
+                answered = list(await asyncio.gather(*calls, return_exceptions=True))
+                if keep_pool is not None:
+                    keep_pool.append(client._transport.pool())
+                return answered
 
         results = asyncio.run(run())
     return results, infos, time.monotonic() - started
@@ -71,25 +78,26 @@ def answers(results: list[Any]) -> list[str]:
 @pytest.mark.parametrize("side", SIDES)
 def test_calls_past_the_limit_go_to_more_connections(side: str) -> None:
     with LimitedServer(max_streams=10, delay=0.5) as server:
-        results, _, elapsed = burst(side, server.target, 40, max_streams_per_connection=10)
+        results, _, _ = burst(side, server.target, 40, max_streams_per_connection=10)
     assert answers(results) == [f"q{i}" for i in range(40)]  # every answer, none lost
+    # Four connections, none asked for more than the server takes at once (a fifth call on
+    # one would wait in grpc's queue there); the time it saves is measured in `make bench`.
     assert server.connections >= 4 and max(server.peak.values()) <= 10
-    # On one connection the server would take 10 at a time: 4 rounds of 0.5 s = 2 s.
-    assert elapsed < 1.5
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_a_refused_burst_is_retried_elsewhere_and_the_limit_is_learned(side: str) -> None:
     # The client starts at 100 streams per connection; this server takes 10, and refuses
     # what a fresh connection sends before the client has its settings.
+    pools: list[Any] = []
     with LimitedServer(max_streams=10, delay=0.5) as server:
-        results, infos, elapsed = burst(side, server.target, 60, max_retries=0)
+        results, infos, _ = burst(side, server.target, 60, max_retries=0, keep_pool=pools)
     assert answers(results) == [f"q{i}" for i in range(60)]  # max_retries=0, and none lost
     refused = sum(info.refused for info in infos)
     assert refused > 0, "the server refused nothing: the test did not test the retry"
     assert all(info.attempts == info.refused + 1 for info in infos)
-    assert server.connections > 1
-    assert elapsed < 3.0  # 6 rounds on one connection would take 3 s
+    assert server.connections > 1  # the retries went to other connections
+    assert pools[0].stream_limit <= 10  # what the server takes at once, learned from refusals
 
 
 @pytest.mark.parametrize("side", SIDES)

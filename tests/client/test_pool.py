@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -50,56 +51,81 @@ def loads(pool: ConnectionPool[str]) -> list[int]:
     return [c.in_flight for c in pool.connections]
 
 
+def conn(held: tuple[Any, int]) -> Any:
+    return held[0]
+
+
 def test_one_connection_until_it_is_full() -> None:
     pool, channels, _ = make_pool(limit=2)
     first, second = pool.acquire(), pool.acquire()
-    assert first is second is pool.primary and channels.opened == [0]
+    assert conn(first) is conn(second) is pool.primary and channels.opened == [0]
+    assert (first[1], second[1]) == (0, 1)  # each call's ticket: its place in line there
     third = pool.acquire()  # the primary is full: a second connection, its own channel args
-    assert third is not first and channels.opened == [0, 1] and loads(pool) == [2, 1]
-    assert third.callables == {"Method": "callable-1"}
+    assert conn(third) is not conn(first) and channels.opened == [0, 1] and loads(pool) == [2, 1]
+    assert conn(third).callables == {"Method": "callable-1"} and third[1] == 0
 
 
 def test_least_loaded_connection_with_room_takes_the_next_call() -> None:
     pool, _, _ = make_pool(limit=3)
     held = [pool.acquire() for _ in range(6)]  # [3, 3]
-    pool.release(held[0])  # [2, 3]
-    pool.release(held[1])  # [1, 3]
+    pool.release(*held[0])  # [2, 3]
+    pool.release(*held[1])  # [1, 3]
     assert loads(pool) == [1, 3]
-    assert pool.acquire() is pool.primary and loads(pool) == [2, 3]
-    for connection in held[3:]:
-        pool.release(connection)  # [2, 0]
-    assert pool.acquire() is pool.connections[1]  # the emptier one, not the first
+    assert conn(pool.acquire()) is pool.primary and loads(pool) == [2, 3]
+    for connection, ticket in held[3:]:
+        pool.release(connection, ticket)  # [2, 0]
+    assert conn(pool.acquire()) is pool.connections[1]  # the emptier one, not the first
+
+
+def test_a_call_is_given_back_once() -> None:
+    pool, _, now = make_pool(limit=3)
+    held = pool.acquire()
+    now[0] = 7.0
+    pool.release(*held)
+    pool.release(*held)  # twice: no effect the second time
+    assert loads(pool) == [0] and pool.primary.idle_since == 7.0
 
 
 def test_past_the_cap_the_least_loaded_connection_takes_it() -> None:
     pool, channels, _ = make_pool(limit=1, max_connections=2)
     a, b = pool.acquire(), pool.acquire()
     c = pool.acquire()  # both full and no more connections: grpc queues it on the least loaded
-    assert channels.opened == [0, 1] and c is a and loads(pool) == [2, 1]
-    pool.release(a)
-    pool.release(c)
-    assert pool.acquire() is a  # ties go to the first connection
+    assert channels.opened == [0, 1] and conn(c) is conn(a) and loads(pool) == [2, 1]
+    pool.release(*a)
+    pool.release(*c)
+    assert conn(pool.acquire()) is conn(a)  # ties go to the first connection
     del b
 
 
 def test_a_refusal_teaches_the_limit() -> None:
     pool, channels, _ = make_pool(limit=100, max_connections=4)
     held = [pool.acquire() for _ in range(15)]
-    # The server took 10 and refused the other 5: each refused call is released, then reported.
-    for refused in held[10:]:
-        pool.release(refused)
-        pool.refused(refused)
+    # The server took the first 10 and refused the other 5: each refused call is released,
+    # then reported; the calls still in flight that came before it are what the server took.
+    for refused in reversed(held[10:]):
+        pool.release(*refused)
+        pool.refused(*refused)
     assert pool.stream_limit == 10
     retried = pool.acquire()  # the retry goes to a connection with room
-    assert retried is not pool.primary and channels.opened == [0, 1]
-    pool.release(held[0])
-    pool.refused(held[0])  # the limit only ever goes down, and never below 1
-    assert pool.stream_limit == 9
+    assert conn(retried) is not pool.primary and channels.opened == [0, 1]
+    pool.release(*held[3])
+    pool.refused(*held[3])  # the limit only ever goes down, and never below 1
+    assert pool.stream_limit == 3
     lone, *_ = make_pool(limit=5)
     only = lone.acquire()
-    lone.release(only)
-    lone.refused(only)
+    lone.release(*only)
+    lone.refused(*only)
     assert lone.stream_limit == 1
+
+
+def test_calls_queued_behind_a_refusal_do_not_count_as_taken() -> None:
+    # 30 calls in flight on a cold connection: the server took 10, refused some of what came
+    # next, and grpc queues the rest; only the calls ahead of the refused one were taken.
+    pool, _, _ = make_pool(limit=100, max_connections=4)
+    held = [pool.acquire() for _ in range(30)]
+    pool.release(*held[10])
+    pool.refused(*held[10])
+    assert pool.stream_limit == 10  # not 29, what was in flight
 
 
 def test_idle_extra_connections_close_after_the_idle_timeout_and_the_primary_stays() -> None:
@@ -107,26 +133,26 @@ def test_idle_extra_connections_close_after_the_idle_timeout_and_the_primary_sta
     first, second, third = pool.acquire(), pool.acquire(), pool.acquire()
     assert len(pool.connections) == 3
     now[0] = 5.0
-    pool.release(second)  # idle since t=5
+    pool.release(*second)  # idle since t=5
     assert pool.sweep() == 15.0  # the busy third is looked at again a timeout from now
     now[0] = 14.9
     assert pool.sweep() is not None and len(pool.connections) == 3
     now[0] = 15.0
-    pool.release(first)  # the primary goes idle too: it is never closed
+    pool.release(*first)  # the primary goes idle too: it is never closed
     pool.sweep()
     assert channels.closed == ["channel-1"] and len(pool.connections) == 2
-    pool.release(third)
+    pool.release(*third)
     now[0] = 40.0
     assert pool.sweep() is None  # nothing extra is left to watch
     assert channels.closed == ["channel-1", "channel-2"] and pool.connections == [pool.primary]
     grown = [pool.acquire(), pool.acquire()]  # growing again opens a channel of a new index
-    assert channels.opened == [0, 1, 2, 3] and grown[1].index == 1
+    assert channels.opened == [0, 1, 2, 3] and conn(grown[1]).index == 1
 
 
 def test_a_busy_connection_is_never_closed() -> None:
     pool, channels, now = make_pool(limit=1, idle=1.0)
     pool.acquire()
-    busy = pool.acquire()
+    busy = conn(pool.acquire())
     now[0] = 100.0
     pool.sweep()
     assert channels.closed == [] and busy in pool.connections
@@ -152,9 +178,9 @@ def test_the_next_sweep_is_due_when_the_first_idle_connection_expires() -> None:
     pool, _, now = make_pool(limit=1, idle=10.0)
     held = [pool.acquire() for _ in range(3)]
     now[0] = 2.0
-    pool.release(held[1])  # due at 12
+    pool.release(*held[1])  # due at 12
     now[0] = 5.0
-    pool.release(held[2])  # due at 15
+    pool.release(*held[2])  # due at 15
     assert pool.sweep() == 12.0  # the earliest, not the last one looked at
 
 

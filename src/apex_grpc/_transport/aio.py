@@ -114,22 +114,22 @@ class AsyncTransport:
         method, request = prepared.method, prepared.request
         state = UnaryAttempts(prepared)
         while True:
-            connection = pool.acquire()
+            connection, ticket = pool.acquire()
             rpc = connection.callables[method](request, **state.attempt())
             try:
                 response = await rpc
             except grpc.RpcError as error:
-                pool.release(connection)
+                pool.release(connection, ticket)
                 delay = state.failed(error)
                 if state.refused:
-                    pool.refused(connection)
+                    pool.refused(connection, ticket)
                 await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:
-                pool.release(connection)
+                pool.release(connection, ticket)
                 rpc.cancel()
                 raise
-            pool.release(connection)
+            pool.release(connection, ticket)
             if state.detailed:
                 state.succeeded(
                     await rpc.initial_metadata(),

@@ -9,7 +9,11 @@ with room; when every connection is full a new one is opened, up to
 `max_connections`; past that the least-loaded connection takes it (grpc
 queues it there). Extra connections that stay idle are closed again. The
 limit per connection starts at `stream_limit` and is lowered when the server
-refuses a stream: what was in flight on that connection is what it takes.
+refuses a stream: the calls still in flight that went on that connection
+before the refused one are what the server took. (Refusals happen to the
+streams a burst sends on a new connection before the server's settings
+arrive; after that grpc queues what is past the limit on that connection,
+so set `stream_limit` to the server's limit where it is known.)
 
 Channels to one target share a connection unless their arguments differ, so
 connection n > 0 is opened with one more channel argument. Opening and
@@ -36,7 +40,7 @@ CONNECTION_INDEX_ARG = "apex_grpc.connection_index"
 class Connection(Generic[Channel]):
     """One channel (one HTTP/2 connection per resolved address) and its calls in flight."""
 
-    __slots__ = ("callables", "channel", "idle_since", "in_flight", "index")
+    __slots__ = ("callables", "channel", "idle_since", "in_flight", "index", "issued", "tickets")
 
     def __init__(self, index: int, channel: Channel, callables: dict[Any, Any]) -> None:
         self.index = index
@@ -44,7 +48,19 @@ class Connection(Generic[Channel]):
         self.callables = callables
         """The channel's multi-callable per RPC method."""
         self.in_flight = 0
+        self.tickets: dict[int, None] = {}
+        """The calls in flight, by the order they were given this connection."""
+        self.issued = 0
         self.idle_since: float | None = None
+
+    def take(self) -> int:
+        """Count one more call in flight; returns its ticket (its place in line)."""
+        ticket = self.issued
+        self.issued = ticket + 1
+        self.tickets[ticket] = None
+        self.in_flight += 1
+        self.idle_since = None
+        return ticket
 
     def __repr__(self) -> str:
         return f"<Connection {self.index}: {self.in_flight} in flight>"
@@ -83,39 +99,41 @@ class ConnectionPool(Generic[Channel]):
         self.opened = 1
         """Connections opened over the pool's life (the primary included)."""
 
-    def acquire(self) -> Connection[Channel]:
-        """The connection the next call goes on; the call counts as in flight there."""
+    def acquire(self) -> tuple[Connection[Channel], int]:
+        """The connection the next call goes on, and the call's ticket there.
+
+        The call counts as in flight on that connection until `release`.
+        """
         with self._lock:
             primary = self.primary
             if primary.in_flight < self.stream_limit and len(self.connections) == 1:
-                primary.in_flight += 1  # the common case: one connection with room
-                primary.idle_since = None
-                return primary
+                return primary, primary.take()  # the common case: one connection with room
             chosen = min(self.connections, key=_load)
             if (
                 chosen.in_flight >= self.stream_limit
                 and len(self.connections) < self.max_connections
             ):
                 chosen = self._open(len(self.connections))
-            chosen.in_flight += 1
-            chosen.idle_since = None
-            return chosen
+            return chosen, chosen.take()
 
-    def release(self, connection: Connection[Channel]) -> None:
-        """A call on `connection` ended (any way: done, failed, cancelled, abandoned)."""
+    def release(self, connection: Connection[Channel], ticket: int) -> None:
+        """The call with `ticket` on `connection` ended (done, failed, cancelled, abandoned)."""
         with self._lock:
-            connection.in_flight -= 1
-            if connection.in_flight == 0:
-                connection.idle_since = self._clock()
+            if connection.tickets.pop(ticket, 0) is None:
+                connection.in_flight -= 1
+                if connection.in_flight == 0:
+                    connection.idle_since = self._clock()
 
-    def refused(self, connection: Connection[Channel]) -> None:
-        """The server refused a stream on `connection` (called after `release`).
+    def refused(self, connection: Connection[Channel], ticket: int) -> None:
+        """The server refused the stream of `ticket` on `connection` (after `release`).
 
-        What is still in flight there is what the server takes; later calls
-        go to other connections sooner.
+        The calls still in flight there that came before it are what the
+        server took; the limit comes down to that, so later calls go to
+        other connections.
         """
         with self._lock:
-            self.stream_limit = max(1, min(self.stream_limit, connection.in_flight))
+            took = sum(1 for earlier in connection.tickets if earlier < ticket)
+            self.stream_limit = max(1, min(self.stream_limit, took))
 
     def sweep(self) -> float | None:
         """Close extra connections idle for `idle_timeout`.
@@ -174,6 +192,7 @@ class PooledOpener:
     """
 
     __slots__ = ("attempt", "held", "invoke_arguments", "last", "method", "pool", "request")
+    # held: attempt number -> (connection, ticket); last: the same for the latest attempt.
 
     def __init__(self, pool: ConnectionPool[Any], prepared: Prepared[Any, Any]) -> None:
         settings = prepared.settings
@@ -186,19 +205,20 @@ class PooledOpener:
             "wait_for_ready": settings.wait_for_ready,
         }
         self.attempt = 0
-        self.held: dict[int, Connection[Any]] = {}
-        """The connection of each attempt not yet given back (popping is atomic)."""
-        self.last: Connection[Any] | None = None
+        self.held: dict[int, tuple[Connection[Any], int]] = {}
+        """The connection and ticket of each attempt not yet given back (popping is atomic)."""
+        self.last: tuple[Connection[Any], int] | None = None
 
     def __call__(self, timeout: float | None) -> Any:
         """Start one attempt with `timeout` seconds; returns the grpc call."""
         self.release()
         pool = self.pool
-        connection = pool.acquire()
+        held = pool.acquire()
+        connection = held[0]
         self.attempt += 1
         attempt = self.attempt
-        self.held[attempt] = connection
-        self.last = connection
+        self.held[attempt] = held
+        self.last = held
         try:
             call = connection.callables[self.method](
                 self.request, timeout=timeout, **self.invoke_arguments
@@ -216,9 +236,9 @@ class PooledOpener:
     def refused(self) -> None:
         """The last attempt was refused by the server (REFUSED_STREAM); after `release`."""
         if self.last is not None:
-            self.pool.refused(self.last)
+            self.pool.refused(*self.last)
 
     def _give_back(self, attempt: int) -> None:
-        connection = self.held.pop(attempt, None)
-        if connection is not None:
-            self.pool.release(connection)
+        held = self.held.pop(attempt, None)
+        if held is not None:
+            self.pool.release(*held)

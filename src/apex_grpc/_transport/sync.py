@@ -78,7 +78,7 @@ class SyncTransport:
         method, request = prepared.method, prepared.request
         state = UnaryAttempts(prepared)
         while True:
-            connection = pool.acquire()
+            connection, ticket = pool.acquire()
             try:
                 invoke = connection.callables[method]
                 if not state.detailed:
@@ -95,9 +95,9 @@ class SyncTransport:
                     raise ClientClosedError("the client was closed during the call") from error
                 raise
             finally:
-                pool.release(connection)
+                pool.release(connection, ticket)
             if state.refused:
-                pool.refused(connection)
+                pool.refused(connection, ticket)
             time.sleep(delay)
 
     def stream(self, prepared: Prepared[Any, Any]) -> ChatCompletionStream:
