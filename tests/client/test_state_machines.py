@@ -260,6 +260,10 @@ def test_each_unary_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) 
     with pytest.raises(mc.NotFoundError):
         state.failed(FakeRpcError(grpc.StatusCode.NOT_FOUND))
     assert logged(caplog)[-1] == f"rpc {SESSIONS} status=NOT_FOUND attempt=1 request_id=-"
+    state = unary()  # a server that sends the request id in its trailers only (the local one)
+    state.attempt()
+    state.succeeded((), (("x-request-id", "r-t"),), grpc.StatusCode.OK, "")
+    assert logged(caplog)[-1] == f"rpc {SESSIONS} status=OK attempt=1 request_id=r-t"
 
 
 def test_each_stream_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
