@@ -260,3 +260,12 @@ def test_chat_session_requests() -> None:
     assert update.request.metadata["a"][1] == "b"
     created = ops.create_chat("hello")
     assert created.request.chat_type == "apex" and not created.request.HasField("title")
+
+
+def test_drawn_seeds_cover_the_official_range_and_stay_in_it() -> None:
+    import random
+
+    random.seed(20261126)  # deterministic draws
+    seeds = [prepare_chat({"messages": USER}, stream=False).request.seed for _ in range(400)]
+    assert all(0 <= seed <= 65535 for seed in seeds)
+    assert max(seeds) > 60000 and min(seeds) < 5000  # the whole range, not a corner of it
