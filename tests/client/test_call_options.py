@@ -94,6 +94,8 @@ def test_a_retry_policy_and_max_retries_per_call() -> None:
     assert unary(client(), retry=policy).retry is policy
     assert unary(client(), retry=policy, max_retries=1).retry.max_retries == 1
     assert unary(client(retry=policy)).retry is policy
+    # None means "not given", as it does for the client's own max_retries and retry.
+    assert unary(client(retry=policy), max_retries=None, retry=None).retry is policy
 
 
 @pytest.mark.parametrize(
@@ -113,3 +115,23 @@ def test_a_bad_call_option_names_itself(
     with pytest.raises(mc.ValidationError) as caught:
         unary(client(), **options)
     assert caught.value.argument == argument and problem in caught.value.problem
+
+
+@pytest.mark.parametrize("name", ["first_chunk_timeout", "idle_timeout"])
+def test_a_bad_stream_limit_names_itself(name: str) -> None:
+    with pytest.raises(mc.ValidationError) as caught:
+        chat(client(), **{name: 0})
+    assert caught.value.argument == name
+
+
+def test_metadata_checked_once_is_remembered_and_a_bad_one_never_is() -> None:
+    constant = (("x-trace", "t1"),)
+    first, again = unary(client(), metadata=constant), unary(client(), metadata=constant)
+    assert first.metadata[-1] == again.metadata[-1] == ("x-trace", "t1")
+    bad = (("X-Trace", "t1"),)
+    for _ in range(2):  # refused every time, not remembered as checked
+        with pytest.raises(mc.ValidationError, match="lowercase") as caught:
+            unary(client(), metadata=bad)
+        assert caught.value.argument == "metadata['X-Trace']"
+    with pytest.raises(mc.ValidationError):  # an unhashable entry: checked, and refused
+        unary(client(), metadata=(("x-a", ["list"]),))

@@ -186,41 +186,57 @@ def resolve(
 ) -> CallSettings:
     """Check a call's options and apply them over the client's defaults.
 
+    Only the options given are looked at (a call usually passes one or two).
     `stream_options`: whether the method takes StreamOptions too (chat completions).
     """
     base = settings.call_defaults
-    for name in options:
-        if name not in CALL_OPTION_NAMES and not (stream_options and name in STREAM_OPTION_NAMES):
+    call_timeout: float | None = NOT_GIVEN
+    metadata, retry, compression = base.metadata, base.retry, base.compression
+    wait_for_ready, call_info = base.wait_for_ready, None
+    first_chunk, idle = base.first_chunk_timeout, base.idle_timeout
+    max_retries: int | None = None
+    for name, value in options.items():
+        if name == "metadata":
+            extra = checks.metadata(value, name)  # type: ignore[arg-type]
+            if extra:
+                metadata = metadata + extra
+        elif name == "timeout":
+            call_timeout = checks.timeout(value, name)
+        elif name == "retry":
+            if value is not None and not isinstance(value, RetryPolicy):
+                raise ValidationError(name, f"must be a RetryPolicy, got {type(value).__name__}")
+            retry = value or base.retry
+        elif name == "max_retries":
+            max_retries = None if value is None else checks.max_retries(value, name)
+        elif name == "compression":
+            chosen = checks.optional_boolean(value, name)
+            if chosen is not None:
+                compression = grpc.Compression.Gzip if chosen else None
+        elif name == "wait_for_ready":
+            chosen = checks.optional_boolean(value, name)
+            if chosen is not None:
+                wait_for_ready = chosen or None
+        elif name == "call_info":
+            if value is not None and not isinstance(value, CallInfo):
+                raise ValidationError(name, f"must be a CallInfo, got {type(value).__name__}")
+            call_info = value
+        elif stream_options and name == "first_chunk_timeout":
+            first_chunk = checks.timeout(value, name)
+        elif stream_options and name == "idle_timeout":
+            idle = checks.timeout(value, name)
+        else:
             raise ValidationError(name, "unexpected keyword argument")
-    call_timeout = options.get("timeout", NOT_GIVEN)
-    if call_timeout is not NOT_GIVEN:
-        call_timeout = checks.timeout(call_timeout, "timeout")
-    retry = options.get("retry")
-    if retry is None:
-        retry = base.retry
-    elif not isinstance(retry, RetryPolicy):
-        raise ValidationError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
-    if options.get("max_retries") is not None:
-        retry = retry.with_max_retries(checks.max_retries(options["max_retries"], "max_retries"))
-    compression = checks.optional_boolean(options.get("compression"), "compression")
-    wait_for_ready = checks.optional_boolean(options.get("wait_for_ready"), "wait_for_ready")
-    call_info = options.get("call_info")
-    if call_info is not None and not isinstance(call_info, CallInfo):
-        raise ValidationError("call_info", f"must be a CallInfo, got {type(call_info).__name__}")
-    extra = checks.metadata(options.get("metadata"), "metadata")  # type: ignore[arg-type]
+    if max_retries is not None:
+        retry = retry.with_max_retries(max_retries)
     return CallSettings(
         timeout=choose_timeout(call_timeout, settings.timeout, method_default),
-        metadata=base.metadata + extra if extra else base.metadata,
+        metadata=metadata,
         retry=retry,
-        compression=base.compression
-        if compression is None
-        else (grpc.Compression.Gzip if compression else None),
-        wait_for_ready=base.wait_for_ready if wait_for_ready is None else (wait_for_ready or None),
-        first_chunk_timeout=_stream_limit(options, "first_chunk_timeout", base.first_chunk_timeout),
-        idle_timeout=_stream_limit(options, "idle_timeout", base.idle_timeout),
+        compression=compression,
+        wait_for_ready=wait_for_ready,
+        first_chunk_timeout=first_chunk,
+        idle_timeout=idle,
         call_info=call_info,
     )
 
 
-def _stream_limit(options: Mapping[str, object], name: str, default: float | None) -> float | None:
-    return checks.timeout(options[name], name) if name in options else default

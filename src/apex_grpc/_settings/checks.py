@@ -90,10 +90,34 @@ def instance_of(expected: type | tuple[type, ...], what: str) -> Any:
     return check
 
 
+_checked_metadata: dict[tuple[object, ...], Metadata] = {}
+_CHECKED_METADATA_KEPT = 256
+
+
 def metadata(value: MetadataArg, argument: str) -> Metadata:
-    """User metadata: lowercase ASCII keys, no reserved or auth headers, bytes for -bin keys."""
+    """User metadata: lowercase ASCII keys, no reserved or auth headers, bytes for -bin keys.
+
+    A tuple that passed once is remembered (callers often pass the same constant on
+    every call); other shapes are checked every time.
+    """
     if value is None:
         return ()
+    if type(value) is tuple:
+        try:
+            known = _checked_metadata.get(value)
+        except TypeError:  # an unhashable entry: the check below names it
+            known = None
+        if known is not None:
+            return known
+        checked = _check_metadata(value, argument)
+        if len(_checked_metadata) >= _CHECKED_METADATA_KEPT:
+            _checked_metadata.clear()
+        _checked_metadata[value] = checked
+        return checked
+    return _check_metadata(value, argument)
+
+
+def _check_metadata(value: MetadataArg, argument: str) -> Metadata:
     if isinstance(value, Mapping):
         items = list(value.items())
     elif isinstance(value, list | tuple):
