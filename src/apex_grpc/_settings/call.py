@@ -238,5 +238,3 @@ def resolve(
         idle_timeout=idle,
         call_info=call_info,
     )
-
-
