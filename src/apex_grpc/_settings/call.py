@@ -178,6 +178,20 @@ def defaults_for(settings: ClientSettings) -> CallSettings:
     )
 
 
+def _joined(settings: ClientSettings, extra: Metadata) -> RedactedMetadata:
+    """The client's metadata and a call's, remembered per client (calls often pass a constant).
+
+    Kept on the client's settings, not globally: the joined tuples hold its API key.
+    """
+    remembered = settings._joined_metadata
+    joined = remembered.get(extra)
+    if joined is None:
+        if len(remembered) >= 256:
+            remembered.clear()
+        joined = remembered[extra] = settings.call_defaults.metadata + extra
+    return joined
+
+
 def resolve(
     settings: ClientSettings,
     options: Mapping[str, object],
@@ -199,7 +213,7 @@ def resolve(
         if name == "metadata":
             extra = checks.metadata(value, name)  # type: ignore[arg-type]
             if extra:
-                metadata = metadata + extra
+                metadata = _joined(settings, extra)
         elif name == "timeout":
             call_timeout = checks.timeout(value, name)
         elif name == "retry":

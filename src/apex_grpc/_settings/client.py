@@ -30,7 +30,7 @@ from apex_grpc._settings.target import is_loopback_target, normalize_target
 from apex_grpc._version import __version__
 
 if TYPE_CHECKING:
-    from apex_grpc._settings.call import CallSettings
+    from apex_grpc._settings.call import CallSettings, RedactedMetadata
 
 DEFAULT_BASE_URL = "constellation.api.cloud.macrocosmos.ai"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -331,6 +331,11 @@ class ClientSettings:
         from apex_grpc._settings.call import defaults_for
 
         return defaults_for(self)
+
+    @cached_property
+    def _joined_metadata(self) -> dict[Metadata, RedactedMetadata]:
+        """Every call's metadata joined to this client's, by the call's (see `for_call`)."""
+        return {}
 
     def for_call(
         self,
