@@ -114,8 +114,8 @@ def is_refused_stream(code: grpc.StatusCode | None, details: str | None) -> bool
     """
     return (
         code is grpc.StatusCode.UNAVAILABLE
-        and bool(details)
-        and bool(REFUSED_STREAM.search(details or ""))
+        and details is not None
+        and REFUSED_STREAM.search(details) is not None
     )
 
 
@@ -148,11 +148,20 @@ class Attempts:
 
     ``timeout`` is the overall budget in seconds (None: no deadline); each
     attempt gets what is left of it. Attempts the server refused before it
-    saw them (REFUSED_STREAM) are retried at once on another connection and
-    do not spend `policy.max_retries`.
+    saw them (REFUSED_STREAM) are retried after a short backoff, on another
+    connection, and do not spend `policy.max_retries`.
     """
 
-    __slots__ = ("_clock", "_rng", "deadline", "number", "policy", "refused", "retried")
+    __slots__ = (
+        "_clock",
+        "_rng",
+        "deadline",
+        "last_refused",
+        "number",
+        "policy",
+        "refused",
+        "retried",
+    )
 
     def __init__(
         self,
@@ -170,6 +179,8 @@ class Attempts:
         """Retries that spent the policy's `max_retries`."""
         self.refused = 0
         """Attempts the server refused before seeing them (REFUSED_STREAM)."""
+        self.last_refused = False
+        """Whether the failure `retry_delay` last judged was a refusal it retries."""
         self._clock = clock
         self._rng = rng
 
@@ -191,6 +202,7 @@ class Attempts:
         pushback-retryable with a non-negative pushback), and the wait still
         leaves time before the deadline.
         """
+        self.last_refused = False
         if self.refused < MAX_REFUSALS and is_refused_stream(code, details):
             delay: float = min(REFUSAL_BACKOFF * 2**self.refused, REFUSAL_BACKOFF_CAP)
             left = self.remaining()
@@ -198,6 +210,7 @@ class Attempts:
                 return None
             self.refused += 1
             self.number += 1
+            self.last_refused = True
             return delay
         policy = self.policy
         if code is None or self.retried >= policy.max_retries:
@@ -222,7 +235,7 @@ class Attempts:
 class UnaryAttempts:
     """The I/O-free state of one unary call, across its attempts."""
 
-    __slots__ = ("attempts", "detailed", "prepared", "refused", "started")
+    __slots__ = ("attempts", "detailed", "prepared", "started")
 
     def __init__(self, prepared: Prepared[Any, Any]) -> None:
         self.prepared = prepared
@@ -231,8 +244,11 @@ class UnaryAttempts:
         # Reading metadata costs a little; do it only when someone looks at it.
         self.detailed = settings.call_info is not None or logger.isEnabledFor(logging.DEBUG)
         self.started = 0.0
-        self.refused = False
-        """Whether the last failure was a refused stream (the transport tells its pool)."""
+
+    @property
+    def refused(self) -> bool:
+        """Whether the last failure was a refused stream, retried (the transport tells its pool)."""
+        return self.attempts.last_refused
 
     def attempt(self) -> dict[str, Any]:
         """Keyword arguments for the next attempt's grpc call (what is left of the deadline)."""
@@ -259,9 +275,7 @@ class UnaryAttempts:
     def failed(self, error: grpc.RpcError) -> float:
         """Seconds to wait before retrying, or raise the typed error for this failure."""
         code, trailing, details = error.code(), error.trailing_metadata(), error.details()
-        refused_before = self.attempts.refused
         delay = self.attempts.retry_delay(code, trailing, details)
-        self.refused = self.attempts.refused > refused_before
         if self.detailed:
             number = self.attempts.number - (delay is not None)
             status = "REFUSED_STREAM" if self.refused else code.name

@@ -89,9 +89,8 @@ class StreamState:
         if self.stalled or self.accumulator.chunk_count:
             return None
         code = _code(error)
-        refused_before = self.attempts.refused
         delay = self.attempts.retry_delay(code, error.trailing_metadata(), _details(error))
-        refused = self.attempts.refused > refused_before
+        refused = self.attempts.last_refused
         if refused:
             opener.refused()
         self._log("REFUSED_STREAM" if refused else code.name, retried=delay is not None)
