@@ -106,7 +106,7 @@ def test_unary_failures_become_typed_errors_and_fill_call_info() -> None:
         unary().failed(FakeRpcError(grpc.StatusCode.NOT_FOUND, "no such chat"))
 
 
-def test_a_refused_unary_attempt_is_retried_at_once_and_for_free() -> None:
+def test_a_refused_unary_attempt_is_retried_soon_and_for_free() -> None:
     info = mc.CallInfo()
     state = unary(max_retries=0, call_info=info)
     for waited in (0.005, 0.01, 0.02):  # short, doubling: a burst's other refusals land first
