@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import NamedTuple
 
@@ -17,6 +16,7 @@ from apex_grpc import (
     UnavailableError,
     ValidationError,
 )
+from apex_grpc._settings.target import is_loopback_target
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -114,7 +114,7 @@ def _describe_api_error(error: APIError, endpoint: Endpoint | None) -> str:
 def _details(error: APIError, endpoint: Endpoint | None) -> str:
     details = error.details or error.code.name
     if isinstance(error, UnavailableError) and endpoint:
-        if endpoint.secure and is_loopback(endpoint.target):
+        if endpoint.secure and is_loopback_target(endpoint.target):
             return _plaintext_hint(details, endpoint.target)
         if _CONNECT_FAILURE.search(details):
             return f"could not reach {endpoint.target} ({details})"
@@ -135,21 +135,6 @@ def _plaintext_hint(details: str, target: str) -> str:
         f" plaintext: pass --insecure, set MACROCOSMOS_USE_HTTPS=false, or use"
         f" --base-url http://{target}"
     )
-
-
-def is_loopback(target: str) -> bool:
-    """Whether a gRPC target (``host:port``, ``[::1]:port``, ``dns:///host``) is this machine."""
-    host = target.removeprefix("dns:").lstrip("/")
-    if host.startswith("["):
-        host = host[1 : host.find("]")]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def error_line(
