@@ -82,7 +82,8 @@ def test_a_call_is_given_back_once() -> None:
     held = pool.acquire()
     now[0] = 7.0
     pool.release(*held)
-    pool.release(*held)  # twice: no effect the second time
+    now[0] = 9.0
+    pool.release(*held)  # twice: no effect the second time, idle since the first
     assert loads(pool) == [0] and pool.primary.idle_since == 7.0
 
 

@@ -40,14 +40,13 @@ CONNECTION_INDEX_ARG = "apex_grpc.connection_index"
 class Connection(Generic[Channel]):
     """One channel (one HTTP/2 connection per resolved address) and its calls in flight."""
 
-    __slots__ = ("callables", "channel", "idle_since", "in_flight", "index", "issued", "tickets")
+    __slots__ = ("callables", "channel", "idle_since", "index", "issued", "tickets")
 
     def __init__(self, index: int, channel: Channel, callables: dict[Any, Any]) -> None:
         self.index = index
         self.channel = channel
         self.callables = callables
         """The channel's multi-callable per RPC method."""
-        self.in_flight = 0
         self.tickets: dict[int, None] = {}
         """The calls in flight, by the order they were given this connection."""
         self.issued = 0
@@ -58,9 +57,13 @@ class Connection(Generic[Channel]):
         ticket = self.issued
         self.issued = ticket + 1
         self.tickets[ticket] = None
-        self.in_flight += 1
         self.idle_since = None
         return ticket
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight on this connection."""
+        return len(self.tickets)
 
     def __repr__(self) -> str:
         return f"<Connection {self.index}: {self.in_flight} in flight>"
@@ -106,7 +109,7 @@ class ConnectionPool(Generic[Channel]):
         """
         with self._lock:
             primary = self.primary
-            if primary.in_flight < self.stream_limit and len(self.connections) == 1:
+            if len(primary.tickets) < self.stream_limit and len(self.connections) == 1:
                 return primary, primary.take()  # the common case: one connection with room
             chosen = min(self.connections, key=_load)
             if (
@@ -119,10 +122,8 @@ class ConnectionPool(Generic[Channel]):
     def release(self, connection: Connection[Channel], ticket: int) -> None:
         """The call with `ticket` on `connection` ended (done, failed, cancelled, abandoned)."""
         with self._lock:
-            if connection.tickets.pop(ticket, 0) is None:
-                connection.in_flight -= 1
-                if connection.in_flight == 0:
-                    connection.idle_since = self._clock()
+            if connection.tickets.pop(ticket, 0) is None and not connection.tickets:
+                connection.idle_since = self._clock()
 
     def refused(self, connection: Connection[Channel], ticket: int) -> None:
         """The server refused the stream of `ticket` on `connection` (after `release`).
