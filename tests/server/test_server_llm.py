@@ -89,15 +89,19 @@ def test_sdk_default_max_new_tokens_is_cut_at_the_servers_cap(llm, auth) -> None
     assert response.usage.completion_tokens <= ServerConfig().max_new_tokens
 
 
-def test_a_greedy_answer_to_the_seed_prompt_ends_by_itself(llm, auth) -> None:
-    """Without the repetition penalty, greedy decoding loops on one phrase up to the cap."""
+def test_a_greedy_answer_to_the_seed_prompt_does_not_loop(llm, auth) -> None:
+    """Without the repetition penalty, greedy decoding loops on one phrase up to the cap.
+
+    Whether the answer also ends before 900 tokens depends on the llama.cpp build (the
+    prebuilt wheel's stops; one compiled here went on, without repeating itself), so the
+    test holds the answer to what the penalty is for: no sentence said over and over.
+    """
     request = pb.ChatCompletionRequest(
         messages=[pb.ChatMessage(role="user", content=SEED_PROMPT)],
         sampling_parameters=pb.SamplingParameters(max_new_tokens=900, do_sample=False),
     )
     response = llm.ChatCompletion(request, metadata=auth, timeout=120)
     choice = response.choices[0]
-    assert choice.finish_reason == "stop", choice.message.content[-300:]
     sentences = Counter(s.strip() for s in re.split(r"[.!?\n]", choice.message.content))
     sentences.pop("", None)
     assert max(sentences.values()) <= 2, sentences.most_common(3)
