@@ -19,6 +19,7 @@ import grpc.aio
 import pytest
 
 import apex_grpc as mc
+from apex_grpc._transport.channels import FORK_SAFE_GRPC, GRPC_VERSION
 
 from ._scripted_server import ScriptedServer
 from .conftest import KEY
@@ -87,7 +88,6 @@ async def test_async_client_built_outside_the_loop(scripted: ScriptedServer) -> 
     await client.aclose()
 
 
-GRPC_VERSION = tuple(int(p) for p in grpc.__version__.split(".")[:2])
 FORK_PARENT = Path(__file__).with_name("_fork_parent.py")
 
 
@@ -107,7 +107,7 @@ def test_sync_client_works_in_a_forked_child(scripted: ScriptedServer) -> None:
     assert "skipping fork() handlers" not in run.stderr
     report = json.loads(run.stdout)
     status, result, child_pid = report["child"]
-    if GRPC_VERSION < (1, 80):
+    if GRPC_VERSION < FORK_SAFE_GRPC:
         # Old grpcio cannot serve a forked child: a clear error, not a hang.
         assert status == "error" and "ForkError" in result and "grpcio>=1.80" in result, report
         return

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 import apex_grpc as mc
+from apex_grpc._transport.channels import GRPC_VERSION
 
 from ._process import KEY
 from ._sides import SIDES, make_side
@@ -197,9 +198,7 @@ async def test_silent_link_hits_the_deadline_not_a_hang(
 # wait here (the client's default of 30 s bounds it for users).
 RESET_KEEPALIVE = mc.KeepAliveConfig(interval=1.0, timeout=1.0)
 RESET_SEEN_WITHIN = (
-    1.0
-    if tuple(int(part) for part in grpc.__version__.split(".")[:2]) >= (1, 80)
-    else RESET_KEEPALIVE.interval + RESET_KEEPALIVE.timeout + 0.5
+    1.0 if GRPC_VERSION >= (1, 80) else RESET_KEEPALIVE.interval + RESET_KEEPALIVE.timeout + 0.5
 )
 
 

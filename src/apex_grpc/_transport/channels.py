@@ -34,6 +34,9 @@ class _ChannelLike(Protocol):
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
+GRPC_VERSION = tuple(int(part) for part in grpc.__version__.split(".")[:2] if part.isdigit())
+"""The installed grpcio's (major, minor), e.g. (1, 85)."""
+
 # grpcio before 1.80 cannot run a channel in a forked child of a process that
 # already used grpc: calls hang until their deadline. Say so instead.
 FORK_SAFE_GRPC = (1, 80)
@@ -41,8 +44,7 @@ FORK_SAFE_GRPC = (1, 80)
 
 def check_fork_support() -> None:
     """Raise ForkError in a forked child when this grpcio cannot serve it."""
-    version = tuple(int(part) for part in grpc.__version__.split(".")[:2] if part.isdigit())
-    if version < FORK_SAFE_GRPC:
+    if GRPC_VERSION < FORK_SAFE_GRPC:
         raise ForkError(
             f"this process was forked after using gRPC, and grpcio {grpc.__version__} cannot "
             "open channels in a forked child; upgrade to grpcio>=1.80, or create the client "
