@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from apex_grpc import _methods
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
+from ._background_server import BackgroundServer
 
-class LimitedServer:
+
+class LimitedServer(BackgroundServer):
     """ChatCompletion answers after `delay` seconds; ChatCompletionStream sends `chunks`."""
 
     def __init__(self, max_streams: int, delay: float = 0.3, chunks: int = 3) -> None:
@@ -32,39 +32,15 @@ class LimitedServer:
         self.peak: collections.Counter[str] = collections.Counter()
         self.deadlines: list[float | None] = []
         self.cancelled = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__(options=[("grpc.max_concurrent_streams", max_streams)])
 
     @property
     def connections(self) -> int:
         """How many client connections made calls."""
         return len(self.peak)
 
-    def __enter__(self) -> LimitedServer:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._server = grpc.aio.server(options=[("grpc.max_concurrent_streams", self.max_streams)])
-        handlers = {
+    def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
             "ChatCompletion": grpc.unary_unary_rpc_method_handler(
                 self._unary,
                 request_deserializer=pb.ChatCompletionRequest.FromString,
@@ -76,11 +52,6 @@ class LimitedServer:
                 response_serializer=pb.ChatCompletionChunkResponse.SerializeToString,
             ),
         }
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(_methods.SERVICE, handlers),)
-        )
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        await self._server.start()
 
     def _enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         peer = context.peer()  # read first: grpc.aio can crash on peer() after a cancel

@@ -9,7 +9,6 @@ right type), so reachability tests cover the whole service.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +20,8 @@ import grpc.aio
 
 from apex_grpc import _methods
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
+from ._background_server import BackgroundServer
 
 
 @dataclass
@@ -48,7 +49,7 @@ class StreamScript:
     failure: Failure = field(default_factory=lambda: Failure(grpc.StatusCode.INTERNAL, "broke"))
 
 
-class ScriptedServer:
+class ScriptedServer(BackgroundServer):
     def __init__(self) -> None:
         self.seen: list[Seen] = []
         self.failures: dict[str, deque[Failure]] = defaultdict(deque)
@@ -57,10 +58,12 @@ class ScriptedServer:
         self.stream = StreamScript()
         self.unary_delay = 0.0
         self.responders: dict[str, Callable[[Any], Any]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
+        super().__init__(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
 
     # test API
 
@@ -87,35 +90,9 @@ class ScriptedServer:
             time.sleep(0.01)
         return predicate()
 
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     # server
 
-    def start(self) -> ScriptedServer:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ]
-        )
+    def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         handlers = {}
         for method in _methods.ALL_METHODS:
             if method.server_streaming:
@@ -131,11 +108,7 @@ class ScriptedServer:
                     # Dynamic dispatch, so a responder can send raw bytes.
                     response_serializer=lambda message: message.SerializeToString(),
                 )
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(_methods.SERVICE, handlers),)
-        )
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        await self._server.start()
+        return handlers
 
     def _record(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         self.seen.append(
