@@ -23,6 +23,8 @@ class FakeChannels:
     def __init__(self) -> None:
         self.opened: list[int] = []
         self.closed: list[str] = []
+        self.sweeps: list[float] = []
+        """When the pool asked for a sweep, each time it asked."""
 
     def open(self, index: int) -> tuple[str, dict[str, str]]:
         self.opened.append(index)
@@ -30,6 +32,9 @@ class FakeChannels:
 
     def close(self, channel: str) -> None:
         self.closed.append(channel)
+
+    def schedule_sweep(self, when: float) -> None:
+        self.sweeps.append(when)
 
 
 def make_pool(
@@ -39,6 +44,7 @@ def make_pool(
     pool = ConnectionPool(
         channels.open,
         channels.close,
+        channels.schedule_sweep,
         max_connections=max_connections,
         stream_limit=limit,
         idle_timeout=idle,
@@ -185,6 +191,32 @@ def test_the_next_sweep_is_due_when_the_first_idle_connection_expires() -> None:
     assert pool.sweep() == 12.0  # the earliest, not the last one looked at
 
 
+def test_one_sweep_at_a_time_watches_the_extra_connections() -> None:
+    pool, channels, now = make_pool(limit=1, max_connections=4, idle=10.0)
+    first = pool.acquire()
+    assert channels.sweeps == []  # the primary is never swept
+    now[0] = 1.0
+    held = [first, pool.acquire()]
+    assert channels.sweeps == [11.0]  # the first extra connection asks for a sweep
+    now[0] = 2.0
+    held.append(pool.acquire())
+    assert channels.sweeps == [11.0]  # a second one is watched by the same sweep
+    now[0] = 5.0
+    for ticket in held:
+        pool.release(*ticket)  # idle from t=5: due at 15
+    now[0] = 12.0
+    assert pool.sweep() == 15.0  # the caller schedules the next one itself
+    busy = [pool.acquire() for _ in range(4)]  # a new connection while that one is pending
+    assert len(pool.connections) == 4 and channels.sweeps == [11.0]
+    for ticket in busy:
+        pool.release(*ticket)
+    now[0] = 30.0
+    assert pool.sweep() is None and pool.connections == [pool.primary]
+    pool.acquire()
+    pool.acquire()  # growing again, with no sweep pending, asks for one again
+    assert channels.sweeps == [11.0, 40.0]
+
+
 class FakeCall:
     """What a streaming multi-callable returns, as far as the opener uses it."""
 
@@ -210,6 +242,7 @@ def opener_pool(limit: int = 1, fail: bool = False) -> tuple[ConnectionPool[str]
     pool = ConnectionPool(
         lambda index: (f"channel-{index}", {method: start}),
         lambda channel: None,
+        lambda when: None,
         max_connections=3,
         stream_limit=limit,
         idle_timeout=10.0,

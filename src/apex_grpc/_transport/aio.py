@@ -41,6 +41,7 @@ class _LoopPool(ConnectionPool[grpc.aio.Channel]):
         super().__init__(
             self._connect,
             self._close_later,
+            self._sweep_at,
             max_connections=settings.max_connections,
             stream_limit=settings.max_streams_per_connection,
             idle_timeout=settings.connection_idle_timeout,
@@ -48,17 +49,17 @@ class _LoopPool(ConnectionPool[grpc.aio.Channel]):
 
     def _connect(self, index: int) -> tuple[grpc.aio.Channel, dict[Any, Any]]:
         channel = open_aio_channel(self._settings, index)
-        if index and self._timer is None:
-            self._timer = self.loop.call_later(self.idle_timeout, self._sweep_now)
         return channel, make_callables(channel)
+
+    def _sweep_at(self, when: float) -> None:
+        delay = max(when - self._clock(), 0.0)
+        self._timer = self.loop.call_at(self.loop.time() + delay, self._sweep_now)
 
     def _sweep_now(self) -> None:
         self._timer = None
         next_check = self.sweep()
         if next_check is not None:
-            self._timer = self.loop.call_at(
-                self.loop.time() + max(next_check - self._clock(), 0.0), self._sweep_now
-            )
+            self._sweep_at(next_check)
 
     def _close_later(self, channel: grpc.aio.Channel) -> None:
         self.loop.create_task(channel.close())

@@ -73,8 +73,9 @@ class ConnectionPool(Generic[Channel]):
     """The connections of one client to its target (one pool per event loop for aio).
 
     `open_connection(index)` returns a channel and its callables;
-    `close_channel(channel)` closes one. Both are called with the pool's lock
-    released only where noted; opening happens under the lock so that a burst
+    `close_channel(channel)` closes one; `schedule_sweep(when)` arranges one
+    call of `sweep` at monotonic time `when`. They are called with the pool's
+    lock held unless noted; opening happens under the lock so that a burst
     of callers opens one connection, not one each.
     """
 
@@ -82,6 +83,7 @@ class ConnectionPool(Generic[Channel]):
         self,
         open_connection: Callable[[int], tuple[Channel, dict[Any, Any]]],
         close_channel: Callable[[Channel], None],
+        schedule_sweep: Callable[[float], None],
         *,
         max_connections: int,
         stream_limit: int,
@@ -90,6 +92,9 @@ class ConnectionPool(Generic[Channel]):
     ) -> None:
         self._open_connection = open_connection
         self._close_channel = close_channel
+        self._schedule_sweep = schedule_sweep
+        self._sweep_pending = False
+        """A sweep is scheduled, or will be by the caller of the running one (under the lock)."""
         self.max_connections = max_connections
         self.stream_limit = stream_limit
         """Calls in flight per connection before the next call goes elsewhere (learned)."""
@@ -139,8 +144,9 @@ class ConnectionPool(Generic[Channel]):
     def sweep(self) -> float | None:
         """Close extra connections idle for `idle_timeout`.
 
-        Returns when to sweep again (monotonic time), or None when no extra
-        connection is left to watch.
+        Returns when to sweep again (monotonic time), for the caller to
+        schedule, or None when no extra connection is left to watch: the next
+        extra connection schedules a sweep again.
         """
         now = self._clock()
         closing: list[Connection[Channel]] = []
@@ -155,6 +161,7 @@ class ConnectionPool(Generic[Channel]):
                     next_check = due if next_check is None else min(next_check, due)
             if closing:
                 self.connections = [c for c in self.connections if c not in closing]
+            self._sweep_pending = next_check is not None
         for connection in closing:  # outside the lock: closing may wait for grpc
             self._close_channel(connection.channel)
         return next_check
@@ -172,6 +179,9 @@ class ConnectionPool(Generic[Channel]):
         self.opened += 1
         connection = Connection(index, channel, callables)
         self.connections.append(connection)
+        if not self._sweep_pending:  # one sweep at a time watches every extra connection
+            self._sweep_pending = True
+            self._schedule_sweep(self._clock() + self.idle_timeout)
         return connection
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ class SyncTransport:
         self._pool = ConnectionPool(
             self._connect,
             _close_channel,
+            self._sweep_at,
             max_connections=settings.max_connections,
             stream_limit=settings.max_streams_per_connection,
             idle_timeout=settings.connection_idle_timeout,
@@ -48,9 +49,10 @@ class SyncTransport:
 
     def _connect(self, index: int) -> tuple[grpc.Channel, dict[Any, Any]]:
         channel = open_sync_channel(self._settings, index)
-        if index:  # an extra connection: close it again once it stays idle
-            self.watchdog.watch(self, time.monotonic() + self._settings.connection_idle_timeout)
         return channel, make_callables(channel)
+
+    def _sweep_at(self, when: float) -> None:
+        self.watchdog.watch(self, when)
 
     def _watchdog_check(self, now: float) -> float | None:
         """Called by the watchdog: close idle extra connections, say when to look again."""
