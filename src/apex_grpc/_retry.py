@@ -252,14 +252,8 @@ class UnaryAttempts:
 
     def attempt(self) -> dict[str, Any]:
         """Keyword arguments for the next attempt's grpc call (what is left of the deadline)."""
-        settings = self.prepared.settings
         self.started = time.monotonic()
-        return {
-            "timeout": self.attempts.remaining(),
-            "metadata": settings.metadata,
-            "compression": settings.compression,
-            "wait_for_ready": settings.wait_for_ready,
-        }
+        return self.prepared.settings.grpc_arguments(self.attempts.remaining())
 
     def succeeded(
         self, initial: Any, trailing: Any, code: grpc.StatusCode | None, details: str | None

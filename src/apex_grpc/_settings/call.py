@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import grpc
 
@@ -163,6 +163,15 @@ class CallSettings(NamedTuple):
     first_chunk_timeout: float | None = None
     idle_timeout: float | None = None
     call_info: CallInfo | None = None
+
+    def grpc_arguments(self, timeout: float | None) -> dict[str, Any]:
+        """The keyword arguments of one attempt's grpc call, given `timeout` seconds."""
+        return {
+            "timeout": timeout,
+            "metadata": self.metadata,
+            "compression": self.compression,
+            "wait_for_ready": self.wait_for_ready,
+        }
 
 
 def defaults_for(settings: ClientSettings) -> CallSettings:

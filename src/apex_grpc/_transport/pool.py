@@ -202,19 +202,14 @@ class PooledOpener:
     done with it (`release`: on close, on a stall, when it is dropped).
     """
 
-    __slots__ = ("attempt", "held", "invoke_arguments", "last", "method", "pool", "request")
+    __slots__ = ("attempt", "held", "last", "method", "pool", "request", "settings")
     # held: attempt number -> (connection, ticket); last: the same for the latest attempt.
 
     def __init__(self, pool: ConnectionPool[Any], prepared: Prepared[Any, Any]) -> None:
-        settings = prepared.settings
         self.pool = pool
         self.method = prepared.method
         self.request = prepared.request
-        self.invoke_arguments = {
-            "metadata": settings.metadata,
-            "compression": settings.compression,
-            "wait_for_ready": settings.wait_for_ready,
-        }
+        self.settings = prepared.settings
         self.attempt = 0
         self.held: dict[int, tuple[Connection[Any], int]] = {}
         """The connection and ticket of each attempt not yet given back (popping is atomic)."""
@@ -232,7 +227,7 @@ class PooledOpener:
         self.last = held
         try:
             call = connection.callables[self.method](
-                self.request, timeout=timeout, **self.invoke_arguments
+                self.request, **self.settings.grpc_arguments(timeout)
             )
         except BaseException:
             self._give_back(attempt)
