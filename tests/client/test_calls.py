@@ -326,13 +326,6 @@ def test_tls_to_a_plaintext_loopback_server_names_the_fix(scripted: ScriptedServ
             assert fix in error.hint and fix in str(error)
 
 
-def test_no_hint_for_an_ordinary_outage() -> None:
-    with mc.ApexClient(api_key=KEY, base_url="127.0.0.1:1", secure=False, max_retries=0) as c:
-        with pytest.raises(mc.UnavailableError) as caught:
-            c.chats.list_sessions(timeout=5)
-    assert caught.value.hint is None
-
-
 def test_the_debug_line_shows_a_request_id_sent_in_trailers_only(
     echo_target: str, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
