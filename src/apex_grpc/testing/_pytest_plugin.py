@@ -5,8 +5,8 @@ passes), ``apex_client`` (an ApexClient pointed at it) and
 ``async_apex_client`` (an AsyncApexClient; needs pytest-asyncio). Options
 of the fake go on the marker ``@pytest.mark.apex_fake(assert_all_called=False)``.
 
-It imports apex-grpc only when a test asks for a fixture, so the plugin
-costs other test suites nothing.
+Being part of apex_grpc, the plugin imports apex-grpc (and grpcio) when
+pytest starts; the fake's server starts only for a test that asks for it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from apex_grpc import ApexClient
+from apex_grpc.testing._fake import FakeApex
+
 if TYPE_CHECKING:
-    from apex_grpc import ApexClient, AsyncApexClient
-    from apex_grpc.testing import FakeApex
+    from apex_grpc import AsyncApexClient  # loaded when the async fixture is used
 
 MARKER = "apex_fake"
 
@@ -58,8 +60,6 @@ def apex_fake(request: pytest.FixtureRequest) -> Iterator[FakeApex]:
     A call nothing was scripted for, or a route never called, then fails the
     test (turn either check off with ``@pytest.mark.apex_fake(...)``).
     """
-    from apex_grpc.testing import FakeApex
-
     marker = request.node.get_closest_marker(MARKER)
     fake = FakeApex(**(marker.kwargs if marker is not None else {}))
     fake.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,8 @@ class RecordedCall:
         """The request metadata (``metadata["x-source"]``; the key is in ``authorization``)."""
         self.time_remaining = time_remaining
         """Seconds left of the call's deadline when it arrived (None: no deadline)."""
+        self.received_at = time.monotonic()
+        """When the fake received it (time.monotonic(): compare two calls' times)."""
         self.route: Route | None = None
         """The scripted route that answered it (None: nothing was scripted for it)."""
         self.code: grpc.StatusCode | None = None
