@@ -87,7 +87,11 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
     # No top-level `apex` (it would collide with NVIDIA's apex).
     assert top_level == {"apex_grpc", "apex_grpc_server", "apex_grpc_proto"}
     metadata = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "apex-grpc = apex_grpc.cli:main" in zipfile.ZipFile(wheel).read(metadata).decode()
+    entry_points = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "apex-grpc = apex_grpc.cli:main" in entry_points
+    # The testing kit's fixtures, for users' pytest runs.
+    assert "[pytest11]\napex_grpc = apex_grpc.testing._pytest_plugin" in entry_points
+    assert "apex_grpc/testing/_pytest_plugin.py" in names
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +157,32 @@ def test_fresh_install_imports_and_type_checks(fresh_install: Path, tmp_path: Pa
     # Typed: the one wrong assignment is caught, and nothing else is reported.
     assert 'Incompatible types in assignment (expression has type "int"' in mypy.stdout
     assert "Found 1 error" in mypy.stdout, mypy.stdout
+
+
+@pytest.mark.timeout(300)
+def test_the_testing_kit_works_on_a_base_install(fresh_install: Path, tmp_path: Path) -> None:
+    """apex_grpc.testing needs grpcio and protobuf only: no pytest, no server extra."""
+    code = (
+        "import importlib.util, sys\n"
+        "from apex_grpc.testing import FakeApex\n"
+        "assert importlib.util.find_spec('pytest') is None\n"
+        "with FakeApex() as fake, fake.client() as client:\n"
+        "    fake.on('ChatCompletion').reply('fake hello')\n"
+        "    reply = client.chat.completions.create(messages=[{'role': 'user', 'content': 'Hi'}])\n"
+        "print(reply.choices[0].message.content)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('apex_grpc_server')))\n"
+    )
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [str(fresh_install / "bin" / "python"), "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["fake hello", "[]"]
 
 
 def test_the_server_package_never_imports_the_client() -> None:
