@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -185,16 +186,28 @@ def test_the_testing_kit_works_on_a_base_install(fresh_install: Path, tmp_path: 
     assert result.stdout.splitlines() == ["fake hello", "[]"]
 
 
-def test_the_server_package_never_imports_the_client() -> None:
-    """`apex_grpc_server` shares only the generated messages with the client."""
+def modules_loaded(imports: str, prefix: str) -> list[str]:
+    """The modules named `prefix` or under it that ``import {imports}`` loads, in a new process."""
     code = (
-        "import sys, apex_grpc_server, apex_grpc_server._runner, apex_grpc_server._cli;"
-        "print(sorted(m for m in sys.modules if m == 'apex_grpc' or m.startswith('apex_grpc.')))"
+        f"import sys, {imports};"
+        f"print(sorted(m for m in sys.modules if m == {prefix!r} or m.startswith({prefix!r} '.')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]"
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_the_server_package_never_imports_the_client() -> None:
+    """`apex_grpc_server` shares only the generated messages with the client."""
+    imports = "apex_grpc_server, apex_grpc_server._runner, apex_grpc_server._cli"
+    assert modules_loaded(imports, "apex_grpc") == []
+
+
+def test_the_testing_kit_never_imports_the_server() -> None:
+    """The fake Apex is the client's: it does not need the server extra."""
+    imports = "apex_grpc.testing, apex_grpc.testing._pytest_plugin"
+    assert modules_loaded(imports, "apex_grpc_server") == []
 
 
 def test_python_dash_m_apex_grpc_server_runs() -> None:

@@ -125,14 +125,3 @@ def test_importing_apex_grpc_imports_neither_pytest_nor_the_kit() -> None:
     assert "apex_grpc._client" in imported  # the measurement saw apex_grpc's own imports
     assert not [m for m in imported if m.split(".")[0] in ("pytest", "_pytest")]
     assert not [m for m in imported if m.startswith("apex_grpc.testing")]
-
-
-def test_the_kit_never_imports_the_local_server() -> None:
-    code = (
-        "import sys, apex_grpc.testing, apex_grpc.testing._pytest_plugin;"
-        "print(sorted(m for m in sys.modules if m.startswith('apex_grpc_server')))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
