@@ -17,6 +17,9 @@ from apex_grpc.testing import FakeApex, completion, error, stream
 HI = [{"role": "user", "content": "Hi"}]
 FAST_RETRY = mc.RetryPolicy(initial_backoff=0.01, max_backoff=0.02)
 
+# Users on the oldest supported grpcio/protobuf test with the kit too.
+pytestmark = pytest.mark.oldest
+
 
 # a scripted completion
 

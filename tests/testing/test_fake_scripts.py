@@ -11,6 +11,9 @@ from apex_grpc.testing import FakeApex, ScriptError, completion, error, search_r
 HI = [{"role": "user", "content": "Hi"}]
 QUICK_POLLS = mc.PollPolicy(initial=0.01, maximum=0.02)
 
+# Users on the oldest supported grpcio/protobuf test with the kit too.
+pytestmark = pytest.mark.oldest
+
 
 # unscripted calls fail loudly
 

@@ -35,8 +35,11 @@ class Reply:
     """A unary call's answer: the response message, and the metadata sent with it."""
 
     message: Message
+    """The response, of the method's response type."""
     initial_metadata: Metadata = ()
+    """Sent with the response headers."""
     trailing_metadata: Metadata = ()
+    """Sent with the status."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,11 @@ class Fail:
     """The call ends with this status (see `error`)."""
 
     code: grpc.StatusCode
+    """The status code (never OK)."""
     details: str = ""
+    """The status message the client's error carries."""
     trailing_metadata: Metadata = ()
+    """Sent with the status (``grpc-retry-pushback-ms``, ``x-request-id``...)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Stream:
     """A ChatCompletionStream answer: chunks with delays, then OK or `then` (see `stream`)."""
 
     chunks: tuple[pb.ChatCompletionChunkResponse, ...]
+    """The chunks, in order."""
     delay: float = 0.0
     """Seconds between two chunks."""
     first_delay: float = 0.0
@@ -60,6 +67,7 @@ class Stream:
     then: Fail | None = None
     """The error the stream ends with after its chunks (None: it ends OK)."""
     trailing_metadata: Metadata = field(default=())
+    """Sent with the OK status at the end."""
 
 
 Outcome = Reply | Fail | Stream

@@ -40,11 +40,15 @@ class Route:
             raise ScriptError(f"times must be >= 1 (or None: no limit), got {times}")
         check_seconds("delay", delay)
         self.method = method
+        """The RPC the route answers."""
         self.match = match
+        """The predicate a request must satisfy (None: every request of the method)."""
         self.times = times
+        """How many calls the route answers (None: any number)."""
         self.delay = delay
         """Seconds the fake waits before it answers (a slow server)."""
         self.outcomes: tuple[Outcome, ...] = ()
+        """What successive calls get (set by `reply`)."""
         self.calls: list[RecordedCall] = []
         """The calls this route answered, in order."""
         self._lock = lock
