@@ -48,7 +48,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Note whether the test itself failed, so the fixture does not pile a second error on it."""
     report = yield
-    if report.when == "call" and report.failed:
+    if report.when == "call" and (report.failed or hasattr(report, "wasxfail")):
         item.stash[_FAILED] = True
     return report
 
