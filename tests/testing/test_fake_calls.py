@@ -180,6 +180,7 @@ def test_a_slow_answer_exceeds_the_deadline(
     call = apex_fake.last_request
     assert call.time_remaining is not None and call.time_remaining <= 0.3
     assert call.wait_ended() and call.cancelled
+    assert call.code is not None and call.code.name == "DEADLINE_EXCEEDED"
 
 
 async def test_a_slow_answer_exceeds_the_deadline_async(
@@ -205,6 +206,7 @@ def test_leaving_a_stream_cancels_it_on_the_server(
 
     call = apex_fake.last_request
     assert call.wait_ended() and call.cancelled
+    assert call.code is not None and call.code.name == "CANCELLED"
     assert call.chunks_sent < 100
 
 

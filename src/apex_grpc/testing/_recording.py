@@ -70,7 +70,8 @@ class RecordedCall:
         self.route: Route | None = None
         """The scripted route that answered it (None: nothing was scripted for it)."""
         self.code: grpc.StatusCode | None = None
-        """The status the fake ended the call with (None while it runs)."""
+        """How the call ended (None while it runs): the status the fake sent, or
+        DEADLINE_EXCEEDED / CANCELLED when its deadline passed or the client cancelled it."""
         self.cancelled = False
         """Whether the call ended before the fake finished it (cancelled, deadline passed)."""
         self.chunks_sent = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -128,7 +129,7 @@ class FakeServer:
                 return outcome.message
             except asyncio.CancelledError:
                 # The client cancelled, or its deadline passed: grpc.aio cancels the handler.
-                call.end(grpc.StatusCode.CANCELLED, cancelled=True)
+                _cut_short(call)
                 raise
 
         return handle
@@ -156,10 +157,19 @@ class FakeServer:
             except (asyncio.CancelledError, GeneratorExit):
                 # A cancel that lands while grpc.aio awaits a write cancels grpc's task,
                 # not this generator, which only sees GeneratorExit when it is closed.
-                call.end(grpc.StatusCode.CANCELLED, cancelled=True)
+                _cut_short(call)
                 raise
 
         return handle
+
+
+def _cut_short(call: RecordedCall) -> None:
+    """The call ended before the fake finished it: its deadline passed, or the client cancelled."""
+    remaining = call.time_remaining
+    late = remaining is not None and time.monotonic() - call.received_at >= remaining
+    call.end(
+        grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.CANCELLED, cancelled=True
+    )
 
 
 async def _wait(call: RecordedCall) -> None:
