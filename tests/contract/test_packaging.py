@@ -160,6 +160,21 @@ def test_fresh_install_imports_and_type_checks(fresh_install: Path, tmp_path: Pa
     assert "Found 1 error" in mypy.stdout, mypy.stdout
 
 
+def run_installed(
+    env_dir: Path, program: str, *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run `program` of the venv `env_dir` (nothing of this checkout on the path)."""
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [str(env_dir / "bin" / program), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_env,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.timeout(300)
 def test_the_testing_kit_works_on_a_base_install(fresh_install: Path, tmp_path: Path) -> None:
     """apex_grpc.testing needs grpcio and protobuf only: no pytest, no server extra."""
@@ -173,15 +188,7 @@ def test_the_testing_kit_works_on_a_base_install(fresh_install: Path, tmp_path: 
         "print(reply.choices[0].message.content)\n"
         "print(sorted(m for m in sys.modules if m.startswith('apex_grpc_server')))\n"
     )
-    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [str(fresh_install / "bin" / "python"), "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=clean_env,
-        cwd=tmp_path,
-    )
+    result = run_installed(fresh_install, "python", "-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["fake hello", "[]"]
 
@@ -224,16 +231,8 @@ def test_python_dash_m_apex_grpc_server_runs() -> None:
 @pytest.mark.timeout(300)
 def test_base_install_writes_the_contract(fresh_install: Path, tmp_path: Path) -> None:
     """`apex-grpc proto --out` works with no extras: the .proto files come from the wheel."""
-    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = tmp_path / "contract"
-    result = subprocess.run(
-        [str(fresh_install / "bin" / "apex-grpc"), "proto", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=clean_env,
-        cwd=tmp_path,
-    )
+    result = run_installed(fresh_install, "apex-grpc", "proto", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 4
     written = (out / "apex" / "v1" / "apex.proto").read_bytes()
