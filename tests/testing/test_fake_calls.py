@@ -198,7 +198,7 @@ async def test_a_slow_answer_exceeds_the_deadline_async(
 def test_leaving_a_stream_cancels_it_on_the_server(
     apex_fake: FakeApex, apex_client: mc.ApexClient
 ) -> None:
-    apex_fake.on("ChatCompletionStream").reply(stream(*["token "] * 100, delay=0.02))
+    apex_fake.on("ChatCompletionStream").reply(stream(*["token "] * 100, delay=0.05))
 
     with apex_client.chat.completions.create(messages=HI, stream=True) as chunks:
         for _ in chunks:
@@ -213,7 +213,7 @@ def test_leaving_a_stream_cancels_it_on_the_server(
 async def test_leaving_a_stream_cancels_it_on_the_server_async(
     apex_fake: FakeApex, async_apex_client: mc.AsyncApexClient
 ) -> None:
-    apex_fake.on("ChatCompletionStream").reply(stream(*["token "] * 100, delay=0.02))
+    apex_fake.on("ChatCompletionStream").reply(stream(*["token "] * 100, delay=0.05))
 
     chunks = await async_apex_client.chat.completions.create(messages=HI, stream=True)
     async with chunks:
