@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -192,5 +193,31 @@ async def test_kill_during_a_burst_loses_no_call_that_can_be_retried(fleet: Flee
         "stream ok",
         "stream StreamInterruptedError after its first chunk",
     }, outcomes
-    # The survivors answer everything soon after: a 0.4 s call, retried once.
-    assert ended - killed_at[0] < 3.0
+    # The survivors answer everything soon after the kill (a 0.4 s call, retried once: about
+    # 1 s; `make bench` measures it). The bound catches the 30 s wait of a client that would
+    # notice the dead connection only at its next keepalive ping.
+    assert ended - killed_at[0] < 10.0
+
+
+async def test_the_connection_pool_works_per_replica(fleet: Fleet) -> None:
+    """Replicas that each allow 20 streams per connection, 150 streams at once through one
+    round_robin client: refused streams are retried and the pool opens connections until every
+    stream fits, so all are answered, spread over the three."""
+    replicas = fleet(3, "--echo-delay", "0.05", "--max-concurrent-streams", "20")
+    client = await warm_client(replicas)
+    before = [replica.calls_logged("ChatCompletionStream") for replica in replicas]
+    try:
+        outcomes = await burst(client, 300, 0.0, lambda: None)
+    finally:
+        await client.close()
+    assert outcomes == {"stream ok": 150, "unary ok": 150}
+    await asyncio.sleep(0.3)
+    streams = [
+        replica.calls_logged("ChatCompletionStream") - b
+        for replica, b in zip(replicas, before, strict=True)
+    ]
+    assert sum(streams) >= 150 and min(streams) >= 20, streams
+    # More than one connection to each replica: 50 streams do not fit in one of 20.
+    for replica in replicas:
+        peers = set(re.findall(r"ChatCompletionStream OK .* peer=(\S+)", replica.log()))
+        assert len(peers) >= 2, (replica.target, peers)
