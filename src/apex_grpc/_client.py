@@ -18,17 +18,22 @@ import grpc.aio
 
 from apex_grpc._errors import UnavailableError, ValidationError
 from apex_grpc._logging import configure_from_env, warn_if_grpc_traces_headers
-from apex_grpc._resources import Chat, Chats, Completions, DeepResearch, WebSearch
+from apex_grpc._resources.chat import Chat, Completions
+from apex_grpc._resources.chats import Chats
+from apex_grpc._resources.deep_research import DeepResearch
+from apex_grpc._resources.web_search import WebSearch
 from apex_grpc._retry import RetryPolicy
-from apex_grpc._settings.checks import MetadataArg
+from apex_grpc._settings.checks import NOT_GIVEN, MetadataArg, NotGiven
 from apex_grpc._settings.client import (
+    DEFAULT_APP_NAME,
+    DEFAULT_CONNECTION_IDLE_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_STREAMS,
     ClientSettings,
     LoadBalancing,
-    option_defaults,
     options_documentation,
 )
-from apex_grpc._settings.configs import KeepAliveConfig, TLSConfig
-from apex_grpc._signatures import method_signature
+from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._transport.channels import SyncInterceptor
 from apex_grpc._transport.sync import SyncTransport
 
@@ -36,7 +41,7 @@ T = TypeVar("T")
 
 
 class ClientDefaults(TypedDict, total=False):
-    """The call defaults a client is created with (see ClientSettings for each)."""
+    """The call defaults `with_options` can change (see ClientSettings for each)."""
 
     app_name: str
     timeout: float | None
@@ -66,7 +71,7 @@ class ClientBase(Generic[T]):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         base_url: str | None = None,
         *,
         secure: bool | None = None,
@@ -78,16 +83,46 @@ class ClientBase(Generic[T]):
         channel_options: Sequence[tuple[str, str | int]] = (),
         interceptors: Sequence[SyncInterceptor | grpc.aio.ClientInterceptor] = (),
         single_threaded_streams: bool = True,
-        max_connections: int | None = None,
-        max_streams_per_connection: int | None = None,
-        connection_idle_timeout: float | None = None,
-        **defaults: Unpack[ClientDefaults],
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_streams_per_connection: int = DEFAULT_MAX_STREAMS,
+        connection_idle_timeout: float = DEFAULT_CONNECTION_IDLE_S,
+        app_name: str = DEFAULT_APP_NAME,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        retry: RetryPolicy | None = None,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        metadata: MetadataArg = None,
+        compression: bool = False,
+        wait_for_ready: bool = False,
+        stream_first_chunk_timeout: float | None = None,
+        stream_idle_timeout: float | None = None,
     ) -> None:
         configure_from_env()
         warn_if_grpc_traces_headers()
-        arguments = {k: v for k, v in locals().items() if k not in ("self", "defaults")}
-        arguments.pop("__class__", None)
-        self._settings = ClientSettings.create(**arguments, **defaults)
+        self._settings = ClientSettings.create(
+            api_key=api_key,
+            base_url=base_url,
+            secure=secure,
+            allow_insecure_key=allow_insecure_key,
+            tls=tls,
+            keepalive=keepalive,
+            max_message_bytes=max_message_bytes,
+            load_balancing=load_balancing,
+            channel_options=channel_options,
+            interceptors=interceptors,
+            single_threaded_streams=single_threaded_streams,
+            max_connections=max_connections,
+            max_streams_per_connection=max_streams_per_connection,
+            connection_idle_timeout=connection_idle_timeout,
+            app_name=app_name,
+            timeout=timeout,
+            retry=retry,
+            max_retries=max_retries,
+            metadata=metadata,
+            compression=compression,
+            wait_for_ready=wait_for_ready,
+            stream_first_chunk_timeout=stream_first_chunk_timeout,
+            stream_idle_timeout=stream_idle_timeout,
+        )
         self._check_interceptors(self._settings.interceptors)
         self._owns_transport = True
         self._transport = self._open_transport()
@@ -171,12 +206,6 @@ class ClientBase(Generic[T]):
 ClientBase.__init__.__doc__ = (
     "Create a client; no connection is made until the first call.\n\n" + options_documentation()
 )
-ClientBase.__init__.__signature__ = method_signature(  # type: ignore[attr-defined]
-    ClientBase.__init__, returns=None, defaults=option_defaults()
-)
-ClientBase.with_options.__signature__ = method_signature(  # type: ignore[attr-defined]
-    ClientBase.with_options, returns="Self"
-)
 
 
 class ApexClient(ClientBase[SyncTransport]):
@@ -191,11 +220,12 @@ class ApexClient(ClientBase[SyncTransport]):
         return SyncTransport(self._settings)
 
     def _make_resources(self) -> None:
-        self.chat = Chat(self)
-        self.completions: Completions = self.chat.completions
-        self.web_search = WebSearch(self)
-        self.deep_research = DeepResearch(self)
-        self.chats = Chats(self)
+        settings, transport = self._settings, self._transport
+        self.chat = Chat(Completions(settings, transport))
+        self.completions = self.chat.completions
+        self.web_search = WebSearch(settings, transport)
+        self.deep_research = DeepResearch(settings, transport)
+        self.chats = Chats(settings, transport)
 
     @property
     def channel(self) -> grpc.Channel:

@@ -266,8 +266,8 @@ def test_validation_happens_before_any_io(client: mc.ApexClient, scripted: Scrip
         client.chat.completions.create(messages=[])
     with pytest.raises(mc.ValidationError):
         client.web_search.search(search_query="q", n_results=-1)
-    with pytest.raises(mc.ValidationError):
-        client.chat.completions.create(messages=USER, bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="bogus"):
+        client.chat.completions.create(messages=USER, bogus=1)  # type: ignore[call-overload]
     assert scripted.seen == []
     assert FAST_RETRY.max_retries == 2
 

@@ -52,7 +52,7 @@ def test_async_client_survives_a_change_of_event_loop(scripted: ScriptedServer) 
 
     async def call() -> tuple[str, object]:
         response = await client.chat.completions.create(messages=USER)
-        return response.choices[0].message.content, client.channel()
+        return response.choices[0].message.content, client.channel
 
     first, channel_a = asyncio.run(call())
     second, channel_b = asyncio.run(call())

@@ -16,11 +16,12 @@ import grpc
 import pytest
 
 import apex_grpc as mc
-from apex_grpc._requests.chat import prepare_chat
 from apex_grpc._requests.chats import list_sessions
 from apex_grpc._retry import UnaryAttempts, is_refused_stream
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.state import StreamState
+
+from ._builders import build, prepare_chat
 
 pytestmark = pytest.mark.oldest
 
@@ -75,7 +76,7 @@ def settings(**options: Any) -> ClientSettings:
 
 
 def unary(timeout: float | None = 10.0, **call_options: Any) -> UnaryAttempts:
-    return UnaryAttempts(list_sessions(settings(timeout=timeout), **call_options))
+    return UnaryAttempts(build(list_sessions, settings(timeout=timeout), **call_options))
 
 
 def stream(**options: Any) -> StreamState:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Unpack
 
 from apex_grpc import _methods as m
 from apex_grpc._errors import ValidationError
-from apex_grpc._requests import Prepared, builds
+from apex_grpc._requests import Prepared
 from apex_grpc._requests import validate as v
-from apex_grpc._settings.call import CallOptions
+from apex_grpc._settings.call import GivenOptions
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
@@ -19,9 +18,9 @@ WEB_SEARCH_DEADLINE_MARGIN = 10.0
 """Seconds added to max_response_time for the default deadline of a web search."""
 
 
-@builds(m.WEB_RETRIEVAL)
 def web_search(
     settings: ClientSettings,
+    options: GivenOptions,
     search_query: str,
     *,
     n_results: int | None = None,
@@ -29,7 +28,6 @@ def web_search(
     n_miners: int | None = None,
     uids: Sequence[int] | None = None,
     max_results_per_miner: int | None = None,
-    **options: Unpack[CallOptions],
 ) -> Prepared[pb.WebRetrievalRequest, pb.WebRetrievalResponse]:
     """Search the web through subnet miners.
 

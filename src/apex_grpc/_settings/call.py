@@ -13,7 +13,7 @@ import grpc
 from apex_grpc._errors import ValidationError, metadata_value
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings import checks
-from apex_grpc._settings.checks import NOT_GIVEN, Metadata, MetadataArg, MetadataValue
+from apex_grpc._settings.checks import NOT_GIVEN, Metadata, MetadataArg, MetadataValue, NotGiven
 
 if TYPE_CHECKING:
     from apex_grpc._settings.client import ClientSettings
@@ -23,8 +23,8 @@ DEFAULT_TIMEOUT = 600.0
 
 
 def choose_timeout(
-    call: float | None = NOT_GIVEN,
-    client: float | None = NOT_GIVEN,
+    call: float | NotGiven | None = NOT_GIVEN,
+    client: float | NotGiven | None = NOT_GIVEN,
     method_default: float | None = None,
 ) -> float | None:
     """The overall deadline of one call in seconds (None: no deadline).
@@ -34,9 +34,9 @@ def choose_timeout(
     method's own default (web search: max_response_time + 10 s), then
     DEFAULT_TIMEOUT.
     """
-    if call is not NOT_GIVEN:
+    if not isinstance(call, NotGiven):
         return call
-    if client is not NOT_GIVEN:
+    if not isinstance(client, NotGiven):
         return client
     if method_default is not None:
         return method_default
@@ -130,8 +130,46 @@ class StreamOptions(TypedDict, total=False):
     idle_timeout: float | None
 
 
-CALL_OPTION_NAMES = frozenset(CallOptions.__optional_keys__)
-STREAM_OPTION_NAMES = frozenset(StreamOptions.__optional_keys__)
+GivenOptions = Mapping[str, object]
+"""The CallOptions (and StreamOptions) a caller passed, by name: what `resolve` reads."""
+
+
+def call_options(
+    timeout: object,
+    metadata: object,
+    max_retries: object,
+    retry: object,
+    compression: object,
+    wait_for_ready: object,
+    call_info: object,
+    first_chunk_timeout: object = NOT_GIVEN,
+    idle_timeout: object = NOT_GIVEN,
+) -> GivenOptions:
+    """The options a resource method was given (those not NOT_GIVEN), for `resolve`.
+
+    Spelled out, not ``**kwargs``: a method passes all of them on every call, and
+    seven identity tests cost a quarter of a dict comprehension.
+    """
+    given: dict[str, object] = {}
+    if timeout is not NOT_GIVEN:
+        given["timeout"] = timeout
+    if metadata is not NOT_GIVEN:
+        given["metadata"] = metadata
+    if max_retries is not NOT_GIVEN:
+        given["max_retries"] = max_retries
+    if retry is not NOT_GIVEN:
+        given["retry"] = retry
+    if compression is not NOT_GIVEN:
+        given["compression"] = compression
+    if wait_for_ready is not NOT_GIVEN:
+        given["wait_for_ready"] = wait_for_ready
+    if call_info is not NOT_GIVEN:
+        given["call_info"] = call_info
+    if first_chunk_timeout is not NOT_GIVEN:
+        given["first_chunk_timeout"] = first_chunk_timeout
+    if idle_timeout is not NOT_GIVEN:
+        given["idle_timeout"] = idle_timeout
+    return given
 
 
 class RedactedMetadata(tuple[tuple[str, MetadataValue], ...]):
@@ -213,7 +251,7 @@ def resolve(
     `stream_options`: whether the method takes StreamOptions too (chat completions).
     """
     base = settings.call_defaults
-    call_timeout: float | None = NOT_GIVEN
+    call_timeout: float | NotGiven | None = NOT_GIVEN
     metadata, retry, compression = base.metadata, base.retry, base.compression
     wait_for_ready, call_info = base.wait_for_ready, None
     first_chunk, idle = base.first_chunk_timeout, base.idle_timeout

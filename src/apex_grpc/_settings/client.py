@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from apex_grpc._errors import (
     ConfigurationError,
@@ -49,16 +49,27 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 LoadBalancing = Literal["pick_first", "round_robin"]
 
 
-Check = Callable[[Any, str], Any]
+T = TypeVar("T")
+Check = Callable[[Any, str], T]
 
 
-def option(default: Any, doc: str, check: Check | None = None, *, connection: bool = False) -> Any:
+def option(default: T, doc: str, check: Check[T] | None = None, *, connection: bool = False) -> T:
     """Declare one client option: its default, its documentation and its check.
 
-    `connection` options shape the channel, so `with_options` cannot change
-    them (a derived client shares its parent's connections).
+    The field's declared type must hold the default and what the check
+    returns (mypy holds it to that). `connection` options shape the channel,
+    so `with_options` cannot change them (a derived client shares its
+    parent's connections).
     """
-    return field(default=default, metadata={"doc": doc, "check": check, "connection": connection})
+    metadata = {"doc": doc, "check": check, "connection": connection}
+    return field(default=default, metadata=metadata)
+
+
+def required(doc: str, check: Check[T], *, connection: bool = False) -> T:
+    """Declare an option `ClientSettings.create` always fills (from the environment
+    or a derived default), so the settings never hold a placeholder for it."""
+    metadata = {"doc": doc, "check": check, "connection": connection}
+    return field(metadata=metadata)  # type: ignore[no-any-return]
 
 
 def _api_key(value: object, argument: str) -> Secret:
@@ -128,6 +139,11 @@ def _keepalive(value: object, argument: str) -> KeepAliveConfig:
     return checks.instance_of(KeepAliveConfig, "a KeepAliveConfig")(value, argument)  # type: ignore[no-any-return]
 
 
+# NOT_GIVEN typed as the fields it defaults (mypy infers an option's type from its default).
+_TIMEOUT_NOT_GIVEN: float | NotGiven | None = NOT_GIVEN
+_MAX_RETRIES_NOT_GIVEN: int | NotGiven = NOT_GIVEN
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientSettings:
     """Everything an ApexClient or AsyncApexClient is configured with, validated once.
@@ -137,29 +153,25 @@ class ClientSettings:
     fixed for the client's life).
     """
 
-    api_key: Secret = option(
-        None,
+    api_key: Secret = required(
         "your Apex API key; default: $APEX_API_KEY, then $MACROCOSMOS_API_KEY "
         "(a missing key raises MissingAPIKeyError).",
         _api_key,
     )
-    base_url: str = option(
-        None,
+    base_url: str = required(
         "``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target "
         "(``dns:///host:port``, ``ipv4:a:p,b:p``, ``unix:/path``); default: "
         "$MACROCOSMOS_BASE_URL, then the public Apex endpoint. A bare host gets port 443.",
         checks.instance_of(str, "a string"),
         connection=True,
     )
-    secure: bool = option(
-        None,
+    secure: bool = required(
         "TLS or plaintext; default: plaintext for ``http://`` URLs, else "
         "$MACROCOSMOS_USE_HTTPS (unset: TLS).",
         checks.boolean,
         connection=True,
     )
-    allow_insecure_key: bool = option(
-        None,
+    allow_insecure_key: bool = required(
         "allow sending the key in plaintext to a host that is not loopback; "
         "default: $APEX_GRPC_ALLOW_INSECURE_KEY=1, else refused.",
         checks.boolean,
@@ -172,13 +184,13 @@ class ClientSettings:
         connection=True,
     )
     keepalive: KeepAliveConfig = option(
-        None,
+        KeepAliveConfig(),
         "HTTP/2 keepalive pings (KeepAliveConfig; default: 30 s).",
         _keepalive,
         connection=True,
     )
     max_message_bytes: int = option(
-        None,
+        DEFAULT_MAX_MESSAGE_BYTES,
         "largest message sent or received (default 64 MiB).",
         _max_message_bytes,
         connection=True,
@@ -226,8 +238,8 @@ class ClientSettings:
         connection=True,
     )
     app_name: str = option(DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", _app_name)
-    timeout: float | None = option(
-        NOT_GIVEN,
+    timeout: float | NotGiven | None = option(
+        _TIMEOUT_NOT_GIVEN,
         "overall deadline of a call in seconds, across its retries (None: no deadline); "
         "default 600, or the method's own (web search: max_response_time + 10).",
         _optional_timeout,
@@ -238,12 +250,12 @@ class ClientSettings:
         "UNAVAILABLE, backoff 0.5 s doubling to 8 s, 25 % jitter).",
         checks.instance_of(RetryPolicy, "a RetryPolicy"),
     )
-    max_retries: int = option(
-        NOT_GIVEN,
+    max_retries: int | NotGiven = option(
+        _MAX_RETRIES_NOT_GIVEN,
         "retry count; when given, it overrides the count in `retry`.",
         _optional_max_retries,
     )
-    metadata: Metadata = option(None, "extra request metadata for every call.", checks.metadata)
+    metadata: Metadata = option((), "extra request metadata for every call.", checks.metadata)
     compression: bool = option(False, "gzip-compress requests.", checks.boolean)
     wait_for_ready: bool = option(
         False, "queue calls while the channel connects instead of failing fast.", checks.boolean
@@ -321,7 +333,7 @@ class ClientSettings:
     @property
     def retry_policy(self) -> RetryPolicy:
         """`retry`, with `max_retries` applied when it was given."""
-        if self.max_retries is NOT_GIVEN:
+        if isinstance(self.max_retries, NotGiven):
             return self.retry
         return self.retry.with_max_retries(self.max_retries)
 

@@ -105,6 +105,7 @@ class AsyncTransport:
             self._last = pool
         return pool
 
+    @property
     def channel(self) -> grpc.aio.Channel:
         """The running loop's first connection's channel."""
         return self.pool().primary.channel
