@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import grpc
 
@@ -14,9 +14,6 @@ from apex_grpc._errors import ValidationError, metadata_value
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings import checks
 from apex_grpc._settings.checks import NOT_GIVEN, Metadata, MetadataArg, MetadataValue, NotGiven
-
-if TYPE_CHECKING:
-    from apex_grpc._settings.client import ClientSettings
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds a call may take, across retries, when neither it nor its client nor its method says."""
@@ -212,45 +209,34 @@ class CallSettings(NamedTuple):
         }
 
 
-def defaults_for(settings: ClientSettings) -> CallSettings:
-    """How a call of this client runs when it passes no options."""
-    return CallSettings(
-        timeout=choose_timeout(client=settings.timeout),
-        metadata=RedactedMetadata(settings.identity_metadata() + settings.metadata),
-        retry=settings.retry_policy,
-        compression=grpc.Compression.Gzip if settings.compression else None,
-        wait_for_ready=settings.wait_for_ready or None,
-        first_chunk_timeout=settings.stream_first_chunk_timeout,
-        idle_timeout=settings.stream_idle_timeout,
-    )
-
-
-def _joined(settings: ClientSettings, extra: Metadata) -> RedactedMetadata:
-    """The client's metadata and a call's, remembered per client (calls often pass a constant).
-
-    Kept on the client's settings, not globally: the joined tuples hold its API key.
-    """
-    remembered = settings._joined_metadata
+def _joined(
+    remembered: dict[Metadata, RedactedMetadata], base: RedactedMetadata, extra: Metadata
+) -> RedactedMetadata:
+    """The client's metadata and a call's, remembered in `remembered` (calls often pass a
+    constant). The caller keeps it per client, not globally: the joined tuples hold its key."""
     joined = remembered.get(extra)
     if joined is None:
         if len(remembered) >= 256:
             remembered.clear()
-        joined = remembered[extra] = settings.call_defaults.metadata + extra
+        joined = remembered[extra] = base + extra
     return joined
 
 
 def resolve(
-    settings: ClientSettings,
-    options: Mapping[str, object],
+    base: CallSettings,
+    client_timeout: float | NotGiven | None,
+    joined: dict[Metadata, RedactedMetadata],
+    options: GivenOptions,
     method_default: float | None,
     stream_options: bool,
 ) -> CallSettings:
-    """Check a call's options and apply them over the client's defaults.
+    """Check a call's options and apply them over the client's defaults (`base`).
 
     Only the options given are looked at (a call usually passes one or two).
+    `client_timeout`: the client's own ``timeout=`` (see `choose_timeout`);
+    `joined`: the client's memory of metadata joined to its own;
     `stream_options`: whether the method takes StreamOptions too (chat completions).
     """
-    base = settings.call_defaults
     call_timeout: float | NotGiven | None = NOT_GIVEN
     metadata, retry, compression = base.metadata, base.retry, base.compression
     wait_for_ready, call_info = base.wait_for_ready, None
@@ -260,7 +246,7 @@ def resolve(
         if name == "metadata":
             extra = checks.metadata(value, name)  # type: ignore[arg-type]
             if extra:
-                metadata = _joined(settings, extra)
+                metadata = _joined(joined, base.metadata, extra)
         elif name == "timeout":
             call_timeout = checks.timeout(value, name)
         elif name == "retry":
@@ -290,7 +276,7 @@ def resolve(
     if max_retries is not None:
         retry = retry.with_max_retries(max_retries)
     return CallSettings(
-        timeout=choose_timeout(call_timeout, settings.timeout, method_default),
+        timeout=choose_timeout(call_timeout, client_timeout, method_default),
         metadata=metadata,
         retry=retry,
         compression=compression,

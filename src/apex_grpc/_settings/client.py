@@ -14,7 +14,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
+
+import grpc
 
 from apex_grpc._errors import (
     ConfigurationError,
@@ -24,13 +26,11 @@ from apex_grpc._errors import (
 )
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings import checks
+from apex_grpc._settings.call import CallSettings, RedactedMetadata, choose_timeout, resolve
 from apex_grpc._settings.checks import NOT_GIVEN, Metadata, NotGiven
 from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._settings.target import is_loopback_target, normalize_target
 from apex_grpc._version import __version__
-
-if TYPE_CHECKING:
-    from apex_grpc._settings.call import CallSettings, RedactedMetadata
 
 DEFAULT_BASE_URL = "constellation.api.cloud.macrocosmos.ai"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -340,9 +340,15 @@ class ClientSettings:
     @cached_property
     def call_defaults(self) -> CallSettings:
         """How a call runs when it passes no options of its own."""
-        from apex_grpc._settings.call import defaults_for
-
-        return defaults_for(self)
+        return CallSettings(
+            timeout=choose_timeout(client=self.timeout),
+            metadata=RedactedMetadata(self.identity_metadata() + self.metadata),
+            retry=self.retry_policy,
+            compression=grpc.Compression.Gzip if self.compression else None,
+            wait_for_ready=self.wait_for_ready or None,
+            first_chunk_timeout=self.stream_first_chunk_timeout,
+            idle_timeout=self.stream_idle_timeout,
+        )
 
     @cached_property
     def _joined_metadata(self) -> dict[Metadata, RedactedMetadata]:
@@ -363,9 +369,14 @@ class ClientSettings:
         """
         if not options and method_default is None:
             return self.call_defaults
-        from apex_grpc._settings.call import resolve
-
-        return resolve(self, options, method_default, stream_options)
+        return resolve(
+            self.call_defaults,
+            self.timeout,
+            self._joined_metadata,
+            options,
+            method_default,
+            stream_options,
+        )
 
     def identity_metadata(self) -> Metadata:
         """Auth and client identification, sent on every call (as the official SDK does)."""
