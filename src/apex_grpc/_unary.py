@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from apex_grpc._errors import APIError, metadata_value
+from apex_grpc._errors import APIError, InternalServerError, metadata_value
 from apex_grpc._logging import log_attempt, logger
 from apex_grpc._retry import Attempts, final_error
 from apex_grpc._settings.call import CallSettings
@@ -62,6 +62,16 @@ class UnaryAttempts:
         if delay is not None:
             return delay
         return final_error(error, self.method, self.attempts)
+
+    def undecodable(self) -> InternalServerError:
+        """The error for a response that could not be parsed (what grpcio raises as
+        INTERNAL; grpc.aio returns None with status OK instead)."""
+        return InternalServerError(
+            "Exception deserializing response!",
+            code=grpc.StatusCode.INTERNAL,
+            method=self.method,
+            attempts=self.attempts.number,
+        )
 
 
 def watched(call: CallSettings) -> bool:

@@ -142,6 +142,8 @@ class AsyncTransport:
                     raise closed_during_call() from None
                 raise
             pool.release(connection, ticket)
+            if response is None:  # grpc.aio's answer to a response it could not parse
+                raise state.undecodable()
             if detailed:
                 record_success(
                     state,
