@@ -34,8 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from constructor_codegen import constructor_sources
 from google.protobuf import descriptor_pb2
-from resource_codegen import resource_sources
+from resource_codegen import resource_sources, tidy
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
@@ -228,9 +229,10 @@ def method_table(service: descriptor_pb2.ServiceDescriptorProto) -> str:
 
 
 def client_sources(service: descriptor_pb2.ServiceDescriptorProto) -> dict[Path, str]:
-    """The client's generated modules: the RPC table and the resource classes."""
+    """The client's generated modules: the RPC table, the resource classes, the constructor."""
     responses = {rpc.name: _python_type(rpc.output_type) for rpc in service.method}
-    return {METHOD_TABLE: method_table(service), **resource_sources(responses)}
+    constructor = {path: tidy(source, path) for path, source in constructor_sources().items()}
+    return {METHOD_TABLE: method_table(service), **resource_sources(responses), **constructor}
 
 
 def _tree(root: Path) -> set[str]:

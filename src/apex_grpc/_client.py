@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Self, TypedDict, TypeVar, Unpack
 import grpc
 import grpc.aio
 
+from apex_grpc._constructor import ClientConstructor
 from apex_grpc._errors import UnavailableError, ValidationError
 from apex_grpc._logging import configure_from_env, warn_if_grpc_traces_headers
 from apex_grpc._resources.chat import Chat, Completions
@@ -23,18 +24,8 @@ from apex_grpc._resources.chats import Chats
 from apex_grpc._resources.deep_research import DeepResearch
 from apex_grpc._resources.web_search import WebSearch
 from apex_grpc._retry import RetryPolicy
-from apex_grpc._settings.checks import NOT_GIVEN, MetadataArg, NotGiven
-from apex_grpc._settings.client import (
-    DEFAULT_APP_NAME,
-    DEFAULT_CONNECTION_IDLE_S,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_STREAMS,
-    ClientSettings,
-    LoadBalancing,
-    options_documentation,
-)
-from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
-from apex_grpc._transport.channels import SyncInterceptor
+from apex_grpc._settings.checks import MetadataArg
+from apex_grpc._settings.client import ClientSettings
 from apex_grpc._transport.sync import SyncTransport
 
 T = TypeVar("T")
@@ -64,66 +55,21 @@ class ClientOptions(ClientDefaults, total=False):
     api_key: str
 
 
-class ClientBase(Generic[T]):
-    """The constructor, settings and `with_options` shared by ApexClient and AsyncApexClient."""
+class ClientBase(ClientConstructor, Generic[T]):
+    """The constructor, settings and `with_options` shared by ApexClient and AsyncApexClient.
+
+    The constructor (`ClientConstructor`, generated from the options
+    `ClientSettings` declares) checks every option once; `_start` opens the
+    client on the result.
+    """
 
     _transport: T
 
-    def __init__(
-        self,
-        api_key: str | Secret | None = None,
-        base_url: str | None = None,
-        *,
-        secure: bool | None = None,
-        allow_insecure_key: bool | None = None,
-        tls: TLSConfig | None = None,
-        keepalive: KeepAliveConfig | None = None,
-        max_message_bytes: int | None = None,
-        load_balancing: LoadBalancing | None = None,
-        channel_options: Sequence[tuple[str, str | int]] = (),
-        interceptors: Sequence[SyncInterceptor | grpc.aio.ClientInterceptor] = (),
-        single_threaded_streams: bool = True,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_streams_per_connection: int = DEFAULT_MAX_STREAMS,
-        connection_idle_timeout: float = DEFAULT_CONNECTION_IDLE_S,
-        app_name: str = DEFAULT_APP_NAME,
-        timeout: float | NotGiven | None = NOT_GIVEN,
-        retry: RetryPolicy | None = None,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        metadata: MetadataArg = None,
-        compression: bool = False,
-        wait_for_ready: bool = False,
-        stream_first_chunk_timeout: float | None = None,
-        stream_idle_timeout: float | None = None,
-    ) -> None:
+    def _start(self, settings: ClientSettings) -> None:
         configure_from_env()
         warn_if_grpc_traces_headers()
-        self._settings = ClientSettings.create(
-            api_key=api_key,
-            base_url=base_url,
-            secure=secure,
-            allow_insecure_key=allow_insecure_key,
-            tls=tls,
-            keepalive=keepalive,
-            max_message_bytes=max_message_bytes,
-            load_balancing=load_balancing,
-            channel_options=channel_options,
-            interceptors=interceptors,
-            single_threaded_streams=single_threaded_streams,
-            max_connections=max_connections,
-            max_streams_per_connection=max_streams_per_connection,
-            connection_idle_timeout=connection_idle_timeout,
-            app_name=app_name,
-            timeout=timeout,
-            retry=retry,
-            max_retries=max_retries,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
-            stream_first_chunk_timeout=stream_first_chunk_timeout,
-            stream_idle_timeout=stream_idle_timeout,
-        )
-        self._check_interceptors(self._settings.interceptors)
+        self._settings = settings
+        self._check_interceptors(settings.interceptors)
         self._owns_transport = True
         self._transport = self._open_transport()
         self._make_resources()
@@ -201,11 +147,6 @@ class ClientBase(Generic[T]):
             f"secure={self.secure}, timeout={self.timeout}, max_retries={self.max_retries}, "
             "api_key='***')"
         )
-
-
-ClientBase.__init__.__doc__ = (
-    "Create a client; no connection is made until the first call.\n\n" + options_documentation()
-)
 
 
 class ApexClient(ClientBase[SyncTransport]):

@@ -53,23 +53,40 @@ T = TypeVar("T")
 Check = Callable[[Any, str], T]
 
 
-def option(default: T, doc: str, check: Check[T] | None = None, *, connection: bool = False) -> T:
+def option(
+    default: T,
+    doc: str,
+    check: Check[T] | None = None,
+    *,
+    connection: bool = False,
+    accepts: str = "",
+) -> T:
     """Declare one client option: its default, its documentation and its check.
 
     The field's declared type must hold the default and what the check
     returns (mypy holds it to that). `connection` options shape the channel,
     so `with_options` cannot change them (a derived client shares its
-    parent's connections).
+    parent's connections). `accepts`: what the constructor's keyword takes,
+    when it is more than the field's type (the check converts it).
+    tools/codegen.py writes the clients' constructor from these declarations.
     """
-    metadata = {"doc": doc, "check": check, "connection": connection}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=_spec(doc, check, connection))
 
 
-def required(doc: str, check: Check[T], *, connection: bool = False) -> T:
+def required(doc: str, check: Check[T], *, connection: bool = False, accepts: str = "") -> T:
     """Declare an option `ClientSettings.create` always fills (from the environment
-    or a derived default), so the settings never hold a placeholder for it."""
-    metadata = {"doc": doc, "check": check, "connection": connection}
-    return field(metadata=metadata)  # type: ignore[no-any-return]
+    or a derived default), so the settings never hold a placeholder for it; the
+    constructor's keyword defaults to None."""
+    return field(metadata=_spec(doc, check, connection))  # type: ignore[no-any-return]
+
+
+def unset(doc: str, check: Check[T]) -> T:
+    """Declare an option that stays NOT_GIVEN unless given (then each call decides)."""
+    return field(default=NOT_GIVEN, metadata=_spec(doc, check, False))  # type: ignore[return-value]
+
+
+def _spec(doc: str, check: Check[Any] | None, connection: bool) -> dict[str, Any]:
+    return {"doc": doc, "check": check, "connection": connection}
 
 
 def _api_key(value: object, argument: str) -> Secret:
@@ -139,11 +156,6 @@ def _keepalive(value: object, argument: str) -> KeepAliveConfig:
     return checks.instance_of(KeepAliveConfig, "a KeepAliveConfig")(value, argument)  # type: ignore[no-any-return]
 
 
-# NOT_GIVEN typed as the fields it defaults (mypy infers an option's type from its default).
-_TIMEOUT_NOT_GIVEN: float | NotGiven | None = NOT_GIVEN
-_MAX_RETRIES_NOT_GIVEN: int | NotGiven = NOT_GIVEN
-
-
 @dataclass(frozen=True, kw_only=True)
 class ClientSettings:
     """Everything an ApexClient or AsyncApexClient is configured with, validated once.
@@ -157,6 +169,7 @@ class ClientSettings:
         "your Apex API key; default: $APEX_API_KEY, then $MACROCOSMOS_API_KEY "
         "(a missing key raises MissingAPIKeyError).",
         _api_key,
+        accepts="str | Secret | None",
     )
     base_url: str = required(
         "``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target "
@@ -164,18 +177,21 @@ class ClientSettings:
         "$MACROCOSMOS_BASE_URL, then the public Apex endpoint. A bare host gets port 443.",
         checks.instance_of(str, "a string"),
         connection=True,
+        accepts="str | None",
     )
     secure: bool = required(
         "TLS or plaintext; default: plaintext for ``http://`` URLs, else "
         "$MACROCOSMOS_USE_HTTPS (unset: TLS).",
         checks.boolean,
         connection=True,
+        accepts="bool | None",
     )
     allow_insecure_key: bool = required(
         "allow sending the key in plaintext to a host that is not loopback; "
         "default: $APEX_GRPC_ALLOW_INSECURE_KEY=1, else refused.",
         checks.boolean,
         connection=True,
+        accepts="bool | None",
     )
     tls: TLSConfig | None = option(
         None,
@@ -188,6 +204,7 @@ class ClientSettings:
         "HTTP/2 keepalive pings (KeepAliveConfig; default: 30 s).",
         _keepalive,
         connection=True,
+        accepts="KeepAliveConfig | None",
     )
     max_message_bytes: int = option(
         DEFAULT_MAX_MESSAGE_BYTES,
@@ -202,13 +219,18 @@ class ClientSettings:
         connection=True,
     )
     channel_options: tuple[tuple[str, str | int], ...] = option(
-        (), "raw grpc channel arguments, applied last.", _channel_options, connection=True
+        (),
+        "raw grpc channel arguments, applied last.",
+        _channel_options,
+        connection=True,
+        accepts="Sequence[tuple[str, str | int]]",
     )
     interceptors: tuple[Any, ...] = option(
         (),
         "grpc client interceptors (grpc.aio ones for AsyncApexClient).",
         _sequence,
         connection=True,
+        accepts="Sequence[SyncInterceptor | grpc.aio.ClientInterceptor]",
     )
     single_threaded_streams: bool = option(
         True,
@@ -238,8 +260,7 @@ class ClientSettings:
         connection=True,
     )
     app_name: str = option(DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", _app_name)
-    timeout: float | NotGiven | None = option(
-        _TIMEOUT_NOT_GIVEN,
+    timeout: float | NotGiven | None = unset(
         "overall deadline of a call in seconds, across its retries (None: no deadline); "
         "default 600, or the method's own (web search: max_response_time + 10).",
         _optional_timeout,
@@ -249,13 +270,15 @@ class ClientSettings:
         "when and how failed calls are retried (RetryPolicy; default: 2 retries of "
         "UNAVAILABLE, backoff 0.5 s doubling to 8 s, 25 % jitter).",
         checks.instance_of(RetryPolicy, "a RetryPolicy"),
+        accepts="RetryPolicy | None",
     )
-    max_retries: int | NotGiven = option(
-        _MAX_RETRIES_NOT_GIVEN,
+    max_retries: int | NotGiven = unset(
         "retry count; when given, it overrides the count in `retry`.",
         _optional_max_retries,
     )
-    metadata: Metadata = option((), "extra request metadata for every call.", checks.metadata)
+    metadata: Metadata = option(
+        (), "extra request metadata for every call.", checks.metadata, accepts="MetadataArg"
+    )
     compression: bool = option(False, "gzip-compress requests.", checks.boolean)
     wait_for_ready: bool = option(
         False, "queue calls while the channel connects instead of failing fast.", checks.boolean
@@ -419,20 +442,6 @@ OPTION_NAMES = frozenset(spec.name for spec in dataclasses.fields(ClientSettings
 CONNECTION_OPTIONS = frozenset(
     spec.name for spec in dataclasses.fields(ClientSettings) if spec.metadata.get("connection")
 )
-
-
-def options_documentation() -> str:
-    """One line per option, from the field declarations (for the constructor's docstring)."""
-    lines = []
-    for spec in dataclasses.fields(ClientSettings):
-        if spec.init:
-            lines.append(f"{spec.name}: {spec.metadata['doc']}")
-    return "\n".join(lines)
-
-
-def option_defaults() -> dict[str, Any]:
-    """Each option's default, as its field declares it."""
-    return {spec.name: spec.default for spec in dataclasses.fields(ClientSettings) if spec.init}
 
 
 def _key_from(value: object, environ: Mapping[str, str]) -> object:
