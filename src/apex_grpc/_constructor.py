@@ -71,7 +71,8 @@ class ClientConstructor:
         keepalive: HTTP/2 keepalive pings (KeepAliveConfig; default: 30 s).
         max_message_bytes: largest message sent or received (default 64 MiB).
         load_balancing: "pick_first" (grpc's default) or "round_robin" across the resolved
-            addresses.
+            addresses, skipping those whose health service says NOT_SERVING (a draining
+            replica).
         channel_options: raw grpc channel arguments, applied last.
         interceptors: grpc client interceptors (grpc.aio ones for AsyncApexClient).
         single_threaded_streams: read sync streams on the caller's thread (grpcio's faster

@@ -111,8 +111,11 @@ class APIError(ApexError):
         self.attempts = attempts
         self.debug_error_string = debug_error_string
         self.request_id = metadata_value(trailing_metadata) or metadata_value(initial_metadata)
-        self.hint = hint_for(self.code, details)
+        self.hint = self._hint()
         super().__init__(self._message())
+
+    def _hint(self) -> str | None:
+        return hint_for(self.code, self.details)
 
     def _message(self) -> str:
         where = f" ({self.method.rsplit('/', 1)[-1]})" if self.method else ""
@@ -270,6 +273,21 @@ class UnavailableError(APIError):
     """UNAVAILABLE: the server could not be reached or is shutting down."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class StreamInterruptedError(UnavailableError):
+    """A stream broke after its first chunk: its server or connection went away mid-answer.
+
+    It is not retried, and cannot be resumed: a new call would generate the
+    answer again from its start, repeating what was already received. `details`
+    is what grpc reported; `hint` says so. Start a new call for a whole answer.
+    """
+
+    def _hint(self) -> str | None:
+        return (
+            "the stream was cut off after its first chunk and cannot be resumed: "
+            "a new call starts the answer over"
+        )
 
 
 class DataLossError(APIError):

@@ -31,6 +31,9 @@ REQUEST_ID = "x-request-id"
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 SERVICE = "apex.v1.ApexService"
+SHUTTING_DOWN = (
+    "the server is shutting down and did not start this call; retry it on another replica"
+)
 
 
 @dataclass(slots=True)
@@ -52,6 +55,10 @@ class CallPolicy:
         self.authenticator = authenticator
         self.knobs_enabled = knobs_enabled
         self.failures = FailureCounter()
+        self.accepting = True
+        """False while the server shuts down: new calls are answered UNAVAILABLE, unstarted."""
+        self.turned_away = 0
+        """Calls answered UNAVAILABLE because the server no longer accepted calls."""
 
     async def open(self, context: Context, request_id: str, *, streaming: bool) -> CallContext:
         """Send initial metadata, authenticate, read knobs and sleep if asked.
@@ -60,7 +67,12 @@ class CallPolicy:
         reach the client together with the response anyway, and a separate
         initial-metadata send costs grpc.aio a round of its own (about 140 µs).
         Streams send it up front, so a client can read it before the first chunk.
+        A server that is shutting down answers UNAVAILABLE before doing anything,
+        so the client may safely retry the call elsewhere.
         """
+        if not self.accepting:
+            self.turned_away += 1
+            raise RpcAbort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         metadata: dict[str, str | bytes] = dict(context.invocation_metadata() or ())
         trailing: list[tuple[str, str | bytes]] = [(REQUEST_ID, request_id)]
         initial: list[tuple[str, str | bytes]] = [(REQUEST_ID, request_id)]

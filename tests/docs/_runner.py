@@ -201,7 +201,7 @@ class ServeProcess:
         return (self.folder / "stdout").read_text()
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 15 s)."""
+        """Stop the server as Ctrl-C does (SIGINT: no drain delay), SIGKILL after 15 s."""
         _stop(self.process)
 
 
@@ -233,7 +233,7 @@ def _working_directory(path: Path) -> Iterator[None]:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
