@@ -131,7 +131,7 @@ WEB_SEARCH = (
         "Search the web through subnet miners.\n\n"
         "search_query: what to look for (required, non-empty).\n"
         "n_results: how many results to return (default 5);\n"
-        "    `max_results_per_miner` is the official SDK's name for it.\n"
+        "    `max_results_per_miner` is the official SDK's (2.1.0) name for it.\n"
         "max_response_time: seconds miners may take (default 30). Unless a timeout\n"
         "    is set on the call or the client, the call's deadline is this plus\n"
         "    10 seconds.\n"
@@ -143,7 +143,7 @@ WEB_SEARCH = (
 _SUBMIT_DOC = (
     "Start a deep-research job; returns its id and status at once.\n\n"
     "Takes the chat-completion keywords (messages, sampling_parameters, seed,\n"
-    "model, uids, ...) with the official SDK's deep-research defaults: task\n"
+    "model, uids, ...) with the official SDK's (2.1.0) deep-research defaults: task\n"
     '"InferenceTask", inference_mode "Chain-of-Thought", mixture False,\n'
     "max_new_tokens 8192, do_sample False."
 )
@@ -161,7 +161,7 @@ DEEP_RESEARCH = (
         "SubmitDeepResearcherJob",
         "research.submit_deep_research",
         (MESSAGES, "*", "FIELDS"),
-        "The official SDK's name for `submit`.\n\n" + _SUBMIT_DOC,
+        "The official SDK's (2.1.0) name for `submit`.\n\n" + _SUBMIT_DOC,
     ),
     Rpc(
         "get",
@@ -175,7 +175,7 @@ DEEP_RESEARCH = (
         "GetDeepResearcherJob",
         "research.get_deep_research",
         ("job_id: str",),
-        "The official SDK's name for `get`.\n\nFetch a deep-research job: its status and "
+        "The official SDK's (2.1.0) name for `get`.\n\nFetch a deep-research job: its status and "
         "the result chunks so far.",
     ),
 )

@@ -62,7 +62,9 @@ class ClientConstructor:
             key raises MissingAPIKeyError).
         base_url: ``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target
             (``dns:///host:port``, ``ipv4:a:p,b:p``, ``unix:/path``); default:
-            $MACROCOSMOS_BASE_URL, then the public Apex endpoint. A bare host gets port 443.
+            $MACROCOSMOS_BASE_URL, then Apex's former endpoint, kept for compatibility: it may
+            no longer answer apex.v1 since macrocosmos 3.0.0 removed Apex (host the contract
+            with ``apex-grpc serve``). A bare host gets port 443.
         secure: TLS or plaintext; default: plaintext for ``http://`` URLs, else
             $MACROCOSMOS_USE_HTTPS (unset: TLS).
         allow_insecure_key: allow sending the key in plaintext to a host that is not loopback;

@@ -356,30 +356,6 @@ async def test_with_options_can_call_with_another_key(
     assert other.channel is either_client.channel
 
 
-async def test_tls_to_a_plaintext_loopback_server_names_the_fix(
-    client_type: ClientType, scripted: ScriptedServer
-) -> None:
-    tls_client = client_type(api_key=KEY, base_url=scripted.target, max_retries=0)
-    with pytest.raises(mc.UnavailableError) as caught:
-        await settle(tls_client.chats.list_sessions(timeout=5))
-    stream = await settle(tls_client.chat.completions.create(messages=USER, stream=True, timeout=5))
-    with pytest.raises(mc.UnavailableError) as streamed:
-        await settle(stream.text())
-    await settle(tls_client.close())
-    for error in (caught.value, streamed.value):
-        assert error.hint is not None and scripted.target in error.hint
-        for fix in ("secure=False", "MACROCOSMOS_USE_HTTPS=false", "http://"):
-            assert fix in error.hint and fix in str(error)
-
-
-async def test_no_hint_for_an_ordinary_outage(client_type: ClientType) -> None:
-    c = client_type(api_key=KEY, base_url="127.0.0.1:1", secure=False, max_retries=0)
-    with pytest.raises(mc.UnavailableError) as caught:
-        await settle(c.chats.list_sessions(timeout=5))
-    await settle(c.close())
-    assert caught.value.hint is None
-
-
 async def test_the_debug_line_shows_a_request_id_sent_in_trailers_only(
     client_type: ClientType, echo_target: str, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -25,7 +25,7 @@ def submit_deep_research(
     messages: Sequence[MessageParam | pb.ChatMessage],
     **fields: Unpack[ChatRequestFields],
 ) -> Prepared[pb.ChatCompletionRequest, pb.SubmitDeepResearcherJobResponse]:
-    """The request of ``deep_research.submit``: a chat request with the official SDK's
+    """The request of ``deep_research.submit``: a chat request with the official SDK's (2.1.0)
     deep-research defaults (task "InferenceTask", inference_mode "Chain-of-Thought",
     mixture False, max_new_tokens 8192, do_sample False) where the caller gives None."""
     if fields.get("task") is None:

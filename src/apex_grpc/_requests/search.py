@@ -29,17 +29,8 @@ def web_search(
     uids: Sequence[int] | None = None,
     max_results_per_miner: int | None = None,
 ) -> Prepared[pb.WebRetrievalRequest, pb.WebRetrievalResponse]:
-    """Search the web through subnet miners.
-
-    search_query: what to look for (required, non-empty).
-    n_results: how many results to return (default 5);
-        `max_results_per_miner` is the official SDK's name for it.
-    max_response_time: seconds miners may take (default 30). Unless a timeout
-        is set on the call or the client, the call's deadline is this plus
-        10 seconds.
-    n_miners: how many miners to ask (default 5).
-    uids: specific miner UIDs to ask (default: the validator chooses).
-    """
+    """The request of ``web_search.search`` (its docstring, in tools/resource_table.py,
+    says what each argument means); the deadline defaults to max_response_time + 10 s."""
     if None not in (n_results, max_results_per_miner) and n_results != max_results_per_miner:
         raise ValidationError("max_results_per_miner", "is an alias of n_results; give one of them")
     if n_results is None:

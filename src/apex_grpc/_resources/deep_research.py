@@ -47,7 +47,7 @@ class DeepResearch(SyncResource):
         """Start a deep-research job; returns its id and status at once.
 
         Takes the chat-completion keywords (messages, sampling_parameters, seed,
-        model, uids, ...) with the official SDK's deep-research defaults: task
+        model, uids, ...) with the official SDK's (2.1.0) deep-research defaults: task
         "InferenceTask", inference_mode "Chain-of-Thought", mixture False,
         max_new_tokens 8192, do_sample False.
         """
@@ -92,12 +92,12 @@ class DeepResearch(SyncResource):
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
     ) -> pb.SubmitDeepResearcherJobResponse:
-        """The official SDK's name for `submit`.
+        """The official SDK's (2.1.0) name for `submit`.
 
         Start a deep-research job; returns its id and status at once.
 
         Takes the chat-completion keywords (messages, sampling_parameters, seed,
-        model, uids, ...) with the official SDK's deep-research defaults: task
+        model, uids, ...) with the official SDK's (2.1.0) deep-research defaults: task
         "InferenceTask", inference_mode "Chain-of-Thought", mixture False,
         max_new_tokens 8192, do_sample False.
         """
@@ -153,7 +153,7 @@ class DeepResearch(SyncResource):
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
     ) -> pb.GetDeepResearcherJobResponse:
-        """The official SDK's name for `get`.
+        """The official SDK's (2.1.0) name for `get`.
 
         Fetch a deep-research job: its status and the result chunks so far.
         """
