@@ -20,6 +20,7 @@ from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._calls import SERVICE, CallPolicy
 from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._datalock import DataDirectoryLock
 from apex_grpc_server._documents import default_corpus
 from apex_grpc_server._engines import ChatEngine, create_engine
 from apex_grpc_server._research import ResearchJobs
@@ -99,6 +100,7 @@ class ApexServer:
         self._research: ResearchJobs | None = None
         self._health: Any = None
         self._policy: CallPolicy | None = None
+        self._lock: DataDirectoryLock | None = None
         self.info: ServerInfo | None = None
 
     async def start(self) -> ServerInfo:
@@ -135,6 +137,8 @@ class ApexServer:
             target = f"{target}:{port}"
 
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = DataDirectoryLock(config.data_dir)
+        self._lock.acquire()  # before anything in it is opened
         self._engine = create_engine(config)
         await self._engine.start()
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
@@ -185,7 +189,7 @@ class ApexServer:
            seconds (default: the config's); it stops as soon as they are done (health
            watches, which never end by themselves, are ended first).
         """
-        if self._server is None and self._engine is None:
+        if self._server is None and self._lock is None:
             return  # stopped already
         grace = self.config.grace_period_s if grace is None else grace
         drain_delay = self.config.drain_delay_s if drain_delay is None else drain_delay
@@ -220,6 +224,9 @@ class ApexServer:
         if self._index is not None:
             await asyncio.to_thread(self._index.close)
             self._index = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 SETTLE_S = 0.05
