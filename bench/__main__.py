@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench`` (full, ~4-5 min) or ``python -m bench --quick``.
+"""Run the benchmarks: ``python -m bench`` (full, ~6 min) or ``python -m bench --quick``.
 
 Every ratio compares apex-grpc with a baseline measured in the same run
 (the raw generated grpcio stub, or the official SDK), interleaved round by
