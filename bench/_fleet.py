@@ -25,7 +25,7 @@ import apex_grpc as mc
 
 from ._common import BENCH_KEY, MESSAGES, check, expected_text
 from ._replicas import Replica, fleet, ipv4_target
-from ._report import Row, ratio_row, spread
+from ._report import Row, plural, ratio_row, spread
 
 CHUNK_SIZE = 16
 SCALE_CHUNKS, SCALE_DELAY_S, SCALE_CONCURRENCY = 2, 0.05, 2
@@ -71,9 +71,9 @@ class Load:
         return len(self.calls)
 
     def durations(self) -> str:
-        """`median M s, slowest S s` over every call."""
+        """`M/S s`: the median and the slowest call's time."""
         seconds = [ended - started for started, ended in self.calls]
-        return f"median {statistics.median(seconds):.2f} s, slowest {max(seconds):.2f} s"
+        return f"{statistics.median(seconds):.2f}/{max(seconds):.2f} s"
 
 
 async def one_call(client: mc.AsyncApexClient, kind: str, chunks: int, load: Load) -> None:
@@ -191,8 +191,9 @@ def scaling(rounds: int, seconds: float) -> Row:
     row.ours = f"3 replicas: {statistics.median(three):,.0f} calls/s"
     row.data["shares"] = shares
     row.notes.append(
-        f"{rounds} rounds of {seconds:g} s per side, 1 and 3 alternating first, each a fresh "
-        f"client warmed up for 0.3 s; a replica's ceiling is about {capacity:.0f} calls/s "
+        f"{plural(rounds, 'round')} of {seconds:g} s per side, 1 and 3 alternating first, "
+        f"each a fresh client warmed up for 0.3 s; a replica's ceiling is about "
+        f"{capacity:.0f} calls/s "
         f"({SCALE_CONCURRENCY} at a time, {SCALE_DELAY_S * (SCALE_CHUNKS - 1) * 1000:.0f} ms "
         "a call). Calls per replica in each 3-replica window (its INFO log): "
         + "; ".join("/".join(str(n) for n in share) for share in shares)
@@ -245,8 +246,8 @@ def drain(rounds: int, seconds: float, at: float) -> Row:
         data={"loads": [_summary(load) for load in loads], "exits": exits},
     )
     row.notes.append(
-        f"{rounds} rounds of {seconds:g} s, SIGTERM {at:g} s in. Per round: calls "
-        f"{_each(load.total for load in loads)}; call times "
+        f"{plural(rounds, 'round')} of {seconds:g} s, SIGTERM {at:g} s in. Per round: calls "
+        f"{_each(load.total for load in loads)}; call times (median/slowest) "
         f"{_each(load.durations() for load in loads)}; calls in flight on the drained replica "
         f"at its SIGTERM and answered {_each(in_flight)}; calls it started after its SIGTERM "
         f"(before the client's health check moved away) {_each(late)}; its exit codes "
@@ -289,8 +290,8 @@ def kill(rounds: int, seconds: float, at: float) -> Row:
     attempts = sum((load.attempts for load in loads), Counter[int]())
     retried = ", ".join(f"{n} in {a} attempts" for a, n in sorted(attempts.items()) if a > 1)
     row.notes.append(
-        f"{rounds} rounds of {seconds:g} s, SIGKILL {at:g} s in. Per round: calls "
-        f"{_each(load.total for load in loads)}; call times "
+        f"{plural(rounds, 'round')} of {seconds:g} s, SIGKILL {at:g} s in. Per round: calls "
+        f"{_each(load.total for load in loads)}; call times (median/slowest) "
         f"{_each(load.durations() for load in loads)}. "
         f"Other failures (misses): {dict(failed) if misses else 'none'}. Unary calls answered "
         f"after a retry: {retried or 'none'}. A call takes "
