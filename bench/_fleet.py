@@ -43,6 +43,7 @@ LOAD_FLAGS = (
 )
 LOAD_CALLERS = 32
 CALL_TIMEOUT = 30.0
+WARM_UP_S = 0.3
 SCALE_TARGET = 2.7
 
 
@@ -145,12 +146,16 @@ def client_for(replicas: Sequence[Replica]) -> mc.AsyncApexClient:
     )
 
 
-async def throughput(replicas: Sequence[Replica], seconds: float) -> tuple[float, list[int]]:
-    """Unary calls/s of a closed loop against `replicas`, and each replica's share."""
+async def throughput(
+    replicas: Sequence[Replica], seconds: float
+) -> tuple[float, list[int], list[int]]:
+    """Unary calls/s of a closed loop against `replicas`, and each replica's calls in the
+    timed window and in the cold warm-up before it."""
     client = client_for(replicas)
     try:
         # Warm up: connect to every replica before the clock starts.
-        await closed_loop(client, SCALE_CALLERS, 0.3, ("unary",), SCALE_CHUNKS)
+        cold = time.time()
+        await closed_loop(client, SCALE_CALLERS, WARM_UP_S, ("unary",), SCALE_CHUNKS)
         since = time.time()
         started = time.monotonic()
         load = await closed_loop(client, SCALE_CALLERS, seconds, ("unary",), SCALE_CHUNKS)
@@ -160,7 +165,11 @@ async def throughput(replicas: Sequence[Replica], seconds: float) -> tuple[float
     check(not load.failed, f"fleet throughput: failed calls {dict(load.failed)}")
     done = sum(1 for _, ended in load.calls if ended <= started + seconds)
     await asyncio.sleep(0.2)  # the replicas' log lines of the last calls
-    return done / seconds, [replica.started_between(since, until) for replica in replicas]
+    return (
+        done / seconds,
+        [replica.started_between(since, until) for replica in replicas],
+        [replica.started_between(cold, since) for replica in replicas],
+    )
 
 
 def scaling(rounds: int, seconds: float) -> Row:
@@ -168,14 +177,16 @@ def scaling(rounds: int, seconds: float) -> Row:
     one: list[float] = []
     three: list[float] = []
     shares: list[list[int]] = []
+    cold_shares: list[list[int]] = []
     with fleet(3, SCALE_FLAGS) as replicas:
         for round_number in range(rounds):
             sides = (1, 3) if round_number % 2 == 0 else (3, 1)
             for side in sides:
-                rate, share = asyncio.run(throughput(replicas[:side], seconds))
+                rate, share, cold_share = asyncio.run(throughput(replicas[:side], seconds))
                 (one if side == 1 else three).append(rate)
                 if side == 3:
                     shares.append(share)
+                    cold_shares.append(cold_share)
             print(f"  fleet scaling: round {round_number + 1}/{rounds}", file=sys.stderr)
     capacity = SCALE_CONCURRENCY / (SCALE_DELAY_S * (SCALE_CHUNKS - 1))
     row = ratio_row(
@@ -189,14 +200,17 @@ def scaling(rounds: int, seconds: float) -> Row:
         raw_label="1 replica: ",
     )
     row.ours = f"3 replicas: {statistics.median(three):,.0f} calls/s"
-    row.data["shares"] = shares
+    row.data["shares"], row.data["cold_shares"] = shares, cold_shares
     row.notes.append(
         f"{plural(rounds, 'round')} of {seconds:g} s per side, 1 and 3 alternating first, "
-        f"each a fresh client warmed up for 0.3 s; a replica's ceiling is about "
+        f"each a fresh client warmed up for {WARM_UP_S:g} s; a replica's ceiling is about "
         f"{capacity:.0f} calls/s "
         f"({SCALE_CONCURRENCY} at a time, {SCALE_DELAY_S * (SCALE_CHUNKS - 1) * 1000:.0f} ms "
         "a call). Calls per replica in each 3-replica window (its INFO log): "
         + "; ".join("/".join(str(n) for n in share) for share in shares)
+        + f". In each fresh client's warm-up (cold: its first {SCALE_CALLERS} calls go to the "
+        "replicas it has connected to by then, mostly the first): "
+        + "; ".join("/".join(str(n) for n in share) for share in cold_shares)
     )
     return row
 
