@@ -221,7 +221,7 @@ async def under_load(
     """A warmed-up round_robin client's mixed closed loop; `number` sent to replica 0 `at` s in."""
     client = client_for(replicas)
     try:
-        await closed_loop(client, len(replicas) * 2, 0.3, ("unary",), LOAD_CHUNKS)
+        await closed_loop(client, len(replicas) * 2, WARM_UP_S, ("unary",), LOAD_CHUNKS)
         return await closed_loop(
             client,
             LOAD_CALLERS,
