@@ -161,7 +161,9 @@ class ClientSettings:
         None,
         "``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target "
         "(``dns:///host:port``, ``ipv4:a:p,b:p``, ``unix:/path``); default: "
-        "$MACROCOSMOS_BASE_URL, then the public Apex endpoint. A bare host gets port 443.",
+        "$MACROCOSMOS_BASE_URL, then Apex's former endpoint, kept for compatibility: it may "
+        "no longer answer apex.v1 since macrocosmos 3.0.0 removed Apex (host the contract "
+        "with ``apex-grpc serve``). A bare host gets port 443.",
         checks.instance_of(str, "a string"),
         connection=True,
     )
