@@ -37,6 +37,7 @@ from pathlib import Path
 from constructor_codegen import constructor_sources
 from google.protobuf import descriptor_pb2
 from resource_codegen import resource_sources, tidy
+from resource_table import WRITES
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
@@ -70,7 +71,7 @@ Resp = TypeVar("Resp", bound=Message)
 class Method(Generic[Req, Resp]):
     """One RPC: its name, full HTTP/2 path, message types and shape (compared by identity)."""
 
-    __slots__ = ("name", "path", "request_type", "response_type", "server_streaming")
+    __slots__ = ("name", "path", "request_type", "response_type", "server_streaming", "write")
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class Method(Generic[Req, Resp]):
         request_type: type[Req],
         response_type: type[Resp],
         server_streaming: bool = False,
+        write: bool = False,
     ) -> None:
         self.name = name
         self.path = f"/{{SERVICE}}/{{name}}"
@@ -85,6 +87,8 @@ class Method(Generic[Req, Resp]):
         self.request_type = request_type
         self.response_type = response_type
         self.server_streaming = server_streaming
+        self.write = write
+        """Whether it changes stored state: its calls carry an ``idempotency-key``."""
 
     def __repr__(self) -> str:
         return f"Method({{self.path}})"
@@ -205,6 +209,9 @@ def method_table(service: descriptor_pb2.ServiceDescriptorProto) -> str:
     """The source of src/apex_grpc/_methods.py, from the service's descriptor."""
     lines = [METHOD_TABLE_HEADER.format(service=SERVICE), ""]
     names = []
+    unknown = WRITES - {rpc.name for rpc in service.method}
+    if unknown:
+        sys.exit(f"codegen: WRITES names RPCs the service lacks: {sorted(unknown)}")
     for rpc in service.method:
         if rpc.client_streaming:
             sys.exit(f"codegen: {rpc.name} is client-streaming; the client has no transport for it")
@@ -216,6 +223,7 @@ def method_table(service: descriptor_pb2.ServiceDescriptorProto) -> str:
             f"    {_python_type(rpc.input_type)},",
             f"    {_python_type(rpc.output_type)},",
             *(["    server_streaming=True,"] if rpc.server_streaming else []),
+            *(["    write=True,"] if rpc.name in WRITES else []),
             ")",
         ]
     lines += [

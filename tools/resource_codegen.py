@@ -7,8 +7,8 @@ src/apex_grpc/_resources/; `make check-generated` fails on any drift.
 The table in tools/resource_table.py is the hand-written part: each public
 method's ergonomic name, its own parameters with their defaults, the request
 builder it calls and its docstring. The call options every method also takes are read from
-`CallOptions` (and `StreamOptions`, `PollOptions`, `ChatRequestFields`) in the
-package, so a new option reaches every method at the next `make generate`.
+`CallOptions` (and `StreamOptions`, `PollOptions`, `ChatRequestFields`, and for the
+write RPCs of `WRITES`, `WriteOptions`) in the package, so a new option reaches every method at the next `make generate`.
 Each method becomes one plain ``def`` (sync class) and one ``async def`` (the
 async class beside it) spelling every parameter; no descriptors, nothing
 rebuilt at import time.
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from resource_table import CHATS, DEEP_RESEARCH, MESSAGES, WEB_SEARCH, Rpc
+from resource_table import CHATS, DEEP_RESEARCH, MESSAGES, WEB_SEARCH, WRITES, Rpc
 
 ROOT = Path(__file__).resolve().parent.parent
 RESOURCES = ROOT / "src" / "apex_grpc" / "_resources"
@@ -120,6 +120,7 @@ class Keys(NamedTuple):
     stream: list[tuple[str, str]]
     poll: list[tuple[str, str]]
     fields: list[tuple[str, str]]
+    write: list[tuple[str, str]]
 
 
 def _keys() -> Keys:
@@ -128,12 +129,14 @@ def _keys() -> Keys:
         typed_keys("_settings/call.py", "StreamOptions"),
         typed_keys("_research.py", "PollOptions"),
         typed_keys("_requests/chat.py", "ChatRequestFields"),
+        typed_keys("_settings/call.py", "WriteOptions"),
     )
 
 
-def _call_options(keys: Keys, stream: bool = False) -> str:
+def _call_options(keys: Keys, stream: bool = False, write: bool = False) -> str:
     names = [name for name, _ in keys.call] + ([n for n, _ in keys.stream] if stream else [])
-    return f"call_options({', '.join(names)})"
+    extra = [f"{name}={name}" for name, _ in keys.write] if write else []
+    return f"call_options({', '.join(names + extra)})"
 
 
 def _unary(rpc: Rpc, response: str, keys: Keys, is_async: bool) -> str:
@@ -144,6 +147,9 @@ def _unary(rpc: Rpc, response: str, keys: Keys, is_async: bool) -> str:
     if "*" not in params:
         params.append("*")
     params += _option_params(keys.call)
+    write = rpc.rpc in WRITES
+    if write:
+        params += _option_params(keys.write)
     arguments = ", ".join(f"{name}={name}" for name in _names(own))
     call = f"{rpc.builder}(self._settings, options{', ' if arguments else ''}{arguments})"
     prefix, wait = ("async ", "await ") if is_async else ("", "")
@@ -151,7 +157,7 @@ def _unary(rpc: Rpc, response: str, keys: Keys, is_async: bool) -> str:
     return (
         f"    {prefix}def {rpc.name}(\n        {signature},\n    ) -> {response}:\n"
         f"{_doc(rpc.doc)}\n"
-        f"        options = {_call_options(keys)}\n"
+        f"        options = {_call_options(keys, write=write)}\n"
         f"        return {wait}self._transport.unary({call})\n"
     )
 

@@ -10,6 +10,23 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
+WRITES = frozenset(
+    {
+        "CreateChatAndCompletion",
+        "CreateCompletion",
+        "SubmitDeepResearcherJob",
+        "UpdateChatAttributes",
+        "UpdateCompletionAttributes",
+        "DeleteChats",
+        "DeleteCompletions",
+    }
+)
+"""The RPCs that change stored state. Their `Method` is marked ``write=True`` and their
+resource methods take `WriteOptions` (``idempotency_key=``): every call carries an
+``idempotency-key`` metadata entry, the same on each retry, so a server that keeps the
+key with the write answers a retried write with the first result instead of a copy."""
+
+
 class Rpc(NamedTuple):
     """One unary resource method: `name` calls `builder` and runs `rpc` (the proto's name)."""
 

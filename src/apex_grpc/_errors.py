@@ -101,6 +101,7 @@ class APIError(ApexError):
         trailing_metadata: Metadata = (),
         attempts: int = 1,
         debug_error_string: str | None = None,
+        hint: str | None = None,
     ) -> None:
         if code is not None:
             self.code = code
@@ -111,7 +112,7 @@ class APIError(ApexError):
         self.attempts = attempts
         self.debug_error_string = debug_error_string
         self.request_id = metadata_value(trailing_metadata) or metadata_value(initial_metadata)
-        self.hint = self._hint()
+        self.hint = hint or self._hint()
         super().__init__(self._message())
 
     def _hint(self) -> str | None:
@@ -135,6 +136,7 @@ class APIError(ApexError):
                 self.initial_metadata,
                 self.trailing_metadata,
                 self.attempts,
+                self.hint,
             ),
         )
 
@@ -147,6 +149,7 @@ def _rebuild_api_error(
     initial_metadata: Metadata,
     trailing_metadata: Metadata,
     attempts: int,
+    hint: str | None = None,
 ) -> APIError:
     return cls(
         details,
@@ -155,6 +158,7 @@ def _rebuild_api_error(
         initial_metadata=initial_metadata,
         trailing_metadata=trailing_metadata,
         attempts=attempts,
+        hint=hint,
     )
 
 
@@ -266,9 +270,43 @@ class PermissionDeniedError(APIError):
 
 
 class RateLimitError(APIError):
-    """RESOURCE_EXHAUSTED: rate limited, over quota, busy, or a message too large."""
+    """RESOURCE_EXHAUSTED: rate limited, over quota or busy (retried when the server says when)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class MessageTooLargeError(APIError):
+    """RESOURCE_EXHAUSTED because a message was over a size limit: grpc's "Sent message
+    larger than max" or "Received message larger than max", on either side.
+
+    Not a RateLimitError and never retried: the same call would fail the same way.
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def _hint(self) -> str | None:
+        if self.details.startswith("Received"):
+            return (
+                "a reply was larger than the receiver allows: raise the client's "
+                "max_message_bytes, or ask for less at a time"
+            )
+        return (
+            "a message was larger than allowed: send less, or raise max_message_bytes "
+            "(the server has its own limit too)"
+        )
+
+
+MESSAGE_TOO_LARGE = re.compile(r"(?:Sent|Received) message larger than max")
+"""How grpc words a message over its size limit (client or server, either direction)."""
+
+
+def is_message_too_large(code: grpc.StatusCode | None, details: str | None) -> bool:
+    """Whether a failure is grpc's message size limit (RESOURCE_EXHAUSTED "... larger than max")."""
+    return (
+        code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        and details is not None
+        and MESSAGE_TOO_LARGE.search(details) is not None
+    )
 
 
 class FailedPreconditionError(APIError):
@@ -357,8 +395,11 @@ ERROR_CLASSES: dict[grpc.StatusCode, type[APIError]] = {
 }
 
 
-def error_class_for(code: grpc.StatusCode) -> type[APIError]:
-    """The APIError subclass for a status code (`APIError` itself for unknown codes)."""
+def error_class_for(code: grpc.StatusCode, details: str | None = None) -> type[APIError]:
+    """The APIError subclass for a status code (`APIError` itself for unknown codes);
+    `details` tells a message over the size limit from a rate limit."""
+    if is_message_too_large(code, details):
+        return MessageTooLargeError
     return ERROR_CLASSES.get(code, APIError)
 
 
@@ -370,11 +411,12 @@ def from_rpc_error(
     cls: type[APIError] | None = None,
     code: grpc.StatusCode | None = None,
     details: str | None = None,
+    hint: str | None = None,
 ) -> APIError:
     """Convert a grpc.RpcError (sync or aio) into our typed error, keeping its metadata.
 
-    `cls`, `code` and `details` replace what the error says, where the client
-    knows better why the call ended.
+    `cls`, `code`, `details` and `hint` replace what the error says, where the
+    client knows better why the call ended.
     """
     if code is None:
         code = _call(error, "code")  # type: ignore[assignment]
@@ -383,14 +425,16 @@ def from_rpc_error(
     if details is None:
         details = _call(error, "details")  # type: ignore[assignment]
     debug = _call(error, "debug_error_string")
-    return (cls or error_class_for(code))(
-        details if isinstance(details, str) else code.name,
+    text = details if isinstance(details, str) else code.name
+    return (cls or error_class_for(code, text))(
+        text,
         code=code,
         method=method,
         initial_metadata=_as_metadata(_call(error, "initial_metadata")),
         trailing_metadata=_as_metadata(_call(error, "trailing_metadata")),
         attempts=attempts,
         debug_error_string=debug if isinstance(debug, str) else None,
+        hint=hint,
     )
 
 

@@ -23,7 +23,7 @@ Resp = TypeVar("Resp", bound=Message)
 class Method(Generic[Req, Resp]):
     """One RPC: its name, full HTTP/2 path, message types and shape (compared by identity)."""
 
-    __slots__ = ("name", "path", "request_type", "response_type", "server_streaming")
+    __slots__ = ("name", "path", "request_type", "response_type", "server_streaming", "write")
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class Method(Generic[Req, Resp]):
         request_type: type[Req],
         response_type: type[Resp],
         server_streaming: bool = False,
+        write: bool = False,
     ) -> None:
         self.name = name
         self.path = f"/{SERVICE}/{name}"
@@ -38,6 +39,8 @@ class Method(Generic[Req, Resp]):
         self.request_type = request_type
         self.response_type = response_type
         self.server_streaming = server_streaming
+        self.write = write
+        """Whether it changes stored state: its calls carry an ``idempotency-key``."""
 
     def __repr__(self) -> str:
         return f"Method({self.path})"
@@ -63,6 +66,7 @@ SUBMIT_DEEP_RESEARCHER_JOB = Method(
     "SubmitDeepResearcherJob",
     pb.ChatCompletionRequest,
     pb.SubmitDeepResearcherJobResponse,
+    write=True,
 )
 GET_DEEP_RESEARCHER_JOB = Method(
     "GetDeepResearcherJob",
@@ -88,26 +92,31 @@ UPDATE_CHAT_ATTRIBUTES = Method(
     "UpdateChatAttributes",
     pb.UpdateChatAttributesRequest,
     pb.UpdateChatAttributesResponse,
+    write=True,
 )
 DELETE_CHATS = Method(
     "DeleteChats",
     pb.DeleteChatsRequest,
     pb.DeleteChatsResponse,
+    write=True,
 )
 CREATE_CHAT_AND_COMPLETION = Method(
     "CreateChatAndCompletion",
     pb.CreateChatAndCompletionRequest,
     pb.CreateChatAndCompletionResponse,
+    write=True,
 )
 CREATE_COMPLETION = Method(
     "CreateCompletion",
     pb.CreateCompletionRequest,
     pb.CreateCompletionResponse,
+    write=True,
 )
 DELETE_COMPLETIONS = Method(
     "DeleteCompletions",
     pb.DeleteCompletionsRequest,
     pb.DeleteCompletionsResponse,
+    write=True,
 )
 SEARCH_CHAT_IDS_BY_PROMPT_AND_COMPLETION_TEXT = Method(
     "SearchChatIdsByPromptAndCompletionText",
@@ -118,6 +127,7 @@ UPDATE_COMPLETION_ATTRIBUTES = Method(
     "UpdateCompletionAttributes",
     pb.UpdateCompletionAttributesRequest,
     pb.UpdateCompletionAttributesResponse,
+    write=True,
 )
 GET_COMPLETIONS_WITH_DEEP_RESEARCHER_ENTRY = Method(
     "GetCompletionsWithDeepResearcherEntry",

@@ -18,7 +18,13 @@ from typing import Any
 
 import grpc
 
-from apex_grpc._errors import APIError, DeadlineExceededError, ValidationError, from_rpc_error
+from apex_grpc._errors import (
+    APIError,
+    DeadlineExceededError,
+    ValidationError,
+    from_rpc_error,
+    is_message_too_large,
+)
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
@@ -32,7 +38,10 @@ class RetryPolicy:
     limit is not a reason to hammer the server). The wait before retry n
     (from 0) is ``min(initial_backoff * multiplier**n, max_backoff)`` with
     `jitter` of it drawn at random, unless the server's pushback says
-    otherwise. A pushback below zero means "do not retry".
+    otherwise. A pushback below zero means "do not retry"; one longer than
+    what is left of the call's deadline, or (with no deadline) than
+    `max_pushback`, ends the call at once with the server's error and a hint
+    saying how long it asked to wait.
     """
 
     max_retries: int = 2
@@ -47,6 +56,9 @@ class RetryPolicy:
     retry_on_pushback_codes: frozenset[grpc.StatusCode] = field(
         default_factory=lambda: frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})
     )
+    max_pushback: float = 60.0
+    """The longest server pushback (seconds) a call without a deadline waits for; a longer
+    hint fails the call at once (a call with a deadline waits at most what is left of it)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
@@ -61,6 +73,10 @@ class RetryPolicy:
             raise ValidationError("retry.multiplier", f"must be >= 1, got {self.multiplier}")
         if not 0 <= self.jitter <= 1:
             raise ValidationError("retry.jitter", f"must be in [0, 1], got {self.jitter}")
+        if not 0 <= self.max_pushback < float("inf"):
+            raise ValidationError(
+                "retry.max_pushback", f"must be a finite number >= 0, got {self.max_pushback}"
+            )
 
     def with_max_retries(self, max_retries: int) -> RetryPolicy:
         """A copy with another retry count."""
@@ -72,16 +88,32 @@ class RetryPolicy:
         return base * (1.0 - self.jitter * rng())
 
 
+PUSHBACK_CAP_MS = 10**12
+"""Pushback hints are read up to this many milliseconds (about 31 years): any longer hint
+is as good as "never" and would not fit a float, or a sleep, unclipped."""
+
+
 def pushback_seconds(trailing_metadata: Iterable[Any] | None) -> float | None:
-    """The server's retry hint in seconds; negative means "do not retry"; None if absent."""
+    """The server's retry hint in seconds; negative means "do not retry"; None if absent.
+
+    Never raises: garbage reads as -1 (gRFC A6: treat a malformed hint as "stop"),
+    a huge hint as PUSHBACK_CAP_MS.
+    """
     for key, value in trailing_metadata or ():
         if key == PUSHBACK_KEY:
-            text = value.decode() if isinstance(value, bytes) else value
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
             try:
-                return int(text.strip()) / 1000.0
-            except ValueError:
-                return -1.0  # malformed pushback: gRFC A6 says treat it as "stop"
+                milliseconds = int(text.strip())
+            except ValueError:  # also digits past Python's int-from-text limit
+                return -1.0
+            return min(milliseconds, PUSHBACK_CAP_MS) / 1000.0
     return None
+
+
+def pushback_hint(seconds: float, limit: str) -> str:
+    """Why a call with a pushback hint was not retried (`limit`: what it would pass)."""
+    milliseconds = round(seconds * 1000)
+    return f"the server asked to retry in {milliseconds} ms, past {limit}; not retried"
 
 
 REFUSED_STREAM = re.compile(r"RST_STREAM.*(?:error code 7\b|REFUSED_STREAM)", re.DOTALL)
@@ -128,7 +160,7 @@ def final_error(error: grpc.RpcError, method: str, attempts: Attempts) -> APIErr
                     "on its connections) until the deadline passed"
                 ),
             )
-    return from_rpc_error(error, method=method, attempts=attempts.number)
+    return from_rpc_error(error, method=method, attempts=attempts.number, hint=attempts.refusal)
 
 
 class Attempts:
@@ -147,6 +179,7 @@ class Attempts:
         "last_refused",
         "number",
         "policy",
+        "refusal",
         "refused",
         "retried",
     )
@@ -169,6 +202,8 @@ class Attempts:
         """Attempts the server refused before seeing them (REFUSED_STREAM)."""
         self.last_refused = False
         """Whether the failure `retry_delay` last judged was a refusal it retries."""
+        self.refusal: str | None = None
+        """Why `retry_delay` last declined a server's pushback (too long), for the error."""
         self._clock = clock
         self._rng = rng
 
@@ -188,9 +223,12 @@ class Attempts:
         (REFUSAL_BACKOFF, doubling), without spending a retry. Otherwise a call
         is retried when retries are left, the code is retryable (or
         pushback-retryable with a non-negative pushback), and the wait still
-        leaves time before the deadline.
+        leaves time before the deadline. A message over grpc's size limit is
+        never retried. A pushback past the deadline (or, with none, past
+        `policy.max_pushback`) ends the call, noting why in `refusal`.
         """
         self.last_refused = False
+        self.refusal = None
         if self.refused < MAX_REFUSALS and is_refused_stream(code, details):
             delay: float = min(REFUSAL_BACKOFF * 2**self.refused, REFUSAL_BACKOFF_CAP)
             left = self.remaining()
@@ -203,6 +241,8 @@ class Attempts:
         policy = self.policy
         if code is None or self.retried >= policy.max_retries:
             return None
+        if is_message_too_large(code, details):
+            return None  # the same message fails the same way
         pushback = pushback_seconds(trailing_metadata)
         if code in policy.retryable_codes:
             delay = pushback if pushback is not None else policy.backoff(self.retried, self._rng)
@@ -213,6 +253,15 @@ class Attempts:
         if delay < 0:
             return None
         left = self.remaining()
+        if pushback is not None:
+            if left is not None and pushback >= left:
+                self.refusal = pushback_hint(pushback, "the call's deadline")
+                return None
+            if left is None and pushback > policy.max_pushback:
+                self.refusal = pushback_hint(
+                    pushback, f"RetryPolicy.max_pushback ({policy.max_pushback:g} s)"
+                )
+                return None
         if left is not None and delay >= left:
             return None
         self.retried += 1

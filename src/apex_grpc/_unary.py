@@ -27,7 +27,10 @@ from apex_grpc._settings.call import CallSettings
 
 
 class UnaryAttempts:
-    """The decisions of one unary call, across its attempts."""
+    """The decisions of one unary call, across its attempts.
+
+    A `write` call (`Method.write`) carries an ``idempotency-key`` on every attempt.
+    """
 
     __slots__ = ("attempts", "call", "clock", "method", "started")
 
@@ -38,9 +41,11 @@ class UnaryAttempts:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        write: bool = False,
     ) -> None:
         self.method = method
-        self.call = call
+        # One idempotency key per logical call: every attempt below sends the same.
+        self.call = call.for_write() if write else call
         self.clock = clock
         self.attempts = Attempts(call.retry, call.timeout, clock=clock, rng=rng)
         self.started = 0.0

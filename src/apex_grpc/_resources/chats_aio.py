@@ -93,10 +93,18 @@ class AsyncChats(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.UpdateChatAttributesResponse:
         """Change attributes of a chat (e.g. ``{"title": "..."}``); returns the chat."""
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             chats.update_chat(self._settings, options, chat_id=chat_id, attributes=attributes)
@@ -113,10 +121,18 @@ class AsyncChats(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.DeleteChatsResponse:
         """Delete chats (one id or a list), with their completions."""
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             chats.delete_chats(self._settings, options, chat_ids=chat_ids)
@@ -136,10 +152,18 @@ class AsyncChats(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.CreateChatAndCompletionResponse:
         """Start a chat with its first prompt; returns the chat and its completion."""
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             chats.create_chat(
@@ -165,10 +189,18 @@ class AsyncChats(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.CreateCompletionResponse:
         """Add a prompt (and its completion) to one of your chats."""
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             chats.create_completion(
@@ -191,10 +223,18 @@ class AsyncChats(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.DeleteCompletionsResponse:
         """Delete stored completions (one id or a list)."""
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             chats.delete_completions(self._settings, options, completion_ids=completion_ids)
@@ -234,6 +274,7 @@ class AsyncChats(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.UpdateCompletionAttributesResponse:
         """Change a stored completion's text, prompt or metadata.
 
@@ -241,7 +282,14 @@ class AsyncChats(AsyncResource):
         (the request's `metadata` field; `metadata=` is the call's gRPC metadata).
         """
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             chats.update_completion(

@@ -43,6 +43,7 @@ class AsyncDeepResearch(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.SubmitDeepResearcherJobResponse:
         """Start a deep-research job; returns its id and status at once.
 
@@ -52,7 +53,14 @@ class AsyncDeepResearch(AsyncResource):
         max_new_tokens 8192, do_sample False.
         """
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             research.submit_deep_research(
@@ -91,6 +99,7 @@ class AsyncDeepResearch(AsyncResource):
         compression: bool | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | NotGiven = NOT_GIVEN,
         call_info: CallInfo | NotGiven = NOT_GIVEN,
+        idempotency_key: str | NotGiven = NOT_GIVEN,
     ) -> pb.SubmitDeepResearcherJobResponse:
         """The official SDK's (2.1.0) name for `submit`.
 
@@ -102,7 +111,14 @@ class AsyncDeepResearch(AsyncResource):
         max_new_tokens 8192, do_sample False.
         """
         options = call_options(
-            timeout, metadata, max_retries, retry, compression, wait_for_ready, call_info
+            timeout,
+            metadata,
+            max_retries,
+            retry,
+            compression,
+            wait_for_ready,
+            call_info,
+            idempotency_key=idempotency_key,
         )
         return await self._transport.unary(
             research.submit_deep_research(

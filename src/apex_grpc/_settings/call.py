@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypedDict
 
@@ -127,6 +128,22 @@ class StreamOptions(TypedDict, total=False):
     idle_timeout: float | None
 
 
+class WriteOptions(TypedDict, total=False):
+    """The keyword only the write methods take (those whose `Method.write` is set).
+
+    idempotency_key: the key sent as ``idempotency-key`` metadata with this write
+    (default: a fresh uuid4 hex per call), the same on each of its retries; 1 to
+    128 visible ASCII characters. Pass the same key again to make a repeat of the
+    whole call safe too.
+    """
+
+    idempotency_key: str
+
+
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+"""The metadata key of a write's idempotency key (servers match it by this exact name)."""
+
+
 GivenOptions = Mapping[str, object]
 """The CallOptions (and StreamOptions) a caller passed, by name: what `resolve` reads."""
 
@@ -141,6 +158,7 @@ def call_options(
     call_info: object,
     first_chunk_timeout: object = NOT_GIVEN,
     idle_timeout: object = NOT_GIVEN,
+    idempotency_key: object = NOT_GIVEN,
 ) -> GivenOptions:
     """The options a resource method was given (those not NOT_GIVEN), for `resolve`.
 
@@ -166,6 +184,8 @@ def call_options(
         given["first_chunk_timeout"] = first_chunk_timeout
     if idle_timeout is not NOT_GIVEN:
         given["idle_timeout"] = idle_timeout
+    if idempotency_key is not NOT_GIVEN:
+        given["idempotency_key"] = idempotency_key
     return given
 
 
@@ -198,6 +218,14 @@ class CallSettings(NamedTuple):
     first_chunk_timeout: float | None = None
     idle_timeout: float | None = None
     call_info: CallInfo | None = None
+    idempotency_key: str | None = None
+    """The caller's ``idempotency_key=`` (None: a write draws one, see `for_write`)."""
+
+    def for_write(self) -> CallSettings:
+        """These settings with an ``idempotency-key`` entry: the caller's key, else a fresh
+        uuid4 hex. Made once per logical call, so every retry sends the same."""
+        chosen = self.idempotency_key or uuid.uuid4().hex
+        return self._replace(metadata=self.metadata + ((IDEMPOTENCY_KEY_HEADER, chosen),))
 
     def grpc_arguments(self, timeout: float | None) -> dict[str, Any]:
         """The keyword arguments of one attempt's grpc call, given `timeout` seconds."""
@@ -240,6 +268,7 @@ def resolve(
     call_timeout: float | NotGiven | None = NOT_GIVEN
     metadata, retry, compression = base.metadata, base.retry, base.compression
     wait_for_ready, call_info = base.wait_for_ready, None
+    idempotency_key = None
     first_chunk, idle = base.first_chunk_timeout, base.idle_timeout
     max_retries: int | None = None
     for name, value in options.items():
@@ -267,6 +296,8 @@ def resolve(
             if value is not None and not isinstance(value, CallInfo):
                 raise ValidationError(name, f"must be a CallInfo, got {type(value).__name__}")
             call_info = value
+        elif name == "idempotency_key":
+            idempotency_key = checks.idempotency_key(value, name)
         elif stream_options and name == "first_chunk_timeout":
             first_chunk = checks.timeout(value, name)
         elif stream_options and name == "idle_timeout":
@@ -284,4 +315,5 @@ def resolve(
         first_chunk_timeout=first_chunk,
         idle_timeout=idle,
         call_info=call_info,
+        idempotency_key=idempotency_key,
     )

@@ -79,6 +79,47 @@ def positive_integer(value: object, argument: str) -> int:
     return value
 
 
+def unsendable(value: str) -> str | None:
+    """Why `value` cannot be sent as one gRPC metadata token, or None if it can.
+
+    A token is visible ASCII (``!`` to ``~``): grpc refuses anything else in a
+    metadata value ("Invalid metadata") on every call, and a space inside would
+    be split by servers that read ``Bearer <key>``. The reason names the
+    position and the kind of character, never the value (it may be a secret).
+    """
+    for index, char in enumerate(value):
+        if not "!" <= char <= "~":
+            if char == " ":
+                kind = "a space"
+            elif char.isascii():
+                kind = "a control character"
+            else:
+                kind = "a non-ASCII character"
+            return (
+                f"has {kind} at position {index}; only visible ASCII characters "
+                "(no spaces) can be sent as gRPC metadata"
+            )
+    return None
+
+
+IDEMPOTENCY_KEY_MAX = 128
+"""The longest ``idempotency_key=`` a call may give, in characters."""
+
+
+def idempotency_key(value: object, argument: str) -> str:
+    """A caller's idempotency key: 1 to IDEMPOTENCY_KEY_MAX visible ASCII characters."""
+    if not isinstance(value, str):
+        raise ValidationError(argument, f"must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX:
+        raise ValidationError(
+            argument, f"must be 1 to {IDEMPOTENCY_KEY_MAX} characters, got {len(value)}"
+        )
+    problem = unsendable(value)
+    if problem is not None:
+        raise ValidationError(argument, problem)
+    return value
+
+
 def instance_of(expected: type | tuple[type, ...], what: str) -> Any:
     """A check that the value is an instance of `expected` (described as `what`)."""
 

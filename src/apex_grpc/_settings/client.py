@@ -111,8 +111,9 @@ def _api_key(value: object, argument: str) -> Secret:
     value = value.strip()
     if not value:
         raise ValidationError(argument, "must be a non-empty string")
-    if any(ch in value for ch in "\r\n\0"):
-        raise ValidationError(argument, "contains a line break or NUL character")
+    problem = checks.unsendable(value)
+    if problem is not None:  # grpc would refuse every call with "Invalid metadata"
+        raise ValidationError(argument, problem)
     return Secret(value)
 
 

@@ -89,7 +89,7 @@ class SyncTransport:
         """Run a unary call; retries and the overall deadline follow its settings."""
         pool = self.pool()
         method, request, call = prepared
-        state = UnaryAttempts(method.path, call)
+        state = UnaryAttempts(method.path, call, write=method.write)
         detailed = watched(call)
         while True:
             connection, ticket = pool.acquire()
