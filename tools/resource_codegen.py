@@ -8,7 +8,8 @@ The table in tools/resource_table.py is the hand-written part: each public
 method's ergonomic name, its own parameters with their defaults, the request
 builder it calls and its docstring. The call options every method also takes are read from
 `CallOptions` (and `StreamOptions`, `PollOptions`, `ChatRequestFields`, and for the
-write RPCs of `WRITES`, `WriteOptions`) in the package, so a new option reaches every method at the next `make generate`.
+write RPCs of `WRITES`, `WriteOptions`) in the package, so a new option reaches every
+method at the next `make generate`.
 Each method becomes one plain ``def`` (sync class) and one ``async def`` (the
 async class beside it) spelling every parameter; no descriptors, nothing
 rebuilt at import time.

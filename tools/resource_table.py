@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 WRITES = frozenset(
     {
         "CreateChatAndCompletion",

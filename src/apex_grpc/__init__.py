@@ -50,7 +50,7 @@ from apex_grpc._errors import (
 from apex_grpc._requests.chat import ChatCompletionParams, MessageParam, SamplingParams
 from apex_grpc._research import JobProgress, PollOptions, PollPolicy, chunk_text
 from apex_grpc._retry import RetryPolicy
-from apex_grpc._settings.call import CallInfo, CallOptions, StreamOptions
+from apex_grpc._settings.call import CallInfo, CallOptions, StreamOptions, WriteOptions
 from apex_grpc._settings.checks import NOT_GIVEN, NotGiven
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
@@ -136,6 +136,7 @@ __all__ = [  # sorted; tests/client/test_exported_members.py checks it is comple
     "UnimplementedError",
     "UnknownError",
     "ValidationError",
+    "WriteOptions",
     "__version__",
     "chunk_text",
     "error_class_for",

@@ -27,6 +27,8 @@ from apex_grpc._errors import (
 )
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
+MAX_PUSHBACK_LIMIT = 86_400.0
+"""The largest `RetryPolicy.max_pushback` (a day): a sleep must stay within the platform's."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,10 @@ class RetryPolicy:
             raise ValidationError("retry.multiplier", f"must be >= 1, got {self.multiplier}")
         if not 0 <= self.jitter <= 1:
             raise ValidationError("retry.jitter", f"must be in [0, 1], got {self.jitter}")
-        if not 0 <= self.max_pushback < float("inf"):
+        if not 0 <= self.max_pushback <= MAX_PUSHBACK_LIMIT:
             raise ValidationError(
-                "retry.max_pushback", f"must be a finite number >= 0, got {self.max_pushback}"
+                "retry.max_pushback",
+                f"must be 0 to {MAX_PUSHBACK_LIMIT:g} seconds, got {self.max_pushback}",
             )
 
     def with_max_retries(self, max_retries: int) -> RetryPolicy:
@@ -88,9 +91,9 @@ class RetryPolicy:
         return base * (1.0 - self.jitter * rng())
 
 
-PUSHBACK_CAP_MS = 10**12
-"""Pushback hints are read up to this many milliseconds (about 31 years): any longer hint
-is as good as "never" and would not fit a float, or a sleep, unclipped."""
+PUSHBACK_CAP_MS = 10**18
+"""Pushback hints are read up to this many milliseconds (32 million years): any longer hint
+means "never" just as well, and past a float's range would raise OverflowError."""
 
 
 def pushback_seconds(trailing_metadata: Iterable[Any] | None) -> float | None:

@@ -16,12 +16,12 @@ import pytest
 import apex_grpc as mc
 from apex_grpc._methods import ALL_METHODS
 from apex_grpc.testing import FakeApex, error
-from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
 from .conftest import Client, settle
 
 KEY = "idempotency-key"
 FAST = mc.RetryPolicy(initial_backoff=0.01, max_backoff=0.02)
-HI = [{"role": "user", "content": "Hi"}]
+HI: list[mc.MessageParam] = [{"role": "user", "content": "Hi"}]
 
 # What a write method is called with, by RPC: the seven writes of the API.
 WRITE_CALLS: dict[str, Callable[..., Any]] = {

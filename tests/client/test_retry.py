@@ -197,3 +197,121 @@ def test_a_refused_call_with_time_left_or_no_deadline_stays_unavailable() -> Non
         error = final_error(FakeRpcError(UNAVAILABLE, REFUSED), "/apex.v1.S/M", attempts)
         assert type(error) is mc.UnavailableError and error.method == "/apex.v1.S/M"
         assert error.details == REFUSED
+
+
+# Pushback is bounded (issue #19 item 6): never past the deadline, never past max_pushback.
+
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _hint(value: str | bytes) -> list[tuple[str, str | bytes]]:
+    return [("grpc-retry-pushback-ms", value)]
+
+
+def test_the_default_policy_as_a_value() -> None:
+    # Pinned as values, not through behaviour only: retrying DEADLINE_EXCEEDED (the server's
+    # max_response_time, an upstream timeout) would make users wait and pay 3 times.
+    policy = mc.RetryPolicy()
+    assert policy.retryable_codes == frozenset({UNAVAILABLE})
+    assert policy.retry_on_pushback_codes == frozenset({RESOURCE_EXHAUSTED})
+    assert policy.max_pushback == 60.0
+    assert (policy.max_retries, policy.initial_backoff, policy.max_backoff) == (2, 0.5, 8.0)
+    assert (policy.multiplier, policy.jitter) == (2.0, 0.25)
+
+
+def test_deadline_exceeded_is_never_retried_by_default() -> None:
+    attempts = Attempts(mc.RetryPolicy(), None)
+    assert attempts.retry_delay(grpc.StatusCode.DEADLINE_EXCEEDED, None) is None
+    assert attempts.retry_delay(grpc.StatusCode.DEADLINE_EXCEEDED, _hint("10")) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("1000000000", 1_000_000.0),
+        (str(10**14), 1e11),
+        (str(10**30), 1e15),  # capped at 10**18 ms: read, never an OverflowError
+        ("9" * 400, 1e15),  # past a float's range
+        ("-5", -0.005),
+        ("1e5", -1.0),  # not an integer: "stop"
+        ("\u0661\u0662", 0.012),  # int() reads other scripts' digits; still a number
+        (b"\xff\xfe", -1.0),  # undecodable bytes
+        ("9" * 5000, -1.0),  # past Python's int-from-text limit (ValueError)
+    ],
+)
+def test_any_pushback_value_reads_as_a_number_never_an_exception(
+    value: str | bytes, seconds: float
+) -> None:
+    assert pushback_seconds(_hint(value)) == seconds
+
+
+def test_a_pushback_past_the_deadline_fails_at_once_saying_so() -> None:
+    clock = Clock()
+    attempts = Attempts(mc.RetryPolicy(), 5.0, clock=clock)
+    assert attempts.retry_delay(RESOURCE_EXHAUSTED, _hint("4000")) == 4.0  # fits
+    clock.now += 2.0  # 3 s left
+    assert attempts.retry_delay(RESOURCE_EXHAUSTED, _hint("3000")) is None
+    assert attempts.refusal == (
+        "the server asked to retry in 3000 ms, past the call's deadline; not retried"
+    )
+    error = final_error(
+        FakeRpcError(RESOURCE_EXHAUSTED, "busy", tuple(_hint("3000"))), "/m/M", attempts
+    )
+    assert type(error) is mc.RateLimitError
+    assert error.hint == attempts.refusal and error.hint in str(error)
+
+
+@pytest.mark.parametrize("value", ["1000000000", str(10**14), str(10**30)])
+def test_without_a_deadline_a_pushback_past_max_pushback_fails_at_once(value: str) -> None:
+    attempts = Attempts(mc.RetryPolicy(), None)
+    assert attempts.retry_delay(UNAVAILABLE, _hint(value)) is None
+    assert attempts.refusal is not None
+    assert "past RetryPolicy.max_pushback (60 s)" in attempts.refusal
+
+
+def test_without_a_deadline_max_pushback_itself_is_waited_for() -> None:
+    assert Attempts(mc.RetryPolicy(), None).retry_delay(UNAVAILABLE, _hint("60000")) == 60.0
+    assert mc.RetryPolicy(max_pushback=86_400).max_pushback == 86_400  # the largest
+    short = mc.RetryPolicy(max_pushback=0.5)
+    assert Attempts(short, None).retry_delay(UNAVAILABLE, _hint("501")) is None
+    assert Attempts(short, None).retry_delay(UNAVAILABLE, _hint("500")) == 0.5
+
+
+@pytest.mark.parametrize("bad", [-1.0, 86_400.5, 1e20, float("inf"), float("nan")])
+def test_max_pushback_must_be_a_finite_number_of_seconds(bad: float) -> None:
+    with pytest.raises(mc.ValidationError, match=r"retry\.max_pushback"):
+        mc.RetryPolicy(max_pushback=bad)
+
+
+def test_a_backoff_past_the_deadline_carries_no_pushback_hint() -> None:
+    clock = Clock()
+    attempts = Attempts(mc.RetryPolicy(), 0.1, clock=clock, rng=lambda: 0.0)
+    assert attempts.retry_delay(UNAVAILABLE, None) is None  # 0.5 s backoff > 0.1 s left
+    assert attempts.refusal is None
+
+
+# A message over grpc's size limit (issue #19 item 3) is its own error, never retried.
+
+TOO_LARGE = [
+    "Sent message larger than max (9437300 vs. 4194304)",
+    "Received message larger than max (18874502 vs. 4194304)",
+]
+
+
+@pytest.mark.parametrize("details", TOO_LARGE)
+def test_a_message_over_the_limit_is_not_retried_even_with_pushback(details: str) -> None:
+    attempts = Attempts(mc.RetryPolicy(), None)
+    assert attempts.retry_delay(RESOURCE_EXHAUSTED, _hint("10"), details) is None
+    error = final_error(FakeRpcError(RESOURCE_EXHAUSTED, details), "/m/M", attempts)
+    assert type(error) is mc.MessageTooLargeError
+    assert not isinstance(error, mc.RateLimitError)
+    assert error.code is RESOURCE_EXHAUSTED and error.hint
+
+
+def test_a_rate_limit_is_still_a_rate_limit_error() -> None:
+    error = final_error(
+        FakeRpcError(RESOURCE_EXHAUSTED, "quota exceeded"), "/m/M", Attempts(mc.RetryPolicy(), 1)
+    )
+    assert type(error) is mc.RateLimitError
+    assert mc.error_class_for(RESOURCE_EXHAUSTED) is mc.RateLimitError
+    assert mc.error_class_for(RESOURCE_EXHAUSTED, TOO_LARGE[1]) is mc.MessageTooLargeError

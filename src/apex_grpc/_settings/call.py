@@ -225,7 +225,8 @@ class CallSettings(NamedTuple):
         """These settings with an ``idempotency-key`` entry: the caller's key, else a fresh
         uuid4 hex. Made once per logical call, so every retry sends the same."""
         chosen = self.idempotency_key or uuid.uuid4().hex
-        return self._replace(metadata=self.metadata + ((IDEMPOTENCY_KEY_HEADER, chosen),))
+        entry = ((IDEMPOTENCY_KEY_HEADER, chosen),)
+        return self._replace(metadata=self.metadata + entry)
 
     def grpc_arguments(self, timeout: float | None) -> dict[str, Any]:
         """The keyword arguments of one attempt's grpc call, given `timeout` seconds."""
