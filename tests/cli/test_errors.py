@@ -238,3 +238,28 @@ def test_works_without_rich_and_without_the_server_package(cli_env: Mapping[str,
         result = run([sys.executable, "-c", PROBE, *args], cli_env)
         assert result.returncode == 0, result.stderr
         assert result.stderr.endswith("server modules: []\n"), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "rpcs"),
+    [
+        (["chats", "list"], ["GetChatSessions"]),
+        (["chat", "hi"], ["ChatCompletionStream"]),
+    ],
+)
+def test_the_error_line_scrubs_the_key_a_server_echoes(args: list[str], rpcs: list[str]) -> None:
+    # A server (or a proxy) that repeats the caller's key in its error message: the CLI's
+    # one line must not print it, on the terminal or in a CI log.
+    from apex_grpc.testing import FakeApex, error
+
+    with FakeApex() as fake:
+        for rpc in rpcs:
+            fake.on(rpc).reply(
+                error("PERMISSION_DENIED", f"key {fake.api_key} may not do this ({fake.api_key})")
+            )
+        result = run([*CLI, *args], client_env(fake.target, fake.api_key))
+
+    line = one_error_line(result)
+    assert result.returncode != 0
+    assert fake.api_key not in result.stderr and fake.api_key not in result.stdout
+    assert "PERMISSION_DENIED" in line and "key *** may not do this (***)" in line

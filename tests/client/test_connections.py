@@ -227,3 +227,29 @@ def test_extra_connections_close_when_idle_and_with_options_shares_the_pool() ->
             lambda: len(pool.connections) == 1, timeout=3.0
         )  # the watchdog closed them
         client.chat.completions.create(messages=ask("again"))  # the primary still works
+
+
+async def test_async_extra_connections_close_when_idle() -> None:
+    # The async twin of the test above: its sweep is a loop timer, not the sync watchdog.
+    with LimitedServer(max_streams=10, delay=0.2) as server:
+        async with mc.AsyncApexClient(
+            api_key=KEY,
+            base_url=server.target,
+            secure=False,
+            max_streams_per_connection=2,
+            connection_idle_timeout=0.3,
+        ) as client:
+            derived = client.with_options(timeout=5)
+            await asyncio.gather(
+                *(derived.chat.completions.create(messages=ask("x")) for _ in range(6))
+            )
+            pool = pool_of(client)
+            assert pool is pool_of(derived) and len(pool.connections) == 3
+            extras = list(pool.connections[1:])
+            for _ in range(300):  # up to 3 s: the timer fires 0.3 s after the last call
+                if len(pool.connections) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(pool.connections) == 1
+            await client.chat.completions.create(messages=ask("again"))  # the primary works
+            assert len(pool.connections) == 1 and pool.connections[0] not in extras
