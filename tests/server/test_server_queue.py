@@ -142,6 +142,34 @@ async def test_a_waiter_that_gives_up_leaves_and_never_runs() -> None:
     assert (queue.running, queue.waiting) == (0, 0)
 
 
+async def test_a_waiter_leaves_at_its_deadline_not_when_its_turn_comes() -> None:
+    # Asserted with a tolerance: a waiter that stayed queued past its deadline must fail
+    # this test within 2 s (asyncio.wait_for), not hang until pytest's own timeout.
+    queue = EngineQueue(1, 5)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with queue.turn():
+            await release.wait()
+
+    async def wait_for_turn(timeout_s: float) -> None:
+        async with queue.turn(timeout_s):
+            raise AssertionError("a turn came while the holder still held it")
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    with pytest.raises(RpcAbort) as expired:
+        await asyncio.wait_for(wait_for_turn(0.1), 2.0)
+    waited = time.monotonic() - started
+    assert expired.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0.09 <= waited < 0.1 + 0.9, f"left the queue after {waited:.3f} s (deadline 0.1 s)"
+    assert (queue.running, queue.waiting) == (1, 0)
+    release.set()
+    await asyncio.wait_for(holder, 2.0)
+    assert (queue.running, queue.waiting) == (0, 0)
+
+
 async def test_a_turn_handed_to_a_waiter_cancelled_at_that_moment_goes_on() -> None:
     queue = EngineQueue(1, 5)
     ran: list[str] = []
