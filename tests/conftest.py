@@ -84,6 +84,20 @@ def echo_target(echo_server: RunningServer) -> str:
     return echo_server.target
 
 
+@pytest.fixture(scope="module")
+def module_echo_server(
+    tmp_path_factory: pytest.TempPathFactory, api_key: str
+) -> Iterator[RunningServer]:
+    """An echo server of one test module's own: for modules of many small cases that write
+    much (a server per test would take most of their time; the session's is shared)."""
+    from apex_grpc_server import run_server
+
+    with run_server(
+        _config(tmp_path_factory.mktemp("module-server"), api_keys=frozenset({api_key}))
+    ) as server:
+        yield server
+
+
 @pytest.fixture
 def start_server(
     tmp_path_factory: pytest.TempPathFactory, api_key: str

@@ -38,27 +38,9 @@ BIG = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
 @pytest.fixture(scope="module")
-def shapes_target(tmp_path_factory: pytest.TempPathFactory, api_key: str) -> Iterator[str]:
-    """One server for the module's many small cases (a server per case would dominate)."""
-    from apex_grpc_server import ServerConfig, run_server
-
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        engine="echo",
-        api_keys=frozenset({api_key}),
-        data_dir=tmp_path_factory.mktemp("shapes"),
-        grace_period_s=1.0,
-        drain_delay_s=0.0,
-        max_concurrent_jobs=1,
-    )
-    with run_server(config) as server:
-        yield server.target
-
-
-@pytest.fixture(scope="module")
-def raw_channel(shapes_target: str) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(shapes_target, options=BIG) as channel:
+def raw_channel(module_echo_server: Any) -> Iterator[grpc.Channel]:
+    """A channel to this module's own server (its many small cases share it)."""
+    with grpc.insecure_channel(module_echo_server.target, options=BIG) as channel:
         yield channel
 
 
