@@ -106,11 +106,11 @@ def test_sigterm_drains_the_stream_in_flight_and_exits_0(process) -> None:
     assert KEY not in stderr
 
 
-def test_kill_9_then_restart_fails_the_running_job(
+def test_kill_9_then_restart_runs_the_job_again_once_its_lease_runs_out(
     process, start_server, connect, tmp_path
 ) -> None:
     data_dir = tmp_path / "data"
-    server = process(data_dir=data_dir)
+    server = process("--job-lease", "2", data_dir=data_dir)
     with grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.ApexServiceStub(channel)
         chat_id = stub.CreateChatAndCompletion(
@@ -130,13 +130,26 @@ def test_kill_9_then_restart_fails_the_running_job(
     server.proc.kill()
     server.proc.communicate()
 
-    restarted = connect(start_server(data_dir=data_dir, api_keys=frozenset({KEY})).target)
+    restarted = connect(
+        start_server(data_dir=data_dir, api_keys=frozenset({KEY}), job_poll_s=0.1).target
+    )
     job = restarted.GetDeepResearcherJob(
         pb.GetDeepResearcherJobRequest(job_id=job_id), metadata=AUTH
     )
-    assert job.status == "failed"
-    assert job.error == "interrupted by a server restart"
-    assert job.result  # the chunks written before the crash are still there
+    # The dead server's lease still holds: nobody runs the job, its chunks are kept.
+    assert (job.status, job.error) == ("running", "")
+    assert job.result
+    deadline = time.monotonic() + 15
+    while job.status != "completed":  # the lease runs out: the job runs again, from scratch
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        job = restarted.GetDeepResearcherJob(
+            pb.GetDeepResearcherJobRequest(job_id=job_id), metadata=AUTH
+        )
+    assert job.error == ""
+    assert "".join(json.loads(chunk.chunk)[0]["content"] for chunk in job.result).startswith(
+        "Question: slow research"
+    )
     sessions = restarted.GetChatSessions(pb.GetChatSessionsRequest(), metadata=AUTH).chat_sessions
     assert chat_id in [session.id for session in sessions]
 

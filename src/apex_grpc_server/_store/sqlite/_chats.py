@@ -1,4 +1,4 @@
-"""Chats and their stored completions.
+"""Chats and their stored completions, in SQLite.
 
 Every read and write is scoped by the caller's user id: a row of another
 user is indistinguishable from a missing one. Each operation is one
@@ -22,6 +22,8 @@ from apex_grpc_server._store._rows import (
     ChatRow,
     CompletionRow,
     NewCompletion,
+    merge_patch,
+    missing_ids,
     now_us,
 )
 
@@ -265,17 +267,7 @@ def insert_completion(
     stamp: int,
 ) -> CompletionRow:
     """Insert a completion into an existing chat."""
-    row = CompletionRow(
-        id=str(uuid.uuid4()),
-        chat_id=chat_id,
-        completion_type=completion.completion_type,
-        created_us=stamp,
-        completed_us=stamp if completion.completed else None,
-        user_prompt_text=completion.prompt,
-        completion_text=completion.text,
-        metadata=completion.metadata,
-        error_message="",
-    )
+    row = CompletionRow.new(chat_id, completion, stamp)
     conn.execute(
         "INSERT INTO completions(id, chat_id, user_id, completion_type, created_us,"
         " completed_us, user_prompt_text, completion_text, metadata, error_message,"
@@ -299,30 +291,17 @@ def insert_completion(
 def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[str]) -> list[str]:
     """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
     with transaction(conn):
-        missing = [
+        found = {
             ident
-            for ident in ids
+            for ident in set(ids)
             if conn.execute(
                 f"SELECT 1 FROM {table} WHERE id = ? AND user_id = ?", (ident, user_id)
             ).fetchone()
-            is None
-        ]
+        }
+        missing = missing_ids(ids, found)
         if not missing:
             conn.executemany(
                 f"DELETE FROM {table} WHERE id = ? AND user_id = ?",
                 [(ident, user_id) for ident in ids],
             )
     return missing
-
-
-def merge_patch(metadata: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
-    """Top-level JSON merge patch: keys in ``patch`` replace, null values delete."""
-    if not patch:
-        return metadata
-    merged = dict(metadata)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
