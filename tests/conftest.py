@@ -135,7 +135,7 @@ def local_postgres() -> Iterator[Any]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
-    with LocalPostgres() as server:
+    with LocalPostgres(durable=False) as server:
         yield server
 
 
