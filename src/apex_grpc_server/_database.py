@@ -76,7 +76,7 @@ def check_driver(target: DatabaseTarget) -> None:
         )
 
 
-_PASSWORD_IN_NETLOC = re.compile(r"(?<=://)([^:/@?#]*):[^@/?#]*@")
+_PASSWORD_IN_NETLOC = re.compile(r"(?<=://)([^:/@?#]*):[^/?#]*@")  # to the last @
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 

@@ -126,13 +126,14 @@ class ApexServer:
             target = f"{target}:{port}"
 
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The database first: an unreachable one fails before the engine and index load.
+        self._store = await open_store(config.database_url, config.data_dir)
         self._engine = create_engine(config)
         await self._engine.start()
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())
             logger.info("built the default search corpus: %d documents", stats.added)
-        self._store = await open_store(config.database_url, config.data_dir)
 
         policy = CallPolicy(
             Authenticator(config.api_keys, allow_any_key=config.allow_any_key),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -358,3 +359,27 @@ def test_cli_module_imports_only_the_standard_library() -> None:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_serve_names_a_bad_or_unreachable_database_without_its_password(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_GRPC_")}
+    flags = ("--engine", "echo", "--api-key", KEY, "--data-dir", str(tmp_path / "data"))
+    bad = run_serve(MODULE, *flags, "--database", "mysql://u:s3cret@h/db", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "apex-grpc serve: error: database_url: unknown scheme 'mysql' in 'mysql://u:***@h/db'"
+        " (expected postgresql://, postgres:// or sqlite:///)\n"
+    )
+    env["APEX_GRPC_DATABASE_URL"] = "postgresql://apex:s3cret@127.0.0.1:1/apex"
+    down = run_serve(MODULE, *flags, env=env)
+    assert "s3cret" not in down.stderr + down.stdout
+    if importlib.util.find_spec("psycopg") is None:  # the oldest-dependencies suite
+        assert down.returncode == 2
+        assert "pip install 'apex-grpc[postgres]'" in down.stderr
+    else:
+        assert down.returncode == 1
+        assert down.stderr.startswith(
+            "apex-grpc serve: error: cannot connect to PostgreSQL at"
+            " postgresql://apex:***@127.0.0.1:1/apex: "
+        )
+        assert down.stderr.count("\n") == 1

@@ -362,3 +362,33 @@ def test_default_titles_are_the_first_eight_words_within_60_characters(
 def test_now_is_counted_in_whole_microseconds() -> None:
     stamp = now_us()
     assert isinstance(stamp, int) and abs(stamp / 1e6 - time.time()) < 5
+
+
+@pytest.mark.oldest
+async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> None:
+    import sqlite3
+
+    from apex_grpc_server._store.sqlite._schema import MIGRATIONS
+
+    path = tmp_path / "apex.sqlite3"
+    with sqlite3.connect(path) as old:  # the schema as servers before migrations left it
+        for statement in MIGRATIONS[0].statements:
+            old.execute(statement)
+        old.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+        old.execute("INSERT INTO chats VALUES ('c1', 'u1', 'kept', 'apex', 1, 1)")
+        old.execute(
+            "INSERT INTO jobs(id, user_id, status, created_us, updated_us, request)"
+            " VALUES ('j1', 'u1', 'running', 1, 1, x'00')"
+        )
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        chat = await store.chats.get("u1", "c1")
+        assert chat is not None and chat.title == "kept"
+        (claim,) = await store.jobs.claim("r", 30, 5)  # a job left running has no lease
+        assert (claim.id, claim.request) == ("j1", b"\x00")
+    finally:
+        await store.close()
+    again = SqliteStore(path)  # reopening applies nothing
+    await again.close()
+    assert again.schema_version == 2
