@@ -62,5 +62,5 @@ def test_migrations_apply_in_order_and_refuse_a_newer_database() -> None:
     assert to_apply(2, steps) == []
     with pytest.raises(SchemaTooNew, match="schema is version 3, newer than this apex-grpc's 2"):
         to_apply(3, steps)
-    with pytest.raises(ValueError, match="numbered 1..n"):
+    with pytest.raises(ValueError, match=r"numbered 1\.\.n"):
         to_apply(0, [Migration(2, "b", ())])
