@@ -47,7 +47,7 @@ class PostgresStore:
         cannot be reached or migrated.
         """
         settings: dict[str, Any] = {
-            "autocommit": False,
+            "autocommit": True,  # transactions are explicit (Database.transaction)
             # An acknowledged write must survive a crash of the database server too.
             "options": "-c synchronous_commit=on",
         }

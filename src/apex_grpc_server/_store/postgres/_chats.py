@@ -70,13 +70,13 @@ class PgChats:
             sql += " AND chat_type = %s"
             params += (chat_type,)
         sql += " ORDER BY updated_us DESC, created_us DESC, id DESC"
-        async with self.db.transaction() as cur:
+        async with self.db.read() as cur:
             await cur.execute(sql, params)
             return [ChatRow.from_sql(row) for row in await cur.fetchall()]
 
     async def get(self, user_id: str, chat_id: str) -> ChatRow | None:
         """One of the user's chats."""
-        async with self.db.transaction() as cur:
+        async with self.db.read() as cur:
             return await select_chat(cur, user_id, chat_id)
 
     async def completions(self, user_id: str, chat_id: str) -> list[CompletionRow] | None:
@@ -114,7 +114,7 @@ class PgChats:
             return []
         # query_words yields runs of letters, digits and underscores: no tsquery syntax.
         query = " & ".join(f"'{word}':*" for word in words)
-        async with self.db.transaction() as cur:
+        async with self.db.read() as cur:
             await cur.execute(
                 "SELECT chat_id FROM completions, to_tsquery('apex_search', %s) AS q"
                 " WHERE user_id = %s AND search @@ q GROUP BY chat_id"
@@ -132,7 +132,7 @@ class PgCompletions:
 
     async def get(self, user_id: str, completion_id: str) -> CompletionRow | None:
         """One of the user's completions."""
-        async with self.db.transaction() as cur:
+        async with self.db.read() as cur:
             return await select_completion(cur, user_id, completion_id)
 
     async def update(
@@ -181,7 +181,7 @@ class PgCompletions:
 
     async def deep_research(self, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
-        async with self.db.transaction() as cur:
+        async with self.db.read() as cur:
             await cur.execute(
                 f"SELECT {COMPLETION_COLUMNS} FROM completions"
                 " WHERE user_id = %s AND deep_research ORDER BY created_us DESC, rid DESC",
