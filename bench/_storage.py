@@ -15,6 +15,7 @@ checkpoints and so does not pay per call.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import sys
 import time
@@ -52,10 +53,27 @@ def _latencies(stub: pb_grpc.ApexServiceStub, calls: int, create: bool) -> list[
     return timings
 
 
-def measure(rounds: int, calls: int) -> list[Row]:
-    """The create and list rows: SQLite in the baseline column, PostgreSQL beside it."""
-    from apex_grpc_server._local_postgres import LocalPostgres
+SCENARIOS = (
+    ("create", True, "stored chat create (CreateChatAndCompletion), PostgreSQL vs SQLite"),
+    ("list", False, "stored chat list (GetChatSessions), PostgreSQL vs SQLite"),
+)
+TARGET = f"<= {TARGET_RATIO:g}x SQLite's median latency"
 
+
+def measure(rounds: int, calls: int) -> list[Row]:
+    """The create and list rows: SQLite in the baseline column, PostgreSQL beside it.
+
+    Where PostgreSQL or psycopg is not installed the rows say so (skipped).
+    """
+    from apex_grpc_server._local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
+
+    missing = None
+    if find_bin_dir() is None:
+        missing = f"PostgreSQL is not installed ({INSTALL_HINT})"
+    elif importlib.util.find_spec("psycopg") is None:
+        missing = "psycopg is not installed (pip install 'apex-grpc[postgres]')"
+    if missing is not None:
+        return [Row(scenario, TARGET, result=f"skipped: {missing}") for _, _, scenario in SCENARIOS]
     medians: dict[tuple[str, str], list[float]] = {}
     with (
         LocalPostgres() as postgres,
@@ -83,14 +101,11 @@ def measure(rounds: int, calls: int) -> list[Row]:
                     medians.setdefault((operation, backend), []).append(statistics.median(timings))
             print(f"  storage: round {round_number + 1}/{rounds}", file=sys.stderr)
     rows = []
-    for operation, create, scenario in (
-        ("create", True, "stored chat create (CreateChatAndCompletion), PostgreSQL vs SQLite"),
-        ("list", False, "stored chat list (GetChatSessions), PostgreSQL vs SQLite"),
-    ):
+    for operation, create, scenario in SCENARIOS:
         sqlite, pg = medians[(operation, "SQLite")], medians[(operation, "PostgreSQL")]
         no_fsync_ms = statistics.median(medians[(operation, "no fsync")])
         ratios = [p / s for s, p in zip(sqlite, pg, strict=True)]
-        row = Row(scenario, f"<= {TARGET_RATIO:g}x SQLite's median latency")
+        row = Row(scenario, TARGET)
         row.raw = f"SQLite {statistics.median(sqlite):.2f} ms/call"
         row.ours = f"PostgreSQL {statistics.median(pg):.2f} ms/call"
         row.result = spread(ratios, ".2f", "x")

@@ -37,5 +37,7 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "concurrent 0.2 s sync streams on as many threads",
         "client CPU per sequential unary call",
         "sequential unary calls over TLS",
+        "stored chat create (CreateChatAndCompletion), PostgreSQL vs SQLite",
+        "stored chat list (GetChatSessions), PostgreSQL vs SQLite",
     ):
         assert scenario in out.stdout, scenario
