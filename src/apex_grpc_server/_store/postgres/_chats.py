@@ -8,18 +8,16 @@ SELECT ... FOR UPDATE, so concurrent edits queue instead of losing updates.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from psycopg import AsyncCursor
 
 from apex_grpc_server._search import query_words
+from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._interface import Check
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
-    COMPLETION_COLUMNS,
-    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
     NewCompletion,
@@ -54,10 +52,7 @@ class PgChats:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         stamp = now_us()
         async with self.db.transaction() as cur:
-            await cur.execute(
-                "UPDATE chats SET updated_us = %s WHERE id = %s AND user_id = %s",
-                (stamp, chat_id, user_id),
-            )
+            await cur.execute(sql.TOUCH_CHAT, (stamp, chat_id, user_id))
             if not cur.rowcount:
                 return None
             return await insert_completion(cur, user_id, chat_id, completion, stamp)
@@ -156,21 +151,9 @@ class PgCompletions:
                 return None
             metadata = merge_patch(current.metadata, metadata_patch)
             await cur.execute(
-                "UPDATE completions SET completion_text = coalesce(%s, completion_text),"
-                " user_prompt_text = coalesce(%s, user_prompt_text), metadata = %s,"
-                " deep_research = %s WHERE id = %s AND user_id = %s",
-                (
-                    text,
-                    prompt,
-                    json.dumps(metadata),
-                    DEEP_RESEARCH_KEY in metadata,
-                    completion_id,
-                    user_id,
-                ),
+                sql.EDIT_COMPLETION, sql.edit_params(text, prompt, metadata, completion_id, user_id)
             )
-            await cur.execute(
-                "UPDATE chats SET updated_us = %s WHERE id = %s", (now_us(), current.chat_id)
-            )
+            await cur.execute(sql.TOUCH_CHAT_OF_COMPLETION, (now_us(), current.chat_id))
             if check is not None:
                 check(await select_completions(cur, user_id, current.chat_id))
             return await select_completion(cur, user_id, completion_id)
@@ -182,11 +165,7 @@ class PgCompletions:
     async def deep_research(self, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
         async with self.db.read() as cur:
-            await cur.execute(
-                f"SELECT {COMPLETION_COLUMNS} FROM completions"
-                " WHERE user_id = %s AND deep_research ORDER BY created_us DESC, rid DESC",
-                (user_id,),
-            )
+            await cur.execute(sql.SELECT_DEEP_RESEARCH, (user_id,))
             return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
 
 
@@ -195,20 +174,14 @@ class PgCompletions:
 
 async def select_chat(cur: Cursor, user_id: str, chat_id: str) -> ChatRow | None:
     """The user's chat ``chat_id``, if any."""
-    await cur.execute(
-        f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = %s AND user_id = %s", (chat_id, user_id)
-    )
+    await cur.execute(sql.SELECT_CHAT, (chat_id, user_id))
     row = await cur.fetchone()
     return None if row is None else ChatRow.from_sql(row)
 
 
 async def select_completions(cur: Cursor, user_id: str, chat_id: str) -> list[CompletionRow]:
     """The completions of a chat, oldest first."""
-    await cur.execute(
-        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE chat_id = %s AND user_id = %s"
-        " ORDER BY created_us, rid",
-        (chat_id, user_id),
-    )
+    await cur.execute(sql.SELECT_COMPLETIONS, (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
 
 
@@ -217,9 +190,7 @@ async def select_completion(
 ) -> CompletionRow | None:
     """The user's completion ``completion_id``, if any (row-locked until commit with ``lock``)."""
     await cur.execute(
-        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE id = %s AND user_id = %s"
-        + (" FOR UPDATE" if lock else ""),
-        (completion_id, user_id),
+        sql.SELECT_COMPLETION + (" FOR UPDATE" if lock else ""), (completion_id, user_id)
     )
     row = await cur.fetchone()
     return None if row is None else CompletionRow.from_sql(row)
@@ -228,10 +199,7 @@ async def select_completion(
 async def insert_chat(cur: Cursor, user_id: str, title: str, chat_type: str, stamp: int) -> ChatRow:
     """Insert a new, empty chat."""
     chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
-    await cur.execute(
-        f"INSERT INTO chats({CHAT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-        (chat.id, user_id, title, chat_type, stamp, stamp),
-    )
+    await cur.execute(sql.INSERT_CHAT, (chat.id, user_id, title, chat_type, stamp, stamp))
     return chat
 
 
@@ -240,23 +208,7 @@ async def insert_completion(
 ) -> CompletionRow:
     """Insert a completion into an existing chat."""
     row = CompletionRow.new(chat_id, completion, stamp)
-    await cur.execute(
-        "INSERT INTO completions(id, chat_id, user_id, completion_type, created_us,"
-        " completed_us, user_prompt_text, completion_text, metadata, error_message,"
-        " deep_research) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', %s)",
-        (
-            row.id,
-            chat_id,
-            user_id,
-            row.completion_type,
-            stamp,
-            row.completed_us,
-            row.user_prompt_text,
-            row.completion_text,
-            json.dumps(row.metadata),
-            DEEP_RESEARCH_KEY in row.metadata,
-        ),
-    )
+    await cur.execute(sql.INSERT_COMPLETION, sql.completion_params(row, user_id))
     return row
 
 

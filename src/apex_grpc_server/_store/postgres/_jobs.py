@@ -15,10 +15,10 @@ import json
 import uuid
 from typing import Any
 
+from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
     FINAL_STATUSES,
-    JOB_COLUMNS,
     ClaimedJob,
     CompletionRow,
     JobRow,
@@ -56,24 +56,18 @@ class PgJobs:
                 stamp,
             )
             await cur.execute(
-                "INSERT INTO jobs(id, user_id, status, created_us, updated_us, request,"
-                " completion_id) VALUES (%s, %s, 'pending', %s, %s, %s, %s)",
-                (job_id, user_id, stamp, stamp, request, completion.id),
+                sql.INSERT_JOB, (job_id, user_id, stamp, stamp, request, completion.id)
             )
         return JobRow(job_id, "pending", stamp, stamp, None, completion.id), completion
 
     async def get(self, user_id: str, job_id: str) -> JobRow | None:
         """One of the user's jobs with its result chunks."""
         async with self.db.transaction() as cur:
-            await cur.execute(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s AND user_id = %s", (job_id, user_id)
-            )
+            await cur.execute(sql.SELECT_JOB, (job_id, user_id))
             row = await cur.fetchone()
             if row is None:
                 return None
-            await cur.execute(
-                "SELECT seq_id, chunk FROM job_chunks WHERE job_id = %s ORDER BY seq_id", (job_id,)
-            )
+            await cur.execute(sql.SELECT_CHUNKS, (job_id,))
             chunks = tuple((seq, chunk) for seq, chunk in await cur.fetchall())
         job_id, status, created_us, updated_us, error, completion_id = row
         return JobRow(job_id, status, created_us, updated_us, error, completion_id, chunks)
@@ -90,7 +84,7 @@ class PgJobs:
             )
             for job_id, user_id, request in await cur.fetchall():
                 token = f"{owner}/{uuid.uuid4()}"
-                await cur.execute("DELETE FROM job_chunks WHERE job_id = %s", (job_id,))
+                await cur.execute(sql.DELETE_CHUNKS, (job_id,))
                 await cur.execute(
                     "UPDATE jobs SET lease_owner = %s,"
                     f" lease_expires_us = {DB_NOW_US} + %s WHERE id = %s",
@@ -116,11 +110,8 @@ class PgJobs:
         async with self.db.transaction() as cur:
             if not await holds(cur, job_id, token):
                 return False
-            await cur.execute(
-                "INSERT INTO job_chunks(job_id, seq_id, chunk) VALUES (%s, %s, %s)",
-                (job_id, seq_id, chunk),
-            )
-            await cur.execute("UPDATE jobs SET updated_us = %s WHERE id = %s", (now_us(), job_id))
+            await cur.execute(sql.INSERT_CHUNK, (job_id, seq_id, chunk))
+            await cur.execute(sql.TOUCH_JOB, (now_us(), job_id))
         return True
 
     async def finish(
@@ -139,10 +130,7 @@ class PgJobs:
                 return False
             await update_job(cur, job_id, status, error, text, details)
             if status in FINAL_STATUSES:
-                await cur.execute(
-                    "UPDATE jobs SET lease_owner = NULL, lease_expires_us = NULL WHERE id = %s",
-                    (job_id,),
-                )
+                await cur.execute(sql.END_LEASE, (job_id,))
         return True
 
     async def release(self, tokens: list[str]) -> int:
@@ -176,22 +164,12 @@ async def update_job(
 ) -> None:
     """Set a job's status and mirror it into its completion (see ``JobStore.finish``)."""
     stamp = now_us()
-    await cur.execute(
-        "UPDATE jobs SET status = %s, error = %s, updated_us = %s WHERE id = %s",
-        (status, error, stamp, job_id),
-    )
-    await cur.execute(
-        "SELECT c.id, c.metadata FROM jobs AS j JOIN completions AS c"
-        " ON c.id = j.completion_id WHERE j.id = %s FOR UPDATE OF c",
-        (job_id,),
-    )
+    await cur.execute(sql.SET_JOB_STATUS, (status, error, stamp, job_id))
+    await cur.execute(sql.SELECT_JOB_COMPLETION + " FOR UPDATE OF c", (job_id,))
     row = await cur.fetchone()
     if row is None:  # the chat was deleted meanwhile
         return
     metadata = job_metadata(json.loads(row[1]), status, details)
     await cur.execute(
-        "UPDATE completions SET metadata = %s, completion_text = coalesce(%s, completion_text),"
-        " error_message = coalesce(%s, error_message),"
-        " completed_us = CASE WHEN %s THEN %s ELSE completed_us END WHERE id = %s",
-        (json.dumps(metadata), text, error, status in FINAL_STATUSES, stamp, row[0]),
+        sql.MIRROR_JOB, sql.mirror_params(row[0], metadata, status, text, error, stamp)
     )

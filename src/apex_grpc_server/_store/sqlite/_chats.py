@@ -7,7 +7,6 @@ transaction (or one read) on the store's worker thread.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -15,10 +14,9 @@ from typing import Any
 
 from apex_grpc_server._search import query_words
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
+from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
-    COMPLETION_COLUMNS,
-    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
     NewCompletion,
@@ -26,6 +24,7 @@ from apex_grpc_server._store._rows import (
     missing_ids,
     now_us,
 )
+from apex_grpc_server._store._sql import qmark
 
 
 class ChatTable:
@@ -57,10 +56,7 @@ class ChatTable:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         stamp = now_us()
         with transaction(conn):
-            updated = conn.execute(
-                "UPDATE chats SET updated_us = ? WHERE id = ? AND user_id = ?",
-                (stamp, chat_id, user_id),
-            ).rowcount
+            updated = conn.execute(qmark(sql.TOUCH_CHAT), (stamp, chat_id, user_id)).rowcount
             if not updated:
                 return None
             return insert_completion(conn, user_id, chat_id, completion, stamp)
@@ -178,21 +174,10 @@ class CompletionTable:
                 return None
             metadata = merge_patch(current.metadata, metadata_patch)
             conn.execute(
-                "UPDATE completions SET completion_text = coalesce(?, completion_text),"
-                " user_prompt_text = coalesce(?, user_prompt_text), metadata = ?,"
-                " deep_research = ? WHERE id = ? AND user_id = ?",
-                (
-                    text,
-                    prompt,
-                    json.dumps(metadata),
-                    DEEP_RESEARCH_KEY in metadata,
-                    completion_id,
-                    user_id,
-                ),
+                qmark(sql.EDIT_COMPLETION),
+                sql.edit_params(text, prompt, metadata, completion_id, user_id),
             )
-            conn.execute(
-                "UPDATE chats SET updated_us = ? WHERE id = ?", (now_us(), current.chat_id)
-            )
+            conn.execute(qmark(sql.TOUCH_CHAT_OF_COMPLETION), (now_us(), current.chat_id))
             if check is not None:
                 check(select_completions(conn, user_id, current.chat_id))
         return select_completion(conn, user_id, completion_id)
@@ -207,11 +192,7 @@ class CompletionTable:
     @on_worker
     def deep_research(self, conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
-        rows = conn.execute(
-            f"SELECT {COMPLETION_COLUMNS} FROM completions"
-            " WHERE user_id = ? AND deep_research ORDER BY created_us DESC, rid DESC",
-            (user_id,),
-        )
+        rows = conn.execute(qmark(sql.SELECT_DEEP_RESEARCH), (user_id,))
         return [CompletionRow.from_sql(row) for row in rows]
 
 
@@ -220,19 +201,13 @@ class CompletionTable:
 
 def select_chat(conn: sqlite3.Connection, user_id: str, chat_id: str) -> ChatRow | None:
     """The user's chat ``chat_id``, if any."""
-    row = conn.execute(
-        f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)
-    ).fetchone()
+    row = conn.execute(qmark(sql.SELECT_CHAT), (chat_id, user_id)).fetchone()
     return None if row is None else ChatRow.from_sql(row)
 
 
 def select_completions(conn: sqlite3.Connection, user_id: str, chat_id: str) -> list[CompletionRow]:
     """The completions of a chat, oldest first."""
-    rows = conn.execute(
-        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE chat_id = ? AND user_id = ?"
-        " ORDER BY created_us, rid",
-        (chat_id, user_id),
-    )
+    rows = conn.execute(qmark(sql.SELECT_COMPLETIONS), (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in rows]
 
 
@@ -240,10 +215,7 @@ def select_completion(
     conn: sqlite3.Connection, user_id: str, completion_id: str
 ) -> CompletionRow | None:
     """The user's completion ``completion_id``, if any."""
-    row = conn.execute(
-        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE id = ? AND user_id = ?",
-        (completion_id, user_id),
-    ).fetchone()
+    row = conn.execute(qmark(sql.SELECT_COMPLETION), (completion_id, user_id)).fetchone()
     return None if row is None else CompletionRow.from_sql(row)
 
 
@@ -252,10 +224,7 @@ def insert_chat(
 ) -> ChatRow:
     """Insert a new, empty chat."""
     chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
-    conn.execute(
-        f"INSERT INTO chats({CHAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        (chat.id, user_id, title, chat_type, stamp, stamp),
-    )
+    conn.execute(qmark(sql.INSERT_CHAT), (chat.id, user_id, title, chat_type, stamp, stamp))
     return chat
 
 
@@ -268,23 +237,7 @@ def insert_completion(
 ) -> CompletionRow:
     """Insert a completion into an existing chat."""
     row = CompletionRow.new(chat_id, completion, stamp)
-    conn.execute(
-        "INSERT INTO completions(id, chat_id, user_id, completion_type, created_us,"
-        " completed_us, user_prompt_text, completion_text, metadata, error_message,"
-        " deep_research) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)",
-        (
-            row.id,
-            chat_id,
-            user_id,
-            row.completion_type,
-            stamp,
-            row.completed_us,
-            row.user_prompt_text,
-            row.completion_text,
-            json.dumps(row.metadata),
-            DEEP_RESEARCH_KEY in row.metadata,
-        ),
-    )
+    conn.execute(qmark(sql.INSERT_COMPLETION), sql.completion_params(row, user_id))
     return row
 
 

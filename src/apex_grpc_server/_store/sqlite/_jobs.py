@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
+from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
     FINAL_STATUSES,
-    JOB_COLUMNS,
     ClaimedJob,
     CompletionRow,
     JobRow,
@@ -23,6 +23,7 @@ from apex_grpc_server._store._rows import (
     job_metadata,
     now_us,
 )
+from apex_grpc_server._store._sql import qmark
 from apex_grpc_server._store.sqlite._chats import insert_chat, insert_completion
 
 
@@ -50,23 +51,17 @@ class JobTable:
                 stamp,
             )
             conn.execute(
-                "INSERT INTO jobs(id, user_id, status, created_us, updated_us, request,"
-                " completion_id) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (job_id, user_id, stamp, stamp, request, completion.id),
+                qmark(sql.INSERT_JOB), (job_id, user_id, stamp, stamp, request, completion.id)
             )
         return JobRow(job_id, "pending", stamp, stamp, None, completion.id), completion
 
     @on_worker
     def get(self, conn: sqlite3.Connection, user_id: str, job_id: str) -> JobRow | None:
         """One of the user's jobs with its result chunks."""
-        row = conn.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id)
-        ).fetchone()
+        row = conn.execute(qmark(sql.SELECT_JOB), (job_id, user_id)).fetchone()
         if row is None:
             return None
-        chunks = conn.execute(
-            "SELECT seq_id, chunk FROM job_chunks WHERE job_id = ? ORDER BY seq_id", (job_id,)
-        ).fetchall()
+        chunks = conn.execute(qmark(sql.SELECT_CHUNKS), (job_id,)).fetchall()
         job_id, status, created_us, updated_us, error, completion_id = row
         return JobRow(job_id, status, created_us, updated_us, error, completion_id, tuple(chunks))
 
@@ -86,7 +81,7 @@ class JobTable:
             ).fetchall()
             for job_id, user_id, request in rows:
                 token = f"{owner}/{uuid.uuid4()}"
-                conn.execute("DELETE FROM job_chunks WHERE job_id = ?", (job_id,))
+                conn.execute(qmark(sql.DELETE_CHUNKS), (job_id,))
                 conn.execute(
                     "UPDATE jobs SET lease_owner = ?, lease_expires_us = ? WHERE id = ?",
                     (token, stamp + round(lease_s * 1e6), job_id),
@@ -116,11 +111,8 @@ class JobTable:
         with transaction(conn):
             if not holds(conn, job_id, token):
                 return False
-            conn.execute(
-                "INSERT INTO job_chunks(job_id, seq_id, chunk) VALUES (?, ?, ?)",
-                (job_id, seq_id, chunk),
-            )
-            conn.execute("UPDATE jobs SET updated_us = ? WHERE id = ?", (now_us(), job_id))
+            conn.execute(qmark(sql.INSERT_CHUNK), (job_id, seq_id, chunk))
+            conn.execute(qmark(sql.TOUCH_JOB), (now_us(), job_id))
         return True
 
     @on_worker
@@ -141,10 +133,7 @@ class JobTable:
                 return False
             update_job(conn, job_id, status, error, text, details)
             if status in FINAL_STATUSES:
-                conn.execute(
-                    "UPDATE jobs SET lease_owner = NULL, lease_expires_us = NULL WHERE id = ?",
-                    (job_id,),
-                )
+                conn.execute(qmark(sql.END_LEASE), (job_id,))
         return True
 
     @on_worker
@@ -184,21 +173,11 @@ def update_job(
 ) -> None:
     """Set a job's status and mirror it into its completion (see ``JobStore.finish``)."""
     stamp = now_us()
-    conn.execute(
-        "UPDATE jobs SET status = ?, error = ?, updated_us = ? WHERE id = ?",
-        (status, error, stamp, job_id),
-    )
-    row = conn.execute(
-        "SELECT c.id, c.metadata FROM jobs AS j JOIN completions AS c"
-        " ON c.id = j.completion_id WHERE j.id = ?",
-        (job_id,),
-    ).fetchone()
+    conn.execute(qmark(sql.SET_JOB_STATUS), (status, error, stamp, job_id))
+    row = conn.execute(qmark(sql.SELECT_JOB_COMPLETION), (job_id,)).fetchone()
     if row is None:  # the chat was deleted meanwhile
         return
     metadata = job_metadata(json.loads(row[1]), status, details)
     conn.execute(
-        "UPDATE completions SET metadata = ?, completion_text = coalesce(?, completion_text),"
-        " error_message = coalesce(?, error_message),"
-        " completed_us = CASE WHEN ? THEN ? ELSE completed_us END WHERE id = ?",
-        (json.dumps(metadata), text, error, status in FINAL_STATUSES, stamp, row[0]),
+        qmark(sql.MIRROR_JOB), sql.mirror_params(row[0], metadata, status, text, error, stamp)
     )
