@@ -107,3 +107,24 @@ def test_concurrent_edits_through_two_replicas_keep_every_metadata_key(
         pb.GetChatCompletionRequest(completion_id=completion_id), metadata=auth
     )
     assert dict(stored.metadata) == {f"k{n}": n for n in range(20)}
+
+
+def test_a_job_longer_than_its_lease_stays_with_the_replica_renewing_it(
+    start_server, connect, postgres_url, auth
+) -> None:
+    a, b = fleet(start_server, postgres_url, job_lease_s=1.0)
+    stub_a, stub_b = connect(a.target), connect(b.target)
+    # 40 chunks 50 ms apart: twice the lease. B would take the job over (and run it
+    # without A's knobs: 8 chunks) if A's heartbeat did not renew the lease.
+    knobs = (("x-echo-chunks", "40"), ("x-echo-delay-ms", "50"))
+    request = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="long q")])
+    job_id = stub_a.SubmitDeepResearcherJob(request, metadata=(*auth, *knobs)).job_id
+    ask = pb.GetDeepResearcherJobRequest(job_id=job_id)
+    deadline = time.monotonic() + 15
+    while (job := stub_b.GetDeepResearcherJob(ask, metadata=auth)).status != "completed":
+        assert time.monotonic() < deadline, job.status
+        time.sleep(0.05)
+    answer = "".join(json.loads(chunk.chunk)[0]["content"] for chunk in job.result)
+    assert answer.startswith("Question: long q") and answer.count("Question:") == 1
+    body = answer.rsplit("\n\nSources:\n[", 1)[0]  # without the sources listing
+    assert len(body) == 40 * 16  # A's run, with its knobs

@@ -157,3 +157,13 @@ def test_restart_keeps_data_and_runs_the_interrupted_job_again(
     assert answer.startswith("Question: slow") and [c.seq_id for c in again.result] == list(
         range(len(again.result))
     )
+
+
+def test_a_submitted_job_starts_at_once_without_waiting_for_the_poll(
+    start_server, connect, auth
+) -> None:
+    stub = connect(start_server(job_poll_s=60).target)
+    submitted = submit(stub, auth, "right away")
+    started = time.monotonic()
+    job, _ = wait_for(stub, auth, submitted.job_id, timeout=10)
+    assert job.status == "completed" and time.monotonic() - started < 10
