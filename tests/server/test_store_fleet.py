@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import psycopg
 import pytest
 
 from apex_grpc_server._store import NewCompletion, open_store
-from apex_grpc_server._store.postgres import DatabaseUnavailable, PostgresStore
-from apex_grpc_server._store.postgres._schema import MIGRATIONS
 
-Opener = Callable[[], Awaitable[PostgresStore]]
+if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
+    from apex_grpc_server._store.postgres import PostgresStore
+
+Opener = Callable[[], Awaitable["PostgresStore"]]
 
 
 @pytest.fixture
 async def replicas(postgres_url: str) -> AsyncIterator[Opener]:
     """Open replicas' stores on one fresh database: ``a = await replicas()``."""
+    from apex_grpc_server._store.postgres import PostgresStore
+
     opened: list[PostgresStore] = []
 
     async def open_replica() -> PostgresStore:
@@ -121,6 +124,11 @@ async def test_a_dead_runners_job_is_taken_over_and_its_result_stored_once(repli
 
 
 async def test_replicas_starting_together_migrate_the_schema_once(postgres_url: str) -> None:
+    import psycopg
+
+    from apex_grpc_server._store.postgres import PostgresStore
+    from apex_grpc_server._store.postgres._schema import MIGRATIONS
+
     opened = await asyncio.gather(
         *(PostgresStore.open(postgres_url) for _ in range(4)), return_exceptions=True
     )
@@ -134,7 +142,11 @@ async def test_replicas_starting_together_migrate_the_schema_once(postgres_url: 
         assert [row[0] for row in await cursor.fetchall()] == [1, 2]
 
 
-async def test_an_unreachable_database_is_named_without_its_password(tmp_path) -> None:
+async def test_an_unreachable_database_is_named_without_its_password(
+    local_postgres, tmp_path
+) -> None:
+    from apex_grpc_server._store.postgres import DatabaseUnavailable
+
     url = "postgresql://apex:s3cret@127.0.0.1:1/apex"
     with pytest.raises(DatabaseUnavailable) as caught:
         await open_store(url, tmp_path)
