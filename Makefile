@@ -25,11 +25,13 @@ PYTEST_ARGS ?=
 venv: $(STAMP)
 
 # Re-installs when pyproject.toml changes; `make venv` on a fresh clone builds it.
+# tools/pip_install.py is pip install -q, but for a package it compiles (llama-cpp-python
+# where no wheel fits): it says so, with the time to expect, and prints a line every 30 s.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing apex-grpc[dev] into $(VENV) (first run takes a few minutes)"
 	@start=$$(date +%s); \
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' && \
+	$(PY) tools/pip_install.py -e '.[dev]' && \
 	echo "set-up took $$(( $$(date +%s) - start ))s"
 	@touch $@
 

@@ -23,7 +23,7 @@ config = ServerConfig(
     host="127.0.0.1", port=0, engine=sys.argv[1], api_keys=frozenset({sys.argv[2]}),
     data_dir=pathlib.Path(tempfile.mkdtemp(prefix="apex-bench-")),
     echo_chunks=int(sys.argv[3]), echo_chunk_size=int(sys.argv[4]),
-    tls_cert=sys.argv[5] or None, tls_key=sys.argv[6] or None,
+    tls_cert=sys.argv[5] or None, tls_key=sys.argv[6] or None, drain_delay_s=0.0,
     database_url=sys.argv[7] or None,
 )
 with run_server(config) as server:

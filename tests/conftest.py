@@ -57,6 +57,7 @@ def _config(data_dir: Path, **overrides: Any) -> Any:
         "api_keys": frozenset({TEST_API_KEY}),
         "data_dir": data_dir,
         "grace_period_s": 1.0,
+        "drain_delay_s": 0.0,
     }
     settings.update(overrides)
     return ServerConfig(**settings)

@@ -115,6 +115,7 @@ def _start_server(engine: str, max_new_tokens: int, data_dir: Path) -> RunningSe
             data_dir=data_dir,
             max_new_tokens=max_new_tokens,
             grace_period_s=1.0,
+            drain_delay_s=0.0,  # the demo's own server: no load balancer to wait for
         )
     )
 

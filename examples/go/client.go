@@ -14,7 +14,8 @@ import (
 	apexv1 "github.com/apex-grpc/apex-grpc/examples/go/gen/apex/v1"
 )
 
-// defaultEndpoint is the public Apex endpoint (TLS on port 443).
+// defaultEndpoint is Apex's former endpoint (TLS on port 443), the default for
+// compatibility: it may no longer answer apex.v1 (apex-grpc serve hosts the contract).
 const defaultEndpoint = "constellation.api.cloud.macrocosmos.ai:443"
 
 // bearerKey sends "authorization: Bearer <key>" on every call.

@@ -1,4 +1,7 @@
-"""apex-grpc: the typed, fast gRPC SDK for Apex, the decentralized-LLM API of Bittensor subnet 1.
+"""apex-grpc: the typed, fast gRPC SDK for apex.v1, the API of Apex.
+
+Macrocosmos' official SDK removed Apex in macrocosmos 3.0.0 (November 2025);
+`apex-grpc serve` (the server extra) hosts the contract.
 
 import apex_grpc as mc
 
@@ -35,6 +38,7 @@ from apex_grpc._errors import (
     PermissionDeniedError,
     RateLimitError,
     RequestCancelledError,
+    StreamInterruptedError,
     StreamTimeoutError,
     UnavailableError,
     UnimplementedError,
@@ -120,6 +124,7 @@ __all__ = [
     "RequestCancelledError",
     "RetryPolicy",
     "SamplingParams",
+    "StreamInterruptedError",
     "StreamOptions",
     "StreamTimeoutError",
     "TLSConfig",

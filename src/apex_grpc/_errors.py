@@ -111,8 +111,11 @@ class APIError(ApexError):
         self.attempts = attempts
         self.debug_error_string = debug_error_string
         self.request_id = metadata_value(trailing_metadata) or metadata_value(initial_metadata)
-        self.hint = hint_for(self.code, details)
+        self.hint = self._hint()
         super().__init__(self._message())
+
+    def _hint(self) -> str | None:
+        return hint_for(self.code, self.details)
 
     def _message(self) -> str:
         where = f" ({self.method.rsplit('/', 1)[-1]})" if self.method else ""
@@ -155,11 +158,19 @@ def _rebuild_api_error(
     )
 
 
+# A loopback peer as grpc core names it in a status's details (IPv6 brackets may be
+# percent-encoded: ipv6:%5B::1%5D:50051).
+_LOOPBACK_PEER = (
+    r"(?:ipv4:(?P<v4>(?P<host4>127\.[\d.]+):(?P<port4>\d+))"
+    r"|ipv6:(?P<v6>(?:\[|%5B)::1(?:\]|%5D):(?P<port6>\d+)))"
+)
 _TLS_TO_PLAINTEXT = re.compile(
-    r"(?:ipv4:(?P<v4>127\.[\d.]+:\d+)|ipv6:(?P<v6>\[::1\]:\d+))"
-    r".*(?:Tls|Ssl) handshake failed.*WRONG_VERSION_NUMBER",
+    _LOOPBACK_PEER + r".*(?:Tls|Ssl) handshake failed.*WRONG_VERSION_NUMBER",
     re.IGNORECASE | re.DOTALL,
 )
+_REFUSED_ON_LOOPBACK = re.compile(_LOOPBACK_PEER + r".*Connection refused", re.IGNORECASE)
+SERVE_DEFAULT_PORT = "50051"
+"""The port ``apex-grpc serve`` listens on unless told otherwise."""
 
 
 def hint_for(code: grpc.StatusCode, details: str) -> str | None:
@@ -167,13 +178,37 @@ def hint_for(code: grpc.StatusCode, details: str) -> str | None:
     if code is grpc.StatusCode.UNAVAILABLE:
         match = _TLS_TO_PLAINTEXT.search(details)
         if match is not None:
-            address = match.group("v4") or match.group("v6")
             return (
-                f"{address} answered the TLS handshake in plaintext: for a local plaintext "
-                "server such as `apex-grpc serve`, connect with secure=False, "
+                f"{_address(match)} answered the TLS handshake in plaintext: for a local "
+                "plaintext server such as `apex-grpc serve`, connect with secure=False, "
                 "MACROCOSMOS_USE_HTTPS=false or an http:// base URL"
             )
+        return nothing_listening_hint(details)
     return None
+
+
+def nothing_listening_hint(details: str) -> str | None:
+    """The fix when a loopback address refused the connection: start the local server there.
+
+    None unless `details` (an UNAVAILABLE status's) says a loopback address refused it.
+    """
+    match = _REFUSED_ON_LOOPBACK.search(details)
+    if match is None:
+        return None
+    host = match.group("host4") or "::1"
+    port = match.group("port4") or match.group("port6")
+    options = "" if host == "127.0.0.1" else f" --host {host}"
+    options += "" if port == SERVE_DEFAULT_PORT else f" --port {port}"
+    return (
+        f"nothing is listening on {_address(match)}: to serve apex.v1 there, start the local "
+        f"server (`apex-grpc serve{options} --api-key KEY`), or point the client at a "
+        "running server"
+    )
+
+
+def _address(match: re.Match[str]) -> str:
+    """``127.0.0.1:50051`` or ``[::1]:50051`` from a `_LOOPBACK_PEER` match."""
+    return match.group("v4") or f"[::1]:{match.group('port6')}"
 
 
 def metadata_value(metadata: Iterable[Any], key: str = REQUEST_ID_KEY) -> str | None:
@@ -270,6 +305,21 @@ class UnavailableError(APIError):
     """UNAVAILABLE: the server could not be reached or is shutting down."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class StreamInterruptedError(UnavailableError):
+    """A stream broke after its first chunk: its server or connection went away mid-answer.
+
+    It is not retried, and cannot be resumed: a new call would generate the
+    answer again from its start, repeating what was already received. `details`
+    is what grpc reported; `hint` says so. Start a new call for a whole answer.
+    """
+
+    def _hint(self) -> str | None:
+        return (
+            "the stream was cut off after its first chunk and cannot be resumed: "
+            "a new call starts the answer over"
+        )
 
 
 class DataLossError(APIError):

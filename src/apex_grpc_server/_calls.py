@@ -12,12 +12,15 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError, Message
 
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
 from apex_grpc_server._logging import log_call, logger
@@ -31,6 +34,9 @@ REQUEST_ID = "x-request-id"
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 SERVICE = "apex.v1.ApexService"
+SHUTTING_DOWN = (
+    "the server is shutting down and did not start this call; retry it on another replica"
+)
 
 
 @dataclass(slots=True)
@@ -52,9 +58,32 @@ class CallPolicy:
         self.authenticator = authenticator
         self.knobs_enabled = knobs_enabled
         self.failures = FailureCounter()
+        self.accepting = True
+        """False while the server shuts down: new calls are answered UNAVAILABLE, unstarted."""
+        self.turned_away = 0
+        """Calls answered UNAVAILABLE because the server no longer accepted calls."""
 
-    async def open(self, context: Context, request_id: str, *, streaming: bool) -> CallContext:
-        """Send initial metadata, authenticate, read knobs and sleep if asked.
+    def admit(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+        """The caller's user id, from the call's metadata alone, before its body is read.
+
+        Raises RpcAbort: UNAVAILABLE once the server is shutting down (the call is
+        never started, so the client may retry it elsewhere), UNAUTHENTICATED
+        without a valid key.
+        """
+        if not self.accepting:
+            self.turned_away += 1
+            raise RpcAbort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        authorization = None
+        for key, value in metadata or ():
+            if key == "authorization":
+                authorization = value
+                break
+        return self.authenticator.authenticate(authorization)
+
+    async def open(
+        self, context: Context, request_id: str, user_id: str, *, streaming: bool
+    ) -> CallContext:
+        """Send initial metadata, read knobs and sleep if asked (the caller was admitted).
 
         Unary calls carry the request id in trailing metadata only: their headers
         reach the client together with the response anyway, and a separate
@@ -72,8 +101,7 @@ class CallPolicy:
             trailing.append((ECHO_TRAILING, echo_trailing))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
-        call = CallContext(context, "", request_id, metadata, None, trailing)
-        call.user_id = self.authenticator.authenticate(metadata.get("authorization"))
+        call = CallContext(context, user_id, request_id, metadata, None, trailing)
         if self.knobs_enabled and has_knobs(metadata):
             call.knobs = parse_knobs(metadata, self.failures)
             if call.knobs.sleep_s:
@@ -133,9 +161,11 @@ class _CallScope:
         self.code = "OK"
         self.call: CallContext | None = None
 
-    async def open(self, *, streaming: bool) -> CallContext:
-        """Open the call (initial metadata, auth, knobs)."""
-        self.call = await self.policy.open(self.context, self.request_id, streaming=streaming)
+    async def open(self, user_id: str, *, streaming: bool) -> CallContext:
+        """Open the admitted call of `user_id` (initial metadata, knobs)."""
+        self.call = await self.policy.open(
+            self.context, self.request_id, user_id, streaming=streaming
+        )
         return self.call
 
     async def __aenter__(self) -> _CallScope:
@@ -179,40 +209,81 @@ class _CallScope:
         )
 
 
+MAX_DECODE_ERROR = 200
+"""Characters of protobuf's own parse error kept in an INVALID_ARGUMENT message."""
+
+
+def request_class(method_name: str) -> type[Message]:
+    """The request message class of an ApexService method, from the proto."""
+    method = pb.DESCRIPTOR.services_by_name["ApexService"].methods_by_name[method_name]
+    return message_factory.GetMessageClass(method.input_type)
+
+
+def parse(request_type: type[Req], raw: bytes) -> Req:
+    """The request in `raw`; a body that is not one is the caller's INVALID_ARGUMENT."""
+    try:
+        return request_type.FromString(raw)  # type: ignore[attr-defined,no-any-return]
+    except DecodeError as error:
+        reason = str(error)[:MAX_DECODE_ERROR] or "malformed protobuf"
+        name = request_type.DESCRIPTOR.full_name  # type: ignore[attr-defined]
+        raise RpcAbort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request: the body is not a valid {name} message ({reason})",
+        ) from None
+
+
+async def refuse(
+    policy: CallPolicy, method: str, abort: RpcAbort, requests: Any, context: Context
+) -> None:
+    """End a call that was not admitted with `abort`, never reading its request (logged)."""
+    async with _CallScope(policy, context, method):
+        raise abort
+
+
 def unary(
     fn: Callable[[S, Req, CallContext], Awaitable[Resp]],
-) -> Callable[[S, Req, Context], Awaitable[Resp]]:
-    """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing."""
+) -> Callable[..., Awaitable[Resp]]:
+    """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing.
+
+    The wrapper takes the admitted caller's `user_id` and the request's bytes
+    (see `_routes`), and parses them once the call is open.
+    """
     method = f"/{SERVICE}/{fn.__name__}"
+    request_type = request_class(fn.__name__)
 
     @functools.wraps(fn)
-    async def handler(self: S, request: Req, context: Context) -> Resp:
+    async def handler(self: S, raw: bytes, context: Context, *, user_id: str) -> Resp:
         async with _CallScope(self.policy, context, method) as scope:
-            call = await scope.open(streaming=False)
+            call = await scope.open(user_id, streaming=False)
+            request = parse(request_type, raw)
             injected = _failure_abort(call)
             if injected is not None:
                 raise injected
-            return await fn(self, request, call)
+            return await fn(self, request, call)  # type: ignore[arg-type]
 
     return handler
 
 
 def server_stream(
     fn: Callable[[S, Req, CallContext], AsyncGenerator[Resp, None]],
-) -> Callable[[S, Req, Context], AsyncGenerator[Resp, None]]:
-    """Wrap a server-streaming handler; x-echo-fail-after counts the messages sent."""
+) -> Callable[..., AsyncGenerator[Resp, None]]:
+    """Wrap a server-streaming handler (as `unary`); x-echo-fail-after counts the messages sent."""
     method = f"/{SERVICE}/{fn.__name__}"
+    request_type = request_class(fn.__name__)
 
     @functools.wraps(fn)
-    async def handler(self: S, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
+    async def handler(
+        self: S, raw: bytes, context: Context, *, user_id: str
+    ) -> AsyncGenerator[Resp, None]:
         async with _CallScope(self.policy, context, method) as scope:
-            call = await scope.open(streaming=True)
+            call = await scope.open(user_id, streaming=True)
+            request = parse(request_type, raw)
             injected = _failure_abort(call)
             fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
             if injected is not None and fail_after == 0:
                 raise injected
             sent = 0
-            async with contextlib.aclosing(fn(self, request, call)) as messages:
+            async with contextlib.aclosing(fn(self, request, call)) as messages:  # type: ignore[arg-type]
                 async for message in messages:
                     yield message
                     sent += 1

@@ -34,7 +34,12 @@ class ChatCompletions:
         self.queue = (
             None
             if engine.concurrency is None
-            else EngineQueue(engine.concurrency, queue_size, name=f"{engine.kind} engine")
+            else EngineQueue(
+                engine.concurrency,
+                queue_size,
+                name=f"{engine.kind} engine",
+                expected_turn_s=engine.expected_turn_s,
+            )
         )
 
     def context_metadata(self) -> MetadataPairs:

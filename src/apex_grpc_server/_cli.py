@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from apex_grpc_server._config import (
     DATA_DIR_ENV,
+    DEFAULT_DRAIN_DELAY_S,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_QUEUE_SIZE,
     default_data_dir,
@@ -202,6 +203,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         " (Google's: 100, nginx: 128); more are refused (REFUSED_STREAM) (default: no limit)",
     )
     data.add_argument(
+        "--drain-delay",
+        type=float,
+        default=DEFAULT_DRAIN_DELAY_S,
+        metavar="SECONDS",
+        help="on SIGTERM, report NOT_SERVING and keep serving this long so load balancers"
+        " and health-checking clients move away, then close (%(default)s; Ctrl-C skips it)",
+    )
+    data.add_argument(
         "--grace-period",
         type=float,
         default=5.0,
@@ -309,6 +318,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         default_corpus=not args.no_default_corpus,
         max_message_bytes=args.max_message_bytes,
         compression=None if args.compression == "none" else args.compression,
+        drain_delay_s=args.drain_delay,
         grace_period_s=args.grace_period,
         test_knobs=args.test_knobs,
     )

@@ -15,6 +15,7 @@ DEFAULT_PORT = 50051
 MiB = 1024 * 1024
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_QUEUE_SIZE = 256
+DEFAULT_DRAIN_DELAY_S = 3.0
 
 
 DATA_DIR_ENV = "APEX_GRPC_DATA_DIR"
@@ -109,8 +110,12 @@ class ServerConfig:
     job_renew_s: float | None = None
     job_poll_s: float = 1.0
 
-    # Transport limits and shutdown.
+    # Transport limits and shutdown. On SIGTERM the server reports NOT_SERVING at
+    # once and keeps serving for ``drain_delay_s`` (so load balancers and
+    # health-checking clients move away), then closes; calls in flight then get
+    # ``grace_period_s``.
     max_message_bytes: int = 16 * MiB
+    drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
     grace_period_s: float = 5.0
     # Compress responses: "gzip" or "deflate" (None: no compression).
     compression: str | None = None
@@ -174,8 +179,14 @@ class ServerConfig:
             raise ValueError(f"echo_chunks: must be >= 0, got {self.echo_chunks}")
         _positive("echo_chunk_size", self.echo_chunk_size)
         _check_database(self)
-        if self.echo_delay_s < 0 or self.grace_period_s < 0 or self.openai_timeout_s <= 0:
-            raise ValueError("echo_delay_s, grace_period_s, openai_timeout_s: must not be negative")
+        for name in ("echo_delay_s", "grace_period_s", "drain_delay_s"):
+            value = getattr(self, name)
+            if not value >= 0 or value == float("inf"):
+                raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
+        if not self.openai_timeout_s > 0:
+            raise ValueError(
+                f"openai_timeout_s: must be > 0 seconds, got {self.openai_timeout_s!r}"
+            )
 
 
 def _check_database(config: ServerConfig) -> None:

@@ -10,7 +10,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._engines import Usage
-from apex_grpc_server._status import invalid_argument
+from apex_grpc_server._status import invalid_argument, shown
 from apex_grpc_server._store import ChatRow, CompletionRow, JobRow
 
 
@@ -37,7 +37,7 @@ def rfc3339(micros: int) -> str:
 
 def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
     """A Struct as plain JSON values; INVALID_ARGUMENT for NaN or infinite numbers."""
-    return {key: _plain(value, f"{field}.{key}") for key, value in message.fields.items()}
+    return {key: _plain(value, f"{field}[{shown(key)}]") for key, value in message.fields.items()}
 
 
 def _plain(value: struct_pb2.Value, field: str) -> Any:

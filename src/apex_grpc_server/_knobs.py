@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from apex_grpc_server._status import invalid_argument
+from apex_grpc_server._status import invalid_argument, shown
 
 PREFIX = "x-echo-"
 SLEEP_MS = "x-echo-sleep-ms"
@@ -122,7 +122,8 @@ def _sizes(metadata: Mapping[str, str | bytes]) -> tuple[int, ...] | None:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not 0 < len(parts) <= MAX_CHUNK_SIZES or not all(p.isdigit() for p in parts):
         raise invalid_argument(
-            f"{CHUNK_SIZES}: must be 1 to {MAX_CHUNK_SIZES} comma-separated sizes, got {text!r}"
+            f"{CHUNK_SIZES}: must be 1 to {MAX_CHUNK_SIZES} comma-separated sizes,"
+            f" got {shown(text)}"
         )
     sizes = tuple(int(p) for p in parts)
     if not all(1 <= size <= MAX_CHUNK_SIZE for size in sizes):
@@ -144,7 +145,7 @@ def _int(metadata: Mapping[str, str | bytes], key: str, low: int, high: int) -> 
     try:
         value = int(text.strip())
     except ValueError:
-        raise invalid_argument(f"{key}: must be an integer, got {text!r}") from None
+        raise invalid_argument(f"{key}: must be an integer, got {shown(text)}") from None
     if not low <= value <= high:
         raise invalid_argument(f"{key}: must be in [{low}, {high}], got {value}")
     return value
@@ -157,4 +158,4 @@ def _status_code(text: str) -> grpc.StatusCode:
             if code is grpc.StatusCode.OK:
                 break
             return code
-    raise invalid_argument(f"{FAIL_CODE}: unknown or non-error status {text!r}")
+    raise invalid_argument(f"{FAIL_CODE}: unknown or non-error status {shown(text)}")

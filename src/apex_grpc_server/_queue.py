@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -27,6 +28,12 @@ FIRST_ESTIMATE_S = 1.0
 """Assumed length of a turn until one has been measured."""
 SMOOTHING = 0.2
 """Weight of the newest turn in the moving average of turn lengths."""
+JITTER = 0.2
+"""Fraction of a pushback added at random, so returning callers do not arrive together: never
+earlier than estimated (a caller back early is refused again and spends a retry)."""
+PRIOR_MARGIN = 1.5
+"""How much longer than the engine's own estimate a turn is assumed to take until one has been
+measured (a server under load runs slower than its engine's nominal time)."""
 MIN_PUSHBACK_MS = 10
 MAX_PUSHBACK_MS = 60_000
 
@@ -44,7 +51,9 @@ class EngineQueue:
         capacity: int,
         *,
         name: str = "engine",
+        expected_turn_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency: must be >= 1, got {concurrency}")
@@ -54,9 +63,10 @@ class EngineQueue:
         self.capacity = capacity
         self.name = name
         self._clock = clock
+        self._rng = rng
         self._free = concurrency
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._turn_s = FIRST_ESTIMATE_S
+        self._turn_s = expected_turn_s * PRIOR_MARGIN if expected_turn_s else FIRST_ESTIMATE_S
         self._promised: collections.deque[float] = collections.deque()
 
     @property
@@ -88,9 +98,11 @@ class EngineQueue:
     def retry_after_ms(self) -> int:
         """When a refused caller should come back, in ms; each refusal is told a later time.
 
-        A place in the queue frees each time a turn ends, about every
-        (average turn) / concurrency seconds; the k-th caller refused while
-        earlier refusals are still pending is told k such intervals.
+        A place in the queue frees each time a turn ends, about every (recent
+        turn length) / concurrency seconds; the k-th caller refused while
+        earlier refusals are still pending is told k such intervals, made up to
+        JITTER later at random. Until a turn has been measured, the engine's own
+        estimate (with PRIOR_MARGIN) stands in, else FIRST_ESTIMATE_S.
         """
         now = self._clock()
         while self._promised and self._promised[0] <= now:
@@ -98,6 +110,7 @@ class EngineQueue:
         interval = self._turn_s / self.concurrency
         delay = interval * (len(self._promised) + 1)
         self._promised.append(now + delay)
+        delay *= 1.0 + JITTER * self._rng()
         return max(MIN_PUSHBACK_MS, min(MAX_PUSHBACK_MS, round(delay * 1000)))
 
     async def _acquire(self, timeout_s: float | None) -> None:

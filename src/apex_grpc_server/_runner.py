@@ -16,15 +16,16 @@ from typing import Any
 
 import grpc
 
-from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import _database
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._calls import SERVICE, CallPolicy
 from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._datalock import DataDirectoryLock
 from apex_grpc_server._documents import default_corpus
 from apex_grpc_server._engines import ChatEngine, create_engine
 from apex_grpc_server._research import ResearchJobs
+from apex_grpc_server._routes import ApexRoutes
 from apex_grpc_server._search import SearchIndex
 from apex_grpc_server._service import ApexServicer
 from apex_grpc_server._store import Storage, open_store
@@ -32,6 +33,8 @@ from apex_grpc_server._store import Storage, open_store
 logger = logging.getLogger("apex_grpc_server")
 
 INDEX_FILE = "index.sqlite3"
+STREAM_LOOKAHEAD = 256 * 1024
+"""Bytes of a call's request the server accepts before its handler reads them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,12 @@ def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
     """Channel arguments: message limits, keepalive policy, no silent port sharing, stream limit."""
     return [
         ("grpc.so_reuseport", 0),
+        # A call's body is taken in at most STREAM_LOOKAHEAD bytes ahead of its handler:
+        # a refused (unauthenticated) call is never read, and HTTP/2 flow control keeps
+        # the rest of it on the caller's side. grpc's bandwidth probe would grow the window
+        # to megabytes per call (48 concurrent 15 MB calls: +52-79 MB; without: +4 MB).
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", STREAM_LOOKAHEAD),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         # The server pings idle clients every minute to find dead connections.
@@ -90,6 +99,8 @@ class ApexServer:
         self._store: Storage | None = None
         self._research: ResearchJobs | None = None
         self._health: Any = None
+        self._policy: CallPolicy | None = None
+        self._lock: DataDirectoryLock | None = None
         self.info: ServerInfo | None = None
 
     async def start(self) -> ServerInfo:
@@ -126,6 +137,8 @@ class ApexServer:
             target = f"{target}:{port}"
 
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = DataDirectoryLock(config.data_dir)
+        self._lock.acquire()  # before anything in it is opened
         # The database first: an unreachable one fails before the engine and index load.
         self._store = await open_store(config.database_url, config.data_dir)
         self._engine = create_engine(config)
@@ -135,7 +148,7 @@ class ApexServer:
             stats = await self._index.upsert(default_corpus())
             logger.info("built the default search corpus: %d documents", stats.added)
 
-        policy = CallPolicy(
+        policy = self._policy = CallPolicy(
             Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
             knobs_enabled=config.knobs_enabled,
         )
@@ -151,9 +164,8 @@ class ApexServer:
             renew_s=config.job_renew_interval,
             poll_s=config.job_poll_s,
         )
-        pb_grpc.add_ApexServiceServicer_to_server(
-            ApexServicer(policy, completions, self._index, self._store, self._research), server
-        )
+        servicer = ApexServicer(policy, completions, self._index, self._store, self._research)
+        server.add_generic_rpc_handlers((ApexRoutes(servicer, policy),))
         self._health = _add_health_and_reflection(server)
         await server.start()
         self._research.start()
@@ -172,13 +184,33 @@ class ApexServer:
         )
         return self.info
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Refuse new calls, let in-flight calls finish within ``grace`` seconds, release all."""
+    async def stop(self, grace: float | None = None, *, drain_delay: float | None = None) -> None:
+        """Drain, then stop: what a replica behind a load balancer needs to lose no call.
+
+        1. Health turns NOT_SERVING at once, so health-checking clients and load
+           balancers send no new calls here.
+        2. For ``drain_delay`` seconds (default: the config's) the server still serves
+           everything, so calls already on their way are answered, not dropped.
+        3. Then new calls are answered UNAVAILABLE without being started (a client
+           retries them on another replica), until none arrived for a moment.
+        4. Then the server stops accepting (GOAWAY) and calls in flight get ``grace``
+           seconds (default: the config's); it stops as soon as they are done (health
+           watches, which never end by themselves, are ended first).
+        """
+        if self._server is None and self._lock is None:
+            return  # stopped already
         grace = self.config.grace_period_s if grace is None else grace
+        drain_delay = self.config.drain_delay_s if drain_delay is None else drain_delay
         if self._health is not None:
             with contextlib.suppress(Exception):
                 await self._health.enter_graceful_shutdown()
-        if self._server is not None:
+        if self._server is not None and self._policy is not None:
+            if drain_delay > 0:
+                logger.info("draining: NOT_SERVING, still serving for %.1f s", drain_delay)
+                await asyncio.sleep(drain_delay)
+            await _turn_away_new_calls(self._policy)
+            if self._health is not None:
+                self._health.close_watches()  # or they would hold the server for `grace`
             await self._server.stop(grace)
             self._server = None
         await self._close_parts()
@@ -200,6 +232,32 @@ class ApexServer:
         if self._index is not None:
             await asyncio.to_thread(self._index.close)
             self._index = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+SETTLE_S = 0.05
+"""How long no new call may arrive before a stopping server closes its connections."""
+SETTLE_MAX_S = 1.0
+"""The longest a stopping server keeps answering new calls UNAVAILABLE before it closes."""
+
+
+async def _turn_away_new_calls(policy: CallPolicy) -> None:
+    """Answer new calls UNAVAILABLE (unstarted) until none has arrived for SETTLE_S.
+
+    grpc's server cancels the calls it has received but not yet handed to a
+    handler when it stops (the client sees CANCELLED, which it cannot safely
+    retry). While calls still arrive, they are taken in and turned away with a
+    retryable status instead; only then are the connections closed.
+    """
+    policy.accepting = False
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + SETTLE_MAX_S
+    seen = -1
+    while policy.turned_away != seen and loop.time() < give_up:
+        seen = policy.turned_away
+        await asyncio.sleep(SETTLE_S)
 
 
 def _read_pair(key: str, cert: str) -> tuple[bytes, bytes]:
@@ -209,14 +267,16 @@ def _read_pair(key: str, cert: str) -> tuple[bytes, bytes]:
 def _add_health_and_reflection(server: grpc.aio.Server) -> Any:
     """The standard health service (SERVING for "" and ApexService) and server reflection."""
     try:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
+
+        from apex_grpc_server._health import DrainingHealth
     except ImportError:  # pragma: no cover - the server extra installs both
         logger.warning(
             "health and reflection are off: pip install 'apex-grpc[server]' to enable them"
         )
         return None
-    servicer = health.aio.HealthServicer()
+    servicer = DrainingHealth()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     reflection.enable_server_reflection(
         (
@@ -244,28 +304,45 @@ async def _set_serving(servicer: Any, *, serving: bool) -> None:
 async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully (the CLI's main loop).
 
+    SIGTERM (what Kubernetes and process managers send) drains first
+    (`ApexServer.stop`); SIGINT (Ctrl-C at a terminal) skips the drain delay.
     ``ready`` is called once the server is serving, with where it listens.
     """
     server = ApexServer(config)
     info = await server.start()
-    stopping = asyncio.Event()
+    received: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     installed = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(signum, stopping.set)
+            loop.add_signal_handler(signum, received.put_nowait, signum)
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
             pass
     try:
         if ready is not None:
             ready(info)
-        await stopping.wait()
-        logger.info("shutting down (grace %.1f s)", config.grace_period_s)
+        first = await received.get()
+        drain = config.drain_delay_s if first == signal.SIGTERM else 0.0
+        logger.info(
+            "shutting down on %s (drain %.1f s, grace %.1f s)",
+            first.name,
+            drain,
+            config.grace_period_s,
+        )
+        stopping = asyncio.ensure_future(server.stop(drain_delay=drain))
+        second = asyncio.ensure_future(received.get())
+        await asyncio.wait([stopping, second], return_when=asyncio.FIRST_COMPLETED)
+        second.cancel()
+        if not stopping.done():
+            logger.info("%s again: stopping at once", first.name)
+            stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-        await server.stop()
+        await server.stop(0, drain_delay=0)  # after an error or a second signal: at once
 
 
 class RunningServer:

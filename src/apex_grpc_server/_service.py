@@ -18,7 +18,7 @@ from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._search import SearchIndex, SearchTimeout
-from apex_grpc_server._status import RpcAbort, invalid_argument, not_found
+from apex_grpc_server._status import RpcAbort, invalid_argument, not_found, shown
 from apex_grpc_server._store import CompletionRow, NewCompletion, Storage, default_title
 
 HISTORY_TURNS = 6
@@ -152,7 +152,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         for key in attributes:
             if key not in ("title", "chat_type"):
                 raise invalid_argument(
-                    f"attributes: unknown attribute {key!r} (expected title, chat_type)"
+                    f"attributes: unknown attribute {shown(key)} (expected title, chat_type)"
                 )
         title = attributes.get("title")
         if title is not None:

@@ -58,7 +58,7 @@ def check_port(config: ServerConfig) -> None:
 
 
 def client_exports(info: ServerInfo, keys_on_command_line: Sequence[str]) -> str:
-    """Shell lines that point apex-grpc (and the official SDK) at this server.
+    """Shell lines that point apex-grpc (and the official SDK 2.1.0) at this server.
 
     The base URL's scheme says plaintext or TLS by itself; the API key is
     printed only when exactly one was given with ``--api-key`` (it is on the

@@ -9,6 +9,31 @@ import grpc
 MetadataPairs = Sequence[tuple[str, str | bytes]]
 PUSHBACK = "grpc-retry-pushback-ms"
 """Trailing metadata telling a client when to retry, in ms (gRFC A6)."""
+SHOWN_CHARS = 40
+"""Characters of a caller's value an error message repeats (then "..." and its length)."""
+MAX_DETAILS_CHARS = 1024
+"""The longest status message sent: grpc sends it as trailing metadata, which is limited
+(8-16 KB); a longer one would reach the client as RESOURCE_EXHAUSTED instead."""
+
+
+def shown(value: object) -> str:
+    """A caller's value as an error message repeats it: its repr, cut to a short prefix.
+
+    ``shown("x" * 100000)`` is ``'xxxx...' (100000 characters)``: enough to recognise it,
+    never enough to make the message itself a problem.
+    """
+    if isinstance(value, str):
+        if len(value) <= SHOWN_CHARS:
+            return repr(value)
+        return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+
+
+def _capped(details: str) -> str:
+    if len(details) <= MAX_DETAILS_CHARS:
+        return details
+    return f"{details[:MAX_DETAILS_CHARS]}... ({len(details)} characters)"
 
 
 class RpcAbort(Exception):
@@ -17,6 +42,7 @@ class RpcAbort(Exception):
     def __init__(
         self, code: grpc.StatusCode, details: str, trailing_metadata: MetadataPairs = ()
     ) -> None:
+        details = _capped(details)
         super().__init__(details)
         self.code = code
         self.details = details

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._engines._base import ChatRequest, Message
-from apex_grpc_server._status import invalid_argument
+from apex_grpc_server._status import invalid_argument, shown
 
 ROLES = ("system", "user", "assistant")
 MAX_MESSAGES = 1024
@@ -67,7 +67,7 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
     for index, message in enumerate(request.messages):
         if message.role not in ROLES:
             raise invalid_argument(
-                f"messages[{index}].role: unknown role {message.role!r}"
+                f"messages[{index}].role: unknown role {shown(message.role)}"
                 f" (expected {', '.join(ROLES)})"
             )
         if not message.content:
@@ -96,7 +96,7 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
             value = _float_in_range("sampling_parameters.top_k", params.top_k, 0, MAX_TOP_K)
             if value != int(value):
                 raise invalid_argument(
-                    f"sampling_parameters.top_k: must be a whole number, got {params.top_k!r}"
+                    f"sampling_parameters.top_k: must be a whole number, got {shown(params.top_k)}"
                 )
             top_k = int(value)
         if params.max_new_tokens < 0:

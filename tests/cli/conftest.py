@@ -96,6 +96,7 @@ def served(tmp_path: Path, api_key: str) -> Iterator[Callable[..., Served]]:
             f"--api-key={api_key}",
             f"--data-dir={data_dir or tmp_path / f'data-{number}'}",
             "--grace-period=0.5",
+            "--drain-delay=0",
             "--log-level=INFO",
             *flags,
         ]

@@ -112,8 +112,8 @@ def test_help_lists_the_slash_commands_and_the_token_default(cli: Callable[..., 
         assert line in text
     assert "oldest turns are left out" in text
     assert (
-        "longest answer, in tokens (default 4096, as the official SDK; a local apex-grpc serve"
-        " cuts answers at its own --max-new-tokens)"
+        "longest answer, in tokens (default 4096, as the official SDK 2.1.0; a local apex-grpc"
+        " serve cuts answers at its own --max-new-tokens)"
     ) in text
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,15 +13,7 @@ import apex_grpc as mc
 from apex_grpc import __version__
 from apex_grpc.cli._errors import Endpoint, describe
 
-from ._helpers import CLI, Result, client_env, run
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from ._helpers import CLI, Result, client_env, closed_port, run
 
 # grpc core's own log lines (absl format, e.g. "I1125 23:08:19.675588 24532 file.cc:12] ..."),
 # which grpc prints for a failed TLS handshake; the CLI shows them only with --debug.
@@ -88,6 +79,12 @@ def test_unreachable_server(api_key: str, command: list[str]) -> None:
     assert result.returncode == 1
     line = one_error_line(result)
     assert line.startswith(f"error: UNAVAILABLE: could not reach 127.0.0.1:{port} (")
+    # Nothing listens there: the line says how to start the local server on that port.
+    assert line.endswith(
+        f"); nothing is listening on 127.0.0.1:{port}: to serve apex.v1 there, start the local"
+        f" server (`apex-grpc serve --port {port} --api-key KEY`), or point the client at a"
+        " running server"
+    ), line
     assert result.stdout == ""
 
 

@@ -133,3 +133,37 @@ def test_a_bind_failure_under_apex_grpc_serve_is_one_line(tmp_path: Path) -> Non
     assert quiet.stderr.count("\n") == 1 and "Failed to bind" in quiet.stderr, quiet.stderr
     loud = run([*command, "--log-level", "debug"], env)
     assert "add_port.cc" in loud.stderr  # grpc's own reason, when asked for
+
+
+def test_a_second_server_on_one_data_directory_refuses_to_start(
+    served: Callable[..., Served], api_key: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "shared-data"
+    first = served("--no-default-corpus", data_dir=data)
+    second = run(
+        [
+            *CLI,
+            "serve",
+            "--engine",
+            "echo",
+            "--port",
+            "0",
+            "--api-key",
+            api_key,
+            "--data-dir",
+            str(data),
+            "--no-default-corpus",
+        ],
+        client_env("", None),
+    )
+    assert second.returncode == 1
+    assert (
+        f"the data directory {data} is in use by another apex-grpc server "
+        f"(PID {first.process.pid})" in second.stderr
+    ), second.stderr
+    assert first.process.poll() is None  # the first one goes on serving
+    # The lock dies with its holder, even a killed one: a restart is never blocked.
+    first.process.kill()
+    first.process.wait()
+    again = served("--no-default-corpus", data_dir=data)
+    assert again.process.poll() is None

@@ -313,26 +313,6 @@ def test_with_options_can_call_with_another_key(
     assert other.channel is client.channel
 
 
-def test_tls_to_a_plaintext_loopback_server_names_the_fix(scripted: ScriptedServer) -> None:
-    with mc.ApexClient(api_key=KEY, base_url=scripted.target, max_retries=0) as tls_client:
-        with pytest.raises(mc.UnavailableError) as caught:
-            tls_client.chats.list_sessions(timeout=5)
-        stream = tls_client.chat.completions.create(messages=USER, stream=True, timeout=5)
-        with pytest.raises(mc.UnavailableError) as streamed:
-            stream.text()
-    for error in (caught.value, streamed.value):
-        assert error.hint is not None and scripted.target in error.hint
-        for fix in ("secure=False", "MACROCOSMOS_USE_HTTPS=false", "http://"):
-            assert fix in error.hint and fix in str(error)
-
-
-def test_no_hint_for_an_ordinary_outage() -> None:
-    with mc.ApexClient(api_key=KEY, base_url="127.0.0.1:1", secure=False, max_retries=0) as c:
-        with pytest.raises(mc.UnavailableError) as caught:
-            c.chats.list_sessions(timeout=5)
-    assert caught.value.hint is None
-
-
 def test_the_debug_line_shows_a_request_id_sent_in_trailers_only(
     echo_target: str, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -145,3 +145,40 @@ def test_a_validation_error_names_the_argument_and_the_problem() -> None:
     error = mc.ValidationError("messages[2].content", "must be a string")
     assert (error.argument, error.problem) == ("messages[2].content", "must be a string")
     assert str(error) == "messages[2].content: must be a string"
+
+
+@pytest.mark.parametrize(
+    ("peer", "address", "command"),
+    [
+        ("ipv4:127.0.0.1:50051", "127.0.0.1:50051", "apex-grpc serve --api-key KEY"),
+        ("ipv4:127.0.0.1:4000", "127.0.0.1:4000", "apex-grpc serve --port 4000 --api-key KEY"),
+        (
+            "ipv4:127.0.0.2:50051",
+            "127.0.0.2:50051",
+            "apex-grpc serve --host 127.0.0.2 --api-key KEY",
+        ),
+        (
+            "ipv6:%5B::1%5D:4000",
+            "[::1]:4000",
+            "apex-grpc serve --host ::1 --port 4000 --api-key KEY",
+        ),
+        ("ipv6:[::1]:50051", "[::1]:50051", "apex-grpc serve --host ::1 --api-key KEY"),
+    ],
+)
+def test_a_refused_loopback_address_gets_the_command_that_serves_it(
+    peer: str, address: str, command: str
+) -> None:
+    details = (
+        "failed to connect to all addresses; last error: UNKNOWN: "
+        f"{peer}: Failed to connect to remote host: Connection refused"
+    )
+    hint = hint_for(grpc.StatusCode.UNAVAILABLE, details)
+    assert hint == (
+        f"nothing is listening on {address}: to serve apex.v1 there, start the local server "
+        f"(`{command}`), or point the client at a running server"
+    )
+    assert mc.UnavailableError(details).hint == hint
+    assert hint_for(grpc.StatusCode.INTERNAL, details) is None
+    # Another machine refusing is not a local server to start.
+    elsewhere = details.replace(peer, "ipv4:10.0.0.1:50051")
+    assert hint_for(grpc.StatusCode.UNAVAILABLE, elsewhere) is None

@@ -54,7 +54,11 @@ def run_example(name: str, target: str) -> subprocess.CompletedProcess[str]:
 
 def test_examples_are_the_seed_blocks_verbatim() -> None:
     if not SEED_DOC.exists():
-        pytest.skip("no ../shared/SEED_EXAMPLES.md next to this clone")
+        pytest.skip(
+            "the Apex documentation's seed snippets are not available to compare "
+            "examples/seed_*.py with (they ship beside the project in CI, as "
+            "../shared/SEED_EXAMPLES.md)"
+        )
     blocks = re.findall(r"```python\n(.*?)```", SEED_DOC.read_text(), flags=re.S)
     assert blocks[0] == (EXAMPLES / "seed_chat.py").read_text()
     assert blocks[1] == (EXAMPLES / "seed_web_search.py").read_text()

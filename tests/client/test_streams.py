@@ -88,6 +88,10 @@ def test_stream_failing_after_first_chunk_is_not_retried(
             got.append(chunk.choices[0].delta.content)
     assert got == ["c0 ", "c1 "]  # nothing duplicated, nothing lost before the failure
     assert caught.value.code is code and caught.value.details == "lost the miner"
+    # UNAVAILABLE mid-answer says the stream cannot be resumed; another failure is its own class.
+    interrupted = isinstance(caught.value, mc.StreamInterruptedError)
+    assert interrupted is (code is grpc.StatusCode.UNAVAILABLE)
+    assert ("cannot be resumed" in str(caught.value)) is interrupted
     assert len(scripted.calls("ChatCompletionStream")) == 1
 
 
@@ -98,7 +102,7 @@ async def test_async_stream_failing_after_first_chunk_is_not_retried(
     scripted.stream.failure = Failure(grpc.StatusCode.UNAVAILABLE, "gone")
     stream = await aclient.chat.completions.create(messages=USER, stream=True)
     got = []
-    with pytest.raises(mc.UnavailableError):
+    with pytest.raises(mc.StreamInterruptedError, match="cannot be resumed"):
         async for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["c0 "]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -87,7 +88,11 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
     # No top-level `apex` (it would collide with NVIDIA's apex).
     assert top_level == {"apex_grpc", "apex_grpc_server", "apex_grpc_proto"}
     metadata = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "apex-grpc = apex_grpc.cli:main" in zipfile.ZipFile(wheel).read(metadata).decode()
+    entry_points = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "apex-grpc = apex_grpc.cli:main" in entry_points
+    # The testing kit's fixtures, for users' pytest runs.
+    assert "[pytest11]\napex_grpc = apex_grpc.testing._pytest_plugin" in entry_points
+    assert "apex_grpc/testing/_pytest_plugin.py" in names
 
 
 @pytest.fixture(scope="module")
@@ -155,16 +160,61 @@ def test_fresh_install_imports_and_type_checks(fresh_install: Path, tmp_path: Pa
     assert "Found 1 error" in mypy.stdout, mypy.stdout
 
 
-def test_the_server_package_never_imports_the_client() -> None:
-    """`apex_grpc_server` shares only the generated messages with the client."""
+def run_installed(
+    env_dir: Path, program: str, *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run `program` of the venv `env_dir` (nothing of this checkout on the path)."""
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [str(env_dir / "bin" / program), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_env,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_the_testing_kit_works_on_a_base_install(fresh_install: Path, tmp_path: Path) -> None:
+    """apex_grpc.testing needs grpcio and protobuf only: no pytest, no server extra."""
     code = (
-        "import sys, apex_grpc_server, apex_grpc_server._runner, apex_grpc_server._cli;"
-        "print(sorted(m for m in sys.modules if m == 'apex_grpc' or m.startswith('apex_grpc.')))"
+        "import importlib.util, sys\n"
+        "from apex_grpc.testing import FakeApex\n"
+        "assert importlib.util.find_spec('pytest') is None\n"
+        "with FakeApex() as fake, fake.client() as client:\n"
+        "    fake.on('ChatCompletion').reply('fake hello')\n"
+        "    reply = client.chat.completions.create(messages=[{'role': 'user', 'content': 'Hi'}])\n"
+        "print(reply.choices[0].message.content)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('apex_grpc_server')))\n"
+    )
+    result = run_installed(fresh_install, "python", "-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["fake hello", "[]"]
+
+
+def modules_loaded(imports: str, prefix: str) -> list[str]:
+    """The modules named `prefix` or under it that ``import {imports}`` loads, in a new process."""
+    code = (
+        f"import sys, {imports};"
+        f"print(sorted(m for m in sys.modules if m == {prefix!r} or m.startswith({prefix!r} '.')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]"
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_the_server_package_never_imports_the_client() -> None:
+    """`apex_grpc_server` shares only the generated messages with the client."""
+    imports = "apex_grpc_server, apex_grpc_server._runner, apex_grpc_server._cli"
+    assert modules_loaded(imports, "apex_grpc") == []
+
+
+def test_the_testing_kit_never_imports_the_server() -> None:
+    """The fake Apex is the client's: it does not need the server extra."""
+    imports = "apex_grpc.testing, apex_grpc.testing._pytest_plugin"
+    assert modules_loaded(imports, "apex_grpc_server") == []
 
 
 def test_python_dash_m_apex_grpc_server_runs() -> None:
@@ -181,16 +231,8 @@ def test_python_dash_m_apex_grpc_server_runs() -> None:
 @pytest.mark.timeout(300)
 def test_base_install_writes_the_contract(fresh_install: Path, tmp_path: Path) -> None:
     """`apex-grpc proto --out` works with no extras: the .proto files come from the wheel."""
-    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = tmp_path / "contract"
-    result = subprocess.run(
-        [str(fresh_install / "bin" / "apex-grpc"), "proto", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=clean_env,
-        cwd=tmp_path,
-    )
+    result = run_installed(fresh_install, "apex-grpc", "proto", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 4
     written = (out / "apex" / "v1" / "apex.proto").read_bytes()

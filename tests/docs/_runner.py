@@ -1,8 +1,10 @@
 """Running one page's snippets in order, as a reader following the page would.
 
-Python blocks run in this process, in one namespace per page (a block may
-use a client made by an earlier one), with the page's environment and a
-scratch folder as the working directory. Shell blocks run in bash (``-e -o
+Python blocks run in this process, with the page's environment and a
+scratch folder as the working directory. A guide's blocks share one
+namespace (a block may use a client made by an earlier one); README.md's
+blocks, which readers paste one at a time, each run in a fresh namespace,
+wherever they are shown, so one that needs an earlier block fails. Shell blocks run in bash (``-e -o
 pipefail``) with the venv's console scripts (``apex-grpc``) first on PATH;
 what they export carries over to the blocks after them.
 
@@ -40,6 +42,8 @@ from ._markdown import ROOT, Block
 
 DOCS_PORT = "50051"
 DOCS_KEY = "api-key"
+STANDALONE = frozenset({ROOT / "README.md"})
+"""Files whose Python blocks must each run on their own, as if pasted into a new interpreter."""
 SHELL_TIMEOUT_S = 180.0
 SERVE_START_TIMEOUT_S = 120.0
 # Where the docs' servers keep their data is the page's affair, not the caller's.
@@ -67,6 +71,8 @@ class PageRun:
         self.target = echo_target
         """Where ``127.0.0.1:50051`` in a snippet points now."""
         self.namespace: dict[str, Any] = {"__name__": "__main__"}
+        """The page's shared namespace."""
+        self._standalone: list[dict[str, Any]] = []
         # What the getting-started page exports, for the echo server.
         self.env = client_env(f"http://{echo_target}", DOCS_KEY)
         for name in _SERVER_ENV:
@@ -95,10 +101,11 @@ class PageRun:
 
     def close(self) -> None:
         """Close the clients the page's snippets left open; stop the servers it started."""
-        for value in self.namespace.values():
-            if isinstance(value, mc.ApexClient):
-                value.close()
-        self.namespace.clear()
+        for namespace in (self.namespace, *self._standalone):
+            for value in namespace.values():
+                if isinstance(value, mc.ApexClient):
+                    value.close()
+            namespace.clear()
         for process in reversed(self._servers):
             _stop(process)
 
@@ -106,6 +113,10 @@ class PageRun:
         # Padding keeps tracebacks' line numbers those of the Markdown file.
         compiled = compile("\n" * (block.line - 1) + code, str(block.path), "exec")
         output = io.StringIO()
+        namespace = self.namespace
+        if block.path in STANDALONE:
+            namespace = {"__name__": "__main__"}
+            self._standalone.append(namespace)
         with (
             mock.patch.dict(os.environ, self.env, clear=True),
             _working_directory(self.scratch),
@@ -113,7 +124,7 @@ class PageRun:
             contextlib.redirect_stderr(output),
         ):
             try:
-                exec(compiled, self.namespace)
+                exec(compiled, namespace)
             except BaseException as error:  # any failure of a snippet is reported
                 frames = error.__traceback__
                 error.with_traceback(frames.tb_next if frames else None)  # from the snippet on
@@ -201,7 +212,7 @@ class ServeProcess:
         return (self.folder / "stdout").read_text()
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 15 s)."""
+        """Stop the server as Ctrl-C does (SIGINT: no drain delay), SIGKILL after 15 s."""
         _stop(self.process)
 
 
@@ -233,7 +244,7 @@ def _working_directory(path: Path) -> Iterator[None]:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

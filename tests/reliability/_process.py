@@ -15,10 +15,14 @@ KEY = "reliability-key-5a6b7c"
 class ServerProcess:
     """``python -m apex_grpc_server`` with the echo engine on 127.0.0.1."""
 
-    def __init__(self, data_dir: Path, *extra: str, port: int = 0) -> None:
+    def __init__(
+        self, data_dir: Path, *extra: str, port: int = 0, log_level: str = "WARNING"
+    ) -> None:
         self.data_dir = data_dir
         self.extra = extra
         self.port = port
+        self.log_level = log_level
+        self.log_path = data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,17 +50,18 @@ class ServerProcess:
                 str(self.data_dir),
                 "--no-default-corpus",
                 "--log-level",
-                "WARNING",
+                self.log_level,
+                "--drain-delay",
+                "0",
                 *self.extra,
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log_path.open("ab"),
         )
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"server did not start: {err[-2000:]}")
+                raise RuntimeError(f"server did not start: {self.log()[-2000:]}")
             time.sleep(0.02)
         self.port = int(port_file.read_text())
         return self
@@ -67,6 +72,11 @@ class ServerProcess:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
+    def terminate(self) -> None:
+        """SIGTERM: the server drains and stops by itself (see `apex-grpc serve --drain-delay`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -74,5 +84,12 @@ class ServerProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
+
+    def log(self) -> str:
+        """What the server logged so far (one line per call at ``log_level="INFO"``)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def calls_logged(self, method: str = "") -> int:
+        """Calls of the Apex service (of `method`, if given) this server logged so far."""
+        marker = f"apex_grpc_server: /apex.v1.ApexService/{method}"
+        return sum(1 for line in self.log().splitlines() if marker in line)

@@ -19,7 +19,7 @@ import apex_grpc as mc
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server._config import DEFAULT_QUEUE_SIZE
-from apex_grpc_server._queue import FIRST_ESTIMATE_S, EngineQueue
+from apex_grpc_server._queue import FIRST_ESTIMATE_S, JITTER, PRIOR_MARGIN, EngineQueue
 from apex_grpc_server._status import RpcAbort
 
 pytestmark = pytest.mark.oldest
@@ -56,9 +56,25 @@ async def test_turns_go_in_arrival_order_one_at_a_time() -> None:
     assert (queue.running, queue.waiting) == (0, 0)
 
 
-async def test_a_full_queue_refuses_with_staggered_pushback() -> None:
+@pytest.mark.parametrize(
+    ("expected_turn_s", "jitter_draw", "turn_s", "factor"),
+    [
+        (None, 0.0, FIRST_ESTIMATE_S, 1.0),  # no estimate: FIRST_ESTIMATE_S
+        (None, 1.0, FIRST_ESTIMATE_S, 1.0 + JITTER),  # jitter only ever makes it later
+        (0.08, 0.0, 0.08 * PRIOR_MARGIN, 1.0),  # the engine's estimate, with the margin
+    ],
+)
+async def test_a_full_queue_refuses_with_staggered_pushback(
+    expected_turn_s: float | None, jitter_draw: float, turn_s: float, factor: float
+) -> None:
     now = [100.0]
-    queue = EngineQueue(1, 1, clock=lambda: now[0])
+    queue = EngineQueue(
+        1,
+        1,
+        clock=lambda: now[0],
+        rng=lambda: jitter_draw,
+        expected_turn_s=expected_turn_s,
+    )
     holder_in, release = asyncio.Event(), asyncio.Event()
 
     async def hold() -> None:
@@ -80,10 +96,10 @@ async def test_a_full_queue_refuses_with_staggered_pushback() -> None:
         (key, value), *_ = refused.value.trailing_metadata
         assert key == "grpc-retry-pushback-ms"
         pushbacks.append(int(value))
-    # One turn takes FIRST_ESTIMATE_S until measured; each refusal is sent one turn later.
-    first = round(FIRST_ESTIMATE_S * 1000)
-    assert pushbacks == [first, 2 * first, 3 * first]
-    now[0] += 10 * FIRST_ESTIMATE_S  # the promises are past: the count starts again
+    # One turn takes `turn_s` until measured; each refusal is sent one turn later.
+    assert pushbacks == [round(k * turn_s * factor * 1000) for k in (1, 2, 3)]
+    first = pushbacks[0]
+    now[0] += 10 * turn_s  # the promises are past: the count starts again
     with pytest.raises(RpcAbort) as refused:
         await _take_turn(queue)
     assert refused.value.trailing_metadata == (("grpc-retry-pushback-ms", str(first)),)

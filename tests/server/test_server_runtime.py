@@ -245,3 +245,15 @@ def test_one_log_line_per_call_without_the_key(caplog, stub, auth, api_key) -> N
     assert all("ms peer=" in line for line in calls)
     assert api_key not in caplog.text
     assert "not-the-key" not in caplog.text
+
+
+def test_one_server_per_data_directory(start_server, tmp_path) -> None:
+    import os
+
+    from apex_grpc_server._datalock import DataDirectoryInUse
+
+    first = start_server(data_dir=tmp_path)
+    with pytest.raises(DataDirectoryInUse, match=rf"\(PID {os.getpid()}\)"):
+        start_server(data_dir=tmp_path)
+    first.stop()
+    start_server(data_dir=tmp_path).stop()  # released at stop

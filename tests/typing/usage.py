@@ -80,3 +80,22 @@ async def async_usage(client: mc.AsyncApexClient) -> None:
         assert_type(update.status, str)
     assert_type(client.with_options(max_retries=0), mc.AsyncApexClient)
     await client.aclose()
+
+
+def testing_kit_usage() -> None:
+    """apex_grpc.testing as a user's tests type-check against it."""
+    from apex_grpc.testing import FakeApex, RecordedCall, Route, completion, error, stream
+
+    with FakeApex(assert_all_called=False) as fake:
+        route = fake.on("ChatCompletion", match=lambda request: True, times=2, delay=0.1)
+        assert_type(
+            route.reply(error("UNAVAILABLE", retry_pushback_ms=10), completion("ok")), Route
+        )
+        fake.on("ChatCompletionStream").reply(stream("a", "b", delay=0.01))
+        assert_type(fake.client(), mc.ApexClient)
+        assert_type(fake.async_client(), mc.AsyncApexClient)
+        assert_type(fake.last_request, RecordedCall)
+        assert_type(fake.calls_to("ChatCompletion"), list[RecordedCall])
+        key: str | None = fake.requests[0].api_key
+        ended: bool = fake.requests[0].wait_ended(1.0)
+        print(key, ended, route.call_count)

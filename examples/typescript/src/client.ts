@@ -10,7 +10,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { ApexService } from "../gen/apex/v1/apex_pb.js";
 
-/** The public Apex endpoint (TLS on port 443). */
+/**
+ * Apex's former endpoint (TLS on port 443), the default for compatibility: it may no
+ * longer answer apex.v1 (apex-grpc serve hosts the contract).
+ */
 export const DEFAULT_ENDPOINT = "constellation.api.cloud.macrocosmos.ai";
 
 /** What createApexClient() takes; anything left out comes from the environment. */

@@ -67,8 +67,8 @@ class ChatRequestFields(TypedDict, total=False):
     sampling_parameters: dict (merged over the defaults: temperature 0.7,
         top_p 0.95, max_new_tokens 4096, do_sample True) or SamplingParameters
         (used as given).
-    seed: sampling seed; None draws one in [0, 65535] as the official SDK does.
-    model, task, inference_mode: names passed to the network (None: its default).
+    seed: sampling seed; None draws one in [0, 65535] as the official SDK (2.1.0) does.
+    model, task, inference_mode: names passed to the server (None: its default).
     uids: miner UIDs to ask (None or empty: the validator chooses).
     test_time_inference, mixture, json_format: booleans passed through.
     """

@@ -38,7 +38,7 @@ def submit_deep_research(
     """Start a deep-research job; returns its id and status at once.
 
     Takes the chat-completion keywords (messages, sampling_parameters, seed,
-    model, uids, ...) with the official SDK's deep-research defaults: task
+    model, uids, ...) with the official SDK's (2.1.0) deep-research defaults: task
     "InferenceTask", inference_mode "Chain-of-Thought", mixture False,
     max_new_tokens 8192, do_sample False.
     """

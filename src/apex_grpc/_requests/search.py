@@ -35,7 +35,7 @@ def web_search(
 
     search_query: what to look for (required, non-empty).
     n_results: how many results to return (default 5);
-        `max_results_per_miner` is the official SDK's name for it.
+        `max_results_per_miner` is the official SDK's (2.1.0) name for it.
     max_response_time: seconds miners may take (default 30). Unless a timeout
         is set on the call or the client, the call's deadline is this plus
         10 seconds.

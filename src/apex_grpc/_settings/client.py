@@ -10,6 +10,7 @@ the caller left out from the environment; `with_options` is
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,19 @@ ALLOW_INSECURE_ENV_VAR = "APEX_GRPC_ALLOW_INSECURE_KEY"
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
 
 LoadBalancing = Literal["pick_first", "round_robin"]
+
+HEALTH_SERVICE_NAME = ""
+"""The health-check service name: the server's overall health (grpc.health.v1), which every
+standard health service reports, and which `apex-grpc serve` turns NOT_SERVING as it drains."""
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": HEALTH_SERVICE_NAME},
+    },
+    separators=(",", ":"),
+)
+"""round_robin with client-side health checking (gRFC A17): a backend whose health service says
+NOT_SERVING gets no new calls; one without a health service counts as healthy."""
 
 
 Check = Callable[[Any, str], Any]
@@ -147,7 +161,9 @@ class ClientSettings:
         None,
         "``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target "
         "(``dns:///host:port``, ``ipv4:a:p,b:p``, ``unix:/path``); default: "
-        "$MACROCOSMOS_BASE_URL, then the public Apex endpoint. A bare host gets port 443.",
+        "$MACROCOSMOS_BASE_URL, then Apex's former endpoint, kept for compatibility: it may "
+        "no longer answer apex.v1 since macrocosmos 3.0.0 removed Apex (host the contract "
+        "with ``apex-grpc serve``). A bare host gets port 443.",
         checks.instance_of(str, "a string"),
         connection=True,
     )
@@ -185,7 +201,8 @@ class ClientSettings:
     )
     load_balancing: LoadBalancing | None = option(
         None,
-        '"pick_first" (grpc\'s default) or "round_robin" across the resolved addresses.',
+        '"pick_first" (grpc\'s default) or "round_robin" across the resolved addresses, '
+        "skipping those whose health service says NOT_SERVING (a draining replica).",
         _load_balancing,
         connection=True,
     )
@@ -376,7 +393,9 @@ class ClientSettings:
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.primary_user_agent", f"{CLIENT_ID}/{__version__}"),
         ]
-        if self.load_balancing is not None:
+        if self.load_balancing == "round_robin":
+            options.append(("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG))
+        elif self.load_balancing is not None:
             options.append(("grpc.lb_policy_name", self.load_balancing))
         if self.tls is not None and self.tls.server_hostname:
             options.append(("grpc.ssl_target_name_override", self.tls.server_hostname))

@@ -13,7 +13,13 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
-from apex_grpc._errors import Metadata, StreamTimeoutError, metadata_value
+from apex_grpc._errors import (
+    Metadata,
+    StreamInterruptedError,
+    StreamTimeoutError,
+    from_rpc_error,
+    metadata_value,
+)
 from apex_grpc._logging import log_attempt, logger
 from apex_grpc._methods import CHAT_COMPLETION_STREAM
 from apex_grpc._requests import Prepared
@@ -109,6 +115,10 @@ class StreamState:
             raise self.stall_error() from error
         if self.accumulator.chunk_count:  # before the first chunk, retry_delay logged it
             self._log(_code(error).name)
+            if _code(error) is grpc.StatusCode.UNAVAILABLE:  # the server or connection went away
+                raise from_rpc_error(
+                    error, method=METHOD, attempts=self.attempts.number, cls=StreamInterruptedError
+                ) from error
         raise final_error(error, METHOD, self.attempts) from error
 
     def stall_error(self) -> StreamTimeoutError:

@@ -16,6 +16,7 @@ from apex_grpc import (
     UnavailableError,
     ValidationError,
 )
+from apex_grpc._errors import nothing_listening_hint
 from apex_grpc._settings.target import is_loopback_target
 
 EXIT_ERROR = 1
@@ -114,6 +115,9 @@ def _describe_api_error(error: APIError, endpoint: Endpoint | None) -> str:
 def _details(error: APIError, endpoint: Endpoint | None) -> str:
     details = error.details or error.code.name
     if isinstance(error, UnavailableError) and endpoint:
+        start_the_server = nothing_listening_hint(details)
+        if start_the_server is not None:
+            return f"could not reach {endpoint.target} ({details}); {start_the_server}"
         if endpoint.secure and is_loopback_target(endpoint.target):
             return _plaintext_hint(details, endpoint.target)
         if _CONNECT_FAILURE.search(details):

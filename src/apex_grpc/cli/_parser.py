@@ -76,7 +76,7 @@ def add_client_options(parser: argparse.ArgumentParser, *, after_command: bool) 
         metavar="URL",
         default=default(None),
         help="endpoint: host[:port], https://host or a gRPC target (default:"
-        " $MACROCOSMOS_BASE_URL, else the public Apex endpoint)",
+        " $MACROCOSMOS_BASE_URL, else Apex's former endpoint, which may no longer answer)",
     )
     group.add_argument(
         "--secure",
@@ -219,7 +219,7 @@ def _sampling_options(parser: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=int,
         dest="max_new_tokens",
-        help="longest answer, in tokens (default 4096, as the official SDK; a local"
+        help="longest answer, in tokens (default 4096, as the official SDK 2.1.0; a local"
         " apex-grpc serve cuts answers at its own --max-new-tokens)",
     )
     group.add_argument("--seed", type=int, help="sampling seed (default: random)")
@@ -243,7 +243,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     chat.add_argument("prompt", nargs="*", help="the prompt ('-': read stdin)")
     chat.add_argument("-s", "--system", metavar="TEXT", help="system message")
-    chat.add_argument("-m", "--model", help="model name (default: the network's choice)")
+    chat.add_argument("-m", "--model", help="model name (default: the server's choice)")
     chat.add_argument(
         "--no-stream", action="store_true", help="wait for the whole answer, then print it"
     )
@@ -287,7 +287,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     research.add_argument(
         "--detach", action="store_true", help="submit, print the job id, and return"
     )
-    research.add_argument("-m", "--model", help="model name (default: the network's choice)")
+    research.add_argument("-m", "--model", help="model name (default: the server's choice)")
 
     chats = b.command(sub, "chats", None, "list, show, search and delete stored chats")
     chats_sub = chats.add_subparsers(dest="chats_command", metavar="ACTION", required=True)

@@ -167,6 +167,14 @@ class ChatEngine(abc.ABC):
         """The model's context window in tokens, when the engine knows it."""
         return None
 
+    @property
+    def expected_turn_s(self) -> float | None:
+        """How long one completion usually takes, when the engine knows before measuring.
+
+        The queue's first pushback estimates use it until real turns are measured.
+        """
+        return None
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (load a model, open connections) before serving."""
 

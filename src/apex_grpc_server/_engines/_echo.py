@@ -58,6 +58,11 @@ class EchoEngine(ChatEngine):
         return self.max_concurrency
 
     @property
+    def expected_turn_s(self) -> float | None:
+        """The delays between the answer's chunks (the echo engine's whole cost)."""
+        return max(self.chunks - 1, 0) * self.delay_s or None
+
+    @property
     def context_tokens(self) -> int | None:
         """``context``, in characters."""
         return self.context

@@ -1,0 +1,134 @@
+"""The pytest plugin, seen from a user's project: its fixtures, and failing at teardown.
+
+Each test writes a user's test file and runs pytest on it (pytester), with
+the plugin loaded from the ``pytest11`` entry point of the installed package.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def users_project(pytester: pytest.Pytester) -> None:
+    """A project's pytest settings, as pytest-asyncio asks them to be given."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
+UNSCRIPTED_SEARCH = """
+import pytest
+import apex_grpc as mc
+
+def test_search(apex_fake, apex_client):
+    with pytest.raises(mc.UnimplementedError):
+        apex_client.web_search.search("nothing scripted")
+"""
+
+
+def test_pytest_lists_the_fixtures(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--fixtures")
+
+    listed = result.stdout.str()
+    assert "fixtures defined from apex_grpc.testing._pytest_plugin" in listed
+    for name in ("apex_fake", "apex_client", "async_apex_client"):
+        assert f"{name} -- " in listed
+
+
+def test_an_unscripted_call_fails_the_test_at_teardown(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(UNSCRIPTED_SEARCH)
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_search*", "*unscripted call: RecordedCall(WebRetrieval*"]
+    )
+
+
+def test_the_marker_turns_the_teardown_checks_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import pytest\n"
+        "pytestmark = pytest.mark.apex_fake(assert_all_scripted=False, assert_all_called=False)\n"
+        + UNSCRIPTED_SEARCH
+        + "\ndef test_unused_route(apex_fake):\n"
+        '    apex_fake.on("ChatCompletion").reply("never asked")\n'
+    )
+
+    result = pytester.runpytest("--strict-markers")
+
+    result.assert_outcomes(passed=2)
+
+
+def test_a_route_never_called_fails_the_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_forgot_to_call(apex_fake):
+            apex_fake.on("ChatCompletion").reply("never asked")
+        """
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*never called: Route(ChatCompletion*"])
+
+
+def test_a_failed_test_gets_no_second_error_from_the_fake(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_fails(apex_fake, apex_client):
+            apex_fake.on("ChatCompletion").reply("never asked")
+            assert False, "the test's own failure"
+
+        @pytest.mark.xfail(reason="known bug")
+        def test_expected_to_fail(apex_fake):
+            apex_fake.on("ChatCompletion").reply("never asked")
+            assert False
+        """
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*the test's own failure*"])
+
+
+def test_the_async_fixture_works_in_pytest_asyncios_strict_mode(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_chat(apex_fake, async_apex_client):
+            apex_fake.on("ChatCompletion").reply("async hello")
+            reply = await async_apex_client.chat.completions.create(
+                messages=[{"role": "user", "content": "Hi"}]
+            )
+            assert reply.choices[0].message.content == "async hello"
+            assert apex_fake.last_request.api_key == "sk-apex-fake-test-key"
+        """
+    )
+
+    result = pytester.runpytest("-o", "asyncio_mode=strict")
+
+    result.assert_outcomes(passed=1)
+
+
+def test_importing_apex_grpc_imports_neither_pytest_nor_the_kit() -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import apex_grpc"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
+    assert "apex_grpc._client" in imported  # the measurement saw apex_grpc's own imports
+    assert not [m for m in imported if m.split(".")[0] in ("pytest", "_pytest")]
+    assert not [m for m in imported if m.startswith("apex_grpc.testing")]
