@@ -57,6 +57,12 @@ def sync_usage(client: mc.ApexClient) -> None:
     assert_type(client.chats.list_sessions(), mc.GetChatSessionsResponse)
     assert_type(client.chats.get_completion("c"), mc.StoredChatCompletion)
     assert_type(client.with_options(timeout=3), mc.ApexClient)
+    assert_type(client.chats.delete("c", idempotency_key="k-1"), mc.DeleteChatsResponse)
+    patient = mc.RetryPolicy(max_pushback=5.0)
+    try:
+        client.chats.list_completions("c", retry=patient)
+    except mc.MessageTooLargeError as error:
+        assert_type(error.hint, str | None)
     print(delta, url, text, done)
 
 
@@ -78,6 +84,8 @@ async def async_usage(client: mc.AsyncApexClient) -> None:
         assert_type(piece, mc.DeepResearcherResultChunk)
     async for update in client.deep_research.follow("job"):
         assert_type(update.status, str)
+    created = await client.chats.create("hi", idempotency_key="k-2")
+    assert_type(created, mc.CreateChatAndCompletionResponse)
     assert_type(client.with_options(max_retries=0), mc.AsyncApexClient)
     await client.aclose()
 
