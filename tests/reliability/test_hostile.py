@@ -85,6 +85,8 @@ ENTRY_POINTS: list[tuple[str, Callable[[Any, Any, Any, Any], Any]]] = [
     ("chat search", lambda c, a, b, kw: c.chats.search(a)),
     ("update completion", lambda c, a, b, kw: c.chats.update_completion(a, completion_metadata=b)),
     ("with_options", lambda c, a, b, kw: c.with_options(timeout=a, max_retries=b)),
+    ("create with a key", lambda c, a, b, kw: c.chats.create("hi", idempotency_key=a)),
+    ("delete with a key", lambda c, a, b, kw: c.chats.delete("none", idempotency_key=b)),
 ]
 
 
@@ -153,6 +155,9 @@ def test_async_entry_points_raise_only_apex_errors(
         lambda: mc.ApexClient(api_key=object()),  # type: ignore[arg-type]
         lambda: mc.ApexClient(api_key="k", base_url=12),  # type: ignore[arg-type]
         lambda: mc.ApexClient(api_key="k\nx-evil: 1"),
+        lambda: mc.ApexClient(api_key="k\u00e9y"),
+        lambda: mc.ApexClient(api_key="two words"),
+        lambda: mc.ApexClient(api_key="k\x00"),
         lambda: mc.ApexClient(
             api_key="k", base_url="h:1", secure=False, keepalive=None, max_message_bytes=0.5
         ),  # type: ignore[arg-type]
@@ -177,9 +182,10 @@ def test_request_larger_than_the_client_allows(echo_target: str, api_key: str) -
     with mc.ApexClient(
         api_key=api_key, base_url=echo_target, secure=False, max_message_bytes=1 << 20
     ) as client:
-        with pytest.raises(mc.RateLimitError) as caught:
+        with pytest.raises(mc.MessageTooLargeError) as caught:
             client.chat.completions.create(messages=user("x" * (2 << 20)))
         assert caught.value.code.name == "RESOURCE_EXHAUSTED"
+        assert not isinstance(caught.value, mc.RateLimitError)
         assert client.chat.completions.create(messages=user("small")).choices
 
 
@@ -188,9 +194,9 @@ def test_response_larger_than_the_client_allows(echo_target: str, api_key: str) 
     with mc.ApexClient(
         api_key=api_key, base_url=echo_target, secure=False, max_message_bytes=1 << 20
     ) as client:
-        with pytest.raises(mc.RateLimitError):
+        with pytest.raises(mc.MessageTooLargeError):
             client.chat.completions.create(messages=user("grow"), metadata=big)
-        with pytest.raises(mc.RateLimitError):
+        with pytest.raises(mc.MessageTooLargeError):
             client.chat.completions.create(
                 messages=user("grow"), metadata=big, stream=True
             ).until_done()
@@ -199,8 +205,9 @@ def test_response_larger_than_the_client_allows(echo_target: str, api_key: str) 
 
 async def test_request_larger_than_the_server_allows(echo_target: str, api_key: str) -> None:
     async with mc.AsyncApexClient(api_key=api_key, base_url=echo_target, secure=False) as client:
-        with pytest.raises(mc.RateLimitError):
+        with pytest.raises(mc.MessageTooLargeError) as caught:
             await client.chat.completions.create(messages=user("y" * (17 << 20)))
+        assert caught.value.attempts == 1  # never retried: it would fail the same way
         # The server shrugs it off and keeps serving.
         response = await client.chat.completions.create(messages=user("still alive"))
         assert response.choices[0].message.content.startswith("still alive")
