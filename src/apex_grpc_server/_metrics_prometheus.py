@@ -53,6 +53,8 @@ class PrometheusMetrics(Metrics):
 
     __slots__ = (
         "_http",
+        "_model_series",
+        "_rpc_series",
         "_thread",
         "duration",
         "first_token",
@@ -70,6 +72,8 @@ class PrometheusMetrics(Metrics):
         self.port = port
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._http: WSGIServer | None = None
+        self._rpc_series: dict[tuple[str, str], Histogram] = {}
+        self._model_series: dict[str, _ModelSeries] = {}
         self._thread: threading.Thread | None = None
         self.rpc_duration = Histogram(
             "rpc_server_duration",
@@ -152,43 +156,63 @@ class PrometheusMetrics(Metrics):
     def call_ended(self, method: str, code: str, duration_s: float) -> None:
         """One fewer call in flight; its duration under its method and status code."""
         self.in_flight.dec()
-        self.rpc_duration.labels(
-            "grpc", method.lstrip("/"), STATUS_CODES.get(code, UNKNOWN_CODE)
-        ).observe(duration_s)
+        series = self._rpc_series.get((method, code))
+        if series is None:  # labels() takes a lock and builds a key: once per pair
+            series = self._rpc_series[method, code] = self.rpc_duration.labels(
+                "grpc", method.lstrip("/"), STATUS_CODES.get(code, UNKNOWN_CODE)
+            )
+        series.observe(duration_s)
 
     def chat(self, model: str) -> ChatTimer:
         """A timer for one completion by ``model``, started now."""
-        return _ChatTimer(self, model)
+        series = self._model_series.get(model)
+        if series is None:
+            series = self._model_series[model] = _ModelSeries(self, model)
+        return _ChatTimer(series)
 
     def watch_queue(self, queue: EngineQueue) -> None:
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""
         self.registry.register(_QueueCollector(queue))
 
 
-class _ChatTimer(ChatTimer):
-    __slots__ = ("_labels", "_last", "_metrics", "_started")
+class _ModelSeries:
+    """The series of one model, looked up once (labels() per chunk would cost a lock each)."""
+
+    __slots__ = ("duration", "first_token", "input_tokens", "labels", "output_tokens", "per_token")
 
     def __init__(self, metrics: PrometheusMetrics, model: str) -> None:
-        self._metrics = metrics
-        self._labels = (OPERATION, model, model)
+        self.labels = (OPERATION, model, model)
+        self.duration = metrics.duration
+        self.first_token = metrics.first_token.labels(*self.labels)
+        self.per_token = metrics.per_token.labels(*self.labels)
+        self.input_tokens = metrics.tokens.labels(*self.labels, "input")
+        self.output_tokens = metrics.tokens.labels(*self.labels, "output")
+
+
+class _ChatTimer(ChatTimer):
+    __slots__ = ("_last", "_series", "_started")
+
+    def __init__(self, series: _ModelSeries) -> None:
+        self._series = series
         self._started = time.perf_counter()
         self._last = 0.0  # when the previous chunk was ready; 0.0 before the first
 
     def chunk(self) -> None:
         now = time.perf_counter()
         if self._last:
-            self._metrics.per_token.labels(*self._labels).observe(now - self._last)
+            self._series.per_token.observe(now - self._last)
         else:
-            self._metrics.first_token.labels(*self._labels).observe(now - self._started)
+            self._series.first_token.observe(now - self._started)
         self._last = now
 
     def usage(self, usage: Usage | None) -> None:
         if usage is not None:
-            self._metrics.tokens.labels(*self._labels, "input").inc(usage.prompt_tokens)
-            self._metrics.tokens.labels(*self._labels, "output").inc(usage.completion_tokens)
+            self._series.input_tokens.inc(usage.prompt_tokens)
+            self._series.output_tokens.inc(usage.completion_tokens)
 
     def end(self, error: BaseException | None) -> None:
-        self._metrics.duration.labels(*self._labels, error_type(error)).observe(
+        series = self._series
+        series.duration.labels(*series.labels, error_type(error)).observe(
             time.perf_counter() - self._started
         )
 
