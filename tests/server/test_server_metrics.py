@@ -7,6 +7,7 @@ prometheus_client's own parser.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -236,3 +237,25 @@ def test_serve_metrics_port_logs_where_to_scrape(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_metrics_flags_environment_and_checks(monkeypatch, capsys) -> None:
+    from apex_grpc_server import ServerConfig, _cli
+
+    def parse(*argv: str) -> ServerConfig:
+        parser = argparse.ArgumentParser()
+        _cli.add_serve_arguments(parser)
+        return _cli.config_from_args(parser.parse_args(argv))
+
+    assert (parse().metrics_port, parse().metrics_host) == (None, "127.0.0.1")  # off
+    monkeypatch.setenv("APEX_GRPC_METRICS_PORT", "9464")
+    monkeypatch.setenv("APEX_GRPC_METRICS_HOST", "0.0.0.0")
+    assert (parse().metrics_port, parse().metrics_host) == (9464, "0.0.0.0")
+    assert parse("--metrics-port", "0", "--metrics-host", "::1").metrics_port == 0
+    monkeypatch.setenv("APEX_GRPC_METRICS_PORT", "ninety")
+    with pytest.raises(SystemExit):
+        parse()
+    assert "--metrics-port: invalid int value: 'ninety'" in capsys.readouterr().err
+    config = ServerConfig(metrics_port=70000, allow_any_key=True)
+    with pytest.raises(ValueError, match=r"^metrics_port: must be in \[0, 65535\], got 70000$"):
+        config.validate()
