@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench`` (full, ~4-5 min) or ``python -m bench --quick``.
+"""Run the benchmarks: ``python -m bench`` (full, ~6 min) or ``python -m bench --quick``.
 
 Every ratio compares apex-grpc with a baseline measured in the same run
 (the raw generated grpcio stub, or the official SDK), interleaved round by
@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _burst, _first_chunk, _per_call, _process_metrics, _scenarios
+from . import _burst, _first_chunk, _fleet, _per_call, _process_metrics, _scenarios
 from ._common import expected_text
 from ._report import Row, machine, ratio_row, render, value_row
 from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "tls", "model")
+SECTIONS = ("client", "bursts", "cpu", "tls", "fleet", "model")
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -147,6 +147,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += per_call(args)
     if "tls" in args.only:
         rows += over_tls(args)
+    if "fleet" in args.only:
+        rows += _fleet.measure(args.quick)
     if args.model:
         from ._model import model_tokens_per_second
 

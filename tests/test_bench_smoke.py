@@ -37,5 +37,8 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "concurrent 0.2 s sync streams on as many threads",
         "client CPU per sequential unary call",
         "sequential unary calls over TLS",
+        "unary calls/s against 3 replicas over 1",
+        "SIGTERM of 1 of 3 replicas",
+        "SIGKILL of 1 of 3 replicas",
     ):
         assert scenario in out.stdout, scenario

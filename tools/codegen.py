@@ -7,9 +7,10 @@ DIR holds grpcio-tools (installed there with --no-deps, see
 tools/codegen-requirements.txt); the mypy-protobuf plugins come from the
 running interpreter's environment.
 
-It also writes the client's RPC table, src/apex_grpc/_methods.py, from the
-service descriptor, so the table cannot drift from the proto; the check
-covers it too.
+It also writes the client's RPC table, src/apex_grpc/_methods.py, and its
+resource classes, src/apex_grpc/_resources/ (from the service descriptor and
+the table in tools/resource_codegen.py), so neither can drift from the
+proto; the check covers them too.
 
 The generated package is `apex_grpc_proto` (not a top-level `apex`, which
 would collide with NVIDIA's apex). protoc's `-I<virtual>=<disk>` mapping
@@ -33,7 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from constructor_codegen import constructor_sources
 from google.protobuf import descriptor_pb2
+from resource_codegen import resource_sources, tidy
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
@@ -171,9 +174,8 @@ def _python_type(full_name: str) -> str:
     sys.exit(f"codegen: no Python import known for message type {full_name}")
 
 
-def method_table(protoc_path: Path) -> str:
-    """The source of src/apex_grpc/_methods.py, from the service's descriptor."""
-    from google.protobuf import descriptor_pb2
+def _service(protoc_path: Path) -> descriptor_pb2.ServiceDescriptorProto:
+    """The descriptor of apex.v1.ApexService, compiled from protos/."""
 
     with tempfile.TemporaryDirectory() as tmp:
         descriptor_set = Path(tmp) / "apex.binpb"
@@ -196,6 +198,11 @@ def method_table(protoc_path: Path) -> str:
         (f.package, service) for f in files for service in f.service if f.package == "apex.v1"
     ]
     (service,) = [s for package, s in services if f"{package}.{s.name}" == SERVICE]
+    return service
+
+
+def method_table(service: descriptor_pb2.ServiceDescriptorProto) -> str:
+    """The source of src/apex_grpc/_methods.py, from the service's descriptor."""
     lines = [METHOD_TABLE_HEADER.format(service=SERVICE), ""]
     names = []
     for rpc in service.method:
@@ -221,6 +228,13 @@ def method_table(protoc_path: Path) -> str:
     return "\n".join(lines)
 
 
+def client_sources(service: descriptor_pb2.ServiceDescriptorProto) -> dict[Path, str]:
+    """The client's generated modules: the RPC table, the resource classes, the constructor."""
+    responses = {rpc.name: _python_type(rpc.output_type) for rpc in service.method}
+    constructor = {path: tidy(source, path) for path, source in constructor_sources().items()}
+    return {METHOD_TABLE: method_table(service), **resource_sources(responses), **constructor}
+
+
 def _tree(root: Path) -> set[str]:
     return {
         str(p.relative_to(root))
@@ -242,15 +256,15 @@ def check(protoc_path: Path) -> int:
             for p in sorted(expected & actual)
             if not filecmp.cmp(fresh / p, GENERATED / p, shallow=False)
         ]
-    table = METHOD_TABLE.read_text() if METHOD_TABLE.exists() else ""
-    if table != method_table(protoc_path):
-        problems.append(f"differs from a fresh generation: {METHOD_TABLE.relative_to(ROOT)}")
+    for path, source in client_sources(_service(protoc_path)).items():
+        if not path.exists() or path.read_text() != source:
+            problems.append(f"differs from a fresh generation: {path.relative_to(ROOT)}")
     if problems:
         print("generated/ is out of date; run `make generate` and commit:", file=sys.stderr)
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 1
-    print(f"generated/ and {METHOD_TABLE.relative_to(ROOT)} match protos/ ({len(expected)} files)")
+    print(f"generated/ and the client's generated modules match protos/ ({len(expected)} files)")
     return 0
 
 
@@ -263,9 +277,11 @@ def main() -> int:
         return check(args.protoc_path)
     shutil.rmtree(GENERATED / PACKAGE, ignore_errors=True)
     generate(GENERATED, args.protoc_path)
-    METHOD_TABLE.write_text(method_table(args.protoc_path))
-    table = METHOD_TABLE.relative_to(ROOT)
-    print(f"wrote {len(_tree(GENERATED))} files under generated/, and {table}")
+    written = client_sources(_service(args.protoc_path))
+    for path, source in written.items():
+        path.write_text(source)
+    client = ", ".join(str(path.relative_to(ROOT)) for path in written)
+    print(f"wrote {len(_tree(GENERATED))} files under generated/, and {client}")
     return 0
 
 

@@ -51,6 +51,7 @@ ALL = None
 GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
     "retry": [
         ("src/apex_grpc/_retry.py", ALL),
+        ("src/apex_grpc/_unary.py", ALL),
         ("src/apex_grpc/_settings/call.py", ("choose_timeout", "resolve", "_joined")),
     ],
     "stream-state": [

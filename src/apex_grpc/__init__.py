@@ -50,9 +50,9 @@ from apex_grpc._requests.chat import ChatCompletionParams, MessageParam, Samplin
 from apex_grpc._research import JobProgress, PollOptions, PollPolicy, chunk_text
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.call import CallInfo, CallOptions, StreamOptions
-from apex_grpc._settings.checks import NOT_GIVEN
+from apex_grpc._settings.checks import NOT_GIVEN, NotGiven
 from apex_grpc._settings.client import ClientSettings
-from apex_grpc._settings.configs import KeepAliveConfig, TLSConfig
+from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._types import *  # noqa: F403  (the message classes, listed in _types.__all__)
 from apex_grpc._types import __all__ as _message_names
@@ -84,8 +84,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = [
-    "NOT_GIVEN",
+__all__ = [  # sorted; tests/client/test_exported_members.py checks it is complete
     "APIError",
     "AbortedError",
     "AlreadyExistsError",
@@ -111,19 +110,22 @@ __all__ = [
     "InsecureTransportError",
     "InternalServerError",
     "InvalidArgumentError",
+    "JobProgress",
     "KeepAliveConfig",
     "MessageParam",
     "MissingAPIKeyError",
+    "NOT_GIVEN",
     "NotFoundError",
+    "NotGiven",
     "OutOfRangeError",
     "PermissionDeniedError",
-    "JobProgress",
     "PollOptions",
     "PollPolicy",
     "RateLimitError",
     "RequestCancelledError",
     "RetryPolicy",
     "SamplingParams",
+    "Secret",
     "StreamInterruptedError",
     "StreamOptions",
     "StreamTimeoutError",

@@ -15,13 +15,10 @@ import grpc.aio
 
 from apex_grpc._client import ClientBase
 from apex_grpc._errors import UnavailableError
-from apex_grpc._resources import (
-    AsyncChat,
-    AsyncChats,
-    AsyncCompletions,
-    AsyncDeepResearch,
-    AsyncWebSearch,
-)
+from apex_grpc._resources.chat_aio import AsyncChat, AsyncCompletions
+from apex_grpc._resources.chats_aio import AsyncChats
+from apex_grpc._resources.deep_research_aio import AsyncDeepResearch
+from apex_grpc._resources.web_search_aio import AsyncWebSearch
 from apex_grpc._transport.aio import AsyncTransport
 
 
@@ -38,20 +35,22 @@ class AsyncApexClient(ClientBase[AsyncTransport]):
         return AsyncTransport(self._settings)
 
     def _make_resources(self) -> None:
-        self.chat = AsyncChat(self)
-        self.completions: AsyncCompletions = self.chat.completions
-        self.web_search = AsyncWebSearch(self)
-        self.deep_research = AsyncDeepResearch(self)
-        self.chats = AsyncChats(self)
+        settings, transport = self._settings, self._transport
+        self.chat = AsyncChat(AsyncCompletions(settings, transport))
+        self.completions = self.chat.completions
+        self.web_search = AsyncWebSearch(settings, transport)
+        self.deep_research = AsyncDeepResearch(settings, transport)
+        self.chats = AsyncChats(settings, transport)
 
+    @property
     def channel(self) -> grpc.aio.Channel:
-        """The running event loop's channel."""
-        return self._transport.channel()
+        """The running event loop's grpc.aio channel (a property, as on ApexClient)."""
+        return self._transport.channel
 
     async def wait_until_ready(self, timeout: float | None = None) -> None:
         """Wait until the channel is connected; raises UnavailableError on timeout."""
         try:
-            await asyncio.wait_for(self.channel().channel_ready(), timeout)
+            await asyncio.wait_for(self.channel.channel_ready(), timeout)
         except TimeoutError:
             raise UnavailableError(
                 f"could not connect to {self.target} within {timeout}s"

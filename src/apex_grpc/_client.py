@@ -16,27 +16,23 @@ from typing import Any, ClassVar, Generic, Self, TypedDict, TypeVar, Unpack
 import grpc
 import grpc.aio
 
+from apex_grpc._constructor import ClientConstructor
 from apex_grpc._errors import UnavailableError, ValidationError
 from apex_grpc._logging import configure_from_env, warn_if_grpc_traces_headers
-from apex_grpc._resources import Chat, Chats, Completions, DeepResearch, WebSearch
+from apex_grpc._resources.chat import Chat, Completions
+from apex_grpc._resources.chats import Chats
+from apex_grpc._resources.deep_research import DeepResearch
+from apex_grpc._resources.web_search import WebSearch
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.checks import MetadataArg
-from apex_grpc._settings.client import (
-    ClientSettings,
-    LoadBalancing,
-    option_defaults,
-    options_documentation,
-)
-from apex_grpc._settings.configs import KeepAliveConfig, TLSConfig
-from apex_grpc._signatures import method_signature
-from apex_grpc._transport.channels import SyncInterceptor
+from apex_grpc._settings.client import ClientSettings
 from apex_grpc._transport.sync import SyncTransport
 
 T = TypeVar("T")
 
 
 class ClientDefaults(TypedDict, total=False):
-    """The call defaults a client is created with (see ClientSettings for each)."""
+    """The call defaults `with_options` can change (see ClientSettings for each)."""
 
     app_name: str
     timeout: float | None
@@ -59,36 +55,21 @@ class ClientOptions(ClientDefaults, total=False):
     api_key: str
 
 
-class ClientBase(Generic[T]):
-    """The constructor, settings and `with_options` shared by ApexClient and AsyncApexClient."""
+class ClientBase(ClientConstructor, Generic[T]):
+    """The constructor, settings and `with_options` shared by ApexClient and AsyncApexClient.
+
+    The constructor (`ClientConstructor`, generated from the options
+    `ClientSettings` declares) checks every option once; `_start` opens the
+    client on the result.
+    """
 
     _transport: T
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        *,
-        secure: bool | None = None,
-        allow_insecure_key: bool | None = None,
-        tls: TLSConfig | None = None,
-        keepalive: KeepAliveConfig | None = None,
-        max_message_bytes: int | None = None,
-        load_balancing: LoadBalancing | None = None,
-        channel_options: Sequence[tuple[str, str | int]] = (),
-        interceptors: Sequence[SyncInterceptor | grpc.aio.ClientInterceptor] = (),
-        single_threaded_streams: bool = True,
-        max_connections: int | None = None,
-        max_streams_per_connection: int | None = None,
-        connection_idle_timeout: float | None = None,
-        **defaults: Unpack[ClientDefaults],
-    ) -> None:
+    def _start(self, settings: ClientSettings) -> None:
         configure_from_env()
         warn_if_grpc_traces_headers()
-        arguments = {k: v for k, v in locals().items() if k not in ("self", "defaults")}
-        arguments.pop("__class__", None)
-        self._settings = ClientSettings.create(**arguments, **defaults)
-        self._check_interceptors(self._settings.interceptors)
+        self._settings = settings
+        self._check_interceptors(settings.interceptors)
         self._owns_transport = True
         self._transport = self._open_transport()
         self._make_resources()
@@ -168,17 +149,6 @@ class ClientBase(Generic[T]):
         )
 
 
-ClientBase.__init__.__doc__ = (
-    "Create a client; no connection is made until the first call.\n\n" + options_documentation()
-)
-ClientBase.__init__.__signature__ = method_signature(  # type: ignore[attr-defined]
-    ClientBase.__init__, returns=None, defaults=option_defaults()
-)
-ClientBase.with_options.__signature__ = method_signature(  # type: ignore[attr-defined]
-    ClientBase.with_options, returns="Self"
-)
-
-
 class ApexClient(ClientBase[SyncTransport]):
     """The synchronous Apex client (grpcio): thread-safe, one channel for all calls.
 
@@ -191,11 +161,12 @@ class ApexClient(ClientBase[SyncTransport]):
         return SyncTransport(self._settings)
 
     def _make_resources(self) -> None:
-        self.chat = Chat(self)
-        self.completions: Completions = self.chat.completions
-        self.web_search = WebSearch(self)
-        self.deep_research = DeepResearch(self)
-        self.chats = Chats(self)
+        settings, transport = self._settings, self._transport
+        self.chat = Chat(Completions(settings, transport))
+        self.completions = self.chat.completions
+        self.web_search = WebSearch(settings, transport)
+        self.deep_research = DeepResearch(settings, transport)
+        self.chats = Chats(settings, transport)
 
     @property
     def channel(self) -> grpc.Channel:

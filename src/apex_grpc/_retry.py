@@ -3,34 +3,22 @@
 `RetryPolicy` is a value users can copy and change. `Attempts` tracks one
 logical call: the overall deadline shared by all its attempts, how many
 attempts were made, and whether (and how long to wait before) trying again.
-`UnaryAttempts` is one unary call's whole decision loop: the grpc arguments
-of each attempt, what a failure means, and the record of the outcome. Both
-transports drive them; they differ only in how they wait.
+The unary and stream decision objects (`_unary.UnaryAttempts`,
+`_streaming.state.StreamState`) are built on it.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
-from apex_grpc._errors import (
-    APIError,
-    DeadlineExceededError,
-    ValidationError,
-    from_rpc_error,
-    metadata_value,
-)
-from apex_grpc._logging import log_attempt, logger
-
-if TYPE_CHECKING:
-    from apex_grpc._requests import Prepared
+from apex_grpc._errors import APIError, DeadlineExceededError, ValidationError, from_rpc_error
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
@@ -230,73 +218,3 @@ class Attempts:
         self.retried += 1
         self.number += 1
         return delay
-
-
-class UnaryAttempts:
-    """The I/O-free state of one unary call, across its attempts."""
-
-    __slots__ = ("attempts", "detailed", "prepared", "started")
-
-    def __init__(self, prepared: Prepared[Any, Any]) -> None:
-        self.prepared = prepared
-        settings = prepared.settings
-        self.attempts = Attempts(settings.retry, settings.timeout)
-        # Reading metadata costs a little; do it only when someone looks at it.
-        self.detailed = settings.call_info is not None or logger.isEnabledFor(logging.DEBUG)
-        self.started = 0.0
-
-    @property
-    def refused(self) -> bool:
-        """Whether the last failure was a refused stream, retried (the transport tells its pool)."""
-        return self.attempts.last_refused
-
-    def attempt(self) -> dict[str, Any]:
-        """Keyword arguments for the next attempt's grpc call (what is left of the deadline)."""
-        self.started = time.monotonic()
-        return self.prepared.settings.grpc_arguments(self.attempts.remaining())
-
-    def succeeded(
-        self, initial: Any, trailing: Any, code: grpc.StatusCode | None, details: str | None
-    ) -> None:
-        """Record a successful attempt (only called when `detailed`)."""
-        info = self.prepared.settings.call_info
-        if info is not None:
-            info.fill(initial, trailing, code, details, self.attempts.number, self.attempts.refused)
-        # Servers may send the request id in either (the local server: unary calls, trailers).
-        request_id = metadata_value(trailing or ()) or metadata_value(initial or ())
-        self._log("OK", self.attempts.number, request_id)
-
-    def failed(self, error: grpc.RpcError) -> float:
-        """Seconds to wait before retrying, or raise the typed error for this failure."""
-        code, trailing, details = error.code(), error.trailing_metadata(), error.details()
-        delay = self.attempts.retry_delay(code, trailing, details)
-        if self.detailed:
-            number = self.attempts.number - (delay is not None)
-            status = "REFUSED_STREAM" if self.refused else code.name
-            self._log(status, number, metadata_value(trailing or ()))
-        if delay is not None:
-            return delay
-        failure = final_error(error, self.prepared.method.path, self.attempts)
-        info = self.prepared.settings.call_info
-        if info is not None:
-            info.fill(
-                failure.initial_metadata,
-                failure.trailing_metadata,
-                failure.code,
-                failure.details,
-                failure.attempts,
-                self.attempts.refused,
-            )
-        raise failure from error
-
-    def _log(self, status: str, attempt: int, request_id: str | None) -> None:
-        refused = self.attempts.refused
-        log_attempt(
-            self.prepared.method.path,
-            status,
-            self.started,
-            time.monotonic(),
-            attempt,
-            request_id,
-            f" refused={refused}" if refused else "",
-        )

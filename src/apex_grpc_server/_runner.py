@@ -217,7 +217,8 @@ class ApexServer:
             if drain_delay > 0:
                 logger.info("draining: NOT_SERVING, still serving for %.1f s", drain_delay)
                 await asyncio.sleep(drain_delay)
-            await _turn_away_new_calls(self._policy)
+            if grace > 0:  # stop(0) stops at once: calls in flight are cancelled anyway
+                await _turn_away_new_calls(self._policy)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
             await self._server.stop(grace)
@@ -249,9 +250,10 @@ class ApexServer:
             self._lock = None
 
 
-SETTLE_S = 0.05
-"""How long no new call may arrive before a stopping server closes its connections."""
-SETTLE_MAX_S = 1.0
+SETTLE_S = 0.2
+"""How long no new call may arrive before a stopping server closes its connections (long
+enough for a server starved of CPU to have taken in what reached it)."""
+SETTLE_MAX_S = 2.0
 """The longest a stopping server keeps answering new calls UNAVAILABLE before it closes."""
 
 

@@ -52,6 +52,15 @@ def either_client(request: pytest.FixtureRequest) -> mc.ApexClient | mc.AsyncApe
     return request.getfixturevalue("client" if request.param == "sync" else "aclient")
 
 
+Client = mc.ApexClient | mc.AsyncApexClient
+
+
+@pytest.fixture(params=["sync", "async"])
+def client_type(request: pytest.FixtureRequest) -> type[mc.ApexClient] | type[mc.AsyncApexClient]:
+    """ApexClient, then AsyncApexClient: for tests that build their own client."""
+    return mc.ApexClient if request.param == "sync" else mc.AsyncApexClient
+
+
 async def settle(value: Any) -> Any:
     """`value`, awaited when the async client returned an awaitable."""
     return await value if inspect.isawaitable(value) else value

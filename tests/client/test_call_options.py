@@ -8,10 +8,11 @@ import grpc
 import pytest
 
 import apex_grpc as mc
-from apex_grpc._requests.chat import prepare_chat
 from apex_grpc._requests.chats import list_sessions
 from apex_grpc._settings.call import CallSettings
 from apex_grpc._settings.client import ClientSettings
+
+from ._builders import build, prepare_chat
 
 pytestmark = pytest.mark.oldest
 
@@ -24,7 +25,7 @@ def client(**options: Any) -> ClientSettings:
 
 def unary(settings: ClientSettings, **call: Any) -> CallSettings:
     # timeout= makes every call resolve its options (a call with none takes the defaults whole).
-    return list_sessions(settings, **{"timeout": 30.0, **call}).settings
+    return build(list_sessions, settings, **{"timeout": 30.0, **call}).settings
 
 
 def chat(settings: ClientSettings, **call: Any) -> CallSettings:
@@ -34,7 +35,7 @@ def chat(settings: ClientSettings, **call: Any) -> CallSettings:
 
 def test_a_call_without_options_runs_with_the_clients_defaults() -> None:
     settings = client(compression=True, wait_for_ready=True, stream_idle_timeout=2.0)
-    assert list_sessions(settings).settings == settings.call_defaults
+    assert build(list_sessions, settings).settings == settings.call_defaults
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_stream_limits_default_to_the_clients_and_a_call_can_change_them() -> No
 def test_stream_limits_are_refused_by_methods_that_do_not_stream() -> None:
     for name in ("first_chunk_timeout", "idle_timeout"):
         with pytest.raises(mc.ValidationError) as caught:
-            list_sessions(client(), **{name: 1.0})
+            build(list_sessions, client(), **{name: 1.0})
         assert caught.value.argument == name
         assert caught.value.problem == "unexpected keyword argument"
 
@@ -106,7 +107,6 @@ def test_a_retry_policy_and_max_retries_per_call() -> None:
         ({"compression": "gzip"}, "compression", ""),
         ({"wait_for_ready": 1}, "wait_for_ready", ""),
         ({"timeout": -1}, "timeout", ""),
-        ({"retries": 3}, "retries", "unexpected keyword argument"),
     ],
 )
 def test_a_bad_call_option_names_itself(
@@ -115,6 +115,14 @@ def test_a_bad_call_option_names_itself(
     with pytest.raises(mc.ValidationError) as caught:
         unary(client(), **options)
     assert caught.value.argument == argument and problem in caught.value.problem
+
+
+def test_an_unknown_call_option_is_a_type_error_naming_it() -> None:
+    with mc.ApexClient(api_key="k", base_url="127.0.0.1:1") as c:
+        with pytest.raises(TypeError, match="retries"):
+            c.chats.list_sessions(retries=3)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="first_chunk_timeout"):
+            c.chats.list_sessions(first_chunk_timeout=1.0)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("name", ["first_chunk_timeout", "idle_timeout"])

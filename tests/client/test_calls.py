@@ -1,8 +1,15 @@
-"""Unary calls over loopback: metadata and deadlines as the server saw them, errors, retries."""
+"""Unary calls over loopback: metadata and deadlines as the server saw them, errors, retries.
+
+Every test that makes a call runs on both clients (`either_client`,
+`client_type`), written once; `settle` awaits what the async client returns.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
+import threading
 import time
 
 import grpc
@@ -12,44 +19,47 @@ import apex_grpc as mc
 from apex_grpc._version import __version__
 
 from ._scripted_server import Failure, ScriptedServer
-from .conftest import FAST_RETRY, KEY
+from .conftest import FAST_RETRY, KEY, Client, settle
 
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hello"}]
 CODES = [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK]
+ClientType = type[mc.ApexClient] | type[mc.AsyncApexClient]
 
 
-def test_metadata_the_server_saw(client: mc.ApexClient, scripted: ScriptedServer) -> None:
-    client.with_options(metadata={"x-trace": "t1"}).chat.completions.create(messages=USER)
-    (seen,) = scripted.calls("ChatCompletion")
-    assert seen.metadata["authorization"] == f"Bearer {KEY}"
-    assert seen.metadata["x-source"] == "apex-grpc"
-    assert seen.metadata["x-client-id"] == "apex-grpc"
-    assert seen.metadata["x-client-version"] == __version__
-    assert seen.metadata["x-trace"] == "t1"
-    assert str(seen.metadata.get("user-agent", "")).startswith(f"apex-grpc/{__version__}")
+def make(client_type: ClientType, scripted: ScriptedServer, **options: object) -> Client:
+    """A plaintext client of `client_type` to the scripted server."""
+    return client_type(api_key=KEY, base_url=scripted.target, secure=False, **options)  # type: ignore[arg-type]
 
 
-async def test_metadata_the_server_saw_async(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+async def test_metadata_the_server_saw(either_client: Client, scripted: ScriptedServer) -> None:
+    traced = either_client.with_options(metadata={"x-trace": "t1"})
+    await settle(traced.chat.completions.create(messages=USER))
+    await settle(either_client.web_search.search(search_query="q", metadata=[("x-per-call", "y")]))
+    chat, search = scripted.seen
+    for seen in (chat, search):
+        assert seen.metadata["authorization"] == f"Bearer {KEY}"
+        assert seen.metadata["x-source"] == "apex-grpc"
+        assert seen.metadata["x-client-id"] == "apex-grpc"
+        assert seen.metadata["x-client-version"] == __version__
+        assert str(seen.metadata.get("user-agent", "")).startswith(f"apex-grpc/{__version__}")
+    assert chat.metadata["x-trace"] == "t1" and "x-per-call" not in chat.metadata
+    assert search.metadata["x-per-call"] == "y" and search.request.search_query == "q"
+
+
+async def test_app_name_goes_out_as_x_source(
+    client_type: ClientType, scripted: ScriptedServer
 ) -> None:
-    await aclient.web_search.search(search_query="q", metadata=[("x-per-call", "yes")])
-    (seen,) = scripted.calls("WebRetrieval")
-    assert seen.metadata["authorization"] == f"Bearer {KEY}"
-    assert seen.metadata["x-per-call"] == "yes"
-    assert seen.request.search_query == "q"
-
-
-def test_app_name_goes_out_as_x_source(scripted: ScriptedServer) -> None:
-    with mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False, app_name="my-app") as c:
-        c.chats.list_sessions()
+    c = make(client_type, scripted, app_name="my-app")
+    await settle(c.chats.list_sessions())
+    await settle(c.close())
     assert scripted.seen[0].metadata["x-source"] == "my-app"
 
 
-def test_deadline_the_server_saw(client: mc.ApexClient, scripted: ScriptedServer) -> None:
-    client.chat.completions.create(messages=USER, timeout=3.0)
-    client.web_search.search(search_query="q", max_response_time=7)
-    client.with_options(timeout=20).chats.list_sessions()
+async def test_deadline_the_server_saw(either_client: Client, scripted: ScriptedServer) -> None:
+    await settle(either_client.chat.completions.create(messages=USER, timeout=3.0))
+    await settle(either_client.web_search.search(search_query="q", max_response_time=7))
+    await settle(either_client.with_options(timeout=20).chats.list_sessions())
     chat, search, sessions = scripted.seen
     # grpc-timeout travels in coarse units; allow its rounding.
     assert 2.0 < chat.time_remaining <= 3.5
@@ -58,25 +68,30 @@ def test_deadline_the_server_saw(client: mc.ApexClient, scripted: ScriptedServer
     assert 18.0 < sessions.time_remaining <= 20.5
 
 
-def test_default_deadline_is_ten_minutes(client: mc.ApexClient, scripted: ScriptedServer) -> None:
-    client.chats.list_sessions()
+async def test_default_deadline_is_ten_minutes(
+    either_client: Client, scripted: ScriptedServer
+) -> None:
+    await settle(either_client.chats.list_sessions())
     assert 590 < scripted.seen[0].time_remaining <= 601
 
 
-def test_no_deadline_when_timeout_is_none(scripted: ScriptedServer) -> None:
-    with mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False, timeout=None) as c:
-        c.chats.list_sessions()
+async def test_no_deadline_when_timeout_is_none(
+    client_type: ClientType, scripted: ScriptedServer
+) -> None:
+    c = make(client_type, scripted, timeout=None)
+    await settle(c.chats.list_sessions())
+    await settle(c.close())
     assert scripted.seen[0].time_remaining is None
 
 
 @pytest.mark.parametrize("code", CODES, ids=[c.name for c in CODES])
-def test_every_status_becomes_its_error_class(
-    client: mc.ApexClient, scripted: ScriptedServer, code: grpc.StatusCode
+async def test_every_status_becomes_its_error_class(
+    either_client: Client, scripted: ScriptedServer, code: grpc.StatusCode
 ) -> None:
     details = "bad\tthing\r\nhappened: naïve façade ✓"
     scripted.fail("GetChatSessions", Failure(code, details, (("x-extra", "e"),)))
     with pytest.raises(mc.APIError) as caught:
-        client.with_options(max_retries=0).chats.list_sessions()
+        await settle(either_client.with_options(max_retries=0).chats.list_sessions())
     error = caught.value
     assert type(error) is mc.error_class_for(code)
     assert error.code is code
@@ -87,15 +102,15 @@ def test_every_status_becomes_its_error_class(
     assert KEY not in str(error) and KEY not in repr(error)
 
 
-async def test_errors_are_typed_on_the_async_client(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+async def test_errors_are_typed_on_every_resource(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
     scripted.fail("GetDeepResearcherJob", Failure(grpc.StatusCode.NOT_FOUND, "job 'x' not found"))
     with pytest.raises(mc.NotFoundError, match="job 'x' not found"):
-        await aclient.deep_research.get("x")
+        await settle(either_client.deep_research.get("x"))
     scripted.fail("WebRetrieval", Failure(grpc.StatusCode.UNAUTHENTICATED, "invalid API key"))
     with pytest.raises(mc.AuthenticationError):
-        await aclient.web_search.search(search_query="q")
+        await settle(either_client.web_search.search(search_query="q"))
 
 
 def test_error_classes_form_one_tree() -> None:
@@ -108,38 +123,32 @@ def test_error_classes_form_one_tree() -> None:
     assert not issubclass(mc.ValidationError, mc.APIError)
 
 
-def test_unavailable_is_retried_then_succeeds(
-    client: mc.ApexClient, scripted: ScriptedServer
+async def test_unavailable_is_retried_then_succeeds(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
     scripted.fail("ChatCompletion", *[Failure(grpc.StatusCode.UNAVAILABLE)] * 2)
-    response = client.chat.completions.create(messages=USER)
+    response = await settle(either_client.chat.completions.create(messages=USER))
     assert response.choices[0].message.content == "hello"
     assert len(scripted.calls("ChatCompletion")) == 3
 
 
-async def test_unavailable_is_retried_then_succeeds_async(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer
-) -> None:
-    scripted.fail("ChatCompletion", *[Failure(grpc.StatusCode.UNAVAILABLE)] * 2)
-    response = await aclient.chat.completions.create(messages=USER)
-    assert response.choices[0].message.content == "hello"
-    assert len(scripted.calls("ChatCompletion")) == 3
-
-
-def test_retries_run_out(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+async def test_retries_run_out(either_client: Client, scripted: ScriptedServer) -> None:
     scripted.fail("ChatCompletion", *[Failure(grpc.StatusCode.UNAVAILABLE, "down")] * 5)
     with pytest.raises(mc.UnavailableError) as caught:
-        client.chat.completions.create(messages=USER)
+        await settle(either_client.chat.completions.create(messages=USER))
     assert caught.value.attempts == 3
     assert "after 3 attempts" in str(caught.value)
     assert len(scripted.calls("ChatCompletion")) == 3
 
 
-def test_backoff_between_attempts_stays_within_bounds(scripted: ScriptedServer) -> None:
+async def test_backoff_between_attempts_stays_within_bounds(
+    client_type: ClientType, scripted: ScriptedServer
+) -> None:
     policy = mc.RetryPolicy(max_retries=3, initial_backoff=0.05, max_backoff=0.2, jitter=0.5)
     scripted.fail("GetChatSessions", *[Failure(grpc.StatusCode.UNAVAILABLE)] * 3)
-    with mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False, retry=policy) as c:
-        c.chats.list_sessions()
+    c = make(client_type, scripted, retry=policy)
+    await settle(c.chats.list_sessions())
+    await settle(c.close())
     times = [s.at for s in scripted.calls("GetChatSessions")]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     for n, gap in enumerate(gaps):
@@ -148,50 +157,54 @@ def test_backoff_between_attempts_stays_within_bounds(scripted: ScriptedServer) 
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT])
-def test_other_codes_are_not_retried(
-    client: mc.ApexClient, scripted: ScriptedServer, code: grpc.StatusCode
+async def test_other_codes_are_not_retried(
+    either_client: Client, scripted: ScriptedServer, code: grpc.StatusCode
 ) -> None:
     scripted.fail("ChatCompletion", Failure(code))
     with pytest.raises(mc.APIError):
-        client.chat.completions.create(messages=USER)
+        await settle(either_client.chat.completions.create(messages=USER))
     assert len(scripted.calls("ChatCompletion")) == 1
 
 
-def test_rate_limit_is_retried_only_with_pushback(
-    client: mc.ApexClient, scripted: ScriptedServer
+async def test_rate_limit_is_retried_only_with_pushback(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
     scripted.fail("ChatCompletion", Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
     with pytest.raises(mc.RateLimitError):
-        client.chat.completions.create(messages=USER)
+        await settle(either_client.chat.completions.create(messages=USER))
     assert len(scripted.calls("ChatCompletion")) == 1
 
     scripted.reset()
     pushback = (("grpc-retry-pushback-ms", "120"),)
     scripted.fail("ChatCompletion", Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "wait", pushback))
-    client.chat.completions.create(messages=USER)
+    await settle(either_client.chat.completions.create(messages=USER))
     first, second = scripted.calls("ChatCompletion")
     assert second.at - first.at >= 0.115
 
 
-def test_negative_pushback_stops_retries(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+async def test_negative_pushback_stops_retries(
+    either_client: Client, scripted: ScriptedServer
+) -> None:
     stop = (("grpc-retry-pushback-ms", "-1"),)
     scripted.fail("ChatCompletion", Failure(grpc.StatusCode.UNAVAILABLE, "no", stop))
     with pytest.raises(mc.UnavailableError):
-        client.chat.completions.create(messages=USER)
+        await settle(either_client.chat.completions.create(messages=USER))
     assert len(scripted.calls("ChatCompletion")) == 1
 
 
-def test_deadline_covers_all_attempts(scripted: ScriptedServer) -> None:
+async def test_deadline_covers_all_attempts(
+    client_type: ClientType, scripted: ScriptedServer
+) -> None:
     pushback = (("grpc-retry-pushback-ms", "150"),)
     scripted.fail("ChatCompletion", *[Failure(grpc.StatusCode.UNAVAILABLE, "x", pushback)] * 10)
-    policy = mc.RetryPolicy(max_retries=10)
-    with mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False, retry=policy) as c:
-        started = time.monotonic()
-        # UNAVAILABLE when no time is left for another 150 ms wait; DEADLINE_EXCEEDED when,
-        # on a loaded machine, the deadline runs out while the last attempt is on the wire.
-        with pytest.raises((mc.UnavailableError, mc.DeadlineExceededError)):
-            c.chat.completions.create(messages=USER, timeout=0.5)
-        elapsed = time.monotonic() - started
+    c = make(client_type, scripted, retry=mc.RetryPolicy(max_retries=10))
+    started = time.monotonic()
+    # UNAVAILABLE when no time is left for another 150 ms wait; DEADLINE_EXCEEDED when,
+    # on a loaded machine, the deadline runs out while the last attempt is on the wire.
+    with pytest.raises((mc.UnavailableError, mc.DeadlineExceededError)):
+        await settle(c.chat.completions.create(messages=USER, timeout=0.5))
+    elapsed = time.monotonic() - started
+    await settle(c.close())
     calls = scripted.calls("ChatCompletion")
     assert elapsed < 0.9  # ten 150 ms pushbacks would take 1.5 s
     assert 2 <= len(calls) <= 4
@@ -199,57 +212,86 @@ def test_deadline_covers_all_attempts(scripted: ScriptedServer) -> None:
     assert remaining == sorted(remaining, reverse=True)  # each attempt gets what is left
 
 
-def test_slow_server_gives_deadline_exceeded(
-    client: mc.ApexClient, scripted: ScriptedServer
+async def test_slow_server_gives_deadline_exceeded(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
     scripted.unary_delay = 1.0
     started = time.monotonic()
     with pytest.raises(mc.DeadlineExceededError):
-        client.chats.list_sessions(timeout=0.2)
+        await settle(either_client.chats.list_sessions(timeout=0.2))
     assert time.monotonic() - started < 0.6
 
 
-def test_per_call_max_retries(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+async def test_per_call_max_retries(either_client: Client, scripted: ScriptedServer) -> None:
     scripted.fail("ChatCompletion", *[Failure(grpc.StatusCode.UNAVAILABLE)] * 3)
     with pytest.raises(mc.UnavailableError):
-        client.chat.completions.create(messages=USER, max_retries=0)
+        await settle(either_client.chat.completions.create(messages=USER, max_retries=0))
     assert len(scripted.calls("ChatCompletion")) == 1
-    client.chat.completions.create(messages=USER, max_retries=5)
+    await settle(either_client.chat.completions.create(messages=USER, max_retries=5))
 
 
-def test_with_options_shares_the_channel(client: mc.ApexClient, scripted: ScriptedServer) -> None:
-    derived = client.with_options(timeout=5, max_retries=0)
-    assert derived.channel is client.channel
+async def test_with_options_shares_the_channel(
+    either_client: Client, scripted: ScriptedServer
+) -> None:
+    derived = either_client.with_options(timeout=5, max_retries=0)
+    assert derived.channel is either_client.channel
     assert (derived.timeout, derived.max_retries) == (5, 0)
-    assert (client.timeout, client.max_retries) == (600, 2)
-    derived.close()  # does not close the shared channel
-    client.chats.list_sessions()
+    assert (either_client.timeout, either_client.max_retries) == (600, 2)
+    await settle(derived.close())  # does not close the shared channel
+    await settle(either_client.chats.list_sessions())
     with pytest.raises(mc.ValidationError):
-        client.with_options(timeut=3)  # type: ignore[call-arg]
+        either_client.with_options(timeut=3)  # type: ignore[call-arg]
 
 
-def test_closed_client_raises_a_typed_error(scripted: ScriptedServer) -> None:
-    c = mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False)
-    c.close()
-    with pytest.raises(mc.ClientClosedError):
-        c.chats.list_sessions()
+async def test_closed_client_raises_a_typed_error(
+    client_type: ClientType, scripted: ScriptedServer
+) -> None:
+    c = make(client_type, scripted)
+    await settle(c.chats.list_sessions())
+    await settle(c.close())
+    with pytest.raises(mc.ClientClosedError, match="the client is closed"):
+        await settle(c.chats.list_sessions())
 
 
-async def test_closed_async_client_raises_a_typed_error(scripted: ScriptedServer) -> None:
+async def test_a_call_cut_short_by_close_raises_a_typed_error(
+    client_type: ClientType, scripted: ScriptedServer
+) -> None:
+    c = make(client_type, scripted)
+    await settle(c.chats.list_sessions())  # connected
+    scripted.unary_delay = 2.0
+    if isinstance(c, mc.AsyncApexClient):
+        call = asyncio.ensure_future(c.chats.list_sessions())
+        await asyncio.sleep(0.3)
+        await c.close()
+        with pytest.raises(mc.ClientClosedError, match="closed during the call"):
+            await call
+    else:
+        threading.Timer(0.3, c.close).start()
+        with pytest.raises(mc.ClientClosedError, match="closed during the call"):
+            c.chats.list_sessions()
+
+
+async def test_a_cancelled_async_call_is_still_cancelled_when_the_client_closes(
+    scripted: ScriptedServer,
+) -> None:
     c = mc.AsyncApexClient(api_key=KEY, base_url=scripted.target, secure=False)
     await c.chats.list_sessions()
-    await c.aclose()
-    with pytest.raises(mc.ClientClosedError):
-        await c.chats.list_sessions()
+    scripted.unary_delay = 2.0
+    call = asyncio.ensure_future(c.chats.list_sessions())
+    await asyncio.sleep(0.3)
+    call.cancel()
+    await c.close()
+    with pytest.raises(asyncio.CancelledError):
+        await call
 
 
-def test_undecodable_response_is_a_typed_error(
-    client: mc.ApexClient, scripted: ScriptedServer
+async def test_undecodable_response_is_a_typed_error(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
     # Field 1 (id, a string) carrying invalid UTF-8: not a ChatCompletionResponse.
     scripted.responders["ChatCompletion"] = lambda request: _RawBytes(b"\x0a\x02\xff\xfe")
     with pytest.raises(mc.InternalServerError) as caught:
-        client.chat.completions.create(messages=USER)
+        await settle(either_client.chat.completions.create(messages=USER))
     assert "deserializ" in caught.value.details.lower()
 
 
@@ -261,69 +303,67 @@ class _RawBytes:
         return self.data
 
 
-def test_validation_happens_before_any_io(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+async def test_validation_happens_before_any_io(
+    either_client: Client, scripted: ScriptedServer
+) -> None:
     with pytest.raises(mc.ValidationError):
-        client.chat.completions.create(messages=[])
+        await settle(either_client.chat.completions.create(messages=[]))
     with pytest.raises(mc.ValidationError):
-        client.web_search.search(search_query="q", n_results=-1)
-    with pytest.raises(mc.ValidationError):
-        client.chat.completions.create(messages=USER, bogus=1)  # type: ignore[call-arg]
+        await settle(either_client.web_search.search(search_query="q", n_results=-1))
+    with pytest.raises(TypeError, match="bogus"):
+        await settle(either_client.chat.completions.create(messages=USER, bogus=1))  # type: ignore[call-overload]
     assert scripted.seen == []
     assert FAST_RETRY.max_retries == 2
 
 
-def test_call_info_reports_what_the_server_sent(
-    client: mc.ApexClient, scripted: ScriptedServer
+async def test_call_info_reports_what_the_server_sent(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
     info = mc.CallInfo()
-    client.chats.list_sessions(call_info=info)
+    await settle(either_client.chats.list_sessions(call_info=info))
     assert info.code is grpc.StatusCode.OK and info.request_id == "req-1" and info.attempts == 1
     assert ("x-request-id", "req-1") in info.initial_metadata
+    chat = mc.CallInfo()
+    await settle(either_client.chat.completions.create(messages=USER, call_info=chat))
+    assert chat.code is grpc.StatusCode.OK and chat.request_id == "req-2"
 
     scripted.fail("GetChatSessions", Failure(grpc.StatusCode.UNAVAILABLE))
     scripted.fail("GetChatSessions", Failure(grpc.StatusCode.NOT_FOUND, "gone", (("x-t", "1"),)))
     failed = mc.CallInfo()
     with pytest.raises(mc.NotFoundError):
-        client.chats.list_sessions(call_info=failed)
+        await settle(either_client.chats.list_sessions(call_info=failed))
     assert failed.code is grpc.StatusCode.NOT_FOUND and failed.details == "gone"
     assert failed.attempts == 2 and ("x-t", "1") in failed.trailing_metadata
     with pytest.raises(mc.ValidationError):
-        client.chat.completions.create(messages=USER, stream=True, call_info=mc.CallInfo())
+        await settle(
+            either_client.chat.completions.create(
+                messages=USER, stream=True, call_info=mc.CallInfo()
+            )
+        )
 
 
-async def test_call_info_on_the_async_client(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+async def test_with_options_can_call_with_another_key(
+    either_client: Client, scripted: ScriptedServer
 ) -> None:
-    info = mc.CallInfo()
-    await aclient.chat.completions.create(messages=USER, call_info=info)
-    assert info.code is grpc.StatusCode.OK and info.request_id == "req-1"
-
-
-def test_with_options_can_call_with_another_key(
-    client: mc.ApexClient, scripted: ScriptedServer
-) -> None:
-    other = client.with_options(api_key="sk-other")
-    other.chats.list_sessions()
-    client.chats.list_sessions()
+    other = either_client.with_options(api_key="sk-other")
+    await settle(other.chats.list_sessions())
+    await settle(either_client.chats.list_sessions())
     assert [s.metadata["authorization"] for s in scripted.seen] == [
         "Bearer sk-other",
         f"Bearer {KEY}",
     ]
     assert "sk-other" not in repr(other)
-    assert other.channel is client.channel
+    assert other.channel is either_client.channel
 
 
-def test_the_debug_line_shows_a_request_id_sent_in_trailers_only(
-    echo_target: str, api_key: str, caplog: pytest.LogCaptureFixture
+async def test_the_debug_line_shows_a_request_id_sent_in_trailers_only(
+    client_type: ClientType, echo_target: str, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The local server puts a unary call's x-request-id in its trailers only.
-    import logging
-
     info = mc.CallInfo()
-    with (
-        mc.ApexClient(api_key=api_key, base_url=echo_target, secure=False) as c,
-        caplog.at_level(logging.DEBUG, logger="apex_grpc"),
-    ):
-        c.chats.list_sessions(call_info=info)
+    c = client_type(api_key=api_key, base_url=echo_target, secure=False)
+    with caplog.at_level(logging.DEBUG, logger="apex_grpc"):
+        await settle(c.chats.list_sessions(call_info=info))
+    await settle(c.close())
     (line,) = [r.getMessage() for r in caplog.records if r.name == "apex_grpc"]
     assert info.request_id and f"request_id={info.request_id}" in line

@@ -237,6 +237,20 @@ def test_constructor_and_with_options_spell_each_option_as_the_settings_declare_
         assert f"{name}: " in (mc.ApexClient.__init__.__doc__ or "")
 
 
+@pytest.mark.parametrize("client_class", [mc.ApexClient, mc.AsyncApexClient])
+def test_the_constructors_defaults_are_the_declared_ones(client_class: type) -> None:
+    import dataclasses
+    import inspect
+
+    declared = {f.name: f.default for f in dataclasses.fields(mc.ClientSettings) if f.init}
+    for name, parameter in inspect.signature(client_class).parameters.items():
+        # None (and NOT_GIVEN) say "take the declared default" (or the environment's).
+        if parameter.default is not None and parameter.default is not mc.NOT_GIVEN:
+            assert parameter.default == declared[name], name
+        elif declared[name] is not dataclasses.MISSING:
+            assert parameter.default is declared[name] or parameter.default is None, name
+
+
 def test_with_options_checks_as_the_constructor_does_and_keeps_the_rest() -> None:
     with mc.ApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, timeout=9) as client:
         derived = client.with_options(max_retries=5, metadata={"x-a": "1"})

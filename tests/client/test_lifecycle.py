@@ -22,18 +22,19 @@ import apex_grpc as mc
 from apex_grpc._transport.channels import FORK_SAFE_GRPC, GRPC_VERSION
 
 from ._scripted_server import ScriptedServer
-from .conftest import KEY
+from .conftest import KEY, Client, settle
 
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hello"}]
 
 
-def test_one_channel_for_all_calls(client: mc.ApexClient) -> None:
-    channel = client.channel
+async def test_one_channel_for_all_calls(either_client: Client) -> None:
+    channel = either_client.channel
     for _ in range(3):
-        client.chat.completions.create(messages=USER)
-        client.chat.completions.create(messages=USER, stream=True).until_done()
-    assert client.channel is channel
+        await settle(either_client.chat.completions.create(messages=USER))
+        stream = await settle(either_client.chat.completions.create(messages=USER, stream=True))
+        await settle(stream.until_done())
+    assert either_client.channel is channel
 
 
 def test_thread_safe_under_concurrent_use(client: mc.ApexClient, scripted: ScriptedServer) -> None:
@@ -52,7 +53,7 @@ def test_async_client_survives_a_change_of_event_loop(scripted: ScriptedServer) 
 
     async def call() -> tuple[str, object]:
         response = await client.chat.completions.create(messages=USER)
-        return response.choices[0].message.content, client.channel()
+        return response.choices[0].message.content, client.channel
 
     first, channel_a = asyncio.run(call())
     second, channel_b = asyncio.run(call())
@@ -157,15 +158,16 @@ async def test_aio_interceptors_see_every_call(scripted: ScriptedServer) -> None
     assert scripted.seen[0].metadata.get("x-intercepted") == "aio"
 
 
-def test_debug_log_line_per_attempt_without_the_key(
-    client: mc.ApexClient, scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+async def test_debug_log_line_per_attempt_without_the_key(
+    either_client: Client, scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from ._scripted_server import Failure
 
     scripted.fail("ChatCompletion", Failure(grpc.StatusCode.UNAVAILABLE, f"echo {KEY[:4]}"))
     with caplog.at_level(logging.DEBUG, logger="apex_grpc"):
-        client.chat.completions.create(messages=USER)
-        client.chat.completions.create(messages=USER, stream=True).until_done()
+        await settle(either_client.chat.completions.create(messages=USER))
+        stream = await settle(either_client.chat.completions.create(messages=USER, stream=True))
+        await settle(stream.until_done())
     lines = [r.getMessage() for r in caplog.records if r.name == "apex_grpc"]
     assert len(lines) == 3, lines
     assert "status=UNAVAILABLE" in lines[0] and "attempt=1" in lines[0]
@@ -205,22 +207,30 @@ def test_env_switches_the_logger_on(scripted: ScriptedServer, tmp_path: Any) -> 
     assert traced.stderr.count("makes grpc core print request headers") == 1
 
 
-def test_wait_until_ready(client: mc.ApexClient) -> None:
-    client.wait_until_ready(timeout=5)
-    dead = mc.ApexClient(api_key=KEY, base_url="127.0.0.1:9", secure=False)
+async def test_wait_until_ready(
+    client_type: type[mc.ApexClient] | type[mc.AsyncApexClient], scripted: ScriptedServer
+) -> None:
+    alive = client_type(api_key=KEY, base_url=scripted.target, secure=False)
+    await settle(alive.wait_until_ready(timeout=5))
+    await settle(alive.close())
+    dead = client_type(api_key=KEY, base_url="127.0.0.1:9", secure=False)
     with pytest.raises(mc.UnavailableError):
-        dead.wait_until_ready(timeout=0.3)
-    dead.close()
+        await settle(dead.wait_until_ready(timeout=0.3))
+    await settle(dead.close())
 
 
-def test_unreachable_server_is_unavailable_not_a_hang() -> None:
+async def test_unreachable_server_is_unavailable_not_a_hang(
+    client_type: type[mc.ApexClient] | type[mc.AsyncApexClient],
+) -> None:
     policy = mc.RetryPolicy(initial_backoff=0.01, max_backoff=0.02)
-    with mc.ApexClient(api_key=KEY, base_url="127.0.0.1:9", secure=False, retry=policy) as c:
-        with pytest.raises(mc.UnavailableError) as caught:
-            c.chat.completions.create(messages=USER, timeout=5)
-        assert caught.value.attempts == 3
-        with pytest.raises(mc.UnavailableError):
-            c.chat.completions.create(messages=USER, stream=True, timeout=5).until_done()
+    c = client_type(api_key=KEY, base_url="127.0.0.1:9", secure=False, retry=policy)
+    with pytest.raises(mc.UnavailableError) as caught:
+        await settle(c.chat.completions.create(messages=USER, timeout=5))
+    assert caught.value.attempts == 3
+    stream = await settle(c.chat.completions.create(messages=USER, stream=True, timeout=5))
+    with pytest.raises(mc.UnavailableError):
+        await settle(stream.until_done())
+    await settle(c.close())
 
 
 def test_close_from_another_thread_during_a_stream(scripted: ScriptedServer) -> None:

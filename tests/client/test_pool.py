@@ -9,9 +9,10 @@ import grpc
 import pytest
 
 from apex_grpc._methods import CHAT_COMPLETION_STREAM
-from apex_grpc._requests.chat import prepare_chat
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
+
+from ._builders import prepare_chat
 
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hi"}]

@@ -16,11 +16,13 @@ import grpc
 import pytest
 
 import apex_grpc as mc
-from apex_grpc._requests.chat import prepare_chat
 from apex_grpc._requests.chats import list_sessions
-from apex_grpc._retry import UnaryAttempts, is_refused_stream
+from apex_grpc._retry import is_refused_stream
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.state import StreamState
+from apex_grpc._unary import UnaryAttempts, record_success, settle, watched
+
+from ._builders import build, prepare_chat
 
 pytestmark = pytest.mark.oldest
 
@@ -75,7 +77,13 @@ def settings(**options: Any) -> ClientSettings:
 
 
 def unary(timeout: float | None = 10.0, **call_options: Any) -> UnaryAttempts:
-    return UnaryAttempts(list_sessions(settings(timeout=timeout), **call_options))
+    prepared = build(list_sessions, settings(timeout=timeout), **call_options)
+    return UnaryAttempts(prepared.method.path, prepared.settings)
+
+
+def fail(state: UnaryAttempts, error: grpc.RpcError) -> float:
+    """A failed attempt as the transports handle it: decided, recorded, raised or waited."""
+    return settle(state, error, watched(state.call))
 
 
 def stream(**options: Any) -> StreamState:
@@ -87,7 +95,7 @@ def test_each_unary_attempt_gets_what_is_left_of_the_deadline() -> None:
     first = state.attempt()["timeout"]
     assert 9.9 < first <= 10.0
     state.attempts.deadline -= 4.0  # four seconds pass
-    assert state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE)) == 0.5
+    assert fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE)) == 0.5
     assert 5.9 < state.attempt()["timeout"] <= 6.0
     assert state.attempt()["metadata"][0][0] == "authorization"
 
@@ -96,14 +104,29 @@ def test_unary_failures_become_typed_errors_and_fill_call_info() -> None:
     info = mc.CallInfo()
     state = unary(max_retries=1, call_info=info)
     state.attempt()
-    assert state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")) == 0.5
+    assert fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")) == 0.5
     state.attempt()
     with pytest.raises(mc.UnavailableError) as caught:
-        state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "still down"))
+        fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, "still down"))
     assert caught.value.attempts == 2 and caught.value.details == "still down"
     assert (info.code, info.attempts, info.refused) == (grpc.StatusCode.UNAVAILABLE, 2, 0)
     with pytest.raises(mc.NotFoundError):  # not retryable: fails at once
-        unary().failed(FakeRpcError(grpc.StatusCode.NOT_FOUND, "no such chat"))
+        fail(unary(), FakeRpcError(grpc.StatusCode.NOT_FOUND, "no such chat"))
+    # The decision alone returns the error; it raises and records nothing itself.
+    quiet = mc.CallInfo()
+    state = unary(call_info=quiet)
+    verdict = state.failed(FakeRpcError(grpc.StatusCode.NOT_FOUND, "no such chat"))
+    assert isinstance(verdict, mc.NotFoundError) and quiet.code is None
+
+
+def test_the_unary_decision_runs_on_the_clock_it_is_given() -> None:
+    now = [100.0]
+    prepared = build(list_sessions, settings(timeout=10.0))
+    state = UnaryAttempts(prepared.method.path, prepared.settings, clock=lambda: now[0])
+    assert state.attempt()["timeout"] == 10.0
+    now[0] += 4.0
+    assert fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE)) == 0.5
+    assert state.attempt()["timeout"] == 6.0 and state.started == 104.0
 
 
 def test_a_refused_unary_attempt_is_retried_soon_and_for_free() -> None:
@@ -111,11 +134,11 @@ def test_a_refused_unary_attempt_is_retried_soon_and_for_free() -> None:
     state = unary(max_retries=0, call_info=info)
     for waited in (0.005, 0.01, 0.02):  # short, doubling: a burst's other refusals land first
         state.attempt()
-        assert state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)) == waited
+        assert fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)) == waited
         assert state.refused  # the transport tells its pool
     state.attempt()
     with pytest.raises(mc.UnavailableError):  # max_retries=0: an ordinary outage is final
-        state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection reset"))
+        fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection reset"))
     assert not state.refused and (info.attempts, info.refused) == (4, 3)
 
 
@@ -124,7 +147,7 @@ def test_a_call_refused_until_its_deadline_ends_in_deadline_exceeded() -> None:
     state.attempt()
     state.attempts.deadline -= 10.5  # the deadline has passed
     with pytest.raises(mc.DeadlineExceededError, match="refused the call"):
-        state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+        fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
 
 
 def test_refused_stream_is_recognised_only_on_unavailable_code_7() -> None:
@@ -193,11 +216,11 @@ def test_each_unary_attempt_carries_the_calls_metadata_compression_and_wait_for_
 def test_a_successful_unary_call_fills_call_info() -> None:
     info = mc.CallInfo()
     state = unary(call_info=info)
-    assert state.detailed  # someone looks: the transport reads the metadata
+    assert watched(state.call)  # someone looks: the transport reads the metadata
     state.attempt()
-    state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+    fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
     state.attempt()
-    state.succeeded((("x-request-id", "r-9"),), (("t", "v"),), grpc.StatusCode.OK, "fine")
+    record_success(state, (("x-request-id", "r-9"),), (("t", "v"),), grpc.StatusCode.OK, "fine")
     assert (info.code, info.details, info.attempts, info.refused) == (
         grpc.StatusCode.OK,
         "fine",
@@ -216,21 +239,21 @@ def test_a_failed_unary_call_fills_call_info_from_the_error() -> None:
         grpc.StatusCode.NOT_FOUND, "no such chat", (("x-request-id", "r-4"),), (("i", "1"),)
     )
     with pytest.raises(mc.NotFoundError) as caught:
-        state.failed(error)
+        fail(state, error)
     assert caught.value.method == SESSIONS and caught.value.request_id == "r-4"
     assert info.trailing_metadata == (("x-request-id", "r-4"),) and info.request_id == "r-4"
     assert info.details == "no such chat" and info.initial_metadata == (("i", "1"),)
 
 
 def test_nobody_looking_means_no_metadata_is_read() -> None:
-    assert not unary().detailed
+    assert not watched(unary().call)
 
 
 def test_a_unary_call_waits_as_long_as_the_servers_pushback_says() -> None:
     state = unary()
     state.attempt()
     hint = (("grpc-retry-pushback-ms", "1500"),)
-    assert state.failed(FakeRpcError(RESOURCE_EXHAUSTED, "busy", hint)) == 1.5
+    assert fail(state, FakeRpcError(RESOURCE_EXHAUSTED, "busy", hint)) == 1.5
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -243,13 +266,13 @@ def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_each_unary_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="apex_grpc")
     state = unary()
-    assert state.detailed  # DEBUG on: the request ids are read for the log
+    assert watched(state.call)  # DEBUG on: the request ids are read for the log
     state.attempt()
-    state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+    fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
     state.attempt()
-    state.failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down", (("x-request-id", "r-2"),)))
+    fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down", (("x-request-id", "r-2"),)))
     state.attempt()
-    state.succeeded((("x-request-id", "r-3"),), (), grpc.StatusCode.OK, "")
+    record_success(state, (("x-request-id", "r-3"),), (), grpc.StatusCode.OK, "")
     assert logged(caplog) == [
         f"rpc {SESSIONS} status=REFUSED_STREAM attempt=1 request_id=- refused=1",
         f"rpc {SESSIONS} status=UNAVAILABLE attempt=2 request_id=r-2 refused=1",
@@ -258,11 +281,11 @@ def test_each_unary_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) 
     state = unary()
     state.attempt()
     with pytest.raises(mc.NotFoundError):
-        state.failed(FakeRpcError(grpc.StatusCode.NOT_FOUND))
+        fail(state, FakeRpcError(grpc.StatusCode.NOT_FOUND))
     assert logged(caplog)[-1] == f"rpc {SESSIONS} status=NOT_FOUND attempt=1 request_id=-"
     state = unary()  # a server that sends the request id in its trailers only (the local one)
     state.attempt()
-    state.succeeded((), (("x-request-id", "r-t"),), grpc.StatusCode.OK, "")
+    record_success(state, (), (("x-request-id", "r-t"),), grpc.StatusCode.OK, "")
     assert logged(caplog)[-1] == f"rpc {SESSIONS} status=OK attempt=1 request_id=r-t"
 
 

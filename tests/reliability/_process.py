@@ -13,13 +13,19 @@ KEY = "reliability-key-5a6b7c"
 
 
 class ServerProcess:
-    """``python -m apex_grpc_server`` with the echo engine on 127.0.0.1."""
+    """``python -m apex_grpc_server`` with the echo engine on `host` (127.0.0.1 by default)."""
 
     def __init__(
-        self, data_dir: Path, *extra: str, port: int = 0, log_level: str = "WARNING"
+        self,
+        data_dir: Path,
+        *extra: str,
+        port: int = 0,
+        log_level: str = "WARNING",
+        host: str = "127.0.0.1",
     ) -> None:
         self.data_dir = data_dir
         self.extra = extra
+        self.host = host
         self.port = port
         self.log_level = log_level
         self.log_path = data_dir / "server.log"
@@ -27,7 +33,7 @@ class ServerProcess:
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> ServerProcess:
         port_file = self.data_dir / f"port-{time.monotonic_ns()}"
@@ -39,7 +45,7 @@ class ServerProcess:
                 "--engine",
                 "echo",
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
                 "--port-file",

@@ -14,13 +14,9 @@ from typing import Any, Required, TypedDict
 from apex_grpc import _methods as m
 from apex_grpc._errors import ValidationError
 from apex_grpc._requests import Prepared
-from apex_grpc._requests.validate import flag, integer, number, text, uids
-from apex_grpc._settings.call import (
-    CALL_OPTION_NAMES,
-    STREAM_OPTION_NAMES,
-    CallOptions,
-    StreamOptions,
-)
+from apex_grpc._requests.validate import flag, integer, number, text
+from apex_grpc._requests.validate import uids as check_uids
+from apex_grpc._settings.call import CallOptions, GivenOptions, StreamOptions
 from apex_grpc._settings.checks import NOT_GIVEN
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -99,63 +95,61 @@ class ChatCompletionParams(ChatRequestParams, CallOptions, StreamOptions, total=
     """
 
 
-REQUEST_FIELDS = frozenset(
-    ChatRequestParams.__required_keys__ | ChatRequestParams.__optional_keys__
-)
-
 ChatCall = Prepared[pb.ChatCompletionRequest, Any]
 
 
 def prepare_chat(
     settings: ClientSettings,
-    params: Mapping[str, object],
+    options: GivenOptions,
+    messages: Sequence[MessageParam | pb.ChatMessage],
     *,
     stream: bool,
+    sampling_parameters: SamplingParams | pb.SamplingParameters | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    task: str | None = None,
+    inference_mode: str | None = None,
+    uids: Sequence[int] | None = None,
+    test_time_inference: bool | None = None,
+    mixture: bool | None = None,
+    json_format: bool | None = None,
     sampling_defaults: SamplingParams = CHAT_SAMPLING_DEFAULTS,
-    fixed: Mapping[str, object] | None = None,
     stream_options: bool = True,
 ) -> ChatCall:
-    """Validate `create(...)` keyword arguments and build the call.
+    """Validate the arguments of ``chat.completions.create`` and build the call.
 
-    `fixed` holds field values a caller imposes (deep research's task and
-    inference mode) unless the user passed their own; `stream_options`
-    says whether first_chunk_timeout / idle_timeout are accepted.
+    `options`: the call options given (and, when `stream_options`,
+    first_chunk_timeout / idle_timeout); the request fields are
+    ChatRequestFields, None meaning "the server's default".
     """
     if not isinstance(stream, bool):
         raise ValidationError("stream", f"must be True or False, got {stream!r}")
-    own: dict[str, object] = {}
-    options: dict[str, object] = {}
-    for name, value in params.items():
-        if name in REQUEST_FIELDS:
-            own[name] = value
-        elif name in CALL_OPTION_NAMES or (stream_options and name in STREAM_OPTION_NAMES):
-            options[name] = value
-        else:
-            raise ValidationError(name, "unexpected keyword argument")
     if stream and options.get("call_info") is not None:
         raise ValidationError(
             "call_info",
             "is for unary calls; a stream has initial_metadata() and trailing_metadata()",
         )
-    if "messages" not in own:
-        raise ValidationError("messages", "is required")
     call_settings = settings.for_call(options, stream_options=stream_options)
     request = pb.ChatCompletionRequest(
-        messages=build_messages(own["messages"]),
-        sampling_parameters=build_sampling(own.get("sampling_parameters"), sampling_defaults),
-        seed=_seed(own.get("seed")),
+        messages=build_messages(messages),
+        sampling_parameters=build_sampling(sampling_parameters, sampling_defaults),
+        seed=_seed(seed),
         stream=stream,
     )
-    extras = {k: v for k, v in own.items() if v is not None and k in _PASSTHROUGH}
-    if fixed:
-        extras = {**fixed, **extras}
-    for name, value in extras.items():
-        if name == "uids":
-            request.uids.extend(uids(value))
-        elif name in _FLAGS:
-            setattr(request, name, flag(value, name))
-        else:
-            setattr(request, name, text(value, name))
+    if model is not None:
+        request.model = text(model, "model")
+    if task is not None:
+        request.task = text(task, "task")
+    if inference_mode is not None:
+        request.inference_mode = text(inference_mode, "inference_mode")
+    if uids is not None:
+        request.uids.extend(check_uids(uids))
+    if test_time_inference is not None:
+        request.test_time_inference = flag(test_time_inference, "test_time_inference")
+    if mixture is not None:
+        request.mixture = flag(mixture, "mixture")
+    if json_format is not None:
+        request.json_format = flag(json_format, "json_format")
     # The server's budget: a timeout chosen for the call or on the client, not a default.
     budget = options.get("timeout", settings.timeout)
     if budget is not NOT_GIVEN and budget is not None:
@@ -164,8 +158,6 @@ def prepare_chat(
     return Prepared(method, request, call_settings)
 
 
-_FLAGS = frozenset({"test_time_inference", "mixture", "json_format"})
-_PASSTHROUGH = _FLAGS | {"model", "task", "inference_mode", "uids"}
 _sampling_cache: dict[tuple[tuple[str, object], ...], pb.SamplingParameters] = {}
 
 

@@ -3,40 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from google.protobuf import empty_pb2, struct_pb2
 
 from apex_grpc import _methods as m
 from apex_grpc._errors import ValidationError
-from apex_grpc._requests import Prepared, builds
+from apex_grpc._requests import Prepared
 from apex_grpc._requests import validate as v
-from apex_grpc._settings.call import CallOptions
+from apex_grpc._settings.call import GivenOptions
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 
-@builds(m.GET_CHAT_SESSIONS)
 def list_sessions(
-    settings: ClientSettings, chat_type: str = "", **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, chat_type: str = ""
 ) -> Prepared[pb.GetChatSessionsRequest, pb.GetChatSessionsResponse]:
     """List your chats, optionally only those of one `chat_type` (e.g. "apex")."""
     request = pb.GetChatSessionsRequest(chat_type=v.text(chat_type, "chat_type"))
     return Prepared(m.GET_CHAT_SESSIONS, request, settings.for_call(options))
 
 
-@builds(m.GET_STORED_CHAT_COMPLETIONS)
 def list_completions(
-    settings: ClientSettings, chat_id: str, **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, chat_id: str
 ) -> Prepared[pb.GetStoredChatCompletionsRequest, pb.GetStoredChatCompletionsResponse]:
     """List the stored completions of one of your chats."""
     request = pb.GetStoredChatCompletionsRequest(chat_id=v.required_text(chat_id, "chat_id"))
     return Prepared(m.GET_STORED_CHAT_COMPLETIONS, request, settings.for_call(options))
 
 
-@builds(m.GET_CHAT_COMPLETION)
 def get_completion(
-    settings: ClientSettings, completion_id: str, **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, completion_id: str
 ) -> Prepared[pb.GetChatCompletionRequest, pb.StoredChatCompletion]:
     """Fetch one stored completion by id."""
     request = pb.GetChatCompletionRequest(
@@ -45,12 +42,8 @@ def get_completion(
     return Prepared(m.GET_CHAT_COMPLETION, request, settings.for_call(options))
 
 
-@builds(m.UPDATE_CHAT_ATTRIBUTES)
 def update_chat(
-    settings: ClientSettings,
-    chat_id: str,
-    attributes: Mapping[str, str],
-    **options: Unpack[CallOptions],
+    settings: ClientSettings, options: GivenOptions, chat_id: str, attributes: Mapping[str, str]
 ) -> Prepared[pb.UpdateChatAttributesRequest, pb.UpdateChatAttributesResponse]:
     """Change attributes of a chat (e.g. ``{"title": "..."}``); returns the chat."""
     if not isinstance(attributes, Mapping) or not attributes:
@@ -64,24 +57,22 @@ def update_chat(
     return Prepared(m.UPDATE_CHAT_ATTRIBUTES, request, settings.for_call(options))
 
 
-@builds(m.DELETE_CHATS)
 def delete_chats(
-    settings: ClientSettings, chat_ids: str | Sequence[str], **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, chat_ids: str | Sequence[str]
 ) -> Prepared[pb.DeleteChatsRequest, pb.DeleteChatsResponse]:
     """Delete chats (one id or a list), with their completions."""
     request = pb.DeleteChatsRequest(chat_ids=v.ids(chat_ids, "chat_ids"))
     return Prepared(m.DELETE_CHATS, request, settings.for_call(options))
 
 
-@builds(m.CREATE_CHAT_AND_COMPLETION)
 def create_chat(
     settings: ClientSettings,
+    options: GivenOptions,
     user_prompt: str,
     *,
     chat_type: str = "apex",
     completion_type: str = "basic",
     title: str | None = None,
-    **options: Unpack[CallOptions],
 ) -> Prepared[pb.CreateChatAndCompletionRequest, pb.CreateChatAndCompletionResponse]:
     """Start a chat with its first prompt; returns the chat and its completion."""
     request = pb.CreateChatAndCompletionRequest(
@@ -94,14 +85,13 @@ def create_chat(
     return Prepared(m.CREATE_CHAT_AND_COMPLETION, request, settings.for_call(options))
 
 
-@builds(m.CREATE_COMPLETION)
 def create_completion(
     settings: ClientSettings,
+    options: GivenOptions,
     chat_id: str,
     user_prompt: str,
     *,
     completion_type: str = "basic",
-    **options: Unpack[CallOptions],
 ) -> Prepared[pb.CreateCompletionRequest, pb.CreateCompletionResponse]:
     """Add a prompt (and its completion) to one of your chats."""
     request = pb.CreateCompletionRequest(
@@ -112,18 +102,16 @@ def create_completion(
     return Prepared(m.CREATE_COMPLETION, request, settings.for_call(options))
 
 
-@builds(m.DELETE_COMPLETIONS)
 def delete_completions(
-    settings: ClientSettings, completion_ids: str | Sequence[str], **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, completion_ids: str | Sequence[str]
 ) -> Prepared[pb.DeleteCompletionsRequest, pb.DeleteCompletionsResponse]:
     """Delete stored completions (one id or a list)."""
     request = pb.DeleteCompletionsRequest(completion_ids=v.ids(completion_ids, "completion_ids"))
     return Prepared(m.DELETE_COMPLETIONS, request, settings.for_call(options))
 
 
-@builds(m.SEARCH_CHAT_IDS_BY_PROMPT_AND_COMPLETION_TEXT)
 def search_chats(
-    settings: ClientSettings, search_term: str, **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, search_term: str
 ) -> Prepared[
     pb.SearchChatIdsByPromptAndCompletionTextRequest,
     pb.SearchChatIdsByPromptAndCompletionTextResponse,
@@ -137,15 +125,14 @@ def search_chats(
     )
 
 
-@builds(m.UPDATE_COMPLETION_ATTRIBUTES)
 def update_completion(
     settings: ClientSettings,
+    options: GivenOptions,
     completion_id: str,
     *,
     completion_text: str | None = None,
     user_prompt_text: str | None = None,
     completion_metadata: Mapping[str, Any] | None = None,
-    **options: Unpack[CallOptions],
 ) -> Prepared[pb.UpdateCompletionAttributesRequest, pb.UpdateCompletionAttributesResponse]:
     """Change a stored completion's text, prompt or metadata.
 
@@ -169,10 +156,8 @@ def update_completion(
     return Prepared(m.UPDATE_COMPLETION_ATTRIBUTES, request, settings.for_call(options))
 
 
-@builds(m.GET_COMPLETIONS_WITH_DEEP_RESEARCHER_ENTRY)
 def list_deep_research_completions(
-    settings: ClientSettings,
-    **options: Unpack[CallOptions],
+    settings: ClientSettings, options: GivenOptions
 ) -> Prepared[empty_pb2.Empty, pb.GetCompletionsWithDeepResearcherEntryResponse]:
     """Your stored completions that carry deep-research metadata."""
     return Prepared(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Unpack
 
 from apex_grpc import _methods as m
-from apex_grpc._requests import Prepared, builds
+from apex_grpc._requests import Prepared
 from apex_grpc._requests import validate as v
 from apex_grpc._requests.chat import (
     DEEP_RESEARCH_SAMPLING_DEFAULTS,
@@ -14,48 +14,40 @@ from apex_grpc._requests.chat import (
     MessageParam,
     prepare_chat,
 )
-from apex_grpc._settings.call import CallOptions
+from apex_grpc._settings.call import GivenOptions
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
-DEEP_RESEARCH_FIXED = {
-    "task": "InferenceTask",
-    "inference_mode": "Chain-of-Thought",
-    "mixture": False,
-}
 
-
-class DeepResearchParams(ChatRequestFields, CallOptions, total=False):
-    """Keyword arguments of ``deep_research.submit``: the chat request fields and CallOptions."""
-
-
-@builds(m.SUBMIT_DEEP_RESEARCHER_JOB)
 def submit_deep_research(
     settings: ClientSettings,
+    options: GivenOptions,
     messages: Sequence[MessageParam | pb.ChatMessage],
-    **params: Unpack[DeepResearchParams],
+    **fields: Unpack[ChatRequestFields],
 ) -> Prepared[pb.ChatCompletionRequest, pb.SubmitDeepResearcherJobResponse]:
-    """Start a deep-research job; returns its id and status at once.
-
-    Takes the chat-completion keywords (messages, sampling_parameters, seed,
-    model, uids, ...) with the official SDK's (2.1.0) deep-research defaults: task
-    "InferenceTask", inference_mode "Chain-of-Thought", mixture False,
-    max_new_tokens 8192, do_sample False.
-    """
+    """The request of ``deep_research.submit``: a chat request with the official SDK's (2.1.0)
+    deep-research defaults (task "InferenceTask", inference_mode "Chain-of-Thought",
+    mixture False, max_new_tokens 8192, do_sample False) where the caller gives None."""
+    if fields.get("task") is None:
+        fields["task"] = "InferenceTask"
+    if fields.get("inference_mode") is None:
+        fields["inference_mode"] = "Chain-of-Thought"
+    if fields.get("mixture") is None:
+        fields["mixture"] = False
     chat = prepare_chat(
         settings,
-        {"messages": messages, **params},
+        options,
+        messages,
         stream=True,
         sampling_defaults=DEEP_RESEARCH_SAMPLING_DEFAULTS,
-        fixed=DEEP_RESEARCH_FIXED,
         stream_options=False,
+        **fields,
     )
     return Prepared(m.SUBMIT_DEEP_RESEARCHER_JOB, chat.request, chat.settings)
 
 
-@builds(m.GET_DEEP_RESEARCHER_JOB)
 def get_deep_research(
-    settings: ClientSettings, job_id: str, **options: Unpack[CallOptions]
+    settings: ClientSettings, options: GivenOptions, job_id: str
 ) -> Prepared[pb.GetDeepResearcherJobRequest, pb.GetDeepResearcherJobResponse]:
     """Fetch a deep-research job: its status and the result chunks so far."""
     request = pb.GetDeepResearcherJobRequest(job_id=v.required_text(job_id, "job_id"))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Unpack
 
 from apex_grpc import _methods as m
 from apex_grpc._errors import ValidationError
-from apex_grpc._requests import Prepared, builds
+from apex_grpc._requests import Prepared
 from apex_grpc._requests import validate as v
-from apex_grpc._settings.call import CallOptions
+from apex_grpc._settings.call import GivenOptions
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
@@ -19,9 +18,9 @@ WEB_SEARCH_DEADLINE_MARGIN = 10.0
 """Seconds added to max_response_time for the default deadline of a web search."""
 
 
-@builds(m.WEB_RETRIEVAL)
 def web_search(
     settings: ClientSettings,
+    options: GivenOptions,
     search_query: str,
     *,
     n_results: int | None = None,
@@ -29,19 +28,9 @@ def web_search(
     n_miners: int | None = None,
     uids: Sequence[int] | None = None,
     max_results_per_miner: int | None = None,
-    **options: Unpack[CallOptions],
 ) -> Prepared[pb.WebRetrievalRequest, pb.WebRetrievalResponse]:
-    """Search the web through subnet miners.
-
-    search_query: what to look for (required, non-empty).
-    n_results: how many results to return (default 5);
-        `max_results_per_miner` is the official SDK's (2.1.0) name for it.
-    max_response_time: seconds miners may take (default 30). Unless a timeout
-        is set on the call or the client, the call's deadline is this plus
-        10 seconds.
-    n_miners: how many miners to ask (default 5).
-    uids: specific miner UIDs to ask (default: the validator chooses).
-    """
+    """The request of ``web_search.search`` (its docstring, in tools/resource_table.py,
+    says what each argument means); the deadline defaults to max_response_time + 10 s."""
     if None not in (n_results, max_results_per_miner) and n_results != max_results_per_miner:
         raise ValidationError("max_results_per_miner", "is an alias of n_results; give one of them")
     if n_results is None:

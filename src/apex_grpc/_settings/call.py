@@ -6,25 +6,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import grpc
 
 from apex_grpc._errors import ValidationError, metadata_value
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings import checks
-from apex_grpc._settings.checks import NOT_GIVEN, Metadata, MetadataArg, MetadataValue
-
-if TYPE_CHECKING:
-    from apex_grpc._settings.client import ClientSettings
+from apex_grpc._settings.checks import NOT_GIVEN, Metadata, MetadataArg, MetadataValue, NotGiven
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds a call may take, across retries, when neither it nor its client nor its method says."""
 
 
 def choose_timeout(
-    call: float | None = NOT_GIVEN,
-    client: float | None = NOT_GIVEN,
+    call: float | NotGiven | None = NOT_GIVEN,
+    client: float | NotGiven | None = NOT_GIVEN,
     method_default: float | None = None,
 ) -> float | None:
     """The overall deadline of one call in seconds (None: no deadline).
@@ -34,9 +31,9 @@ def choose_timeout(
     method's own default (web search: max_response_time + 10 s), then
     DEFAULT_TIMEOUT.
     """
-    if call is not NOT_GIVEN:
+    if not isinstance(call, NotGiven):
         return call
-    if client is not NOT_GIVEN:
+    if not isinstance(client, NotGiven):
         return client
     if method_default is not None:
         return method_default
@@ -130,8 +127,46 @@ class StreamOptions(TypedDict, total=False):
     idle_timeout: float | None
 
 
-CALL_OPTION_NAMES = frozenset(CallOptions.__optional_keys__)
-STREAM_OPTION_NAMES = frozenset(StreamOptions.__optional_keys__)
+GivenOptions = Mapping[str, object]
+"""The CallOptions (and StreamOptions) a caller passed, by name: what `resolve` reads."""
+
+
+def call_options(
+    timeout: object,
+    metadata: object,
+    max_retries: object,
+    retry: object,
+    compression: object,
+    wait_for_ready: object,
+    call_info: object,
+    first_chunk_timeout: object = NOT_GIVEN,
+    idle_timeout: object = NOT_GIVEN,
+) -> GivenOptions:
+    """The options a resource method was given (those not NOT_GIVEN), for `resolve`.
+
+    Spelled out, not ``**kwargs``: a method passes all of them on every call, and
+    seven identity tests cost a quarter of a dict comprehension.
+    """
+    given: dict[str, object] = {}
+    if timeout is not NOT_GIVEN:
+        given["timeout"] = timeout
+    if metadata is not NOT_GIVEN:
+        given["metadata"] = metadata
+    if max_retries is not NOT_GIVEN:
+        given["max_retries"] = max_retries
+    if retry is not NOT_GIVEN:
+        given["retry"] = retry
+    if compression is not NOT_GIVEN:
+        given["compression"] = compression
+    if wait_for_ready is not NOT_GIVEN:
+        given["wait_for_ready"] = wait_for_ready
+    if call_info is not NOT_GIVEN:
+        given["call_info"] = call_info
+    if first_chunk_timeout is not NOT_GIVEN:
+        given["first_chunk_timeout"] = first_chunk_timeout
+    if idle_timeout is not NOT_GIVEN:
+        given["idle_timeout"] = idle_timeout
+    return given
 
 
 class RedactedMetadata(tuple[tuple[str, MetadataValue], ...]):
@@ -174,46 +209,35 @@ class CallSettings(NamedTuple):
         }
 
 
-def defaults_for(settings: ClientSettings) -> CallSettings:
-    """How a call of this client runs when it passes no options."""
-    return CallSettings(
-        timeout=choose_timeout(client=settings.timeout),
-        metadata=RedactedMetadata(settings.identity_metadata() + settings.metadata),
-        retry=settings.retry_policy,
-        compression=grpc.Compression.Gzip if settings.compression else None,
-        wait_for_ready=settings.wait_for_ready or None,
-        first_chunk_timeout=settings.stream_first_chunk_timeout,
-        idle_timeout=settings.stream_idle_timeout,
-    )
-
-
-def _joined(settings: ClientSettings, extra: Metadata) -> RedactedMetadata:
-    """The client's metadata and a call's, remembered per client (calls often pass a constant).
-
-    Kept on the client's settings, not globally: the joined tuples hold its API key.
-    """
-    remembered = settings._joined_metadata
+def _joined(
+    remembered: dict[Metadata, RedactedMetadata], base: RedactedMetadata, extra: Metadata
+) -> RedactedMetadata:
+    """The client's metadata and a call's, remembered in `remembered` (calls often pass a
+    constant). The caller keeps it per client, not globally: the joined tuples hold its key."""
     joined = remembered.get(extra)
     if joined is None:
         if len(remembered) >= 256:
             remembered.clear()
-        joined = remembered[extra] = settings.call_defaults.metadata + extra
+        joined = remembered[extra] = base + extra
     return joined
 
 
 def resolve(
-    settings: ClientSettings,
-    options: Mapping[str, object],
+    base: CallSettings,
+    client_timeout: float | NotGiven | None,
+    joined: dict[Metadata, RedactedMetadata],
+    options: GivenOptions,
     method_default: float | None,
     stream_options: bool,
 ) -> CallSettings:
-    """Check a call's options and apply them over the client's defaults.
+    """Check a call's options and apply them over the client's defaults (`base`).
 
     Only the options given are looked at (a call usually passes one or two).
+    `client_timeout`: the client's own ``timeout=`` (see `choose_timeout`);
+    `joined`: the client's memory of metadata joined to its own;
     `stream_options`: whether the method takes StreamOptions too (chat completions).
     """
-    base = settings.call_defaults
-    call_timeout: float | None = NOT_GIVEN
+    call_timeout: float | NotGiven | None = NOT_GIVEN
     metadata, retry, compression = base.metadata, base.retry, base.compression
     wait_for_ready, call_info = base.wait_for_ready, None
     first_chunk, idle = base.first_chunk_timeout, base.idle_timeout
@@ -222,7 +246,7 @@ def resolve(
         if name == "metadata":
             extra = checks.metadata(value, name)  # type: ignore[arg-type]
             if extra:
-                metadata = _joined(settings, extra)
+                metadata = _joined(joined, base.metadata, extra)
         elif name == "timeout":
             call_timeout = checks.timeout(value, name)
         elif name == "retry":
@@ -252,7 +276,7 @@ def resolve(
     if max_retries is not None:
         retry = retry.with_max_retries(max_retries)
     return CallSettings(
-        timeout=choose_timeout(call_timeout, settings.timeout, method_default),
+        timeout=choose_timeout(call_timeout, client_timeout, method_default),
         metadata=metadata,
         retry=retry,
         compression=compression,

@@ -36,7 +36,7 @@ class NotGiven:
         return "NOT_GIVEN"
 
 
-NOT_GIVEN: Final[Any] = NotGiven()
+NOT_GIVEN: Final[NotGiven] = NotGiven()
 """Marks an argument the caller did not pass, so that None can mean "no timeout"."""
 
 

@@ -15,7 +15,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
+
+import grpc
 
 from apex_grpc._errors import (
     ConfigurationError,
@@ -25,13 +27,11 @@ from apex_grpc._errors import (
 )
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings import checks
+from apex_grpc._settings.call import CallSettings, RedactedMetadata, choose_timeout, resolve
 from apex_grpc._settings.checks import NOT_GIVEN, Metadata, NotGiven
 from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._settings.target import is_loopback_target, normalize_target
 from apex_grpc._version import __version__
-
-if TYPE_CHECKING:
-    from apex_grpc._settings.call import CallSettings, RedactedMetadata
 
 DEFAULT_BASE_URL = "constellation.api.cloud.macrocosmos.ai"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -63,16 +63,44 @@ ROUND_ROBIN_SERVICE_CONFIG = json.dumps(
 NOT_SERVING gets no new calls; one without a health service counts as healthy."""
 
 
-Check = Callable[[Any, str], Any]
+T = TypeVar("T")
+Check = Callable[[Any, str], T]
 
 
-def option(default: Any, doc: str, check: Check | None = None, *, connection: bool = False) -> Any:
+def option(
+    default: T,
+    doc: str,
+    check: Check[T] | None = None,
+    *,
+    connection: bool = False,
+    accepts: str = "",
+) -> T:
     """Declare one client option: its default, its documentation and its check.
 
-    `connection` options shape the channel, so `with_options` cannot change
-    them (a derived client shares its parent's connections).
+    The field's declared type must hold the default and what the check
+    returns (mypy holds it to that). `connection` options shape the channel,
+    so `with_options` cannot change them (a derived client shares its
+    parent's connections). `accepts`: what the constructor's keyword takes,
+    when it is more than the field's type (the check converts it).
+    tools/codegen.py writes the clients' constructor from these declarations.
     """
-    return field(default=default, metadata={"doc": doc, "check": check, "connection": connection})
+    return field(default=default, metadata=_spec(doc, check, connection))
+
+
+def required(doc: str, check: Check[T], *, connection: bool = False, accepts: str = "") -> T:
+    """Declare an option `ClientSettings.create` always fills (from the environment
+    or a derived default), so the settings never hold a placeholder for it; the
+    constructor's keyword defaults to None."""
+    return field(metadata=_spec(doc, check, connection))  # type: ignore[no-any-return]
+
+
+def unset(doc: str, check: Check[T]) -> T:
+    """Declare an option that stays NOT_GIVEN unless given (then each call decides)."""
+    return field(default=NOT_GIVEN, metadata=_spec(doc, check, False))  # type: ignore[return-value]
+
+
+def _spec(doc: str, check: Check[Any] | None, connection: bool) -> dict[str, Any]:
+    return {"doc": doc, "check": check, "connection": connection}
 
 
 def _api_key(value: object, argument: str) -> Secret:
@@ -151,14 +179,13 @@ class ClientSettings:
     fixed for the client's life).
     """
 
-    api_key: Secret = option(
-        None,
+    api_key: Secret = required(
         "your Apex API key; default: $APEX_API_KEY, then $MACROCOSMOS_API_KEY "
         "(a missing key raises MissingAPIKeyError).",
         _api_key,
+        accepts="str | Secret | None",
     )
-    base_url: str = option(
-        None,
+    base_url: str = required(
         "``host``, ``host:port``, ``http(s)://host[:port]`` or any gRPC target "
         "(``dns:///host:port``, ``ipv4:a:p,b:p``, ``unix:/path``); default: "
         "$MACROCOSMOS_BASE_URL, then Apex's former endpoint, kept for compatibility: it may "
@@ -166,20 +193,21 @@ class ClientSettings:
         "with ``apex-grpc serve``). A bare host gets port 443.",
         checks.instance_of(str, "a string"),
         connection=True,
+        accepts="str | None",
     )
-    secure: bool = option(
-        None,
+    secure: bool = required(
         "TLS or plaintext; default: plaintext for ``http://`` URLs, else "
         "$MACROCOSMOS_USE_HTTPS (unset: TLS).",
         checks.boolean,
         connection=True,
+        accepts="bool | None",
     )
-    allow_insecure_key: bool = option(
-        None,
+    allow_insecure_key: bool = required(
         "allow sending the key in plaintext to a host that is not loopback; "
         "default: $APEX_GRPC_ALLOW_INSECURE_KEY=1, else refused.",
         checks.boolean,
         connection=True,
+        accepts="bool | None",
     )
     tls: TLSConfig | None = option(
         None,
@@ -188,13 +216,14 @@ class ClientSettings:
         connection=True,
     )
     keepalive: KeepAliveConfig = option(
-        None,
+        KeepAliveConfig(),
         "HTTP/2 keepalive pings (KeepAliveConfig; default: 30 s).",
         _keepalive,
         connection=True,
+        accepts="KeepAliveConfig | None",
     )
     max_message_bytes: int = option(
-        None,
+        DEFAULT_MAX_MESSAGE_BYTES,
         "largest message sent or received (default 64 MiB).",
         _max_message_bytes,
         connection=True,
@@ -207,13 +236,18 @@ class ClientSettings:
         connection=True,
     )
     channel_options: tuple[tuple[str, str | int], ...] = option(
-        (), "raw grpc channel arguments, applied last.", _channel_options, connection=True
+        (),
+        "raw grpc channel arguments, applied last.",
+        _channel_options,
+        connection=True,
+        accepts="Sequence[tuple[str, str | int]]",
     )
     interceptors: tuple[Any, ...] = option(
         (),
         "grpc client interceptors (grpc.aio ones for AsyncApexClient).",
         _sequence,
         connection=True,
+        accepts="Sequence[SyncInterceptor | grpc.aio.ClientInterceptor]",
     )
     single_threaded_streams: bool = option(
         True,
@@ -243,8 +277,7 @@ class ClientSettings:
         connection=True,
     )
     app_name: str = option(DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", _app_name)
-    timeout: float | None = option(
-        NOT_GIVEN,
+    timeout: float | NotGiven | None = unset(
         "overall deadline of a call in seconds, across its retries (None: no deadline); "
         "default 600, or the method's own (web search: max_response_time + 10).",
         _optional_timeout,
@@ -254,13 +287,15 @@ class ClientSettings:
         "when and how failed calls are retried (RetryPolicy; default: 2 retries of "
         "UNAVAILABLE, backoff 0.5 s doubling to 8 s, 25 % jitter).",
         checks.instance_of(RetryPolicy, "a RetryPolicy"),
+        accepts="RetryPolicy | None",
     )
-    max_retries: int = option(
-        NOT_GIVEN,
+    max_retries: int | NotGiven = unset(
         "retry count; when given, it overrides the count in `retry`.",
         _optional_max_retries,
     )
-    metadata: Metadata = option(None, "extra request metadata for every call.", checks.metadata)
+    metadata: Metadata = option(
+        (), "extra request metadata for every call.", checks.metadata, accepts="MetadataArg"
+    )
     compression: bool = option(False, "gzip-compress requests.", checks.boolean)
     wait_for_ready: bool = option(
         False, "queue calls while the channel connects instead of failing fast.", checks.boolean
@@ -338,16 +373,22 @@ class ClientSettings:
     @property
     def retry_policy(self) -> RetryPolicy:
         """`retry`, with `max_retries` applied when it was given."""
-        if self.max_retries is NOT_GIVEN:
+        if isinstance(self.max_retries, NotGiven):
             return self.retry
         return self.retry.with_max_retries(self.max_retries)
 
     @cached_property
     def call_defaults(self) -> CallSettings:
         """How a call runs when it passes no options of its own."""
-        from apex_grpc._settings.call import defaults_for
-
-        return defaults_for(self)
+        return CallSettings(
+            timeout=choose_timeout(client=self.timeout),
+            metadata=RedactedMetadata(self.identity_metadata() + self.metadata),
+            retry=self.retry_policy,
+            compression=grpc.Compression.Gzip if self.compression else None,
+            wait_for_ready=self.wait_for_ready or None,
+            first_chunk_timeout=self.stream_first_chunk_timeout,
+            idle_timeout=self.stream_idle_timeout,
+        )
 
     @cached_property
     def _joined_metadata(self) -> dict[Metadata, RedactedMetadata]:
@@ -368,9 +409,14 @@ class ClientSettings:
         """
         if not options and method_default is None:
             return self.call_defaults
-        from apex_grpc._settings.call import resolve
-
-        return resolve(self, options, method_default, stream_options)
+        return resolve(
+            self.call_defaults,
+            self.timeout,
+            self._joined_metadata,
+            options,
+            method_default,
+            stream_options,
+        )
 
     def identity_metadata(self) -> Metadata:
         """Auth and client identification, sent on every call (as the official SDK does)."""
@@ -415,20 +461,6 @@ OPTION_NAMES = frozenset(spec.name for spec in dataclasses.fields(ClientSettings
 CONNECTION_OPTIONS = frozenset(
     spec.name for spec in dataclasses.fields(ClientSettings) if spec.metadata.get("connection")
 )
-
-
-def options_documentation() -> str:
-    """One line per option, from the field declarations (for the constructor's docstring)."""
-    lines = []
-    for spec in dataclasses.fields(ClientSettings):
-        if spec.init:
-            lines.append(f"{spec.name}: {spec.metadata['doc']}")
-    return "\n".join(lines)
-
-
-def option_defaults() -> dict[str, Any]:
-    """Each option's default, as its field declares it."""
-    return {spec.name: spec.default for spec in dataclasses.fields(ClientSettings) if spec.init}
 
 
 def _key_from(value: object, environ: Mapping[str, str]) -> object:

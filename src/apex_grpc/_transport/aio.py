@@ -22,12 +22,17 @@ import grpc.aio
 from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import Req, Resp
 from apex_grpc._requests import Prepared
-from apex_grpc._retry import UnaryAttempts
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.aio import AsyncChatCompletionStream
 from apex_grpc._streaming.state import StreamState
-from apex_grpc._transport.channels import check_fork_support, make_callables, open_aio_channel
+from apex_grpc._transport.channels import (
+    check_fork_support,
+    closed_during_call,
+    make_callables,
+    open_aio_channel,
+)
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
+from apex_grpc._unary import UnaryAttempts, record_success, settle, watched
 
 
 class _LoopPool(ConnectionPool[grpc.aio.Channel]):
@@ -105,6 +110,7 @@ class AsyncTransport:
             self._last = pool
         return pool
 
+    @property
     def channel(self) -> grpc.aio.Channel:
         """The running loop's first connection's channel."""
         return self.pool().primary.channel
@@ -112,8 +118,9 @@ class AsyncTransport:
     async def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
         """Run a unary call; retries and the overall deadline follow its settings."""
         pool = self.pool()
-        method, request = prepared.method, prepared.request
-        state = UnaryAttempts(prepared)
+        method, request, call = prepared
+        state = UnaryAttempts(method.path, call)
+        detailed = watched(call)
         while True:
             connection, ticket = pool.acquire()
             rpc = connection.callables[method](request, **state.attempt())
@@ -121,7 +128,9 @@ class AsyncTransport:
                 response = await rpc
             except grpc.RpcError as error:
                 pool.release(connection, ticket)
-                delay = state.failed(error)
+                if self._closed:
+                    raise closed_during_call() from error
+                delay = settle(state, error, detailed)
                 if state.refused:
                     pool.refused(connection, ticket)
                 await asyncio.sleep(delay)
@@ -129,10 +138,15 @@ class AsyncTransport:
             except asyncio.CancelledError:
                 pool.release(connection, ticket)
                 rpc.cancel()
+                if self._closed and not _cancelling():  # close() cancelled the call, not us
+                    raise closed_during_call() from None
                 raise
             pool.release(connection, ticket)
-            if state.detailed:
-                state.succeeded(
+            if response is None:  # grpc.aio's answer to a response it could not parse
+                raise state.undecodable()
+            if detailed:
+                record_success(
+                    state,
                     await rpc.initial_metadata(),
                     await rpc.trailing_metadata(),
                     await rpc.code(),
@@ -170,3 +184,9 @@ class AsyncTransport:
                     loop.call_soon_threadsafe(pool.stop_timer)
                     for channel in channels:
                         asyncio.run_coroutine_threadsafe(channel.close(), loop)
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (rather than only its grpc call)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

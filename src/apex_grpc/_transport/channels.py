@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 import grpc.experimental  # not imported by `import grpc`
 
-from apex_grpc._errors import ForkError
+from apex_grpc._errors import ClientClosedError, ForkError
 from apex_grpc._methods import ALL_METHODS, Method
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._settings.configs import TLSConfig
@@ -116,3 +116,9 @@ def open_aio_channel(settings: ClientSettings, index: int = 0) -> grpc.aio.Chann
             settings.target, creds, options=options, interceptors=interceptors
         )
     return grpc.aio.insecure_channel(settings.target, options=options, interceptors=interceptors)
+
+
+def closed_during_call() -> ClientClosedError:
+    """The error of a call cut short by `close()` (grpc reports it as CANCELLED, a
+    ValueError or, on grpc.aio, a cancelled await), the same on both transports."""
+    return ClientClosedError("the client was closed during the call")

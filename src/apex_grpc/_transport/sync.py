@@ -12,32 +12,28 @@ import grpc
 from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import Req, Resp
 from apex_grpc._requests import Prepared
-from apex_grpc._retry import UnaryAttempts
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.state import StreamState
 from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._streaming.watchdog import Watchdog
-from apex_grpc._transport.channels import check_fork_support, make_callables, open_sync_channel
+from apex_grpc._transport.channels import (
+    check_fork_support,
+    closed_during_call,
+    make_callables,
+    open_sync_channel,
+)
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
+from apex_grpc._unary import UnaryAttempts, record_success, settle, watched
 
 
-class SyncTransport:
-    """Owns the client's connections (opened once; again only in a forked child)."""
+class _ProcessPool(ConnectionPool[grpc.Channel]):
+    """The connections of one process; idle extra ones are closed by the watchdog thread."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, watchdog: Watchdog) -> None:
+        self.pid = os.getpid()
         self._settings = settings
-        self._lock = threading.Lock()
-        self._closed = False
-        self.watchdog = Watchdog()
-        self._pool: ConnectionPool[grpc.Channel]
-        self._pid = -1
-        self._open()
-
-    def _open(self) -> None:
-        # After a fork the parent's channels are unusable in the child; they are
-        # left untouched (closing them could disturb the parent) and replaced.
-        settings = self._settings
-        self._pool = ConnectionPool(
+        self._watchdog = watchdog
+        super().__init__(
             self._connect,
             _close_channel,
             self._sweep_at,
@@ -45,29 +41,44 @@ class SyncTransport:
             stream_limit=settings.max_streams_per_connection,
             idle_timeout=settings.connection_idle_timeout,
         )
-        self._pid = os.getpid()
 
     def _connect(self, index: int) -> tuple[grpc.Channel, dict[Any, Any]]:
         channel = open_sync_channel(self._settings, index)
         return channel, make_callables(channel)
 
     def _sweep_at(self, when: float) -> None:
-        self.watchdog.watch(self, when)
+        self._watchdog.watch(self, when)
 
     def _watchdog_check(self, now: float) -> float | None:
-        """Called by the watchdog: close idle extra connections, say when to look again."""
-        return None if self._closed else self._pool.sweep()
+        """Called by the watchdog: close idle extra connections, say when to look again
+        (never, once the pool is closed: it has no connections left to watch)."""
+        return self.sweep()
 
-    def pool(self) -> ConnectionPool[grpc.Channel]:
+
+class SyncTransport:
+    """Owns the client's connections (a pool per process: opened again in a forked child)."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._closed = False
+        self.watchdog = Watchdog()
+        self._pool = _ProcessPool(settings, self.watchdog)
+
+    def pool(self) -> _ProcessPool:
         """The connections calls go on (checks for a fork and for a closed client)."""
-        if self._pid != os.getpid():
-            check_fork_support()
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._open()
         if self._closed:
             raise ClientClosedError("the client is closed")
-        return self._pool
+        pool = self._pool
+        if pool.pid != os.getpid():
+            # After a fork the parent's channels are unusable in the child; they are
+            # left untouched (closing them could disturb the parent) and replaced.
+            check_fork_support()
+            with self._lock:
+                if self._pool.pid != os.getpid():
+                    self._pool = _ProcessPool(self._settings, self.watchdog)
+                pool = self._pool
+        return pool
 
     @property
     def channel(self) -> grpc.Channel:
@@ -77,24 +88,31 @@ class SyncTransport:
     def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
         """Run a unary call; retries and the overall deadline follow its settings."""
         pool = self.pool()
-        method, request = prepared.method, prepared.request
-        state = UnaryAttempts(prepared)
+        method, request, call = prepared
+        state = UnaryAttempts(method.path, call)
+        detailed = watched(call)
         while True:
             connection, ticket = pool.acquire()
             try:
                 invoke = connection.callables[method]
-                if not state.detailed:
+                if not detailed:
                     return invoke(request, **state.attempt())  # type: ignore[no-any-return]
                 response, rpc = invoke.with_call(request, **state.attempt())
-                state.succeeded(
-                    rpc.initial_metadata(), rpc.trailing_metadata(), rpc.code(), rpc.details()
+                record_success(
+                    state,
+                    rpc.initial_metadata(),
+                    rpc.trailing_metadata(),
+                    rpc.code(),
+                    rpc.details(),
                 )
                 return response  # type: ignore[no-any-return]
             except grpc.RpcError as error:
-                delay = state.failed(error)
-            except ValueError as error:
                 if self._closed:
-                    raise ClientClosedError("the client was closed during the call") from error
+                    raise closed_during_call() from error
+                delay = settle(state, error, detailed)
+            except ValueError as error:  # grpcio: "Cannot invoke RPC: Channel closed!"
+                if self._closed:
+                    raise closed_during_call() from error
                 raise
             finally:
                 pool.release(connection, ticket)
@@ -114,7 +132,7 @@ class SyncTransport:
                 return
             self._closed = True
         self.watchdog.stop()
-        if self._pid == os.getpid():
+        if self._pool.pid == os.getpid():
             for channel in self._pool.close():
                 channel.close()
 

@@ -28,8 +28,7 @@ from apex_grpc.testing._outcomes import (
     search_results,
     stream,
 )
-from apex_grpc.testing._recording import RecordedCall, RecordedMetadata
-from apex_grpc.testing._routes import Route
+from apex_grpc.testing._routes import RecordedCall, RecordedMetadata, Route
 
 __all__ = [
     "TEST_API_KEY",

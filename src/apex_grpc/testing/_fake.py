@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from apex_grpc._client import ApexClient
 from apex_grpc.testing._outcomes import ScriptError, method_named, research_polls
-from apex_grpc.testing._recording import RecordedCall
-from apex_grpc.testing._routes import Predicate, Route, Router
+from apex_grpc.testing._routes import Predicate, RecordedCall, Route, Router
 from apex_grpc.testing._server import FakeServer
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 

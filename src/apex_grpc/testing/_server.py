@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from apex_grpc import _methods
 from apex_grpc.testing._outcomes import Fail, Outcome, Reply, ScriptError, Stream
-from apex_grpc.testing._recording import RecordedCall, fields_of
+from apex_grpc.testing._routes import RecordedCall, fields_of
 
 START_TIMEOUT_S = 10.0
 Context = grpc.aio.ServicerContext[Any, Any]
