@@ -243,7 +243,8 @@ class ApexServer:
             await asyncio.to_thread(self._index.close)
             self._index = None
         if self._metrics is not None:
-            self._metrics.close()
+            # Off the loop: the HTTP server's shutdown waits for its poll (up to 0.5 s).
+            await asyncio.to_thread(self._metrics.close)
             self._metrics = None
         if self._lock is not None:
             self._lock.release()
