@@ -15,14 +15,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _burst, _first_chunk, _fleet, _per_call, _process_metrics, _scenarios, _storage
+from . import (
+    _burst,
+    _first_chunk,
+    _fleet,
+    _hostile,
+    _per_call,
+    _process_metrics,
+    _scenarios,
+    _storage,
+)
 from ._common import expected_text
 from ._report import Row, machine, ratio_row, render, value_row
 from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "tls", "fleet", "storage", "model")
+SECTIONS = ("client", "bursts", "cpu", "tls", "fleet", "storage", "hostile", "model")
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -149,6 +158,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "hostile" in args.only:
+        rows += _hostile.measure(args.quick)
     if "storage" in args.only:
         rows += _storage.measure(args.storage_rounds, args.storage_calls)
     if args.model:
