@@ -22,6 +22,7 @@ import grpc
 
 from apex_grpc._errors import APIError, InternalServerError, metadata_value
 from apex_grpc._logging import log_attempt, logger
+from apex_grpc._observe import CallObservation
 from apex_grpc._retry import Attempts, final_error
 from apex_grpc._settings.call import CallSettings
 
@@ -29,7 +30,7 @@ from apex_grpc._settings.call import CallSettings
 class UnaryAttempts:
     """The decisions of one unary call, across its attempts."""
 
-    __slots__ = ("attempts", "call", "clock", "method", "started")
+    __slots__ = ("attempts", "call", "clock", "method", "observation", "started")
 
     def __init__(
         self,
@@ -38,8 +39,11 @@ class UnaryAttempts:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        observation: CallObservation | None = None,
     ) -> None:
         self.method = method
+        self.observation = observation
+        """Who follows the call for tracing (`apex_grpc._observe`); None: nobody."""
         self.call = call
         self.clock = clock
         self.attempts = Attempts(call.retry, call.timeout, clock=clock, rng=rng)
@@ -107,10 +111,14 @@ def settle(state: UnaryAttempts, error: grpc.RpcError, is_watched: bool) -> floa
     """
     outcome = state.failed(error)
     retrying = not isinstance(outcome, APIError)
-    if is_watched:
+    observation = state.observation
+    if is_watched or (retrying and observation is not None):
         status = "REFUSED_STREAM" if state.refused else error.code().name
         number = state.attempts.number - retrying
-        _log(state, status, number, metadata_value(error.trailing_metadata() or ()))
+        if is_watched:
+            _log(state, status, number, metadata_value(error.trailing_metadata() or ()))
+        if observation is not None and not isinstance(outcome, APIError):
+            observation.retried(number, status, outcome)
     if not isinstance(outcome, APIError):
         return outcome
     info = state.call.call_info
