@@ -33,7 +33,12 @@ async def test_unary_chat_is_one_client_span_named_chat_model(
             messages=MESSAGES,
             model="echo",
             seed=7,
-            sampling_parameters={"temperature": 0.5, "top_p": 0.9, "top_k": 40, "max_new_tokens": 64},
+            sampling_parameters={
+                "temperature": 0.5,
+                "top_p": 0.9,
+                "top_k": 40,
+                "max_new_tokens": 64,
+            },
         )
     )
     span = telemetry.span()
@@ -63,7 +68,10 @@ async def test_unary_chat_is_one_client_span_named_chat_model(
     assert duration.count == 1
     assert duration.attributes["gen_ai.operation.name"] == "chat"
     assert duration.attributes["gen_ai.response.model"] == response.model
-    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in telemetry.points("gen_ai.client.token.usage")}
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p.sum
+        for p in telemetry.points("gen_ai.client.token.usage")
+    }
     assert tokens == {
         "input": response.usage.prompt_tokens,
         "output": response.usage.completion_tokens,
