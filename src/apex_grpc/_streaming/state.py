@@ -67,11 +67,8 @@ class StreamState:
         self.accumulator = ChatCompletionAccumulator()
         self.observation = observation
         """Who follows the stream for tracing (`apex_grpc._observe`); None: nobody."""
-        self.add = (
-            self.accumulator.add
-            if observation is None
-            else observation.wrap_add(self.accumulator.add)
-        )
+        add = self.accumulator.add
+        self.add = add if observation is None else observation.wrap_add(add)
         """What the stream adds each chunk with (observed only when someone observes)."""
         self.attempts = Attempts(settings.retry, settings.timeout)
         self.first_chunk_timeout = settings.first_chunk_timeout
