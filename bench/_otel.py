@@ -12,21 +12,14 @@ from __future__ import annotations
 import statistics
 import timeit
 
-from ._per_call import run_rounds
+from ._per_call import loopback_probe, run_rounds
 from ._report import Row, ratio_row
 
 
 def measure(target: str, expected: str, rounds: int, duration: float) -> list[Row]:
     """The two rows: installed-not-instrumented against without, and instrumented (report)."""
-    base = {
-        "target": target,
-        "tls": False,
-        "expected": expected,
-        "duration": duration,
-        "warmup": min(0.5, duration / 2),
-    }
     sides = ["ours_without_otel", "ours", "ours_instrumented"]
-    probes = run_rounds(sides, rounds, base)
+    probes = run_rounds(sides, rounds, loopback_probe(target, expected, duration))
     cpu = {side: [s.cpu_us_per_call for s in samples] for side, samples in probes.samples.items()}
     off = ratio_row(
         "client CPU per call, otel extra installed but not instrumented",

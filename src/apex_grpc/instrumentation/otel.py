@@ -50,7 +50,24 @@ _CAPTURE_VALUES = frozenset({"true", "span_only", "span_and_event"})
 # The conventions' advised bucket boundaries.
 _SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 _CHUNK_SECONDS = [0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5]
-_TOKENS = [4**i for i in range(14)]
+_TOKENS = [4.0**i for i in range(14)]
+_HISTOGRAMS = (
+    ("gen_ai.client.operation.duration", "s", "GenAI operation duration.", _SECONDS),
+    (
+        "gen_ai.client.operation.time_to_first_chunk",
+        "s",
+        "Time to receive the first chunk of a streamed response.",
+        _SECONDS,
+    ),
+    (
+        "gen_ai.client.operation.time_per_output_chunk",
+        "s",
+        "Time between consecutive chunks of a streamed response.",
+        _CHUNK_SECONDS,
+    ),
+    ("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", _TOKENS),
+)
+"""The client metrics of the conventions: name, unit, description, advised buckets."""
 
 
 class ApexGrpcInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -74,29 +91,11 @@ class _Observer:
 
     def __init__(self, tracer: Tracer, meter: Meter) -> None:
         self.tracer = tracer
-        self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        self.first_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk",
-            unit="s",
-            description="Time to receive the first chunk of a streamed response.",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        self.per_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_per_output_chunk",
-            unit="s",
-            description="Time between consecutive chunks of a streamed response.",
-            explicit_bucket_boundaries_advisory=_CHUNK_SECONDS,
-        )
-        self.tokens = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=_TOKENS,
+        self.duration, self.first_chunk, self.per_chunk, self.tokens = (
+            meter.create_histogram(
+                name, unit=unit, description=text, explicit_bucket_boundaries_advisory=buckets
+            )
+            for name, unit, text, buckets in _HISTOGRAMS
         )
 
     def unary(self, prepared: Prepared[Any, Any], settings: ClientSettings) -> _Call:
