@@ -15,14 +15,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _burst, _first_chunk, _fleet, _otel, _per_call, _process_metrics, _scenarios
+from . import (
+    _burst,
+    _first_chunk,
+    _fleet,
+    _otel,
+    _per_call,
+    _process_metrics,
+    _scenarios,
+    _storage,
+)
 from ._common import expected_text
 from ._report import Row, machine, ratio_row, render, value_row
 from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "model")
+SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "model")
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -158,6 +167,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "storage" in args.only:
+        rows += _storage.measure(args.storage_rounds, args.storage_calls)
     if args.model:
         from ._model import model_tokens_per_second
 
@@ -205,6 +216,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.burst_rounds = 1 if quick else 3
     args.cpu_rounds, args.cpu_seconds = (1, 0.3) if quick else (args.rounds, 2.0)
     args.tls_rounds, args.tls_seconds = (1, 0.3) if quick else (3, 3.0)
+    args.storage_rounds, args.storage_calls = (1, 30) if quick else (5, 200)
     return args
 
 

@@ -24,6 +24,7 @@ config = ServerConfig(
     data_dir=pathlib.Path(tempfile.mkdtemp(prefix="apex-bench-")),
     echo_chunks=int(sys.argv[3]), echo_chunk_size=int(sys.argv[4]),
     tls_cert=sys.argv[5] or None, tls_key=sys.argv[6] or None, drain_delay_s=0.0,
+    database_url=sys.argv[7] or None,
 )
 with run_server(config) as server:
     print(server.port, flush=True)
@@ -33,14 +34,22 @@ with run_server(config) as server:
 
 @contextmanager
 def echo_server(
-    chunks: int, chunk_size: int, engine: str = "echo", tls: tuple[str, str] | None = None
+    chunks: int,
+    chunk_size: int,
+    engine: str = "echo",
+    tls: tuple[str, str] | None = None,
+    database_url: str | None = None,
 ) -> Iterator[str]:
     """Start a server process; yields its target; stops it on exit.
 
-    `tls` is (certificate chain PEM path, private key PEM path) to serve TLS.
+    `tls` is (certificate chain PEM path, private key PEM path) to serve TLS;
+    `database_url` stores chats in that database (None: SQLite in a fresh data dir).
     """
     cert, key = tls or ("", "")
-    argv = ["-c", _LAUNCHER, engine, BENCH_KEY, str(chunks), str(chunk_size), cert, key]
+    argv = [
+        "-c", _LAUNCHER, engine, BENCH_KEY, str(chunks), str(chunk_size), cert, key,
+        database_url or "",
+    ]  # fmt: skip
     with server_process(argv) as (_, port):
         yield f"127.0.0.1:{port}"
 

@@ -7,6 +7,8 @@ fixtures run without the server extra.
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,3 +107,43 @@ def start_server(
     yield start
     for server in reversed(servers):
         server.stop(grace=0)
+
+
+def _postgres_missing() -> str | None:
+    """Why a real PostgreSQL cannot run here, or None when it can."""
+    from apex_grpc_server._local_postgres import INSTALL_HINT, find_bin_dir
+
+    if find_bin_dir() is None:
+        return f"PostgreSQL is not installed (initdb/pg_ctl not found): {INSTALL_HINT}"
+    if (
+        importlib.util.find_spec("psycopg") is None
+        or importlib.util.find_spec("psycopg_pool") is None
+    ):
+        return "psycopg is not installed: pip install 'apex-grpc[postgres]'"
+    return None
+
+
+@pytest.fixture(scope="session")
+def local_postgres() -> Iterator[Any]:
+    """One throwaway PostgreSQL for the session (``LocalPostgres``); skips where absent.
+
+    On CI (``CI=true``) a missing PostgreSQL fails the tests instead: they must run there.
+    """
+    from apex_grpc_server._local_postgres import LocalPostgres
+
+    reason = _postgres_missing()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    with LocalPostgres(durable=False) as server:
+        yield server
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(local_postgres: Any) -> str:
+    """The URL of a fresh, empty database of its own on the session's PostgreSQL."""
+    return str(local_postgres.create_database(f"apex_test_{next(_databases)}"))

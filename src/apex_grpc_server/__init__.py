@@ -10,8 +10,9 @@ Chat engines: ``local`` (llama.cpp in-process, SmolLM2-135M-Instruct by
 default), ``openai`` (any OpenAI-compatible upstream) and ``echo`` (the
 prompt repeated, ``echo_chunks`` deltas of ``echo_chunk_size`` characters;
 usage counts characters). Web retrieval searches a SQLite FTS5 index;
-chats, completions and deep-research jobs live in SQLite; both files are in
-``data_dir`` (``index.sqlite3``, ``apex.sqlite3``).
+chats, completions and deep-research jobs live in SQLite (both files are in
+``data_dir``: ``index.sqlite3``, ``apex.sqlite3``) or, for a fleet of
+replicas, in PostgreSQL (``database_url``).
 
 Load: an engine that runs a limited number of completions at once (the local
 model: one; the echo engine with ``echo_concurrency``) has a first-come,

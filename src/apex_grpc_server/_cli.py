@@ -21,6 +21,7 @@ from apex_grpc_server._config import (
     DEFAULT_QUEUE_SIZE,
     default_data_dir,
 )
+from apex_grpc_server._database import DATABASE_URL_ENV
 
 if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
@@ -160,7 +161,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     data = parser.add_argument_group("data and limits")
-    _add_data_dir(data, "chats, jobs and the search index (SQLite files) live here")
+    _add_data_dir(data, "the search index and, by default, chats and jobs (SQLite) live here")
+    data.add_argument(
+        "--database",
+        metavar="URL",
+        default=_env(DATABASE_URL_ENV),
+        help="where chats, completions and jobs live: postgresql://user:pw@host/db for a fleet"
+        f" of replicas sharing one database, or sqlite:///path (default: ${DATABASE_URL_ENV},"
+        " else SQLite in --data-dir)",
+    )
+    data.add_argument(
+        "--job-lease",
+        metavar="SECONDS",
+        type=float,
+        default=float(_env("APEX_GRPC_JOB_LEASE") or 15.0),
+        help="a running deep-research job's lease: a job whose server died is taken over by"
+        " another (or by this one restarted) once it runs out (%(default)s)",
+    )
     data.add_argument(
         "--no-default-corpus",
         action="store_true",
@@ -296,6 +313,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         echo_concurrency=args.echo_concurrency,
         echo_context=args.echo_context,
         data_dir=args.data_dir.expanduser(),
+        database_url=args.database or None,
+        job_lease_s=args.job_lease,
         default_corpus=not args.no_default_corpus,
         max_message_bytes=args.max_message_bytes,
         compression=None if args.compression == "none" else args.compression,

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apex_grpc_server import _database
+
 ENGINES = ("local", "openai", "echo")
 """The chat engines ``--engine`` accepts."""
 
@@ -92,10 +94,21 @@ class ServerConfig:
 
     # Storage: SQLite files (chats and jobs, the search index) live here.
     data_dir: Path = field(default_factory=default_data_dir)
+    # Where chats, completions and jobs live: None for SQLite in data_dir (one
+    # server), "postgresql://user:pw@host/db" for a fleet of replicas sharing
+    # one database, or "sqlite:///path". Not in repr(): it may hold a password.
+    database_url: str | None = field(default=None, repr=False)
     # Build the offline default corpus into an empty search index at start.
     default_corpus: bool = True
     # Deep-research jobs running at the same time; more wait as "pending".
     max_concurrent_jobs: int = 2
+    # A running job's lease: the runner holding it renews it every
+    # job_renew_s (None: a third of the lease); when a runner dies, another
+    # takes the job over once job_lease_s passes. Runners look for jobs every
+    # job_poll_s (a job submitted to a server is started by it at once).
+    job_lease_s: float = 15.0
+    job_renew_s: float | None = None
+    job_poll_s: float = 1.0
 
     # Transport limits and shutdown. On SIGTERM the server reports NOT_SERVING at
     # once and keeps serving for ``drain_delay_s`` (so load balancers and
@@ -116,6 +129,11 @@ class ServerConfig:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.test_knobs is None:
             object.__setattr__(self, "test_knobs", self.engine == "echo")
+
+    @property
+    def job_renew_interval(self) -> float:
+        """Seconds between a running job's lease renewals."""
+        return self.job_lease_s / 3 if self.job_renew_s is None else self.job_renew_s
 
     @property
     def knobs_enabled(self) -> bool:
@@ -160,6 +178,7 @@ class ServerConfig:
         if self.echo_chunks < 0:
             raise ValueError(f"echo_chunks: must be >= 0, got {self.echo_chunks}")
         _positive("echo_chunk_size", self.echo_chunk_size)
+        _check_database(self)
         for name in ("echo_delay_s", "grace_period_s", "drain_delay_s"):
             value = getattr(self, name)
             if not value >= 0 or value == float("inf"):
@@ -168,6 +187,18 @@ class ServerConfig:
             raise ValueError(
                 f"openai_timeout_s: must be > 0 seconds, got {self.openai_timeout_s!r}"
             )
+
+
+def _check_database(config: ServerConfig) -> None:
+    target = _database.parse(config.database_url, config.data_dir)
+    _database.check_driver(target)
+    if not 0 < config.job_renew_interval < config.job_lease_s:
+        raise ValueError(
+            f"job_renew_s: must be above 0 and below job_lease_s ({config.job_lease_s}),"
+            f" got {config.job_renew_interval}"
+        )
+    if config.job_poll_s <= 0:
+        raise ValueError(f"job_poll_s: must be above 0, got {config.job_poll_s}")
 
 
 def _positive(name: str, value: int) -> None:

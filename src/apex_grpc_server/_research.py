@@ -7,22 +7,28 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
+import socket
 import time
+import uuid
+from typing import Any
 
 import grpc
 
+from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._knobs import Knobs
 from apex_grpc_server._search import SearchHit, SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort
-from apex_grpc_server._store import CompletionRow, JobRow, Store, default_title
+from apex_grpc_server._store import ClaimedJob, JobRow, Storage, default_title
 from apex_grpc_server._validation import ChatCall
+from apex_grpc_server._validation import chat as validate_chat
 
 logger = logging.getLogger("apex_grpc_server")
 
-RESTART_REASON = "interrupted by a server restart"
-SHUTDOWN_REASON = "interrupted by a server shutdown"
+MAX_REMEMBERED = 1024
+"""Jobs submitted here whose chat and knobs are kept until this runner claims them."""
 SOURCES = 4
 PASSAGE_CHARS = 700
 SEARCH_BUDGET_S = 10.0
@@ -40,73 +46,153 @@ def result_chunk(text: str) -> str:
     return json.dumps([{"content": text}], ensure_ascii=False)
 
 
+class LeaseLost(Exception):
+    """This runner no longer holds the job's lease: another one may be running it."""
+
+
 class ResearchJobs:
-    """Runs deep-research jobs as tasks on the server's loop, at most N at a time."""
+    """This server's deep-research job runner: claims stored jobs and runs them, N at a time.
+
+    Every replica of a fleet runs one. A runner claims pending jobs (and
+    running ones whose lease ran out: their runner died) from the shared
+    store, renews each lease every ``renew_s`` while the job runs, and writes
+    chunks and the result only while it still holds the lease. A job this
+    server accepts is claimed at once (``submit`` wakes the loop); others are
+    found by polling every ``poll_s``. Closing releases the leases, so
+    another replica (or this server after a restart) takes the jobs over at once.
+    """
 
     def __init__(
-        self, store: Store, index: SearchIndex, completions: ChatCompletions, max_concurrent: int
+        self,
+        store: Storage,
+        index: SearchIndex,
+        completions: ChatCompletions,
+        max_concurrent: int,
+        *,
+        lease_s: float = 15.0,
+        renew_s: float = 5.0,
+        poll_s: float = 1.0,
     ) -> None:
         self._store = store
         self._index = index
         self._completions = completions
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._max_concurrent = max_concurrent
+        self._lease_s = lease_s
+        self._renew_s = renew_s
+        self._poll_s = poll_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        # The chat and test knobs of jobs submitted here (a job taken over from
+        # another replica is rebuilt from its stored request, without knobs).
+        self._submitted: dict[str, tuple[ChatCall, Knobs | None]] = {}
+        self._running: dict[asyncio.Task[None], str] = {}  # task -> lease token
 
-    async def recover(self) -> None:
-        """Fail the jobs a previous server left pending or running."""
-        count = await self._store.jobs.interrupt_unfinished(RESTART_REASON)
-        if count:
-            logger.warning("marked %d unfinished deep-research job(s) as failed", count)
+    def start(self) -> None:
+        """Start claiming jobs on the running loop."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(
+                self._claim_loop(), name="deep-research-runner"
+            )
 
     async def submit(
         self, user_id: str, chat: ChatCall, request: bytes, knobs: Knobs | None
     ) -> JobRow:
-        """Persist a new job and start it in the background."""
+        """Persist a new job (committed before this returns) and wake the runner."""
         prompt = chat.request.prompt
-        job, completion = await self._store.jobs.create(
-            user_id, request, prompt, default_title(prompt)
-        )
-        task = asyncio.get_running_loop().create_task(
-            self._run(job, completion, chat, knobs), name=f"deep-research-{job.id}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        job, _ = await self._store.jobs.create(user_id, request, prompt, default_title(prompt))
+        if len(self._submitted) >= MAX_REMEMBERED:  # jobs another replica claimed first
+            self._submitted.pop(next(iter(self._submitted)))
+        self._submitted[job.id] = (chat, knobs)
+        self._wake.set()
         return job
 
     async def close(self) -> None:
-        """Cancel running jobs; they are recorded as failed."""
-        tasks = list(self._tasks)
+        """Stop claiming, stop the running jobs and release their leases."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        tasks = list(self._running)
+        tokens = list(self._running.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _run(
-        self, job: JobRow, completion: CompletionRow, chat: ChatCall, knobs: Knobs | None
-    ) -> None:
-        try:
-            async with self._slots:
-                await self._store.jobs.set_status(job.id, "running")
-                text, sources = await self._research(job.id, chat, knobs)
-            await self._store.jobs.set_status(
-                job.id, "completed", text=text, details={"sources": sources}
-            )
-        except asyncio.CancelledError:
+        if tokens:
             with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    self._store.jobs.set_status(job.id, "failed", error=SHUTDOWN_REASON)
-                )
-            raise
+                released = await self._store.jobs.release(tokens)
+                logger.info("released %d deep-research job lease(s)", released)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            free = self._max_concurrent - len(self._running)
+            if free > 0:
+                try:
+                    claimed = await self._store.jobs.claim(self.owner, self._lease_s, free)
+                except Exception:
+                    logger.exception("claiming deep-research jobs failed; retrying")
+                    claimed = []
+                for job in claimed:
+                    task = asyncio.get_running_loop().create_task(
+                        self._run(job), name=f"deep-research-{job.id}"
+                    )
+                    self._running[task] = job.token
+                    task.add_done_callback(self._done)
+                if len(claimed) == free:
+                    continue  # there may be more waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._wake.set()  # a slot is free
+
+    async def _run(self, job: ClaimedJob) -> None:
+        chat, knobs = self._submitted.pop(job.id, (None, None))
+        run = asyncio.current_task()
+        assert run is not None
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(job, run))
+        try:
+            if chat is None:
+                chat = validate_chat(pb.ChatCompletionRequest.FromString(job.request))
+            text, sources = await self._research(job, chat, knobs)
+            outcome: dict[str, Any] = {"text": text, "details": {"sources": sources}}
+            status = "completed"
+        except (asyncio.CancelledError, LeaseLost):
+            # Closing (the lease is released next) or the lease is lost (another
+            # runner may hold it now): either way this run writes nothing more.
+            return
         except RpcAbort as abort:
-            await self._store.jobs.set_status(
-                job.id, "failed", error=f"{abort.code.name}: {abort.details}"
-            )
+            status, outcome = "failed", {"error": f"{abort.code.name}: {abort.details}"}
         except Exception as error:
             logger.exception("deep-research job %s failed", job.id)
-            await self._store.jobs.set_status(job.id, "failed", error=f"internal error: {error!r}")
+            status, outcome = "failed", {"error": f"internal error: {error!r}"}
+        finally:
+            heartbeat.cancel()
+        try:
+            if not await self._store.jobs.finish(job.id, job.token, status, **outcome):
+                logger.warning("deep-research job %s: lease lost before its result", job.id)
+        except Exception:  # the lease runs out and another runner redoes the job
+            logger.exception("storing the result of deep-research job %s failed", job.id)
+
+    async def _heartbeat(self, job: ClaimedJob, run: asyncio.Task[None]) -> None:
+        """Renew the lease every ``renew_s``; cancel the job's run once the lease is lost."""
+        while True:
+            await asyncio.sleep(self._renew_s)
+            try:
+                held = await self._store.jobs.renew(job.id, job.token, self._lease_s)
+            except Exception:
+                logger.exception("renewing the lease of deep-research job %s failed", job.id)
+                continue
+            if not held:
+                logger.warning("deep-research job %s: lease lost, stopping", job.id)
+                run.cancel()
+                return
 
     async def _research(
-        self, job_id: str, chat: ChatCall, knobs: Knobs | None
+        self, job: ClaimedJob, chat: ChatCall, knobs: Knobs | None
     ) -> tuple[str, list[dict[str, str]]]:
         question = chat.request.prompt
         # Retrieve.
@@ -128,7 +214,8 @@ class ResearchJobs:
             if pending:
                 text = "".join(pending)
                 pending.clear()
-                await self._store.jobs.add_chunk(job_id, seq, result_chunk(text))
+                if not await self._store.jobs.add_chunk(job.id, job.token, seq, result_chunk(text)):
+                    raise LeaseLost(job.id)
                 parts.append(text)
                 seq += 1
             last_flush = time.monotonic()

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from apex_grpc_server import _database
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._calls import SERVICE, CallPolicy
 from apex_grpc_server._chat import ChatCompletions
@@ -27,14 +28,13 @@ from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._routes import ApexRoutes
 from apex_grpc_server._search import SearchIndex
 from apex_grpc_server._service import ApexServicer
-from apex_grpc_server._store import Store
+from apex_grpc_server._store import Storage, open_store
 
 logger = logging.getLogger("apex_grpc_server")
 
 INDEX_FILE = "index.sqlite3"
 STREAM_LOOKAHEAD = 256 * 1024
 """Bytes of a call's request the server accepts before its handler reads them."""
-STORE_FILE = "apex.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class ApexServer:
         self._server: grpc.aio.Server | None = None
         self._engine: ChatEngine | None = None
         self._index: SearchIndex | None = None
-        self._store: Store | None = None
+        self._store: Storage | None = None
         self._research: ResearchJobs | None = None
         self._health: Any = None
         self._policy: CallPolicy | None = None
@@ -139,13 +139,14 @@ class ApexServer:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = DataDirectoryLock(config.data_dir)
         self._lock.acquire()  # before anything in it is opened
+        # The database first: an unreachable one fails before the engine and index load.
+        self._store = await open_store(config.database_url, config.data_dir)
         self._engine = create_engine(config)
         await self._engine.start()
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())
             logger.info("built the default search corpus: %d documents", stats.added)
-        self._store = await asyncio.to_thread(Store, config.data_dir / STORE_FILE)
 
         policy = self._policy = CallPolicy(
             Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
@@ -155,24 +156,31 @@ class ApexServer:
             self._engine, max_message_bytes=config.max_message_bytes, queue_size=config.queue_size
         )
         self._research = ResearchJobs(
-            self._store, self._index, completions, config.max_concurrent_jobs
+            self._store,
+            self._index,
+            completions,
+            config.max_concurrent_jobs,
+            lease_s=config.job_lease_s,
+            renew_s=config.job_renew_interval,
+            poll_s=config.job_poll_s,
         )
-        await self._research.recover()
         servicer = ApexServicer(policy, completions, self._index, self._store, self._research)
         server.add_generic_rpc_handlers((ApexRoutes(servicer, policy),))
         self._health = _add_health_and_reflection(server)
         await server.start()
+        self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
         self.info = ServerInfo(port=port, target=target, config=config)
         if config.allow_any_key:
             logger.warning("development mode: any non-empty API key is accepted")
         logger.info(
-            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s)",
+            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s, chats in %s)",
             target,
             config.engine,
             self._engine.model,
             config.data_dir,
+            _database.parse(config.database_url, config.data_dir).describe(),
         )
         return self.info
 
@@ -217,7 +225,7 @@ class ApexServer:
             await self._research.close()
             self._research = None
         if self._store is not None:
-            await asyncio.to_thread(self._store.close)
+            await self._store.close()
             self._store = None
         if self._engine is not None:
             await self._engine.close()

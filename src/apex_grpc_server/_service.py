@@ -19,7 +19,7 @@ from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._search import SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort, invalid_argument, not_found, shown
-from apex_grpc_server._store import CompletionRow, NewCompletion, Store, default_title
+from apex_grpc_server._store import CompletionRow, NewCompletion, Storage, default_title
 
 HISTORY_TURNS = 6
 """Earlier turns of a chat sent to the engine with a new prompt (fewer if they do not fit)."""
@@ -35,7 +35,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         policy: CallPolicy,
         completions: ChatCompletions,
         index: SearchIndex,
-        store: Store,
+        store: Storage,
         research: ResearchJobs,
     ) -> None:
         self.policy = policy

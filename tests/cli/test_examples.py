@@ -87,3 +87,27 @@ def test_load_balanced_service_spreads_calls(
     assert sorted(set(sizes)) == [8, 16]  # both backends answered
     assert min(sizes.count(8), sizes.count(16)) >= 5  # round robin, not a trickle
     assert lines[20].startswith(f"20 requests through ipv4:{one.target},{two.target}")
+
+
+def test_fleet_drains_one_replica_and_kills_another_losing_nothing(local_postgres: Any) -> None:
+    url = local_postgres.create_database("fleet_example")
+    result = run(
+        [sys.executable, str(ROOT / "examples" / "fleet"), "--database", url,
+         "--seconds", "4", "--workers", "16"],
+        client_env("", None),
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.startswith("3 replicas on one PostgreSQL: ipv4:127.0.0.1:")
+    assert re.search(r"t=[\d.]+s  SIGTERM replica-0 \(drains\)", out)
+    assert re.search(r"t=[\d.]+s  SIGKILL replica-1", out)
+    for kind in ("list", "store", "stream", "unary"):
+        assert re.search(rf"^ +\d+  {kind}: answered$", out, re.M), out
+    assert "FAILED" not in out
+    assert "replica-0 (SIGTERM) exited with status 0" in out
+    stored = re.search(
+        r"stored chats: (\d+) acknowledged, (\d+) listed after the faults, 0 lost", out
+    )
+    assert stored is not None and stored.group(1) == stored.group(2) != "0", out
+    assert out.rstrip().endswith("nothing lost")

@@ -288,3 +288,59 @@ async def test_a_dns_name_with_three_addresses_spreads_calls_and_drains(fleet: F
     assert outcomes == {"stream ok": 150, "unary ok": 150}
     new = [a - b for a, b in zip(after, before, strict=True)]
     assert new[1] == 0 and new[0] + new[2] == 30, new  # the draining replica gets none
+
+
+# On one PostgreSQL: what a replica acknowledged, every replica lists, even after a kill.
+
+
+async def test_every_replica_lists_every_chat(fleet: Fleet, postgres_url: str) -> None:
+    """The issue's measure: 30 chats made through the fleet were listed 9-11 times by replicas
+    that each kept their own SQLite; on PostgreSQL every listing sees all 30."""
+    replicas = fleet(3, "--database", postgres_url)
+    client = await warm_client(replicas)
+    try:
+        created = [
+            (await client.chats.create(f"chat number {n}")).parsed_chat.id for n in range(30)
+        ]
+        listings = [await client.chats.list_sessions() for _ in range(9)]
+    finally:
+        await client.close()
+    assert all({chat.id for chat in listing.chat_sessions} == set(created) for listing in listings)
+    for replica in replicas:  # and each replica on its own
+        async with mc.AsyncApexClient(api_key=KEY, base_url=replica.target, secure=False) as direct:
+            listed = await direct.chats.list_sessions()
+        assert {chat.id for chat in listed.chat_sessions} == set(created)
+        assert replica.calls_logged("CreateChatAndCompletion") > 0  # round_robin wrote on each
+
+
+async def test_acknowledged_chats_survive_a_replica_killed_mid_write(
+    fleet: Fleet, postgres_url: str
+) -> None:
+    """140 chats written by 8 concurrent writers while one replica is SIGKILLed: every chat
+    the fleet acknowledged is listed afterwards (19-70 were lost on per-replica SQLite)."""
+    replicas = fleet(3, "--database", postgres_url)
+    client = await warm_client(replicas)
+    acknowledged: list[str] = []
+    failures: list[str] = []
+
+    async def writer(number: int) -> None:
+        for turn in range(140 // 8 + 1):
+            if len(acknowledged) + len(failures) >= 140:
+                return
+            try:
+                created = await client.chats.create(f"writer {number} chat {turn}")
+            except mc.ApexError as error:
+                failures.append(type(error).__name__)
+            else:
+                acknowledged.append(created.parsed_chat.id)
+            if len(acknowledged) == 50:
+                replicas[1].kill()
+
+    try:
+        await asyncio.gather(*(writer(number) for number in range(8)))
+        listed = {chat.id for chat in (await client.chats.list_sessions()).chat_sessions}
+    finally:
+        await client.close()
+    assert replicas[1].process is not None and replicas[1].process.returncode == -9
+    assert len(acknowledged) >= 130, (len(acknowledged), failures)
+    assert not set(acknowledged) - listed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -106,11 +107,11 @@ def test_sigterm_drains_the_stream_in_flight_and_exits_0(process) -> None:
     assert KEY not in stderr
 
 
-def test_kill_9_then_restart_fails_the_running_job(
+def test_kill_9_then_restart_runs_the_job_again_once_its_lease_runs_out(
     process, start_server, connect, tmp_path
 ) -> None:
     data_dir = tmp_path / "data"
-    server = process(data_dir=data_dir)
+    server = process("--job-lease", "2", data_dir=data_dir)
     with grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.ApexServiceStub(channel)
         chat_id = stub.CreateChatAndCompletion(
@@ -130,13 +131,26 @@ def test_kill_9_then_restart_fails_the_running_job(
     server.proc.kill()
     server.proc.communicate()
 
-    restarted = connect(start_server(data_dir=data_dir, api_keys=frozenset({KEY})).target)
+    restarted = connect(
+        start_server(data_dir=data_dir, api_keys=frozenset({KEY}), job_poll_s=0.1).target
+    )
     job = restarted.GetDeepResearcherJob(
         pb.GetDeepResearcherJobRequest(job_id=job_id), metadata=AUTH
     )
-    assert job.status == "failed"
-    assert job.error == "interrupted by a server restart"
-    assert job.result  # the chunks written before the crash are still there
+    # The dead server's lease still holds: nobody runs the job, its chunks are kept.
+    assert (job.status, job.error) == ("running", "")
+    assert job.result
+    deadline = time.monotonic() + 15
+    while job.status != "completed":  # the lease runs out: the job runs again, from scratch
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        job = restarted.GetDeepResearcherJob(
+            pb.GetDeepResearcherJobRequest(job_id=job_id), metadata=AUTH
+        )
+    assert job.error == ""
+    assert "".join(json.loads(chunk.chunk)[0]["content"] for chunk in job.result).startswith(
+        "Question: slow research"
+    )
     sessions = restarted.GetChatSessions(pb.GetChatSessionsRequest(), metadata=AUTH).chat_sessions
     assert chat_id in [session.id for session in sessions]
 
@@ -345,3 +359,27 @@ def test_cli_module_imports_only_the_standard_library() -> None:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_serve_names_a_bad_or_unreachable_database_without_its_password(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_GRPC_")}
+    flags = ("--engine", "echo", "--api-key", KEY, "--data-dir", str(tmp_path / "data"))
+    bad = run_serve(MODULE, *flags, "--database", "mysql://u:s3cret@h/db", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "apex-grpc serve: error: database_url: unknown scheme 'mysql' in 'mysql://u:***@h/db'"
+        " (expected postgresql://, postgres:// or sqlite:///)\n"
+    )
+    env["APEX_GRPC_DATABASE_URL"] = "postgresql://apex:s3cret@127.0.0.1:1/apex"
+    down = run_serve(MODULE, *flags, env=env)
+    assert "s3cret" not in down.stderr + down.stdout
+    if importlib.util.find_spec("psycopg") is None:  # the oldest-dependencies suite
+        assert down.returncode == 2
+        assert "pip install 'apex-grpc[postgres]'" in down.stderr
+    else:
+        assert down.returncode == 1
+        assert down.stderr.startswith(
+            "apex-grpc serve: error: cannot connect to PostgreSQL at"
+            " postgresql://apex:***@127.0.0.1:1/apex: "
+        )
+        assert down.stderr.count("\n") == 1

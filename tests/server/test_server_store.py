@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from apex_grpc_server._sqlite import SqliteWorker, on_worker
-from apex_grpc_server._store import NewCompletion, Store
+from apex_grpc_server._store import NewCompletion, SqliteStore
 
 pytestmark = pytest.mark.oldest
 
@@ -43,12 +43,15 @@ async def test_on_worker_runs_the_body_on_the_worker_thread(tmp_path) -> None:
 
 
 async def test_store_tables_share_one_database(tmp_path) -> None:
-    store = Store(tmp_path / "apex.sqlite3")
+    store = SqliteStore(tmp_path / "apex.sqlite3")
     try:
         chat, first = await store.chats.create("u1", "t", "apex", NewCompletion("p", "a", "b", {}))
         job, completion = await store.jobs.create("u1", b"req", "question", "title")
-        await store.jobs.add_chunk(job.id, 0, "chunk")
-        await store.jobs.set_status(job.id, "completed", text="answer", details={"n": 1})
+        (claim,) = await store.jobs.claim("runner", 30, 1)
+        assert await store.jobs.add_chunk(job.id, claim.token, 0, "chunk")
+        assert await store.jobs.finish(
+            job.id, claim.token, "completed", text="answer", details={"n": 1}
+        )
         assert await store.completions.get("u2", first.id) is None  # another user's row
         finished = await store.completions.get("u1", completion.id)
         assert finished is not None and finished.completion_text == "answer"
@@ -61,4 +64,4 @@ async def test_store_tables_share_one_database(tmp_path) -> None:
         stored = await store.jobs.get("u1", job.id)
         assert stored is not None and stored.chunks == ((0, "chunk"),)
     finally:
-        store.close()
+        await store.close()

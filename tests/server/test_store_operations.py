@@ -1,27 +1,41 @@
 """The store's operations driven directly: rows, listing, searching, editing, deleting, jobs.
 
-Every read and write is scoped by the user id; another user's row is as good as missing.
+Every test taking ``store`` runs against both backends: SQLite and a real
+PostgreSQL (``local_postgres``; skipped where PostgreSQL is not installed,
+failing instead on CI). Every read and write is scoped by the user id;
+another user's row is as good as missing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from apex_grpc_server._store import NewCompletion, Store, default_title
-from apex_grpc_server._store._rows import SCHEMA_VERSION, now_us
+from apex_grpc_server._store import (
+    SCHEMA_VERSION,
+    NewCompletion,
+    SqliteStore,
+    Storage,
+    default_title,
+    open_store,
+)
+from apex_grpc_server._store._rows import now_us
 
-pytestmark = pytest.mark.oldest
+# The SQLite runs are in the oldest-dependencies suite; PostgreSQL needs the postgres extra.
+BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
+Store = Storage
 
 
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    opened = Store(tmp_path / "apex.sqlite3")
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Storage]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    opened = await open_store(url, tmp_path)
     yield opened
-    opened.close()
+    await opened.close()
 
 
 def answer(prompt: str = "p", text: str = "a", **metadata: object) -> NewCompletion:
@@ -124,33 +138,70 @@ async def test_a_new_job_is_pending_in_its_own_chat(store: Store) -> None:
 
 async def test_a_jobs_chunks_come_back_in_order(store: Store) -> None:
     job, _ = await store.jobs.create("u1", b"req", "question", "t")
+    (claim,) = await store.jobs.claim("runner", 30, 5)
     for seq, chunk in [(2, "c"), (0, "a"), (1, "b")]:
-        await store.jobs.add_chunk(job.id, seq, chunk)
+        assert await store.jobs.add_chunk(job.id, claim.token, seq, chunk)
     stored = await store.jobs.get("u1", job.id)
     assert stored is not None and stored.chunks == ((0, "a"), (1, "b"), (2, "c"))
     assert stored.updated_us >= job.updated_us and stored.created_us == job.created_us
 
 
-async def test_a_restart_fails_the_unfinished_jobs_only(store: Store) -> None:
-    pending, pending_row = await store.jobs.create("u1", b"r", "q1", "t")
-    running, _ = await store.jobs.create("u1", b"r", "q2", "t")
-    done, _ = await store.jobs.create("u2", b"r", "q3", "t")
-    await store.jobs.set_status(running.id, "running")
-    await store.jobs.set_status(done.id, "completed", text="answer")
-    assert await store.jobs.interrupt_unfinished("server restarted") == 2
-    for job in (pending, running):
-        stored = await store.jobs.get("u1", job.id)
-        assert stored is not None and (stored.status, stored.error) == (
-            "failed",
-            "server restarted",
-        )
-    finished = await store.completions.get("u1", pending_row.id)
-    assert finished is not None and finished.error_message == "server restarted"
-    assert finished.completed_us is not None
-    assert finished.metadata["deep_researcher"]["status"] == "failed"
-    kept = await store.jobs.get("u2", done.id)
-    assert kept is not None and (kept.status, kept.error) == ("completed", None)
-    assert await store.jobs.interrupt_unfinished("again") == 0
+async def test_runners_claim_pending_jobs_oldest_first_each_once(store: Store) -> None:
+    first, _ = await store.jobs.create("u1", b"r1", "q1", "t")
+    second, _ = await store.jobs.create("u2", b"r2", "q2", "t")
+    third, _ = await store.jobs.create("u1", b"r3", "q3", "t")
+    a = await store.jobs.claim("a", 30, 2)
+    assert [(c.id, c.user_id, c.request) for c in a] == [
+        (first.id, "u1", b"r1"),
+        (second.id, "u2", b"r2"),
+    ]
+    assert a[0].token.startswith("a/") and a[0].token != a[1].token
+    b = await store.jobs.claim("b", 30, 5)
+    assert [c.id for c in b] == [third.id]
+    assert await store.jobs.claim("c", 30, 5) == []  # every lease is held
+    running = await store.jobs.get("u1", first.id)
+    assert running is not None and running.status == "running"
+    row = await store.completions.get("u1", running.completion_id or "")
+    assert row is not None and row.metadata["deep_researcher"]["status"] == "running"
+    assert await store.jobs.finish(first.id, a[0].token, "completed", text="answer")
+    assert await store.jobs.claim("c", 30, 5) == []  # a finished job is never claimed again
+    assert not await store.jobs.renew(first.id, a[0].token, 30)  # nor renewed
+
+
+async def test_an_expired_lease_passes_the_job_on_and_the_old_run_writes_nothing(
+    store: Store,
+) -> None:
+    job, completion = await store.jobs.create("u1", b"req", "question", "t")
+    (old,) = await store.jobs.claim("dead", 0.3, 5)
+    assert await store.jobs.add_chunk(job.id, old.token, 0, "from the first run")
+    assert await store.jobs.renew(job.id, old.token, 0.3)
+    assert await store.jobs.claim("other", 30, 5) == []  # still held
+    await asyncio.sleep(0.4)  # the dead runner stops renewing: its lease runs out
+    assert not await store.jobs.renew(job.id, old.token, 30)
+    (new,) = await store.jobs.claim("other", 30, 5)
+    assert new.id == job.id and new.token != old.token
+    taken = await store.jobs.get("u1", job.id)
+    assert taken is not None and taken.chunks == ()  # restarted from scratch
+    assert not await store.jobs.add_chunk(job.id, old.token, 1, "late")
+    assert not await store.jobs.finish(job.id, old.token, "completed", text="old answer")
+    assert await store.jobs.add_chunk(job.id, new.token, 0, "new")
+    assert await store.jobs.finish(job.id, new.token, "completed", text="new answer")
+    done = await store.jobs.get("u1", job.id)
+    assert done is not None and (done.status, done.chunks) == ("completed", ((0, "new"),))
+    row = await store.completions.get("u1", completion.id)
+    assert row is not None and row.completion_text == "new answer"
+
+
+async def test_released_leases_are_taken_over_at_once(store: Store) -> None:
+    job, _ = await store.jobs.create("u1", b"req", "question", "t")
+    other, _ = await store.jobs.create("u1", b"req", "question", "t")
+    claims = await store.jobs.claim("closing", 60, 5)
+    assert await store.jobs.release([claims[0].token]) == 1
+    assert await store.jobs.release([claims[0].token]) == 0  # released already
+    (taken,) = await store.jobs.claim("next", 60, 5)
+    assert taken.id == job.id  # the other job's lease still holds
+    assert not await store.jobs.add_chunk(job.id, claims[0].token, 0, "x")
+    assert await store.jobs.add_chunk(other.id, claims[1].token, 0, "x")
 
 
 async def test_search_finds_every_matching_chat_however_many_hits_one_chat_has(
@@ -245,11 +296,12 @@ async def test_only_completions_marked_as_deep_research_are_listed_as_such(store
 
 async def test_a_job_completes_its_completion_only_when_it_ends(store: Store) -> None:
     job, completion = await store.jobs.create("u1", b"req", "question", "title")
-    await store.jobs.set_status(job.id, "running", details={"step": 1})
+    (claim,) = await store.jobs.claim("runner", 30, 1)
+    assert await store.jobs.finish(job.id, claim.token, "running", details={"step": 1})
     running = await store.completions.get("u1", completion.id)
     assert running is not None and running.completed_us is None
     assert running.metadata["deep_researcher"] == {"job_id": job.id, "status": "running", "step": 1}
-    await store.jobs.set_status(job.id, "failed", error="upstream down")
+    assert await store.jobs.finish(job.id, claim.token, "failed", error="upstream down")
     failed = await store.completions.get("u1", completion.id)
     assert failed is not None and failed.completed_us is not None
     assert failed.error_message == "upstream down" and failed.completion_text == ""
@@ -257,16 +309,17 @@ async def test_a_job_completes_its_completion_only_when_it_ends(store: Store) ->
     assert stored is not None and (stored.status, stored.error) == ("failed", "upstream down")
 
 
+@pytest.mark.oldest
 async def test_the_store_reopens_with_its_rows(tmp_path) -> None:
     path = tmp_path / "apex.sqlite3"
-    first = Store(path)
+    first = SqliteStore(path)
     try:
         chat, _ = await first.chats.create("u1", "kept", "apex", answer())
         assert first.path == path
         assert any(t.name.startswith("apex-grpc-store") for t in threading.enumerate())
     finally:
-        first.close()
-    again = Store(path)
+        await first.close()
+    again = SqliteStore(path)
     try:
         assert await again.chats.get("u1", chat.id) == chat
         version = again.worker.call(
@@ -276,9 +329,10 @@ async def test_the_store_reopens_with_its_rows(tmp_path) -> None:
         )
         assert version == [(str(SCHEMA_VERSION),)]
     finally:
-        again.close()
+        await again.close()
 
 
+@pytest.mark.oldest
 @pytest.mark.parametrize(
     ("prompt", "title"),
     [
@@ -304,6 +358,37 @@ def test_default_titles_are_the_first_eight_words_within_60_characters(
     assert len(default_title(prompt)) <= 60
 
 
+@pytest.mark.oldest
 def test_now_is_counted_in_whole_microseconds() -> None:
     stamp = now_us()
     assert isinstance(stamp, int) and abs(stamp / 1e6 - time.time()) < 5
+
+
+@pytest.mark.oldest
+async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> None:
+    import sqlite3
+
+    from apex_grpc_server._store.sqlite._schema import MIGRATIONS
+
+    path = tmp_path / "apex.sqlite3"
+    with sqlite3.connect(path) as old:  # the schema as servers before migrations left it
+        for statement in MIGRATIONS[0].statements:
+            old.execute(statement)
+        old.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+        old.execute("INSERT INTO chats VALUES ('c1', 'u1', 'kept', 'apex', 1, 1)")
+        old.execute(
+            "INSERT INTO jobs(id, user_id, status, created_us, updated_us, request)"
+            " VALUES ('j1', 'u1', 'running', 1, 1, x'00')"
+        )
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        chat = await store.chats.get("u1", "c1")
+        assert chat is not None and chat.title == "kept"
+        (claim,) = await store.jobs.claim("r", 30, 5)  # a job left running has no lease
+        assert (claim.id, claim.request) == ("j1", b"\x00")
+    finally:
+        await store.close()
+    again = SqliteStore(path)  # reopening applies nothing
+    await again.close()
+    assert again.schema_version == 2

@@ -1,62 +1,64 @@
-"""Chats, stored completions and deep-research jobs in one SQLite database (WAL mode).
+"""Chats, stored completions and deep-research jobs: one interface, two backends.
 
-``Store(path)`` opens ``apex.sqlite3``; its tables are attributes:
-``store.chats`` (chats and the completions in them), ``store.completions``
-(completions by id) and ``store.jobs`` (deep-research jobs). Every operation
-is written once, as a method taking the connection, and awaited by callers:
-it runs on the store's one SQLite worker thread (``_sqlite.on_worker``).
+``await open_store(database_url, data_dir)`` returns a ``Storage``
+(``_store._interface``): SQLite in one file (the embedded default, one
+server) or PostgreSQL (``postgresql://...``, shared by a fleet of replicas).
+Its tables are attributes: ``store.chats`` (chats and the completions in
+them), ``store.completions`` (completions by id) and ``store.jobs``
+(deep-research jobs and their leases); every operation is awaited.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from apex_grpc_server._sqlite import SqliteWorker, transaction
-from apex_grpc_server._store._chats import ChatTable, CompletionTable
-from apex_grpc_server._store._jobs import JobTable
+from apex_grpc_server import _database
+from apex_grpc_server._store._interface import (
+    ChatStore,
+    CompletionStore,
+    JobStore,
+    Storage,
+)
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
-    SCHEMA,
     SCHEMA_VERSION,
     ChatRow,
+    ClaimedJob,
     CompletionRow,
     JobRow,
     NewCompletion,
     default_title,
 )
+from apex_grpc_server._store.sqlite import SqliteStore
 
 
-class Store:
-    """The server's database: ``apex.sqlite3`` in the data directory."""
+async def open_store(database_url: str | None, data_dir: Path) -> Storage:
+    """Open (and migrate) the database ``database_url`` names; None: SQLite in ``data_dir``."""
+    target = _database.parse(database_url, data_dir)
+    if target.kind == "sqlite":
+        assert target.path is not None
+        return await asyncio.to_thread(SqliteStore, target.path)
+    _database.check_driver(target)
+    from apex_grpc_server._store.postgres import PostgresStore
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.worker = SqliteWorker(path, "apex-grpc-store")
-        self.worker.call(self._open)
-        self.chats = ChatTable(self.worker)
-        self.completions = CompletionTable(self.worker)
-        self.jobs = JobTable(self.worker)
-
-    def _open(self) -> None:
-        conn = self.worker.conn
-        conn.executescript(SCHEMA)
-        with transaction(conn):
-            conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-
-    def close(self) -> None:
-        """Close the database."""
-        self.worker.close()
+    assert target.url is not None
+    return await PostgresStore.open(target.url)
 
 
 __all__ = [
     "DEEP_RESEARCH_KEY",
+    "SCHEMA_VERSION",
     "ChatRow",
+    "ChatStore",
+    "ClaimedJob",
     "CompletionRow",
+    "CompletionStore",
     "JobRow",
+    "JobStore",
     "NewCompletion",
-    "Store",
+    "SqliteStore",
+    "Storage",
     "default_title",
+    "open_store",
 ]

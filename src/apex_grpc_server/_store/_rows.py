@@ -1,81 +1,19 @@
-"""The store's schema and the rows it hands out."""
+"""The rows both storage backends hand out, and the pure rules they share."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The newest schema version of both backends (their migrations are numbered alike)."""
 DEEP_RESEARCH_KEY = "deep_researcher"
 """The metadata key that marks a stored completion as a deep-research entry."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS chats (
-  id TEXT PRIMARY KEY,
-  user_id TEXT NOT NULL,
-  title TEXT NOT NULL,
-  chat_type TEXT NOT NULL,
-  created_us INTEGER NOT NULL,
-  updated_us INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chats_by_user ON chats(user_id, updated_us);
-CREATE TABLE IF NOT EXISTS completions (
-  rid INTEGER PRIMARY KEY,
-  id TEXT NOT NULL UNIQUE,
-  chat_id TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-  user_id TEXT NOT NULL,
-  completion_type TEXT NOT NULL,
-  created_us INTEGER NOT NULL,
-  completed_us INTEGER,
-  user_prompt_text TEXT NOT NULL,
-  completion_text TEXT NOT NULL,
-  metadata TEXT NOT NULL,
-  error_message TEXT NOT NULL,
-  deep_research INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS completions_by_chat ON completions(chat_id, created_us);
-CREATE INDEX IF NOT EXISTS completions_by_user ON completions(user_id, deep_research, created_us);
-CREATE VIRTUAL TABLE IF NOT EXISTS completions_fts USING fts5(
-  user_prompt_text, completion_text, content='completions', content_rowid='rid',
-  tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS completions_ai AFTER INSERT ON completions BEGIN
-  INSERT INTO completions_fts(rowid, user_prompt_text, completion_text)
-  VALUES (new.rid, new.user_prompt_text, new.completion_text);
-END;
-CREATE TRIGGER IF NOT EXISTS completions_ad AFTER DELETE ON completions BEGIN
-  INSERT INTO completions_fts(completions_fts, rowid, user_prompt_text, completion_text)
-  VALUES ('delete', old.rid, old.user_prompt_text, old.completion_text);
-END;
-CREATE TRIGGER IF NOT EXISTS completions_au
-AFTER UPDATE OF user_prompt_text, completion_text ON completions BEGIN
-  INSERT INTO completions_fts(completions_fts, rowid, user_prompt_text, completion_text)
-  VALUES ('delete', old.rid, old.user_prompt_text, old.completion_text);
-  INSERT INTO completions_fts(rowid, user_prompt_text, completion_text)
-  VALUES (new.rid, new.user_prompt_text, new.completion_text);
-END;
-CREATE TABLE IF NOT EXISTS jobs (
-  id TEXT PRIMARY KEY,
-  user_id TEXT NOT NULL,
-  status TEXT NOT NULL,
-  created_us INTEGER NOT NULL,
-  updated_us INTEGER NOT NULL,
-  error TEXT,
-  request BLOB NOT NULL,
-  completion_id TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status);
-CREATE TABLE IF NOT EXISTS job_chunks (
-  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-  seq_id INTEGER NOT NULL,
-  chunk TEXT NOT NULL,
-  PRIMARY KEY (job_id, seq_id)
-) WITHOUT ROWID;
-"""
 
 CHAT_COLUMNS = "id, user_id, title, chat_type, created_us, updated_us"
 COMPLETION_COLUMNS = (
@@ -83,6 +21,8 @@ COMPLETION_COLUMNS = (
     " completion_text, metadata, error_message"
 )
 JOB_COLUMNS = "id, status, created_us, updated_us, error, completion_id"
+FINAL_STATUSES = ("completed", "failed")
+"""A job in one of these has ended; its completion is then complete."""
 
 
 def now_us() -> int:
@@ -128,6 +68,21 @@ class CompletionRow:
         values[7] = json.loads(values[7])
         return cls(*values)
 
+    @classmethod
+    def new(cls, chat_id: str, completion: NewCompletion, stamp: int) -> CompletionRow:
+        """The row a new completion gets in chat ``chat_id`` at ``stamp`` (a fresh id)."""
+        return cls(
+            id=str(uuid.uuid4()),
+            chat_id=chat_id,
+            completion_type=completion.completion_type,
+            created_us=stamp,
+            completed_us=stamp if completion.completed else None,
+            user_prompt_text=completion.prompt,
+            completion_text=completion.text,
+            metadata=completion.metadata,
+            error_message="",
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class JobRow:
@@ -162,3 +117,41 @@ def default_title(prompt: str, words: int = 8, limit: int = 60) -> str:
     elif len(parts) > words:
         title += "…"
     return title or "Untitled chat"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a runner has claimed: it runs it while ``token`` still holds the lease."""
+
+    id: str
+    user_id: str
+    request: bytes
+    token: str
+
+
+def merge_patch(metadata: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
+    """Top-level JSON merge patch: keys in ``patch`` replace, null values delete."""
+    if not patch:
+        return metadata
+    merged = dict(metadata)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def job_metadata(
+    metadata: dict[str, Any], status: str, details: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A job's completion metadata once the job is in ``status``, with ``details`` merged."""
+    entry = dict(metadata.get(DEEP_RESEARCH_KEY) or {})
+    entry.update(details or {})
+    entry["status"] = status
+    return {**metadata, DEEP_RESEARCH_KEY: entry}
+
+
+def missing_ids(ids: list[str], found: set[str]) -> list[str]:
+    """The ids of ``ids`` not in ``found``, in order (what an all-or-nothing delete reports)."""
+    return [ident for ident in ids if ident not in found]

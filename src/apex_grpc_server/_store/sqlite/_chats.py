@@ -1,4 +1,4 @@
-"""Chats and their stored completions.
+"""Chats and their stored completions, in SQLite.
 
 Every read and write is scoped by the caller's user id: a row of another
 user is indistinguishable from a missing one. Each operation is one
@@ -7,7 +7,6 @@ transaction (or one read) on the store's worker thread.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -15,15 +14,17 @@ from typing import Any
 
 from apex_grpc_server._search import query_words
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
+from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
-    COMPLETION_COLUMNS,
-    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
     NewCompletion,
+    merge_patch,
+    missing_ids,
     now_us,
 )
+from apex_grpc_server._store._sql import qmark
 
 
 class ChatTable:
@@ -55,10 +56,7 @@ class ChatTable:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         stamp = now_us()
         with transaction(conn):
-            updated = conn.execute(
-                "UPDATE chats SET updated_us = ? WHERE id = ? AND user_id = ?",
-                (stamp, chat_id, user_id),
-            ).rowcount
+            updated = conn.execute(qmark(sql.TOUCH_CHAT), (stamp, chat_id, user_id)).rowcount
             if not updated:
                 return None
             return insert_completion(conn, user_id, chat_id, completion, stamp)
@@ -176,21 +174,10 @@ class CompletionTable:
                 return None
             metadata = merge_patch(current.metadata, metadata_patch)
             conn.execute(
-                "UPDATE completions SET completion_text = coalesce(?, completion_text),"
-                " user_prompt_text = coalesce(?, user_prompt_text), metadata = ?,"
-                " deep_research = ? WHERE id = ? AND user_id = ?",
-                (
-                    text,
-                    prompt,
-                    json.dumps(metadata),
-                    DEEP_RESEARCH_KEY in metadata,
-                    completion_id,
-                    user_id,
-                ),
+                qmark(sql.EDIT_COMPLETION),
+                sql.edit_params(text, prompt, metadata, completion_id, user_id),
             )
-            conn.execute(
-                "UPDATE chats SET updated_us = ? WHERE id = ?", (now_us(), current.chat_id)
-            )
+            conn.execute(qmark(sql.TOUCH_CHAT_OF_COMPLETION), (now_us(), current.chat_id))
             if check is not None:
                 check(select_completions(conn, user_id, current.chat_id))
         return select_completion(conn, user_id, completion_id)
@@ -205,11 +192,7 @@ class CompletionTable:
     @on_worker
     def deep_research(self, conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
-        rows = conn.execute(
-            f"SELECT {COMPLETION_COLUMNS} FROM completions"
-            " WHERE user_id = ? AND deep_research ORDER BY created_us DESC, rid DESC",
-            (user_id,),
-        )
+        rows = conn.execute(qmark(sql.SELECT_DEEP_RESEARCH), (user_id,))
         return [CompletionRow.from_sql(row) for row in rows]
 
 
@@ -218,19 +201,13 @@ class CompletionTable:
 
 def select_chat(conn: sqlite3.Connection, user_id: str, chat_id: str) -> ChatRow | None:
     """The user's chat ``chat_id``, if any."""
-    row = conn.execute(
-        f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)
-    ).fetchone()
+    row = conn.execute(qmark(sql.SELECT_CHAT), (chat_id, user_id)).fetchone()
     return None if row is None else ChatRow.from_sql(row)
 
 
 def select_completions(conn: sqlite3.Connection, user_id: str, chat_id: str) -> list[CompletionRow]:
     """The completions of a chat, oldest first."""
-    rows = conn.execute(
-        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE chat_id = ? AND user_id = ?"
-        " ORDER BY created_us, rid",
-        (chat_id, user_id),
-    )
+    rows = conn.execute(qmark(sql.SELECT_COMPLETIONS), (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in rows]
 
 
@@ -238,10 +215,7 @@ def select_completion(
     conn: sqlite3.Connection, user_id: str, completion_id: str
 ) -> CompletionRow | None:
     """The user's completion ``completion_id``, if any."""
-    row = conn.execute(
-        f"SELECT {COMPLETION_COLUMNS} FROM completions WHERE id = ? AND user_id = ?",
-        (completion_id, user_id),
-    ).fetchone()
+    row = conn.execute(qmark(sql.SELECT_COMPLETION), (completion_id, user_id)).fetchone()
     return None if row is None else CompletionRow.from_sql(row)
 
 
@@ -250,10 +224,7 @@ def insert_chat(
 ) -> ChatRow:
     """Insert a new, empty chat."""
     chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
-    conn.execute(
-        f"INSERT INTO chats({CHAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        (chat.id, user_id, title, chat_type, stamp, stamp),
-    )
+    conn.execute(qmark(sql.INSERT_CHAT), (chat.id, user_id, title, chat_type, stamp, stamp))
     return chat
 
 
@@ -265,64 +236,25 @@ def insert_completion(
     stamp: int,
 ) -> CompletionRow:
     """Insert a completion into an existing chat."""
-    row = CompletionRow(
-        id=str(uuid.uuid4()),
-        chat_id=chat_id,
-        completion_type=completion.completion_type,
-        created_us=stamp,
-        completed_us=stamp if completion.completed else None,
-        user_prompt_text=completion.prompt,
-        completion_text=completion.text,
-        metadata=completion.metadata,
-        error_message="",
-    )
-    conn.execute(
-        "INSERT INTO completions(id, chat_id, user_id, completion_type, created_us,"
-        " completed_us, user_prompt_text, completion_text, metadata, error_message,"
-        " deep_research) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)",
-        (
-            row.id,
-            chat_id,
-            user_id,
-            row.completion_type,
-            stamp,
-            row.completed_us,
-            row.user_prompt_text,
-            row.completion_text,
-            json.dumps(row.metadata),
-            DEEP_RESEARCH_KEY in row.metadata,
-        ),
-    )
+    row = CompletionRow.new(chat_id, completion, stamp)
+    conn.execute(qmark(sql.INSERT_COMPLETION), sql.completion_params(row, user_id))
     return row
 
 
 def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[str]) -> list[str]:
     """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
     with transaction(conn):
-        missing = [
+        found = {
             ident
-            for ident in ids
+            for ident in set(ids)
             if conn.execute(
                 f"SELECT 1 FROM {table} WHERE id = ? AND user_id = ?", (ident, user_id)
             ).fetchone()
-            is None
-        ]
+        }
+        missing = missing_ids(ids, found)
         if not missing:
             conn.executemany(
                 f"DELETE FROM {table} WHERE id = ? AND user_id = ?",
                 [(ident, user_id) for ident in ids],
             )
     return missing
-
-
-def merge_patch(metadata: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
-    """Top-level JSON merge patch: keys in ``patch`` replace, null values delete."""
-    if not patch:
-        return metadata
-    merged = dict(metadata)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged

@@ -1,0 +1,41 @@
+"""Versioned schema migrations: the rule both backends apply, without I/O.
+
+Each backend lists its migrations numbered 1, 2, ... (the same numbers mean
+the same change on both). Opening a database reads its version and applies
+every newer migration in order, inside one transaction with the new
+version, so a database is always at exactly one version. SQLite keeps the
+version in ``meta.schema_version`` (version 1 is the schema from before
+migrations existed); PostgreSQL in ``schema_migrations``, under an advisory
+lock so that replicas starting together apply each migration once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change: its number, what it does, and its statements in order."""
+
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer apex-grpc than this one."""
+
+
+def to_apply(current: int, migrations: Sequence[Migration]) -> list[Migration]:
+    """The migrations a database at version ``current`` still needs, in order."""
+    numbers = [migration.version for migration in migrations]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"migrations must be numbered 1..n in order, got {numbers}")
+    if current > len(migrations):
+        raise SchemaTooNew(
+            f"the database's schema is version {current}, newer than this apex-grpc's "
+            f"{len(migrations)}: upgrade apex-grpc (pip install -U apex-grpc)"
+        )
+    return list(migrations[current:])

@@ -1,0 +1,227 @@
+"""Chats and their stored completions, in PostgreSQL.
+
+The same operations as SQLite's (``_store.sqlite._chats``), safe with many
+replicas writing at once: a chat's title/type change is one UPDATE, and a
+completion's edit (a read-modify-write of its metadata) locks the row with
+SELECT ... FOR UPDATE, so concurrent edits queue instead of losing updates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg import AsyncCursor
+
+from apex_grpc_server._search import query_words
+from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store._rows import (
+    CHAT_COLUMNS,
+    ChatRow,
+    CompletionRow,
+    NewCompletion,
+    merge_patch,
+    missing_ids,
+    now_us,
+)
+from apex_grpc_server._store.postgres._pool import Database
+
+Cursor = AsyncCursor[tuple[Any, ...]]
+
+
+class PgChats:
+    """The ``chats`` table, with the completions each chat holds."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, user_id: str, title: str, chat_type: str, completion: NewCompletion
+    ) -> tuple[ChatRow, CompletionRow]:
+        """A new chat with its first completion, atomically."""
+        stamp = now_us()
+        async with self.db.transaction() as cur:
+            chat = await insert_chat(cur, user_id, title, chat_type, stamp)
+            row = await insert_completion(cur, user_id, chat.id, completion, stamp)
+        return chat, row
+
+    async def add_completion(
+        self, user_id: str, chat_id: str, completion: NewCompletion
+    ) -> CompletionRow | None:
+        """Add a completion to one of the user's chats; None if there is no such chat."""
+        stamp = now_us()
+        async with self.db.transaction() as cur:
+            await cur.execute(sql.TOUCH_CHAT, (stamp, chat_id, user_id))
+            if not cur.rowcount:
+                return None
+            return await insert_completion(cur, user_id, chat_id, completion, stamp)
+
+    async def of_user(self, user_id: str, chat_type: str) -> list[ChatRow]:
+        """The user's chats (of one type, if given), most recently updated first."""
+        sql = f"SELECT {CHAT_COLUMNS} FROM chats WHERE user_id = %s"
+        params: tuple[str, ...] = (user_id,)
+        if chat_type:
+            sql += " AND chat_type = %s"
+            params += (chat_type,)
+        sql += " ORDER BY updated_us DESC, created_us DESC, id DESC"
+        async with self.db.read() as cur:
+            await cur.execute(sql, params)
+            return [ChatRow.from_sql(row) for row in await cur.fetchall()]
+
+    async def get(self, user_id: str, chat_id: str) -> ChatRow | None:
+        """One of the user's chats."""
+        async with self.db.read() as cur:
+            return await select_chat(cur, user_id, chat_id)
+
+    async def completions(self, user_id: str, chat_id: str) -> list[CompletionRow] | None:
+        """The completions of one of the user's chats, oldest first; None if no such chat."""
+        async with self.db.transaction() as cur:
+            if await select_chat(cur, user_id, chat_id) is None:
+                return None
+            return await select_completions(cur, user_id, chat_id)
+
+    async def update(
+        self, user_id: str, chat_id: str, title: str | None, chat_type: str | None
+    ) -> ChatRow | None:
+        """Change a chat's title and/or type in one statement; None if there is no such chat."""
+        async with self.db.transaction() as cur:
+            await cur.execute(
+                "UPDATE chats SET title = coalesce(%s, title), chat_type = coalesce(%s, chat_type),"
+                f" updated_us = %s WHERE id = %s AND user_id = %s RETURNING {CHAT_COLUMNS}",
+                (title, chat_type, now_us(), chat_id, user_id),
+            )
+            row = await cur.fetchone()
+        return None if row is None else ChatRow.from_sql(row)
+
+    async def delete(self, user_id: str, chat_ids: list[str]) -> list[str]:
+        """Delete chats with their completions, all or nothing; returns the unknown ids."""
+        return await delete_owned(self.db, "chats", user_id, chat_ids)
+
+    async def search(self, user_id: str, text: str, limit: int = 100) -> list[str]:
+        """Ids of the user's chats whose prompts or answers contain every word, best first.
+
+        Words match as prefixes ("cosmo" finds "cosmonaut"), like SQLite's FTS5
+        query; chats are ranked by their best-matching completion.
+        """
+        words = query_words(text)
+        if not words:
+            return []
+        # query_words yields runs of letters, digits and underscores: no tsquery syntax.
+        query = " & ".join(f"'{word}':*" for word in words)
+        async with self.db.read() as cur:
+            await cur.execute(
+                "SELECT chat_id FROM completions, to_tsquery('apex_search', %s) AS q"
+                " WHERE user_id = %s AND search @@ q GROUP BY chat_id"
+                " ORDER BY max(ts_rank(search, q)) DESC, max(created_us) DESC LIMIT %s",
+                (query, user_id, limit),
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+
+class PgCompletions:
+    """The ``completions`` table, addressed by completion id."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, user_id: str, completion_id: str) -> CompletionRow | None:
+        """One of the user's completions."""
+        async with self.db.read() as cur:
+            return await select_completion(cur, user_id, completion_id)
+
+    async def update(
+        self,
+        user_id: str,
+        completion_id: str,
+        *,
+        text: str | None = None,
+        prompt: str | None = None,
+        metadata_patch: dict[str, Any] | None = None,
+        check: Check | None = None,
+    ) -> CompletionRow | None:
+        """Change a completion, its row locked; metadata merges key by key (null removes).
+
+        `check` sees the chat's completions as they would be; an exception it raises
+        undoes the change.
+        """
+        async with self.db.transaction() as cur:
+            current = await select_completion(cur, user_id, completion_id, lock=True)
+            if current is None:
+                return None
+            metadata = merge_patch(current.metadata, metadata_patch)
+            await cur.execute(
+                sql.EDIT_COMPLETION, sql.edit_params(text, prompt, metadata, completion_id, user_id)
+            )
+            await cur.execute(sql.TOUCH_CHAT_OF_COMPLETION, (now_us(), current.chat_id))
+            if check is not None:
+                check(await select_completions(cur, user_id, current.chat_id))
+            return await select_completion(cur, user_id, completion_id)
+
+    async def delete(self, user_id: str, completion_ids: list[str]) -> list[str]:
+        """Delete completions, all or nothing; returns the unknown ids."""
+        return await delete_owned(self.db, "completions", user_id, completion_ids)
+
+    async def deep_research(self, user_id: str) -> list[CompletionRow]:
+        """The user's completions with deep-research metadata, newest first."""
+        async with self.db.read() as cur:
+            await cur.execute(sql.SELECT_DEEP_RESEARCH, (user_id,))
+            return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+
+
+# Statements shared by several operations (they run inside the caller's transaction).
+
+
+async def select_chat(cur: Cursor, user_id: str, chat_id: str) -> ChatRow | None:
+    """The user's chat ``chat_id``, if any."""
+    await cur.execute(sql.SELECT_CHAT, (chat_id, user_id))
+    row = await cur.fetchone()
+    return None if row is None else ChatRow.from_sql(row)
+
+
+async def select_completions(cur: Cursor, user_id: str, chat_id: str) -> list[CompletionRow]:
+    """The completions of a chat, oldest first."""
+    await cur.execute(sql.SELECT_COMPLETIONS, (chat_id, user_id))
+    return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+
+
+async def select_completion(
+    cur: Cursor, user_id: str, completion_id: str, *, lock: bool = False
+) -> CompletionRow | None:
+    """The user's completion ``completion_id``, if any (row-locked until commit with ``lock``)."""
+    await cur.execute(
+        sql.SELECT_COMPLETION + (" FOR UPDATE" if lock else ""), (completion_id, user_id)
+    )
+    row = await cur.fetchone()
+    return None if row is None else CompletionRow.from_sql(row)
+
+
+async def insert_chat(cur: Cursor, user_id: str, title: str, chat_type: str, stamp: int) -> ChatRow:
+    """Insert a new, empty chat."""
+    chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
+    await cur.execute(sql.INSERT_CHAT, (chat.id, user_id, title, chat_type, stamp, stamp))
+    return chat
+
+
+async def insert_completion(
+    cur: Cursor, user_id: str, chat_id: str, completion: NewCompletion, stamp: int
+) -> CompletionRow:
+    """Insert a completion into an existing chat."""
+    row = CompletionRow.new(chat_id, completion, stamp)
+    await cur.execute(sql.INSERT_COMPLETION, sql.completion_params(row, user_id))
+    return row
+
+
+async def delete_owned(db: Database, table: str, user_id: str, ids: list[str]) -> list[str]:
+    """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
+    async with db.transaction() as cur:
+        await cur.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s) AND user_id = %s FOR UPDATE",
+            (ids, user_id),
+        )
+        missing = missing_ids(ids, {row[0] for row in await cur.fetchall()})
+        if not missing:
+            await cur.execute(
+                f"DELETE FROM {table} WHERE id = ANY(%s) AND user_id = %s", (ids, user_id)
+            )
+    return missing

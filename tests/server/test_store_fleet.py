@@ -1,0 +1,155 @@
+"""A fleet: several replicas' stores on one real PostgreSQL database, writing at once.
+
+Each ``Store`` here is what one replica opens (its own connection pool); the
+database is a fresh one on the session's ``local_postgres``. Skipped where
+PostgreSQL is not installed; failing instead on CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from apex_grpc_server._store import NewCompletion, open_store
+
+if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
+    from apex_grpc_server._store.postgres import PostgresStore
+
+Opener = Callable[[], Awaitable["PostgresStore"]]
+
+
+@pytest.fixture
+async def replicas(postgres_url: str) -> AsyncIterator[Opener]:
+    """Open replicas' stores on one fresh database: ``a = await replicas()``."""
+    from apex_grpc_server._store.postgres import PostgresStore
+
+    opened: list[PostgresStore] = []
+
+    async def open_replica() -> PostgresStore:
+        opened.append(await PostgresStore.open(postgres_url))
+        return opened[-1]
+
+    yield open_replica
+    for store in opened:
+        await store.close()
+
+
+def answer(prompt: str = "p", text: str = "a") -> NewCompletion:
+    return NewCompletion(prompt, text, "basic", {})
+
+
+async def test_concurrent_metadata_patches_from_two_replicas_are_all_kept(replicas) -> None:
+    a, b = await replicas(), await replicas()
+    _, row = await a.chats.create("u1", "t", "apex", answer())
+    await asyncio.gather(
+        *(
+            (a if n % 2 else b).completions.update("u1", row.id, metadata_patch={f"k{n}": n})
+            for n in range(50)
+        )
+    )
+    for store in (a, b):
+        final = await store.completions.get("u1", row.id)
+        assert final is not None and final.metadata == {f"k{n}": n for n in range(50)}
+
+
+async def test_concurrent_title_and_type_changes_from_two_replicas_both_land(replicas) -> None:
+    a, b = await replicas(), await replicas()
+    chats = [(await a.chats.create("u1", "old", "old", answer()))[0] for _ in range(20)]
+    await asyncio.gather(
+        *(a.chats.update("u1", chat.id, f"title {i}", None) for i, chat in enumerate(chats)),
+        *(b.chats.update("u1", chat.id, None, f"type {i}") for i, chat in enumerate(chats)),
+    )
+    for i, chat in enumerate(chats):
+        stored = await b.chats.get("u1", chat.id)
+        assert stored is not None and (stored.title, stored.chat_type) == (
+            f"title {i}",
+            f"type {i}",
+        )
+
+
+async def test_a_chat_written_through_one_replica_is_listed_and_found_through_another(
+    replicas,
+) -> None:
+    a, b = await replicas(), await replicas()
+    created = [
+        (await (a if i % 2 else b).chats.create("u1", f"c{i}", "apex", answer(f"zebra {i}")))[0]
+        for i in range(30)
+    ]
+    for store in (a, b):
+        assert {c.id for c in await store.chats.of_user("u1", "")} == {c.id for c in created}
+        assert set(await store.chats.search("u1", "zeb")) == {c.id for c in created}
+    assert await b.chats.search("u1", "zebra 7") == [created[7].id]
+
+
+async def test_jobs_claimed_by_three_runners_run_exactly_once(replicas) -> None:
+    stores = [await replicas() for _ in range(3)]
+    jobs = [(await stores[0].jobs.create("u1", b"req", f"q{i}", "t"))[0] for i in range(30)]
+    runs: Counter[str] = Counter()
+
+    async def runner(name: str) -> None:
+        store = stores[int(name[-1])]
+        while claimed := await store.jobs.claim(name, 30, 2):
+            for job in claimed:
+                runs[job.id] += 1
+                await asyncio.sleep(0.005)
+                assert await store.jobs.finish(job.id, job.token, "completed", text=name)
+
+    await asyncio.gather(*(runner(f"runner-{i}") for i in range(3)))
+    assert runs == Counter({job.id: 1 for job in jobs})
+    for job in jobs:
+        stored = await stores[1].jobs.get("u1", job.id)
+        assert stored is not None and stored.status == "completed"
+
+
+async def test_a_dead_runners_job_is_taken_over_and_its_result_stored_once(replicas) -> None:
+    dead, alive = await replicas(), await replicas()
+    job, completion = await dead.jobs.create("u1", b"req", "q", "t")
+    (first,) = await dead.jobs.claim("dead", 0.3, 5)
+    assert await dead.jobs.add_chunk(job.id, first.token, 0, "half an answer")
+    assert await alive.jobs.claim("alive", 30, 5) == []
+    await asyncio.sleep(0.4)  # "dead" never renews
+    (second,) = await alive.jobs.claim("alive", 30, 5)
+    assert second.id == job.id
+    assert not await dead.jobs.finish(job.id, first.token, "completed", text="dead answer")
+    assert await alive.jobs.add_chunk(job.id, second.token, 0, "whole answer")
+    assert await alive.jobs.finish(job.id, second.token, "completed", text="whole answer")
+    stored = await dead.jobs.get("u1", job.id)
+    assert stored is not None and stored.chunks == ((0, "whole answer"),)
+    row = await dead.completions.get("u1", completion.id)
+    assert row is not None and row.completion_text == "whole answer"
+
+
+async def test_replicas_starting_together_migrate_the_schema_once(postgres_url: str) -> None:
+    import psycopg
+
+    from apex_grpc_server._store.postgres import PostgresStore
+    from apex_grpc_server._store.postgres._schema import MIGRATIONS
+
+    opened = await asyncio.gather(
+        *(PostgresStore.open(postgres_url) for _ in range(4)), return_exceptions=True
+    )
+    stores = [store for store in opened if isinstance(store, PostgresStore)]
+    for store in stores:
+        await store.close()
+    assert stores == opened, [str(error) for error in opened if error not in stores]
+    assert {store.schema_version for store in stores} == {len(MIGRATIONS)}
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        cursor = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        assert [row[0] for row in await cursor.fetchall()] == [1, 2]
+
+
+async def test_an_unreachable_database_is_named_without_its_password(
+    local_postgres, tmp_path
+) -> None:
+    from apex_grpc_server._store.postgres import DatabaseUnavailable
+
+    url = "postgresql://apex:s3cret@127.0.0.1:1/apex"
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await open_store(url, tmp_path)
+    message = str(caught.value)
+    assert message.startswith("cannot connect to PostgreSQL at postgresql://apex:***@127.0.0.1:1/")
+    assert "s3cret" not in message
