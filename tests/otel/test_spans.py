@@ -215,6 +215,20 @@ async def test_our_span_is_current_while_grpc_runs(telemetry: Telemetry, connect
     assert seen == [ours.context.span_id]
 
 
+async def test_our_span_is_current_as_each_stream_attempt_opens(
+    telemetry: Telemetry, connect: Any
+) -> None:
+    seen: list[Any] = []
+    with FakeApex() as fake:
+        fake.on("ChatCompletionStream", times=1).reply(error("UNAVAILABLE"))
+        fake.on("ChatCompletionStream").reply(stream("ok"))
+        client = connect(fake.target, api_key=fake.api_key, retry=FAST)
+        _note_current_span(client, "ChatCompletionStream", seen)
+        await drain(client.chat.completions.create(messages=MESSAGES, stream=True))
+    ours = telemetry.span()
+    assert seen == [ours.context.span_id] * 2
+
+
 def _note_current_span(client: Any, rpc: str, seen: list[Any]) -> None:
     """Wrap the client's grpc multi-callable of `rpc` to note the span current when called."""
     connection = client._transport.pool().primary
@@ -226,3 +240,18 @@ def _note_current_span(client: Any, rpc: str, seen: list[Any]) -> None:
         return original(*args, **kwargs)
 
     connection.callables[method] = noting
+
+
+async def test_deep_research_jobs_are_named_by_their_rpcs(
+    telemetry: Telemetry, connect: Any, echo_target: str
+) -> None:
+    client = connect(echo_target)
+    job = await settle(client.deep_research.submit(messages=MESSAGES, seed=3))
+    await settle(client.deep_research.get(job.job_id))
+    submit, get = telemetry.spans()
+    assert submit.name == "apex.submit_deep_researcher_job"
+    assert get.name == "apex.get_deep_researcher_job"
+    assert (submit.attributes or {})["gen_ai.request.seed"] == 3
+    for span in (submit, get):
+        assert (span.attributes or {})["apex.deep_research.job_id"] == job.job_id
+        assert (span.attributes or {})["gen_ai.operation.name"] == span.name

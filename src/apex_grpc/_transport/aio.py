@@ -170,13 +170,11 @@ class AsyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> AsyncChatCompletionStream:
         """Start a ChatCompletionStream call in the running loop."""
-        opener = PooledOpener(self.pool(), prepared)
+        pool = self.pool()
         observer = _observe.observer
-        if observer is None:
-            return AsyncChatCompletionStream(opener, StreamState(prepared))
-        observation = observer.stream(prepared, self._settings)
-        with observation.current():  # the first attempt opens in the stream's constructor
-            return AsyncChatCompletionStream(opener, StreamState(prepared, observation))
+        observation = None if observer is None else observer.stream(prepared, self._settings)
+        opener = PooledOpener(pool, prepared, observation)
+        return AsyncChatCompletionStream(opener, StreamState(prepared, observation))
 
     async def close(self) -> None:
         """Close every connection: this loop's now, other live loops' in their own loop."""

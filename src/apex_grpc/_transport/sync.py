@@ -134,13 +134,11 @@ class SyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> ChatCompletionStream:
         """Start a ChatCompletionStream call."""
-        opener = PooledOpener(self.pool(), prepared)
+        pool = self.pool()
         observer = _observe.observer
-        if observer is None:
-            return ChatCompletionStream(opener, StreamState(prepared), self.watchdog)
-        observation = observer.stream(prepared, self._settings)
-        with observation.current():  # the first attempt opens in the stream's constructor
-            return ChatCompletionStream(opener, StreamState(prepared, observation), self.watchdog)
+        observation = None if observer is None else observer.stream(prepared, self._settings)
+        opener = PooledOpener(pool, prepared, observation)
+        return ChatCompletionStream(opener, StreamState(prepared, observation), self.watchdog)
 
     def close(self) -> None:
         """Close every connection; in-flight calls are cancelled."""
