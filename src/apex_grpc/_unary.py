@@ -107,19 +107,16 @@ def settle(state: UnaryAttempts, error: grpc.RpcError, is_watched: bool) -> floa
     """A failed attempt: returns the wait before the next, or raises the call's typed error.
 
     Records the attempt (and, when it ends the call, fills its CallInfo) when
-    `is_watched`.
+    `is_watched`, and tells the call's observation of a retry.
     """
     outcome = state.failed(error)
     retrying = not isinstance(outcome, APIError)
-    observation = state.observation
-    if is_watched or (retrying and observation is not None):
-        status = "REFUSED_STREAM" if state.refused else error.code().name
-        number = state.attempts.number - retrying
-        if is_watched:
-            _log(state, status, number, metadata_value(error.trailing_metadata() or ()))
-        if observation is not None and not isinstance(outcome, APIError):
-            observation.retried(number, status, outcome)
+    number = state.attempts.number - retrying
+    if is_watched:
+        _log(state, _status(state, error), number, metadata_value(error.trailing_metadata() or ()))
     if not isinstance(outcome, APIError):
+        if state.observation is not None:
+            state.observation.retried(number, _status(state, error), outcome)
         return outcome
     info = state.call.call_info
     if info is not None:
@@ -132,6 +129,10 @@ def settle(state: UnaryAttempts, error: grpc.RpcError, is_watched: bool) -> floa
             state.attempts.refused,
         )
     raise outcome from error
+
+
+def _status(state: UnaryAttempts, error: grpc.RpcError) -> str:
+    return "REFUSED_STREAM" if state.refused else error.code().name
 
 
 def _log(state: UnaryAttempts, status: str, attempt: int, request_id: str | None) -> None:
