@@ -26,12 +26,18 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
-from opentelemetry.metrics import Histogram, Meter, get_meter
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+try:
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+    from opentelemetry.metrics import Histogram, Meter, get_meter
+    from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+except ImportError as missing:  # pragma: no cover - what a base install says
+    raise ImportError(
+        f"apex_grpc.instrumentation.otel needs the otel extra ({missing}): "
+        "pip install 'apex-grpc[otel]'"
+    ) from missing
 
 from apex_grpc import _observe
 from apex_grpc._methods import SERVICE
