@@ -19,6 +19,7 @@ from . import (
     _burst,
     _first_chunk,
     _fleet,
+    _hostile,
     _otel,
     _per_call,
     _process_metrics,
@@ -31,7 +32,7 @@ from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "model")
+SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "hostile", "model")
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -167,6 +168,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "hostile" in args.only:
+        rows += _hostile.measure(args.quick)
     if "storage" in args.only:
         rows += _storage.measure(args.storage_rounds, args.storage_calls)
     if args.model:

@@ -42,6 +42,8 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "unary calls/s against 3 replicas over 1",
         "SIGTERM of 1 of 3 replicas",
         "SIGKILL of 1 of 3 replicas",
+        "unauthenticated calls",
+        "concurrent streams on --echo-concurrency 2",
         "stored chat create (CreateChatAndCompletion), PostgreSQL vs SQLite",
         "stored chat list (GetChatSessions), PostgreSQL vs SQLite",
     ):
