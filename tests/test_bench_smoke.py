@@ -36,6 +36,8 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "concurrent 0.2 s async unary calls through one cold AsyncApexClient",
         "concurrent 0.2 s sync streams on as many threads",
         "client CPU per sequential unary call",
+        "client CPU per call, otel extra installed but not instrumented",
+        "client CPU per call, instrumented (in-memory span exporter and metric reader)",
         "sequential unary calls over TLS",
         "unary calls/s against 3 replicas over 1",
         "SIGTERM of 1 of 3 replicas",
