@@ -382,7 +382,7 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         )
     store = SqliteStore(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         chat = await store.chats.get("u1", "c1")
         assert chat is not None and chat.title == "kept"
         (claim,) = await store.jobs.claim("r", 30, 5)  # a job left running has no lease
@@ -391,4 +391,4 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         await store.close()
     again = SqliteStore(path)  # reopening applies nothing
     await again.close()
-    assert again.schema_version == 2
+    assert again.schema_version == 3

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from apex_grpc_server._database import redact
 from apex_grpc_server._store.postgres._chats import PgChats, PgCompletions
 from apex_grpc_server._store.postgres._jobs import PgJobs
+from apex_grpc_server._store.postgres._keys import PgKeys
 from apex_grpc_server._store.postgres._pool import Database, Pool
 from apex_grpc_server._store.postgres._schema import migrate
 
@@ -38,6 +39,7 @@ class PostgresStore:
         self.chats = PgChats(self.db)
         self.completions = PgCompletions(self.db)
         self.jobs = PgJobs(self.db)
+        self.keys = PgKeys(self.db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:

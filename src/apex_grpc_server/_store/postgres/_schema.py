@@ -80,6 +80,22 @@ MIGRATIONS = (
             "ALTER TABLE jobs ADD COLUMN lease_expires_us BIGINT",
         ),
     ),
+    Migration(
+        3,
+        "idempotency keys: a keyed write's request fingerprint and first answer",
+        (
+            """CREATE TABLE idempotency_keys (
+  user_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  method TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  response BYTEA NOT NULL,
+  created_us BIGINT NOT NULL,
+  PRIMARY KEY (user_id, key)
+)""",
+            "CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_us)",
+        ),
+    ),
 )
 
 

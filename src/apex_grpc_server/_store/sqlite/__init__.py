@@ -13,6 +13,7 @@ from pathlib import Path
 from apex_grpc_server._sqlite import SqliteWorker
 from apex_grpc_server._store.sqlite._chats import ChatTable, CompletionTable
 from apex_grpc_server._store.sqlite._jobs import JobTable
+from apex_grpc_server._store.sqlite._keys import KeyTable
 from apex_grpc_server._store.sqlite._schema import migrate
 
 
@@ -30,6 +31,7 @@ class SqliteStore:
         self.chats = ChatTable(self.worker)
         self.completions = CompletionTable(self.worker)
         self.jobs = JobTable(self.worker)
+        self.keys = KeyTable(self.worker)
 
     async def close(self) -> None:
         """Close the database."""

@@ -15,6 +15,7 @@ from typing import Any
 from apex_grpc_server._search import query_words
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
 from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
     ChatRow,
@@ -25,6 +26,7 @@ from apex_grpc_server._store._rows import (
     now_us,
 )
 from apex_grpc_server._store._sql import qmark
+from apex_grpc_server._store.sqlite._keys import remember
 
 
 class ChatTable:
@@ -41,17 +43,26 @@ class ChatTable:
         title: str,
         chat_type: str,
         completion: NewCompletion,
+        *,
+        key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
         stamp = now_us()
         with transaction(conn):
             chat = insert_chat(conn, user_id, title, chat_type, stamp)
             row = insert_completion(conn, user_id, chat.id, completion, stamp)
+            remember(conn, user_id, key, (chat, row))
         return chat, row
 
     @on_worker
     def add_completion(
-        self, conn: sqlite3.Connection, user_id: str, chat_id: str, completion: NewCompletion
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        chat_id: str,
+        completion: NewCompletion,
+        *,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         stamp = now_us()
@@ -59,7 +70,9 @@ class ChatTable:
             updated = conn.execute(qmark(sql.TOUCH_CHAT), (stamp, chat_id, user_id)).rowcount
             if not updated:
                 return None
-            return insert_completion(conn, user_id, chat_id, completion, stamp)
+            row = insert_completion(conn, user_id, chat_id, completion, stamp)
+            remember(conn, user_id, key, row)
+            return row
 
     @on_worker
     def of_user(self, conn: sqlite3.Connection, user_id: str, chat_type: str) -> list[ChatRow]:
@@ -94,6 +107,8 @@ class ChatTable:
         chat_id: str,
         title: str | None,
         chat_type: str | None,
+        *,
+        key: KeyRecord | None = None,
     ) -> ChatRow | None:
         """Change a chat's title and/or type; None if there is no such chat."""
         with transaction(conn):
@@ -102,12 +117,23 @@ class ChatTable:
                 " updated_us = ? WHERE id = ? AND user_id = ?",
                 (title, chat_type, now_us(), chat_id, user_id),
             ).rowcount
-        return select_chat(conn, user_id, chat_id) if updated else None
+            if not updated:
+                return None
+            chat = select_chat(conn, user_id, chat_id)
+            remember(conn, user_id, key, chat)
+        return chat
 
     @on_worker
-    def delete(self, conn: sqlite3.Connection, user_id: str, chat_ids: list[str]) -> list[str]:
+    def delete(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        chat_ids: list[str],
+        *,
+        key: KeyRecord | None = None,
+    ) -> list[str]:
         """Delete chats with their completions, all or nothing; returns the unknown ids."""
-        return delete_owned(conn, "chats", user_id, chat_ids)
+        return delete_owned(conn, "chats", user_id, chat_ids, key)
 
     @on_worker
     def search(
@@ -162,6 +188,7 @@ class CompletionTable:
         prompt: str | None = None,
         metadata_patch: dict[str, Any] | None = None,
         check: Callable[[list[CompletionRow]], None] | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Change a completion; metadata merges key by key (a null value removes the key).
 
@@ -180,14 +207,21 @@ class CompletionTable:
             conn.execute(qmark(sql.TOUCH_CHAT_OF_COMPLETION), (now_us(), current.chat_id))
             if check is not None:
                 check(select_completions(conn, user_id, current.chat_id))
-        return select_completion(conn, user_id, completion_id)
+            row = select_completion(conn, user_id, completion_id)
+            remember(conn, user_id, key, row)
+        return row
 
     @on_worker
     def delete(
-        self, conn: sqlite3.Connection, user_id: str, completion_ids: list[str]
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        completion_ids: list[str],
+        *,
+        key: KeyRecord | None = None,
     ) -> list[str]:
         """Delete completions, all or nothing; returns the unknown ids."""
-        return delete_owned(conn, "completions", user_id, completion_ids)
+        return delete_owned(conn, "completions", user_id, completion_ids, key)
 
     @on_worker
     def deep_research(self, conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
@@ -241,7 +275,9 @@ def insert_completion(
     return row
 
 
-def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[str]) -> list[str]:
+def delete_owned(
+    conn: sqlite3.Connection, table: str, user_id: str, ids: list[str], key: KeyRecord | None
+) -> list[str]:
     """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
     with transaction(conn):
         found = {
@@ -257,4 +293,5 @@ def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[s
                 f"DELETE FROM {table} WHERE id = ? AND user_id = ?",
                 [(ident, user_id) for ident in ids],
             )
+            remember(conn, user_id, key, missing)
     return missing

@@ -85,6 +85,22 @@ END""",
             "ALTER TABLE jobs ADD COLUMN lease_expires_us INTEGER",
         ),
     ),
+    Migration(
+        3,
+        "idempotency keys: a keyed write's request fingerprint and first answer",
+        (
+            """CREATE TABLE idempotency_keys (
+  user_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  method TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  response BLOB NOT NULL,
+  created_us INTEGER NOT NULL,
+  PRIMARY KEY (user_id, key)
+) WITHOUT ROWID""",
+            "CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_us)",
+        ),
+    ),
 )
 
 
