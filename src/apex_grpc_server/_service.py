@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import Message as ProtoMessage
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
@@ -24,6 +25,7 @@ from apex_grpc_server._store import (
     ChatRow,
     CompletionRow,
     JobRow,
+    Listings,
     NewCompletion,
     Storage,
     default_title,
@@ -101,7 +103,12 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
         async def write(key: KeyRecord | None) -> JobRow:
             return await self.research.submit(
-                call.user_id, chat, request.SerializeToString(), call.knobs, key=key
+                call.user_id,
+                chat,
+                request.SerializeToString(),
+                call.knobs,
+                check=self._readable,
+                key=key,
             )
 
         def reply(job: JobRow) -> pb.SubmitDeepResearcherJobResponse:
@@ -231,6 +238,7 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
                 title,
                 chat_type,
                 NewCompletion(prompt, text, completion_type, {}),
+                check=self._readable,
                 key=key,
             )
 
@@ -258,7 +266,11 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
                 raise not_found("chat", chat_id)
             text = await self._answer(call, history, prompt)
             row = await self.store.chats.add_completion(
-                call.user_id, chat_id, NewCompletion(prompt, text, completion_type, {}), key=key
+                call.user_id,
+                chat_id,
+                NewCompletion(prompt, text, completion_type, {}),
+                check=self._readable,
+                key=key,
             )
             if row is None:  # deleted while the answer was being generated
                 raise not_found("chat", chat_id)
@@ -345,21 +357,38 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     # Helpers ---------------------------------------------------------------
 
-    def _readable(self, rows: list[CompletionRow]) -> None:
-        """Refuse an edit after which a chat's completions could not be sent back.
+    def _readable(self, listings: Listings) -> None:
+        """Refuse a write after which a listing could not be sent back (inside its transaction).
 
-        Every read of a stored chat must fit in one message; an edit that a read could
-        no longer carry would leave the row stored but unreadable.
+        Every listing (a chat's completions; the user's deep-research entries across
+        chats) must fit in one message; a write that a read could no longer carry
+        would leave its rows stored but unreadable.
         """
         limit = self.completions.max_message_bytes
-        listing = pb.GetStoredChatCompletionsResponse(
-            chat_completions=[convert.stored_completion(row) for row in rows]
-        )
-        if listing.ByteSize() > limit:
-            raise invalid_argument(
-                f"request: after this edit the chat's completions would take "
-                f"{listing.ByteSize()} bytes, more than the server's {limit}-byte message limit"
+        replies: list[tuple[str, ProtoMessage]] = [
+            (
+                "the chat's completions (GetStoredChatCompletions)",
+                pb.GetStoredChatCompletionsResponse(
+                    chat_completions=[convert.stored_completion(r) for r in listings.chat]
+                ),
             )
+        ]
+        if listings.deep_research is not None:
+            replies.append(
+                (
+                    "your deep-research entries (GetCompletionsWithDeepResearcherEntry)",
+                    pb.GetCompletionsWithDeepResearcherEntryResponse(
+                        completions=[convert.parsed_completion(r) for r in listings.deep_research]
+                    ),
+                )
+            )
+        for what, reply in replies:
+            size = reply.ByteSize()
+            if size > limit:
+                raise invalid_argument(
+                    f"request: after this write {what} would take {size} bytes, more than"
+                    f" the server's {limit}-byte message limit (--max-message-bytes)"
+                )
 
     async def _answer(self, call: CallContext, history: list[CompletionRow], prompt: str) -> str:
         """The engine's answer to ``prompt`` after the chat's recent turns.

@@ -17,10 +17,21 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from apex_grpc_server._store._keys import KeyRecord, Remembered
-from apex_grpc_server._store._rows import ChatRow, ClaimedJob, CompletionRow, JobRow, NewCompletion
+from apex_grpc_server._store._rows import (
+    ChatRow,
+    ClaimedJob,
+    CompletionRow,
+    JobRow,
+    Listings,
+    NewCompletion,
+)
 
-Check = Callable[[list[CompletionRow]], None]
-"""Sees a chat's completions as an edit would leave them; raising undoes the edit."""
+Check = Callable[[Listings], None]
+"""Sees the listings a write changes as the write would leave them; raising undoes the write.
+
+Every write that stores a completion's text or metadata takes one, so that nothing is stored
+that a listing could no longer send back.
+"""
 
 
 class ChatStore(Protocol):
@@ -33,6 +44,7 @@ class ChatStore(Protocol):
         chat_type: str,
         completion: NewCompletion,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
@@ -44,6 +56,7 @@ class ChatStore(Protocol):
         chat_id: str,
         completion: NewCompletion,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
@@ -132,6 +145,7 @@ class JobStore(Protocol):
         prompt: str,
         title: str,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> tuple[JobRow, CompletionRow]:
         """A pending job, with the chat and completion that will hold its answer."""

@@ -108,6 +108,17 @@ class NewCompletion:
     completed: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Listings:
+    """The listings a write changes, as they would read after it (see ``_interface.Check``)."""
+
+    chat: list[CompletionRow]
+    """The written chat's completions, oldest first (GetStoredChatCompletions)."""
+    deep_research: list[CompletionRow] | None
+    """The user's deep-research entries (GetCompletionsWithDeepResearcherEntry); None when
+    the write added nothing to that listing."""
+
+
 def default_title(prompt: str, words: int = 8, limit: int = 60) -> str:
     """A chat title from the first words of a prompt."""
     parts = prompt.split()

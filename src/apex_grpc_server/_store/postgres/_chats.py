@@ -17,8 +17,10 @@ from apex_grpc_server._store._interface import Check
 from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
+    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
+    Listings,
     NewCompletion,
     merge_patch,
     missing_ids,
@@ -41,6 +43,7 @@ class PgChats:
         chat_type: str,
         completion: NewCompletion,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
@@ -48,6 +51,7 @@ class PgChats:
         async with self.db.transaction() as cur:
             chat = await insert_chat(cur, user_id, title, chat_type, stamp)
             row = await insert_completion(cur, user_id, chat.id, completion, stamp)
+            await run_check(cur, user_id, row, check)
             await remember(cur, user_id, key, (chat, row))
         return chat, row
 
@@ -57,6 +61,7 @@ class PgChats:
         chat_id: str,
         completion: NewCompletion,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
@@ -66,6 +71,7 @@ class PgChats:
             if not cur.rowcount:
                 return None
             row = await insert_completion(cur, user_id, chat_id, completion, stamp)
+            await run_check(cur, user_id, row, check)
             await remember(cur, user_id, key, row)
             return row
 
@@ -167,8 +173,7 @@ class PgCompletions:
     ) -> CompletionRow | None:
         """Change a completion, its row locked; metadata merges key by key (null removes).
 
-        `check` sees the chat's completions as they would be; an exception it raises
-        undoes the change.
+        `check` sees the listings as they would be; an exception it raises undoes the change.
         """
         async with self.db.transaction() as cur:
             current = await select_completion(cur, user_id, completion_id, lock=True)
@@ -179,9 +184,9 @@ class PgCompletions:
                 sql.EDIT_COMPLETION, sql.edit_params(text, prompt, metadata, completion_id, user_id)
             )
             await cur.execute(sql.TOUCH_CHAT_OF_COMPLETION, (now_us(), current.chat_id))
-            if check is not None:
-                check(await select_completions(cur, user_id, current.chat_id))
             row = await select_completion(cur, user_id, completion_id)
+            assert row is not None  # updated just now, in this transaction
+            await run_check(cur, user_id, row, check)
             await remember(cur, user_id, key, row)
             return row
 
@@ -194,8 +199,7 @@ class PgCompletions:
     async def deep_research(self, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
         async with self.db.read() as cur:
-            await cur.execute(sql.SELECT_DEEP_RESEARCH, (user_id,))
-            return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+            return await select_deep_research(cur, user_id)
 
 
 # Statements shared by several operations (they run inside the caller's transaction).
@@ -212,6 +216,25 @@ async def select_completions(cur: Cursor, user_id: str, chat_id: str) -> list[Co
     """The completions of a chat, oldest first."""
     await cur.execute(sql.SELECT_COMPLETIONS, (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+
+
+async def select_deep_research(cur: Cursor, user_id: str) -> list[CompletionRow]:
+    """The user's deep-research entries, newest first."""
+    await cur.execute(sql.SELECT_DEEP_RESEARCH, (user_id,))
+    return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+
+
+async def run_check(cur: Cursor, user_id: str, written: CompletionRow, check: Check | None) -> None:
+    """Show ``check`` the listings holding the ``written`` completion, as they now read."""
+    if check is None:
+        return
+    deep = DEEP_RESEARCH_KEY in written.metadata
+    check(
+        Listings(
+            await select_completions(cur, user_id, written.chat_id),
+            await select_deep_research(cur, user_id) if deep else None,
+        )
+    )
 
 
 async def select_completion(

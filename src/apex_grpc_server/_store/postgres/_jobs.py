@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._interface import Check
 from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
@@ -27,7 +28,7 @@ from apex_grpc_server._store._rows import (
     job_metadata,
     now_us,
 )
-from apex_grpc_server._store.postgres._chats import insert_chat, insert_completion
+from apex_grpc_server._store.postgres._chats import insert_chat, insert_completion, run_check
 from apex_grpc_server._store.postgres._keys import remember
 from apex_grpc_server._store.postgres._pool import Cursor, Database
 
@@ -48,6 +49,7 @@ class PgJobs:
         prompt: str,
         title: str,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> tuple[JobRow, CompletionRow]:
         """A pending job, with the chat and completion that will hold its answer."""
@@ -67,6 +69,7 @@ class PgJobs:
                 sql.INSERT_JOB, (job_id, user_id, stamp, stamp, request, completion.id)
             )
             job = JobRow(job_id, "pending", stamp, stamp, None, completion.id)
+            await run_check(cur, user_id, completion, check)
             await remember(cur, user_id, key, job)
         return job, completion
 

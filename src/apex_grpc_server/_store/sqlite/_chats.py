@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from apex_grpc_server._search import query_words
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
 from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._interface import Check
 from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
+    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
+    Listings,
     NewCompletion,
     merge_patch,
     missing_ids,
@@ -44,6 +46,7 @@ class ChatTable:
         chat_type: str,
         completion: NewCompletion,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
@@ -51,6 +54,7 @@ class ChatTable:
         with transaction(conn):
             chat = insert_chat(conn, user_id, title, chat_type, stamp)
             row = insert_completion(conn, user_id, chat.id, completion, stamp)
+            run_check(conn, user_id, row, check)
             remember(conn, user_id, key, (chat, row))
         return chat, row
 
@@ -62,6 +66,7 @@ class ChatTable:
         chat_id: str,
         completion: NewCompletion,
         *,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
@@ -71,6 +76,7 @@ class ChatTable:
             if not updated:
                 return None
             row = insert_completion(conn, user_id, chat_id, completion, stamp)
+            run_check(conn, user_id, row, check)
             remember(conn, user_id, key, row)
             return row
 
@@ -187,13 +193,12 @@ class CompletionTable:
         text: str | None = None,
         prompt: str | None = None,
         metadata_patch: dict[str, Any] | None = None,
-        check: Callable[[list[CompletionRow]], None] | None = None,
+        check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Change a completion; metadata merges key by key (a null value removes the key).
 
-        `check` sees the chat's completions as they would be; an exception it raises
-        undoes the change.
+        `check` sees the listings as they would be; an exception it raises undoes the change.
         """
         with transaction(conn):
             current = select_completion(conn, user_id, completion_id)
@@ -205,9 +210,9 @@ class CompletionTable:
                 sql.edit_params(text, prompt, metadata, completion_id, user_id),
             )
             conn.execute(qmark(sql.TOUCH_CHAT_OF_COMPLETION), (now_us(), current.chat_id))
-            if check is not None:
-                check(select_completions(conn, user_id, current.chat_id))
             row = select_completion(conn, user_id, completion_id)
+            assert row is not None  # updated just now, in this transaction
+            run_check(conn, user_id, row, check)
             remember(conn, user_id, key, row)
         return row
 
@@ -226,8 +231,7 @@ class CompletionTable:
     @on_worker
     def deep_research(self, conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
-        rows = conn.execute(qmark(sql.SELECT_DEEP_RESEARCH), (user_id,))
-        return [CompletionRow.from_sql(row) for row in rows]
+        return select_deep_research(conn, user_id)
 
 
 # Statements shared by several operations (they run inside the caller's transaction).
@@ -243,6 +247,27 @@ def select_completions(conn: sqlite3.Connection, user_id: str, chat_id: str) -> 
     """The completions of a chat, oldest first."""
     rows = conn.execute(qmark(sql.SELECT_COMPLETIONS), (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in rows]
+
+
+def select_deep_research(conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
+    """The user's deep-research entries, newest first."""
+    rows = conn.execute(qmark(sql.SELECT_DEEP_RESEARCH), (user_id,))
+    return [CompletionRow.from_sql(row) for row in rows]
+
+
+def run_check(
+    conn: sqlite3.Connection, user_id: str, written: CompletionRow, check: Check | None
+) -> None:
+    """Show ``check`` the listings holding the ``written`` completion, as they now read."""
+    if check is None:
+        return
+    deep = DEEP_RESEARCH_KEY in written.metadata
+    check(
+        Listings(
+            select_completions(conn, user_id, written.chat_id),
+            select_deep_research(conn, user_id) if deep else None,
+        )
+    )
 
 
 def select_completion(
