@@ -384,7 +384,7 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         )
     store = SqliteStore(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         chat = await store.chats.get("u1", "c1")
         assert chat is not None and chat.title == "kept"
         (claim,) = await store.jobs.claim("r", 30, 5)  # a job left running has no lease
@@ -393,7 +393,7 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         await store.close()
     again = SqliteStore(path)  # reopening applies nothing
     await again.close()
-    assert again.schema_version == 3
+    assert again.schema_version == 4
 
 
 async def test_every_write_of_a_completion_shows_its_check_the_listings_it_changes(

@@ -221,6 +221,11 @@ class Storage(Protocol):
         ...
 
     @property
+    def user_id_secret(self) -> bytes | None:
+        """The secret API keys' user ids are an HMAC with (None: the old unsalted ids)."""
+        ...
+
+    @property
     def keys(self) -> KeyStore:
         """Idempotency keys of writes."""
         ...

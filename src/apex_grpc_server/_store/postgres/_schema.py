@@ -96,6 +96,19 @@ MIGRATIONS = (
             "CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_us)",
         ),
     ),
+    Migration(
+        4,
+        "user ids: a secret for HMAC user ids; databases holding rows keep the old ids",
+        (
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            # gen_random_uuid draws from PostgreSQL's strong random source: 244 random bits.
+            "INSERT INTO meta(key, value) VALUES ('user_id_secret',"
+            " replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))",
+            "INSERT INTO meta(key, value) SELECT 'user_ids', CASE WHEN EXISTS"
+            " (SELECT 1 FROM chats) OR EXISTS (SELECT 1 FROM jobs)"
+            " THEN 'sha256-legacy' ELSE 'hmac-sha256' END",
+        ),
+    ),
 )
 
 

@@ -101,6 +101,16 @@ END""",
             "CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_us)",
         ),
     ),
+    Migration(
+        4,
+        "user ids: a secret for HMAC user ids; databases holding rows keep the old ids",
+        (
+            "INSERT INTO meta(key, value) VALUES ('user_id_secret', lower(hex(randomblob(32))))",
+            "INSERT INTO meta(key, value) SELECT 'user_ids', CASE WHEN EXISTS"
+            " (SELECT 1 FROM chats) OR EXISTS (SELECT 1 FROM jobs)"
+            " THEN 'sha256-legacy' ELSE 'hmac-sha256' END",
+        ),
+    ),
 )
 
 
