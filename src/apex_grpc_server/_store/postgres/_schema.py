@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
-from apex_grpc_server._store._migrations import Migration, to_apply
+from apex_grpc_server._store._migrations import USER_IDS_SCHEME, Migration, to_apply
 
 MIGRATION_LOCK = 0x61706578_67727063  # "apexgrpc": pg_advisory_xact_lock key
 """Replicas starting together serialise their migrations on this advisory lock."""
@@ -104,9 +104,7 @@ MIGRATIONS = (
             # gen_random_uuid draws from PostgreSQL's strong random source: 244 random bits.
             "INSERT INTO meta(key, value) VALUES ('user_id_secret',"
             " replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))",
-            "INSERT INTO meta(key, value) SELECT 'user_ids', CASE WHEN EXISTS"
-            " (SELECT 1 FROM chats) OR EXISTS (SELECT 1 FROM jobs)"
-            " THEN 'sha256-legacy' ELSE 'hmac-sha256' END",
+            USER_IDS_SCHEME,
         ),
     ),
 )

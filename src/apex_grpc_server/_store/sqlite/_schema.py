@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from apex_grpc_server._sqlite import transaction
-from apex_grpc_server._store._migrations import Migration, to_apply
+from apex_grpc_server._store._migrations import USER_IDS_SCHEME, Migration, to_apply
 
 MIGRATIONS = (
     Migration(
@@ -106,9 +106,7 @@ END""",
         "user ids: a secret for HMAC user ids; databases holding rows keep the old ids",
         (
             "INSERT INTO meta(key, value) VALUES ('user_id_secret', lower(hex(randomblob(32))))",
-            "INSERT INTO meta(key, value) SELECT 'user_ids', CASE WHEN EXISTS"
-            " (SELECT 1 FROM chats) OR EXISTS (SELECT 1 FROM jobs)"
-            " THEN 'sha256-legacy' ELSE 'hmac-sha256' END",
+            USER_IDS_SCHEME,
         ),
     ),
 )
