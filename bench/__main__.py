@@ -15,14 +15,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _burst, _first_chunk, _fleet, _per_call, _process_metrics, _scenarios, _storage
+from . import (
+    _burst,
+    _first_chunk,
+    _fleet,
+    _hostile,
+    _otel,
+    _per_call,
+    _process_metrics,
+    _scenarios,
+    _storage,
+)
 from ._common import expected_text
 from ._report import Row, machine, ratio_row, render, value_row
 from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "tls", "fleet", "storage", "model")
+SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "hostile", "model")
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -124,6 +134,13 @@ def per_call(args: argparse.Namespace) -> list[Row]:
     return _per_call.cpu_rows(probes)
 
 
+def otel_cost(args: argparse.Namespace) -> list[Row]:
+    """CPU per sequential unary call without OpenTelemetry, with it idle, and instrumented."""
+    text = expected_text(1, CHUNKS * CHUNK_SIZE)
+    with echo_server(1, CHUNKS * CHUNK_SIZE) as target:
+        return _otel.measure(target, text, args.cpu_rounds, args.cpu_seconds)
+
+
 def over_tls(args: argparse.Namespace) -> list[Row]:
     """Sequential calls over TLS through a 20 ms round-trip delay proxy."""
     text = expected_text(1, CHUNKS * CHUNK_SIZE)
@@ -145,10 +162,14 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         )
     if "cpu" in args.only:
         rows += per_call(args)
+    if "otel" in args.only:
+        rows += otel_cost(args)
     if "tls" in args.only:
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "hostile" in args.only:
+        rows += _hostile.measure(args.quick)
     if "storage" in args.only:
         rows += _storage.measure(args.storage_rounds, args.storage_calls)
     if args.model:

@@ -86,20 +86,23 @@ def run_rounds(
     return probes
 
 
-def cpu_per_call(
-    target: str, expected: str, rounds: int, duration: float, official: bool
-) -> Probes:
-    """Client CPU per sequential unary call: apex-grpc, the raw stub, the official SDK."""
-    options, metadata = ours_on_the_wire(target)
-    base = {
+def loopback_probe(target: str, expected: str, duration: float) -> dict[str, Any]:
+    """A probe's configuration for sequential plaintext calls to `target` (warm-up included)."""
+    return {
         "target": target,
         "tls": False,
         "expected": expected,
         "duration": duration,
         "warmup": min(0.5, duration / 2),
-        "options": options,
-        "metadata": metadata,
     }
+
+
+def cpu_per_call(
+    target: str, expected: str, rounds: int, duration: float, official: bool
+) -> Probes:
+    """Client CPU per sequential unary call: apex-grpc, the raw stub, the official SDK."""
+    options, metadata = ours_on_the_wire(target)
+    base = {**loopback_probe(target, expected, duration), "options": options, "metadata": metadata}
     sides = ["ours", "raw", "official"] if official else ["ours", "raw"]
     return run_rounds(sides, rounds, base)
 

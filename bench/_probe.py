@@ -77,9 +77,48 @@ def official_call(config: dict[str, Any]) -> Callable[[], str]:
     return call
 
 
+class _NoOpenTelemetry:
+    """A meta-path finder refusing ``opentelemetry``: this process runs as without the extra."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] == "opentelemetry":
+            raise ImportError(f"{name} is hidden: the probe runs without the otel extra")
+
+
+def ours_without_otel(config: dict[str, Any]) -> Callable[[], str]:
+    """apex-grpc's sync client in a process where OpenTelemetry cannot be imported."""
+    sys.meta_path.insert(0, _NoOpenTelemetry())
+    return ours_call(config)
+
+
+def ours_instrumented(config: dict[str, Any]) -> Callable[[], str]:
+    """apex-grpc's sync client with ApexGrpcInstrumentor on, exporting to memory."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from apex_grpc.instrumentation.otel import ApexGrpcInstrumentor
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    ApexGrpcInstrumentor().instrument(
+        tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
+    return ours_call(config)
+
+
 def probe(config: dict[str, Any]) -> dict[str, float]:
     """Warm up, then call for `duration` seconds; returns calls, wall_s and cpu_s."""
-    makers = {"ours": ours_call, "raw": raw_call, "official": official_call}
+    makers = {
+        "ours": ours_call,
+        "raw": raw_call,
+        "official": official_call,
+        "ours_without_otel": ours_without_otel,
+        "ours_instrumented": ours_instrumented,
+    }
     call = makers[config["side"]](config)
     expected = config["expected"]
     warm_until = time.perf_counter() + config["warmup"]
@@ -95,7 +134,11 @@ def probe(config: dict[str, Any]) -> dict[str, float]:
         check(call() == expected, f"{config['side']} probe content")
         calls += 1
     wall = time.perf_counter() - started
-    return {"calls": calls, "wall_s": wall, "cpu_s": time.process_time() - cpu_started}
+    cpu = time.process_time() - cpu_started
+    if config["side"] in ("ours", "ours_without_otel"):  # not instrumented: none loaded
+        loaded = [m for m in sys.modules if m.split(".")[0] == "opentelemetry"]
+        check(not loaded, f"{config['side']} probe imported {loaded[:3]}")
+    return {"calls": calls, "wall_s": wall, "cpu_s": cpu}
 
 
 def run_probe(interpreter: str, config: dict[str, Any], env: dict[str, str]) -> dict[str, float]:

@@ -22,6 +22,7 @@ import grpc
 
 from apex_grpc._errors import APIError, InternalServerError, metadata_value
 from apex_grpc._logging import log_attempt, logger
+from apex_grpc._observe import CallObservation
 from apex_grpc._retry import Attempts, final_error
 from apex_grpc._settings.call import CallSettings
 
@@ -29,7 +30,7 @@ from apex_grpc._settings.call import CallSettings
 class UnaryAttempts:
     """The decisions of one unary call, across its attempts."""
 
-    __slots__ = ("attempts", "call", "clock", "method", "started")
+    __slots__ = ("attempts", "call", "clock", "method", "observation", "started")
 
     def __init__(
         self,
@@ -38,8 +39,11 @@ class UnaryAttempts:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        observation: CallObservation | None = None,
     ) -> None:
         self.method = method
+        self.observation = observation
+        """Who follows the call for tracing (`apex_grpc._observe`); None: nobody."""
         self.call = call
         self.clock = clock
         self.attempts = Attempts(call.retry, call.timeout, clock=clock, rng=rng)
@@ -103,15 +107,16 @@ def settle(state: UnaryAttempts, error: grpc.RpcError, is_watched: bool) -> floa
     """A failed attempt: returns the wait before the next, or raises the call's typed error.
 
     Records the attempt (and, when it ends the call, fills its CallInfo) when
-    `is_watched`.
+    `is_watched`, and tells the call's observation of a retry.
     """
     outcome = state.failed(error)
     retrying = not isinstance(outcome, APIError)
+    number = state.attempts.number - retrying
     if is_watched:
-        status = "REFUSED_STREAM" if state.refused else error.code().name
-        number = state.attempts.number - retrying
-        _log(state, status, number, metadata_value(error.trailing_metadata() or ()))
+        _log(state, _status(state, error), number, metadata_value(error.trailing_metadata() or ()))
     if not isinstance(outcome, APIError):
+        if state.observation is not None:
+            state.observation.retried(number, _status(state, error), outcome)
         return outcome
     info = state.call.call_info
     if info is not None:
@@ -124,6 +129,10 @@ def settle(state: UnaryAttempts, error: grpc.RpcError, is_watched: bool) -> floa
             state.attempts.refused,
         )
     raise outcome from error
+
+
+def _status(state: UnaryAttempts, error: grpc.RpcError) -> str:
+    return "REFUSED_STREAM" if state.refused else error.code().name
 
 
 def _log(state: UnaryAttempts, status: str, attempt: int, request_id: str | None) -> None:

@@ -24,6 +24,7 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._auth import Authenticator
 from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knobs
 from apex_grpc_server._logging import log_call, logger
+from apex_grpc_server._metrics import NO_METRICS, Metrics
 from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -54,9 +55,17 @@ class CallContext:
 class CallPolicy:
     """Authentication and knobs settings shared by all calls of one server."""
 
-    def __init__(self, authenticator: Authenticator, *, knobs_enabled: bool) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        knobs_enabled: bool,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.authenticator = authenticator
         self.knobs_enabled = knobs_enabled
+        self.metrics = metrics
+        """Where each call's end is reported (`NO_METRICS` without --metrics-port)."""
         self.failures = FailureCounter()
         self.accepting = True
         """False while the server shuts down: new calls are answered UNAVAILABLE, unstarted."""
@@ -145,7 +154,8 @@ class _CallScope:
     ``async with _CallScope(...) as call:`` opens the call (initial metadata,
     authentication, knobs); leaving the block maps the outcome to a status:
     RpcAbort to its code, cancellation to CANCELLED, anything unexpected to
-    INTERNAL (logged with its traceback); then it logs the call.
+    INTERNAL (logged with its traceback); then it logs the call and reports it
+    to the server's metrics.
     """
 
     __slots__ = ("call", "code", "context", "method", "peer", "policy", "request_id", "started")
@@ -160,6 +170,7 @@ class _CallScope:
         self.request_id = uuid.uuid4().hex
         self.code = "OK"
         self.call: CallContext | None = None
+        policy.metrics.call_started()
 
     async def open(self, user_id: str, *, streaming: bool) -> CallContext:
         """Open the admitted call of `user_id` (initial metadata, knobs)."""
@@ -189,13 +200,9 @@ class _CallScope:
                 self.code = "INTERNAL"
                 await _abort(self.context, self.call, self.request_id, self._internal(error))
         finally:
-            log_call(
-                self.method,
-                self.code,
-                time.perf_counter() - self.started,
-                self.peer,
-                self.request_id,
-            )
+            duration_s = time.perf_counter() - self.started
+            self.policy.metrics.call_ended(self.method, self.code, duration_s)
+            log_call(self.method, self.code, duration_s, self.peer, self.request_id)
 
     def _internal(self, error: BaseException) -> RpcAbort:
         logger.error(

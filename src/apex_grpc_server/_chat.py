@@ -15,6 +15,7 @@ from apex_grpc_server import _convert
 from apex_grpc_server._engines import ChatEngine, ChatRequest, Delta, EchoEngine, Finish
 from apex_grpc_server._engines._base import CONTEXT_TOKENS_KEY
 from apex_grpc_server._knobs import Knobs
+from apex_grpc_server._metrics import NO_METRICS, Metrics
 from apex_grpc_server._queue import EngineQueue
 from apex_grpc_server._status import MetadataPairs, RpcAbort
 from apex_grpc_server._validation import ChatCall
@@ -25,12 +26,22 @@ class ChatCompletions:
 
     An engine with limited ``concurrency`` gets a queue of ``queue_size``
     places in front of it (``_queue.EngineQueue``); every completion, streamed,
-    unary, stored or deep research, takes its turn there.
+    unary, stored or deep research, takes its turn there. ChatCompletion and
+    ChatCompletionStream are timed on ``metrics`` (stored and research answers
+    are parts of other operations).
     """
 
-    def __init__(self, engine: ChatEngine, *, max_message_bytes: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        engine: ChatEngine,
+        *,
+        max_message_bytes: int,
+        queue_size: int,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.engine = engine
         self.max_message_bytes = max_message_bytes
+        self.metrics = metrics
         self.queue = (
             None
             if engine.concurrency is None
@@ -41,6 +52,8 @@ class ChatCompletions:
                 expected_turn_s=engine.expected_turn_s,
             )
         )
+        if self.queue is not None:
+            metrics.watch_queue(self.queue)
 
     def context_metadata(self) -> MetadataPairs:
         """``x-apex-context-tokens`` for the trailing metadata of chat calls (if known)."""
@@ -100,9 +113,11 @@ class ChatCompletions:
         model = self.engine_for(knobs).model
         first = True
         deltas = self.deltas(chat.request, chat.timeout_s, knobs)
-        async with contextlib.aclosing(deltas):
+        async with self.metrics.chat(model) as timer, contextlib.aclosing(deltas):
             async for delta in deltas:
                 finish = delta.finish
+                if finish is not None:
+                    timer.usage(finish.usage)
                 if first and finish is not None and not delta.text:
                     return
                 chunk = pb.ChatCompletionChunkResponse(
@@ -123,6 +138,7 @@ class ChatCompletions:
                 if finish is not None and finish.usage is not None:
                     chunk.usage.CopyFrom(_convert.usage(finish.usage))
                 first = False
+                timer.chunk()
                 yield chunk
 
     async def text(
@@ -150,7 +166,9 @@ class ChatCompletions:
     async def complete(self, chat: ChatCall, knobs: Knobs | None) -> pb.ChatCompletionResponse:
         """ChatCompletion: the whole answer in choices[0].message."""
         model = self.engine_for(knobs).model
-        text, finish = await self.text(chat.request, chat.timeout_s, knobs)
+        async with self.metrics.chat(model) as timer:
+            text, finish = await self.text(chat.request, chat.timeout_s, knobs)
+            timer.usage(finish.usage)
         response = pb.ChatCompletionResponse(
             id=str(uuid.uuid4()),
             created=int(time.time()),

@@ -58,6 +58,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     listen.add_argument(
         "--port-file", metavar="PATH", help="write the bound port here once serving"
     )
+    listen.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env("APEX_GRPC_METRICS_PORT"),
+        metavar="N",
+        help="serve Prometheus metrics on http://METRICS_HOST:N/metrics, 0 for any free port"
+        " (default: off)",
+    )
+    listen.add_argument(
+        "--metrics-host",
+        default=_env("APEX_GRPC_METRICS_HOST") or "127.0.0.1",
+        metavar="HOST",
+        help="the address of the metrics endpoint (%(default)s)",
+    )
 
     auth = parser.add_argument_group("authentication")
     auth.add_argument(
@@ -321,6 +335,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         drain_delay_s=args.drain_delay,
         grace_period_s=args.grace_period,
         test_knobs=args.test_knobs,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
 
 

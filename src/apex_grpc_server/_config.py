@@ -124,6 +124,12 @@ class ServerConfig:
     # engine only.
     test_knobs: bool | None = None
 
+    # Prometheus metrics on http://metrics_host:metrics_port/metrics (None: off,
+    # and prometheus_client is never imported; 0 picks a free port, read it back
+    # from ``RunningServer.metrics_port``).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -159,6 +165,8 @@ class ServerConfig:
             raise ValueError("api_keys: keys must be non-empty without surrounding whitespace")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: must be in [0, 65535], got {self.port}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port: must be in [0, 65535], got {self.metrics_port}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key: give both PEM files or neither")
         if self.engine == "openai" and not self.openai_base_url:

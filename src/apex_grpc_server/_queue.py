@@ -68,6 +68,8 @@ class EngineQueue:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._turn_s = expected_turn_s * PRIOR_MARGIN if expected_turn_s else FIRST_ESTIMATE_S
         self._promised: collections.deque[float] = collections.deque()
+        self.refused = 0
+        """Calls refused because the queue was full (read by the server's metrics)."""
 
     @property
     def waiting(self) -> int:
@@ -118,6 +120,7 @@ class EngineQueue:
             self._free -= 1
             return
         if len(self._waiters) >= self.capacity:
+            self.refused += 1
             pushback = self.retry_after_ms()
             raise RpcAbort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -24,6 +24,7 @@ from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._datalock import DataDirectoryLock
 from apex_grpc_server._documents import default_corpus
 from apex_grpc_server._engines import ChatEngine, create_engine
+from apex_grpc_server._metrics import Metrics, create_metrics
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._routes import ApexRoutes
 from apex_grpc_server._search import SearchIndex
@@ -44,6 +45,8 @@ class ServerInfo:
     port: int
     target: str
     config: ServerConfig
+    metrics_port: int | None = None
+    """The bound port of http://HOST:PORT/metrics (None: metrics are off)."""
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -74,6 +77,12 @@ def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
     ]
 
 
+def metrics_url(config: ServerConfig, port: int) -> str:
+    """Where the metrics of a server on ``port`` are scraped."""
+    host = config.metrics_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+
 def _bind_address(config: ServerConfig) -> tuple[str, str]:
     """(address to bind, target for clients)."""
     if config.unix_socket:
@@ -101,6 +110,7 @@ class ApexServer:
         self._health: Any = None
         self._policy: CallPolicy | None = None
         self._lock: DataDirectoryLock | None = None
+        self._metrics: Metrics | None = None
         self.info: ServerInfo | None = None
 
     async def start(self) -> ServerInfo:
@@ -135,6 +145,8 @@ class ApexServer:
             port = 0
         else:
             target = f"{target}:{port}"
+        metrics = self._metrics = create_metrics(config)
+        metrics_port = metrics.start()  # binds at once: a busy port fails here too
 
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = DataDirectoryLock(config.data_dir)
@@ -155,9 +167,13 @@ class ApexServer:
                 allow_any_key=config.allow_any_key,
             ),
             knobs_enabled=config.knobs_enabled,
+            metrics=metrics,
         )
         completions = ChatCompletions(
-            self._engine, max_message_bytes=config.max_message_bytes, queue_size=config.queue_size
+            self._engine,
+            max_message_bytes=config.max_message_bytes,
+            queue_size=config.queue_size,
+            metrics=metrics,
         )
         self._research = ResearchJobs(
             self._store,
@@ -175,16 +191,17 @@ class ApexServer:
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
-        self.info = ServerInfo(port=port, target=target, config=config)
+        self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
         if config.allow_any_key:
             logger.warning("development mode: any non-empty API key is accepted")
         logger.info(
-            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s, chats in %s)",
+            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s, chats in %s)%s",
             target,
             config.engine,
             self._engine.model,
             config.data_dir,
             _database.parse(config.database_url, config.data_dir).describe(),
+            "" if metrics_port is None else f", metrics on {metrics_url(config, metrics_port)}",
         )
         return self.info
 
@@ -237,6 +254,10 @@ class ApexServer:
         if self._index is not None:
             await asyncio.to_thread(self._index.close)
             self._index = None
+        if self._metrics is not None:
+            # Off the loop: the HTTP server's shutdown waits for its poll (up to 0.5 s).
+            await asyncio.to_thread(self._metrics.close)
+            self._metrics = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -381,6 +402,12 @@ class RunningServer:
         """The bound TCP port (0 for a unix socket)."""
         assert self._info is not None
         return self._info.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound port of the /metrics endpoint (None: ``metrics_port`` was not set)."""
+        assert self._info is not None
+        return self._info.metrics_port
 
     @property
     def target(self) -> str:

@@ -93,6 +93,12 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
     # The testing kit's fixtures, for users' pytest runs.
     assert "[pytest11]\napex_grpc = apex_grpc.testing._pytest_plugin" in entry_points
     assert "apex_grpc/testing/_pytest_plugin.py" in names
+    # The OpenTelemetry instrumentor, for `opentelemetry-instrument` (extra otel).
+    assert (
+        "[opentelemetry_instrumentor]\napex_grpc = "
+        "apex_grpc.instrumentation.otel:ApexGrpcInstrumentor" in entry_points
+    )
+    assert "apex_grpc/instrumentation/otel.py" in names
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +197,17 @@ def test_the_testing_kit_works_on_a_base_install(fresh_install: Path, tmp_path: 
     result = run_installed(fresh_install, "python", "-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["fake hello", "[]"]
+
+
+@pytest.mark.timeout(300)
+def test_the_instrumentor_without_the_otel_extra_says_what_to_install(
+    fresh_install: Path, tmp_path: Path
+) -> None:
+    result = run_installed(
+        fresh_install, "python", "-c", "import apex_grpc.instrumentation.otel", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "pip install 'apex-grpc[otel]'" in result.stderr, result.stderr[-2000:]
 
 
 def modules_loaded(imports: str, prefix: str) -> list[str]:

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import ServerConfig
-from apex_grpc_server._runner import server_options
+from apex_grpc_server._runner import SETTLE_S, server_options
 
 pytestmark = pytest.mark.oldest
 
@@ -198,7 +198,9 @@ def test_graceful_shutdown_lets_streams_finish(start_server, connect, auth) -> N
     received = [next(stream)]
     stopper = threading.Thread(target=server.stop)
     stopper.start()
-    time.sleep(0.2)
+    # Past the moment the stopping server closes its connections (it first turns new calls
+    # away until none arrived for SETTLE_S), while the stream is still running.
+    time.sleep(SETTLE_S + 0.4)
     # New calls are refused while the old one drains.
     with pytest.raises(grpc.RpcError) as caught:
         connect(server.target).ChatCompletion(ask(), metadata=auth, timeout=2)

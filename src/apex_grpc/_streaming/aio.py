@@ -32,7 +32,7 @@ class AsyncChatCompletionStream:
     def __init__(self, open_call: Opener, state: StreamState) -> None:
         self._open = open_call
         self._state = state
-        self._add = state.accumulator.add
+        self._add = state.add
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._limited = state.watched
@@ -169,6 +169,7 @@ class AsyncChatCompletionStream:
             self._closed = True
             if not self._state.finished:
                 self._call.cancel()
+                self._state.abandoned()
             self._open.release()
 
     async def __aenter__(self) -> AsyncChatCompletionStream:
@@ -186,6 +187,7 @@ class AsyncChatCompletionStream:
         call = self.__dict__.get("_call")
         if call is None or self._state.finished or self._closed:
             return
+        self._state.abandoned()
         loop = self._loop
         if loop.is_closed():
             return

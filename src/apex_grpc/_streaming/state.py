@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Protocol
 import grpc
 
 from apex_grpc._errors import (
+    APIError,
     Metadata,
     StreamInterruptedError,
     StreamTimeoutError,
@@ -22,6 +23,7 @@ from apex_grpc._errors import (
 )
 from apex_grpc._logging import log_attempt, logger
 from apex_grpc._methods import CHAT_COMPLETION_STREAM
+from apex_grpc._observe import StreamObservation
 from apex_grpc._requests import Prepared
 from apex_grpc._retry import Attempts, final_error
 from apex_grpc._streaming.accumulator import ChatCompletionAccumulator
@@ -47,18 +49,27 @@ class StreamState:
 
     __slots__ = (
         "accumulator",
+        "add",
         "attempts",
         "finished",
         "first_chunk_timeout",
         "idle_timeout",
+        "observation",
         "stalled",
         "started",
         "waiting_since",
     )
 
-    def __init__(self, prepared: Prepared[Any, Any]) -> None:
+    def __init__(
+        self, prepared: Prepared[Any, Any], observation: StreamObservation | None = None
+    ) -> None:
         settings = prepared.settings
         self.accumulator = ChatCompletionAccumulator()
+        self.observation = observation
+        """Who follows the stream for tracing (`apex_grpc._observe`); None: nobody."""
+        add = self.accumulator.add
+        self.add = add if observation is None else observation.wrap_add(add)
+        """What the stream adds each chunk with (observed only when someone observes)."""
         self.attempts = Attempts(settings.retry, settings.timeout)
         self.first_chunk_timeout = settings.first_chunk_timeout
         self.idle_timeout = settings.idle_timeout
@@ -99,7 +110,10 @@ class StreamState:
         refused = self.attempts.last_refused
         if refused:
             opener.refused()
-        self._log("REFUSED_STREAM" if refused else code.name, retried=delay is not None)
+        status = "REFUSED_STREAM" if refused else code.name
+        self._log(status, retried=delay is not None)
+        if delay is not None and self.observation is not None:
+            self.observation.retried(self.attempts.number - 1, status, delay)
         return delay
 
     def reopened(self) -> None:
@@ -115,11 +129,17 @@ class StreamState:
             raise self.stall_error() from error
         if self.accumulator.chunk_count:  # before the first chunk, retry_delay logged it
             self._log(_code(error).name)
-            if _code(error) is grpc.StatusCode.UNAVAILABLE:  # the server or connection went away
-                raise from_rpc_error(
-                    error, method=METHOD, attempts=self.attempts.number, cls=StreamInterruptedError
-                ) from error
-        raise final_error(error, METHOD, self.attempts) from error
+        typed: APIError
+        if self.accumulator.chunk_count and _code(error) is grpc.StatusCode.UNAVAILABLE:
+            # the server or connection went away mid-stream
+            typed = from_rpc_error(
+                error, method=METHOD, attempts=self.attempts.number, cls=StreamInterruptedError
+            )
+        else:
+            typed = final_error(error, METHOD, self.attempts)
+        if self.observation is not None:
+            self.observation.failed(typed)
+        raise typed from error
 
     def stall_error(self) -> StreamTimeoutError:
         """The error for a stream that produced no chunk within its limit."""
@@ -129,18 +149,28 @@ class StreamState:
             ("idle", self.idle_timeout) if got else ("first-chunk", self.first_chunk_timeout)
         )
         self._log("STALLED")
-        return StreamTimeoutError(
+        error = StreamTimeoutError(
             f"no chunk within the {which} timeout of {limit:g}s ({got} chunks received)",
             code=grpc.StatusCode.DEADLINE_EXCEEDED,
             method=METHOD,
             attempts=self.attempts.number,
         )
+        if self.observation is not None:
+            self.observation.failed(error)
+        return error
 
     def ended(self, trailing: Metadata | None = None) -> None:
         """The stream finished with OK."""
         if not self.finished:
             self.finished = True
             self._log("OK", trailing=trailing)
+            if self.observation is not None:
+                self.observation.succeeded(self.accumulator.response())
+
+    def abandoned(self) -> None:
+        """The stream was closed or dropped; an unfinished one ends its observation."""
+        if self.observation is not None and not self.finished:
+            self.observation.abandoned()
 
     def _log(self, status: str, retried: bool = False, trailing: Metadata | None = None) -> None:
         if logger.isEnabledFor(logging.DEBUG):

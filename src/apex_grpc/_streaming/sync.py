@@ -28,7 +28,7 @@ class ChatCompletionStream:
     def __init__(self, open_call: Opener, state: StreamState, watchdog: Watchdog | None) -> None:
         self._open = open_call
         self._state = state
-        self._add = state.accumulator.add
+        self._add = state.add
         self._closed = False
         self._call = open_call(state.attempts.remaining())
         self._watchdog = watchdog if state.watched else None
@@ -146,6 +146,7 @@ class ChatCompletionStream:
             self._closed = True
             if not self._state.finished:
                 self._call.cancel()
+                self._state.abandoned()
             self._open.release()
 
     def __enter__(self) -> ChatCompletionStream:
@@ -164,6 +165,7 @@ class ChatCompletionStream:
         if call is not None and not self._state.finished and not self._closed:
             call.cancel()
             self._open.release()
+            self._state.abandoned()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "done" if self._state.finished else "open"

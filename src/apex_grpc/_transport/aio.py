@@ -19,8 +19,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from apex_grpc import _observe
 from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import Req, Resp
+from apex_grpc._observe import CallObservation
 from apex_grpc._requests import Prepared
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.aio import AsyncChatCompletionStream
@@ -117,9 +119,21 @@ class AsyncTransport:
 
     async def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
         """Run a unary call; retries and the overall deadline follow its settings."""
+        observer = _observe.observer
+        if observer is None:
+            return await self._unary(prepared, None)
+        observation = observer.unary(prepared, self._settings)
+        with observation.current():
+            response = await self._unary(prepared, observation)
+        observation.succeeded(response)
+        return response
+
+    async def _unary(
+        self, prepared: Prepared[Req, Resp], observation: CallObservation | None
+    ) -> Resp:
         pool = self.pool()
         method, request, call = prepared
-        state = UnaryAttempts(method.path, call)
+        state = UnaryAttempts(method.path, call, observation=observation)
         detailed = watched(call)
         while True:
             connection, ticket = pool.acquire()
@@ -156,8 +170,11 @@ class AsyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> AsyncChatCompletionStream:
         """Start a ChatCompletionStream call in the running loop."""
-        opener = PooledOpener(self.pool(), prepared)
-        return AsyncChatCompletionStream(opener, StreamState(prepared))
+        pool = self.pool()
+        observer = _observe.observer
+        observation = None if observer is None else observer.stream(prepared, self._settings)
+        opener = PooledOpener(pool, prepared, observation)
+        return AsyncChatCompletionStream(opener, StreamState(prepared, observation))
 
     async def close(self) -> None:
         """Close every connection: this loop's now, other live loops' in their own loop."""

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from apex_grpc._observe import CallObservation
     from apex_grpc._requests import Prepared
 
 Channel = TypeVar("Channel")
@@ -202,11 +203,27 @@ class PooledOpener:
     done with it (`release`: on close, on a stall, when it is dropped).
     """
 
-    __slots__ = ("attempt", "held", "last", "method", "pool", "request", "settings")
+    __slots__ = (
+        "attempt",
+        "held",
+        "last",
+        "method",
+        "observation",
+        "pool",
+        "request",
+        "settings",
+    )
     # held: attempt number -> (connection, ticket); last: the same for the latest attempt.
 
-    def __init__(self, pool: ConnectionPool[Any], prepared: Prepared[Any, Any]) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool[Any],
+        prepared: Prepared[Any, Any],
+        observation: CallObservation | None = None,
+    ) -> None:
         self.pool = pool
+        self.observation = observation
+        """The call's tracing (`apex_grpc._observe`): its span is current as each attempt opens."""
         self.method = prepared.method
         self.request = prepared.request
         self.settings = prepared.settings
@@ -225,10 +242,13 @@ class PooledOpener:
         attempt = self.attempt
         self.held[attempt] = held
         self.last = held
+        invoke = connection.callables[self.method]
         try:
-            call = connection.callables[self.method](
-                self.request, **self.settings.grpc_arguments(timeout)
-            )
+            if self.observation is None:
+                call = invoke(self.request, **self.settings.grpc_arguments(timeout))
+            else:
+                with self.observation.current():
+                    call = invoke(self.request, **self.settings.grpc_arguments(timeout))
         except BaseException:
             self._give_back(attempt)
             raise

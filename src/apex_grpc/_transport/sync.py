@@ -9,8 +9,10 @@ from typing import Any
 
 import grpc
 
+from apex_grpc import _observe
 from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import Req, Resp
+from apex_grpc._observe import CallObservation
 from apex_grpc._requests import Prepared
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.state import StreamState
@@ -87,9 +89,19 @@ class SyncTransport:
 
     def unary(self, prepared: Prepared[Req, Resp]) -> Resp:
         """Run a unary call; retries and the overall deadline follow its settings."""
+        observer = _observe.observer
+        if observer is None:
+            return self._unary(prepared, None)
+        observation = observer.unary(prepared, self._settings)
+        with observation.current():
+            response = self._unary(prepared, observation)
+        observation.succeeded(response)
+        return response
+
+    def _unary(self, prepared: Prepared[Req, Resp], observation: CallObservation | None) -> Resp:
         pool = self.pool()
         method, request, call = prepared
-        state = UnaryAttempts(method.path, call)
+        state = UnaryAttempts(method.path, call, observation=observation)
         detailed = watched(call)
         while True:
             connection, ticket = pool.acquire()
@@ -122,8 +134,11 @@ class SyncTransport:
 
     def stream(self, prepared: Prepared[Any, Any]) -> ChatCompletionStream:
         """Start a ChatCompletionStream call."""
-        opener = PooledOpener(self.pool(), prepared)
-        return ChatCompletionStream(opener, StreamState(prepared), self.watchdog)
+        pool = self.pool()
+        observer = _observe.observer
+        observation = None if observer is None else observer.stream(prepared, self._settings)
+        opener = PooledOpener(pool, prepared, observation)
+        return ChatCompletionStream(opener, StreamState(prepared, observation), self.watchdog)
 
     def close(self) -> None:
         """Close every connection; in-flight calls are cancelled."""
