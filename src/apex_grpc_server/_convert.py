@@ -13,6 +13,16 @@ from apex_grpc_server._engines import Usage
 from apex_grpc_server._status import invalid_argument, shown
 from apex_grpc_server._store import ChatRow, CompletionRow, JobRow
 
+MAX_METADATA_DEPTH = 32
+"""Objects or arrays nested below a metadata object, at most.
+
+protobuf parsers refuse a message nested more than 100 messages deep, counting the
+reply around the metadata: a JSON object costs 3 (Struct, map entry, Value), an array
+2. The deepest reply that carries metadata (GetStoredChatCompletions: response,
+completion, metadata) still parses with 32 levels below the metadata object, whether
+objects or arrays; 33 object levels do not (tests/server/test_server_listing_limits.py).
+"""
+
 
 def usage(value: Usage) -> pb.CompletionUsage:
     """CompletionUsage with the total filled in."""
@@ -35,12 +45,19 @@ def rfc3339(micros: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
-    """A Struct as plain JSON values; INVALID_ARGUMENT for NaN or infinite numbers."""
-    return {key: _plain(value, f"{field}[{shown(key)}]") for key, value in message.fields.items()}
+def struct_to_dict(message: struct_pb2.Struct, field: str, depth: int = 0) -> dict[str, Any]:
+    """A Struct as plain JSON values; INVALID_ARGUMENT for NaN or infinite numbers.
+
+    Also INVALID_ARGUMENT for objects or arrays nested more than MAX_METADATA_DEPTH
+    levels below the top (``depth`` is the level of ``message``): a reply could not
+    carry them back.
+    """
+    return {
+        key: _plain(value, f"{field}[{shown(key)}]", depth) for key, value in message.fields.items()
+    }
 
 
-def _plain(value: struct_pb2.Value, field: str) -> Any:
+def _plain(value: struct_pb2.Value, field: str, depth: int) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         if not math.isfinite(value.number_value):
@@ -50,10 +67,16 @@ def _plain(value: struct_pb2.Value, field: str) -> Any:
         return value.string_value
     if kind == "bool_value":
         return value.bool_value
+    if kind in ("struct_value", "list_value") and depth >= MAX_METADATA_DEPTH:
+        raise invalid_argument(
+            f"{field}: nested more than {MAX_METADATA_DEPTH} levels deep (objects or arrays"
+            " within the top-level object): a reply could not carry it back"
+        )
     if kind == "struct_value":
-        return struct_to_dict(value.struct_value, field)
+        return struct_to_dict(value.struct_value, field, depth + 1)
     if kind == "list_value":
-        return [_plain(item, f"{field}[{i}]") for i, item in enumerate(value.list_value.values)]
+        items = value.list_value.values
+        return [_plain(item, f"{field}[{i}]", depth + 1) for i, item in enumerate(items)]
     return None  # null_value, or a Value with nothing set
 
 

@@ -22,6 +22,8 @@ from apex_grpc_server._knobs import Knobs
 from apex_grpc_server._search import SearchHit, SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort
 from apex_grpc_server._store import ClaimedJob, JobRow, Storage, default_title
+from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._validation import ChatCall
 from apex_grpc_server._validation import chat as validate_chat
 
@@ -96,11 +98,20 @@ class ResearchJobs:
             )
 
     async def submit(
-        self, user_id: str, chat: ChatCall, request: bytes, knobs: Knobs | None
+        self,
+        user_id: str,
+        chat: ChatCall,
+        request: bytes,
+        knobs: Knobs | None,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> JobRow:
         """Persist a new job (committed before this returns) and wake the runner."""
         prompt = chat.request.prompt
-        job, _ = await self._store.jobs.create(user_id, request, prompt, default_title(prompt))
+        job, _ = await self._store.jobs.create(
+            user_id, request, prompt, default_title(prompt), check=check, key=key
+        )
         if len(self._submitted) >= MAX_REMEMBERED:  # jobs another replica claimed first
             self._submitted.pop(next(iter(self._submitted)))
         self._submitted[job.id] = (chat, knobs)

@@ -161,7 +161,11 @@ class ApexServer:
             logger.info("built the default search corpus: %d documents", stats.added)
 
         policy = self._policy = CallPolicy(
-            Authenticator(config.api_keys, allow_any_key=config.allow_any_key),
+            Authenticator(
+                config.api_keys,
+                secret=self._store.user_id_secret,
+                allow_any_key=config.allow_any_key,
+            ),
             knobs_enabled=config.knobs_enabled,
             metrics=metrics,
         )

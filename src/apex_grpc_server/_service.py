@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import Message as ProtoMessage
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
@@ -16,10 +17,20 @@ from apex_grpc_server import _validation as validate
 from apex_grpc_server._calls import CallContext, CallPolicy, server_stream, unary
 from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
+from apex_grpc_server._idempotency import once
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._search import SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort, invalid_argument, not_found, shown
-from apex_grpc_server._store import CompletionRow, NewCompletion, Storage, default_title
+from apex_grpc_server._store import (
+    ChatRow,
+    CompletionRow,
+    JobRow,
+    Listings,
+    NewCompletion,
+    Storage,
+    default_title,
+)
+from apex_grpc_server._store._keys import KeyRecord
 
 HISTORY_TURNS = 6
 """Earlier turns of a chat sent to the engine with a new prompt (fewer if they do not fit)."""
@@ -89,14 +100,27 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> pb.SubmitDeepResearcherJobResponse:
         chat = validate.chat(request)
-        job = await self.research.submit(
-            call.user_id, chat, request.SerializeToString(), call.knobs
-        )
-        return pb.SubmitDeepResearcherJobResponse(
-            job_id=job.id,
-            status=job.status,
-            created_at=convert.rfc3339(job.created_us),
-            updated_at=convert.rfc3339(job.updated_us),
+
+        async def write(key: KeyRecord | None) -> JobRow:
+            return await self.research.submit(
+                call.user_id,
+                chat,
+                request.SerializeToString(),
+                call.knobs,
+                check=self._readable,
+                key=key,
+            )
+
+        def reply(job: JobRow) -> pb.SubmitDeepResearcherJobResponse:
+            return pb.SubmitDeepResearcherJobResponse(
+                job_id=job.id,
+                status=job.status,
+                created_at=convert.rfc3339(job.created_us),
+                updated_at=convert.rfc3339(job.updated_us),
+            )
+
+        return await once(
+            self.store, call, request, pb.SubmitDeepResearcherJobResponse, write, reply
         )
 
     @unary
@@ -161,20 +185,38 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         if chat_type is not None:
             validate.title("attributes['chat_type']", chat_type)
             validate.name("attributes['chat_type']", chat_type, "")
-        row = await self.store.chats.update(call.user_id, chat_id, title, chat_type)
-        if row is None:
-            raise not_found("chat", chat_id)
-        return pb.UpdateChatAttributesResponse(chat=convert.chat_session(row))
+
+        async def write(key: KeyRecord | None) -> ChatRow:
+            row = await self.store.chats.update(call.user_id, chat_id, title, chat_type, key=key)
+            if row is None:
+                raise not_found("chat", chat_id)
+            return row
+
+        def reply(row: ChatRow) -> pb.UpdateChatAttributesResponse:
+            return pb.UpdateChatAttributesResponse(chat=convert.chat_session(row))
+
+        return await once(self.store, call, request, pb.UpdateChatAttributesResponse, write, reply)
 
     @unary
     async def DeleteChats(
         self, request: pb.DeleteChatsRequest, call: CallContext
     ) -> pb.DeleteChatsResponse:
         chat_ids = validate.identifiers("chat_ids", request.chat_ids)
-        missing = await self.store.chats.delete(call.user_id, chat_ids)
-        if missing:
-            raise not_found("chat", missing[0])
-        return pb.DeleteChatsResponse(success=True)
+
+        async def write(key: KeyRecord | None) -> list[str]:
+            missing = await self.store.chats.delete(call.user_id, chat_ids, key=key)
+            if missing:
+                raise not_found("chat", missing[0])
+            return missing
+
+        return await once(
+            self.store,
+            call,
+            request,
+            pb.DeleteChatsResponse,
+            write,
+            lambda _: pb.DeleteChatsResponse(success=True),
+        )
 
     @unary
     async def CreateChatAndCompletion(
@@ -188,13 +230,26 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
             if request.HasField("title")
             else default_title(prompt)
         )
-        text = await self._answer(call, [], prompt)
-        chat, completion = await self.store.chats.create(
-            call.user_id, title, chat_type, NewCompletion(prompt, text, completion_type, {})
-        )
-        return pb.CreateChatAndCompletionResponse(
-            parsed_chat=convert.parsed_chat(chat),
-            parsed_completion=convert.parsed_completion(completion),
+
+        async def write(key: KeyRecord | None) -> tuple[ChatRow, CompletionRow]:
+            text = await self._answer(call, [], prompt)
+            return await self.store.chats.create(
+                call.user_id,
+                title,
+                chat_type,
+                NewCompletion(prompt, text, completion_type, {}),
+                check=self._readable,
+                key=key,
+            )
+
+        def reply(rows: tuple[ChatRow, CompletionRow]) -> pb.CreateChatAndCompletionResponse:
+            return pb.CreateChatAndCompletionResponse(
+                parsed_chat=convert.parsed_chat(rows[0]),
+                parsed_completion=convert.parsed_completion(rows[1]),
+            )
+
+        return await once(
+            self.store, call, request, pb.CreateChatAndCompletionResponse, write, reply
         )
 
     @unary
@@ -204,26 +259,48 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         chat_id = validate.identifier("chat_id", request.chat_id)
         prompt = validate.prompt("user_prompt", request.user_prompt)
         completion_type = validate.name("completion_type", request.completion_type, "basic")
-        history = await self.store.chats.completions(call.user_id, chat_id)
-        if history is None:
-            raise not_found("chat", chat_id)
-        text = await self._answer(call, history, prompt)
-        row = await self.store.chats.add_completion(
-            call.user_id, chat_id, NewCompletion(prompt, text, completion_type, {})
-        )
-        if row is None:  # deleted while the answer was being generated
-            raise not_found("chat", chat_id)
-        return pb.CreateCompletionResponse(parsed_completion=convert.parsed_completion(row))
+
+        async def write(key: KeyRecord | None) -> CompletionRow:
+            history = await self.store.chats.completions(call.user_id, chat_id)
+            if history is None:
+                raise not_found("chat", chat_id)
+            text = await self._answer(call, history, prompt)
+            row = await self.store.chats.add_completion(
+                call.user_id,
+                chat_id,
+                NewCompletion(prompt, text, completion_type, {}),
+                check=self._readable,
+                key=key,
+            )
+            if row is None:  # deleted while the answer was being generated
+                raise not_found("chat", chat_id)
+            return row
+
+        def reply(row: CompletionRow) -> pb.CreateCompletionResponse:
+            return pb.CreateCompletionResponse(parsed_completion=convert.parsed_completion(row))
+
+        return await once(self.store, call, request, pb.CreateCompletionResponse, write, reply)
 
     @unary
     async def DeleteCompletions(
         self, request: pb.DeleteCompletionsRequest, call: CallContext
     ) -> pb.DeleteCompletionsResponse:
         completion_ids = validate.identifiers("completion_ids", request.completion_ids)
-        missing = await self.store.completions.delete(call.user_id, completion_ids)
-        if missing:
-            raise not_found("completion", missing[0])
-        return pb.DeleteCompletionsResponse(success=True)
+
+        async def write(key: KeyRecord | None) -> list[str]:
+            missing = await self.store.completions.delete(call.user_id, completion_ids, key=key)
+            if missing:
+                raise not_found("completion", missing[0])
+            return missing
+
+        return await once(
+            self.store,
+            call,
+            request,
+            pb.DeleteCompletionsResponse,
+            write,
+            lambda _: pb.DeleteCompletionsResponse(success=True),
+        )
 
     @unary
     async def SearchChatIdsByPromptAndCompletionText(
@@ -247,17 +324,27 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
             raise invalid_argument(
                 "request: nothing to update (set completion_text, user_prompt_text or metadata)"
             )
-        row = await self.store.completions.update(
-            call.user_id,
-            completion_id,
-            text=text,
-            prompt=prompt,
-            metadata_patch=patch,
-            check=self._readable,
+
+        async def write(key: KeyRecord | None) -> CompletionRow:
+            row = await self.store.completions.update(
+                call.user_id,
+                completion_id,
+                text=text,
+                prompt=prompt,
+                metadata_patch=patch,
+                check=self._readable,
+                key=key,
+            )
+            if row is None:
+                raise not_found("completion", completion_id)
+            return row
+
+        def reply(row: CompletionRow) -> pb.UpdateCompletionAttributesResponse:
+            return pb.UpdateCompletionAttributesResponse(completion=convert.stored_completion(row))
+
+        return await once(
+            self.store, call, request, pb.UpdateCompletionAttributesResponse, write, reply
         )
-        if row is None:
-            raise not_found("completion", completion_id)
-        return pb.UpdateCompletionAttributesResponse(completion=convert.stored_completion(row))
 
     @unary
     async def GetCompletionsWithDeepResearcherEntry(
@@ -270,21 +357,38 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
 
     # Helpers ---------------------------------------------------------------
 
-    def _readable(self, rows: list[CompletionRow]) -> None:
-        """Refuse an edit after which a chat's completions could not be sent back.
+    def _readable(self, listings: Listings) -> None:
+        """Refuse a write after which a listing could not be sent back (inside its transaction).
 
-        Every read of a stored chat must fit in one message; an edit that a read could
-        no longer carry would leave the row stored but unreadable.
+        Every listing (a chat's completions; the user's deep-research entries across
+        chats) must fit in one message; a write that a read could no longer carry
+        would leave its rows stored but unreadable.
         """
         limit = self.completions.max_message_bytes
-        listing = pb.GetStoredChatCompletionsResponse(
-            chat_completions=[convert.stored_completion(row) for row in rows]
-        )
-        if listing.ByteSize() > limit:
-            raise invalid_argument(
-                f"request: after this edit the chat's completions would take "
-                f"{listing.ByteSize()} bytes, more than the server's {limit}-byte message limit"
+        replies: list[tuple[str, ProtoMessage]] = [
+            (
+                "the chat's completions (GetStoredChatCompletions)",
+                pb.GetStoredChatCompletionsResponse(
+                    chat_completions=[convert.stored_completion(r) for r in listings.chat]
+                ),
             )
+        ]
+        if listings.deep_research is not None:
+            replies.append(
+                (
+                    "your deep-research entries (GetCompletionsWithDeepResearcherEntry)",
+                    pb.GetCompletionsWithDeepResearcherEntryResponse(
+                        completions=[convert.parsed_completion(r) for r in listings.deep_research]
+                    ),
+                )
+            )
+        for what, reply in replies:
+            size = reply.ByteSize()
+            if size > limit:
+                raise invalid_argument(
+                    f"request: after this write {what} would take {size} bytes, more than"
+                    f" the server's {limit}-byte message limit (--max-message-bytes)"
+                )
 
     async def _answer(self, call: CallContext, history: list[CompletionRow], prompt: str) -> str:
         """The engine's answer to ``prompt`` after the chat's recent turns.

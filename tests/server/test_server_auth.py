@@ -161,7 +161,8 @@ def test_keys_never_appear_in_the_config_repr() -> None:
 def test_user_ids_are_stable_distinct_and_do_not_reveal_the_key() -> None:
     # Keys sharing a long prefix, and non-ASCII: an id built from part of the key collides.
     keys = ["sk-live-0123456789abcdef", "sk-live-0123456789abcdeg", "clé-🔑-secrète", KEY]
-    ids = [user_id_for_key(key) for key in keys]
+    secret = b"a database's user-id secret"
+    ids = [user_id_for_key(key, secret) for key in keys]
     assert len(set(ids)) == len(keys)
     for key, user_id in zip(keys, ids, strict=True):
         encoded = key.encode()
@@ -173,7 +174,7 @@ def test_user_ids_are_stable_distinct_and_do_not_reveal_the_key() -> None:
             sys.executable,
             "-c",
             "import sys; from apex_grpc_server._auth import user_id_for_key as u;"
-            " print(*(u(k) for k in sys.argv[1:]))",
+            ' print(*(u(k, b"a database\'s user-id secret") for k in sys.argv[1:]))',
             *keys,
         ],
         env={**os.environ, "PYTHONHASHSEED": "12345"},
@@ -182,7 +183,7 @@ def test_user_ids_are_stable_distinct_and_do_not_reveal_the_key() -> None:
         check=True,
     )
     assert child.stdout.split() == ids
-    authenticator = Authenticator(frozenset({"k1"}))
-    assert authenticator.authenticate("Bearer k1") == user_id_for_key("k1")
+    authenticator = Authenticator(frozenset({"k1"}), secret=secret)
+    assert authenticator.authenticate("Bearer k1") == user_id_for_key("k1", secret)
     with pytest.raises(RpcAbort):
         authenticator.authenticate("Bearer k2")

@@ -17,6 +17,7 @@ import pytest
 
 from apex_grpc_server._store import (
     SCHEMA_VERSION,
+    Listings,
     NewCompletion,
     SqliteStore,
     Storage,
@@ -95,13 +96,14 @@ async def test_editing_a_completion_can_be_checked_and_undone(store: Store) -> N
     await store.chats.add_completion("u1", chat.id, answer("two", "2"))
     seen: list[list[str]] = []
 
-    def check(rows: list) -> None:  # sees the chat as it would be
-        seen.append([row.completion_text for row in rows])
+    def check(listings: Listings) -> None:  # sees the chat as it would be
+        seen.append([row.completion_text for row in listings.chat])
+        assert listings.deep_research is None  # not a deep-research entry
 
     edited = await store.completions.update("u1", first.id, text="uno", check=check)
     assert edited is not None and edited.completion_text == "uno" and seen == [["uno", "2"]]
 
-    def refuse(rows: list) -> None:
+    def refuse(listings: Listings) -> None:
         raise ValueError("too long")
 
     with pytest.raises(ValueError, match="too long"):
@@ -382,7 +384,7 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         )
     store = SqliteStore(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 4
         chat = await store.chats.get("u1", "c1")
         assert chat is not None and chat.title == "kept"
         (claim,) = await store.jobs.claim("r", 30, 5)  # a job left running has no lease
@@ -391,4 +393,44 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         await store.close()
     again = SqliteStore(path)  # reopening applies nothing
     await again.close()
-    assert again.schema_version == 2
+    assert again.schema_version == 4
+
+
+async def test_every_write_of_a_completion_shows_its_check_the_listings_it_changes(
+    store: Store,
+) -> None:
+    seen: list[tuple[list[str], list[str] | None]] = []
+
+    def check(listings: Listings) -> None:
+        deep = listings.deep_research
+        seen.append(
+            (
+                [row.user_prompt_text for row in listings.chat],
+                None if deep is None else [row.user_prompt_text for row in deep],
+            )
+        )
+
+    chat, first = await store.chats.create("u1", "t", "apex", answer("one"), check=check)
+    await store.chats.add_completion("u1", chat.id, answer("two"), check=check)
+    await store.jobs.create("u1", b"r", "three", "t", check=check)
+    patch = {"deep_researcher": {"status": "completed"}}
+    await store.completions.update("u1", first.id, metadata_patch=patch, check=check)
+    assert seen == [
+        (["one"], None),
+        (["one", "two"], None),
+        (["three"], ["three"]),
+        (["one", "two"], ["three", "one"]),  # newest first
+    ]
+
+    def refuse(listings: Listings) -> None:
+        raise ValueError("too big")
+
+    for write in (
+        lambda: store.chats.create("u1", "t", "apex", answer("x"), check=refuse),
+        lambda: store.chats.add_completion("u1", chat.id, answer("x"), check=refuse),
+        lambda: store.jobs.create("u1", b"r", "x", "t", check=refuse),
+    ):
+        with pytest.raises(ValueError, match="too big"):
+            await write()
+    assert len(await store.chats.of_user("u1", "")) == 2  # nothing of the refused writes stayed
+    assert len(await store.chats.completions("u1", chat.id) or []) == 2

@@ -27,6 +27,7 @@ from apex_grpc_server._store._rows import (
     ClaimedJob,
     CompletionRow,
     JobRow,
+    Listings,
     NewCompletion,
     default_title,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "CompletionStore",
     "JobRow",
     "JobStore",
+    "Listings",
     "NewCompletion",
     "SqliteStore",
     "Storage",

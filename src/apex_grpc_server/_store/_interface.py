@@ -6,7 +6,9 @@ never know whether SQLite (one file, one server) or PostgreSQL (a fleet of
 replicas) answers. Every read and write is scoped by the caller's user id; a
 row of another user is indistinguishable from a missing one. Every write is
 one transaction, committed before the call returns (so before the RPC
-answers); a later record written beside it (an idempotency key) fits in it.
+answers). A write given a ``key`` (``_store._keys.KeyRecord``) stores it in
+the same transaction once the write succeeded, and raises ``KeyTaken``
+(the write undone) when another write stored that key first.
 """
 
 from __future__ import annotations
@@ -14,23 +16,48 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from apex_grpc_server._store._rows import ChatRow, ClaimedJob, CompletionRow, JobRow, NewCompletion
+from apex_grpc_server._store._keys import KeyRecord, Remembered
+from apex_grpc_server._store._rows import (
+    ChatRow,
+    ClaimedJob,
+    CompletionRow,
+    JobRow,
+    Listings,
+    NewCompletion,
+)
 
-Check = Callable[[list[CompletionRow]], None]
-"""Sees a chat's completions as an edit would leave them; raising undoes the edit."""
+Check = Callable[[Listings], None]
+"""Sees the listings a write changes as the write would leave them; raising undoes the write.
+
+Every write that stores a completion's text or metadata takes one, so that nothing is stored
+that a listing could no longer send back.
+"""
 
 
 class ChatStore(Protocol):
     """Chats and the completions they hold."""
 
     async def create(
-        self, user_id: str, title: str, chat_type: str, completion: NewCompletion
+        self,
+        user_id: str,
+        title: str,
+        chat_type: str,
+        completion: NewCompletion,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
         ...
 
     async def add_completion(
-        self, user_id: str, chat_id: str, completion: NewCompletion
+        self,
+        user_id: str,
+        chat_id: str,
+        completion: NewCompletion,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         ...
@@ -48,12 +75,20 @@ class ChatStore(Protocol):
         ...
 
     async def update(
-        self, user_id: str, chat_id: str, title: str | None, chat_type: str | None
+        self,
+        user_id: str,
+        chat_id: str,
+        title: str | None,
+        chat_type: str | None,
+        *,
+        key: KeyRecord | None = None,
     ) -> ChatRow | None:
         """Change a chat's title and/or type in one statement; None if there is no such chat."""
         ...
 
-    async def delete(self, user_id: str, chat_ids: list[str]) -> list[str]:
+    async def delete(
+        self, user_id: str, chat_ids: list[str], *, key: KeyRecord | None = None
+    ) -> list[str]:
         """Delete chats with their completions, all or nothing; returns the unknown ids."""
         ...
 
@@ -78,11 +113,14 @@ class CompletionStore(Protocol):
         prompt: str | None = None,
         metadata_patch: dict[str, Any] | None = None,
         check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Change a completion with its row locked; metadata merges key by key."""
         ...
 
-    async def delete(self, user_id: str, completion_ids: list[str]) -> list[str]:
+    async def delete(
+        self, user_id: str, completion_ids: list[str], *, key: KeyRecord | None = None
+    ) -> list[str]:
         """Delete completions, all or nothing; returns the unknown ids."""
         ...
 
@@ -101,7 +139,14 @@ class JobStore(Protocol):
     """
 
     async def create(
-        self, user_id: str, request: bytes, prompt: str, title: str
+        self,
+        user_id: str,
+        request: bytes,
+        prompt: str,
+        title: str,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> tuple[JobRow, CompletionRow]:
         """A pending job, with the chat and completion that will hold its answer."""
         ...
@@ -149,6 +194,14 @@ class JobStore(Protocol):
         ...
 
 
+class KeyStore(Protocol):
+    """Idempotency keys of writes (stored by the writes themselves)."""
+
+    async def get(self, user_id: str, key: str) -> Remembered | None:
+        """The user's live (unexpired) record of ``key``, if any."""
+        ...
+
+
 class Storage(Protocol):
     """A database of chats, completions and jobs (SQLite or PostgreSQL)."""
 
@@ -165,6 +218,16 @@ class Storage(Protocol):
     @property
     def jobs(self) -> JobStore:
         """Deep-research jobs and their leases."""
+        ...
+
+    @property
+    def user_id_secret(self) -> bytes | None:
+        """The secret API keys' user ids are an HMAC with (None: the old unsalted ids)."""
+        ...
+
+    @property
+    def keys(self) -> KeyStore:
+        """Idempotency keys of writes."""
         ...
 
     async def close(self) -> None:

@@ -24,6 +24,14 @@ class Migration:
     statements: tuple[str, ...]
 
 
+USER_IDS_SCHEME = (
+    "INSERT INTO meta(key, value) SELECT 'user_ids', CASE WHEN EXISTS"
+    " (SELECT 1 FROM chats) OR EXISTS (SELECT 1 FROM jobs)"
+    " THEN 'sha256-legacy' ELSE 'hmac-sha256' END"
+)
+"""Migration 4 in both backends: a database that already holds rows keeps its old user ids."""
+
+
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer apex-grpc than this one."""
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 """The newest schema version of both backends (their migrations are numbered alike)."""
 DEEP_RESEARCH_KEY = "deep_researcher"
 """The metadata key that marks a stored completion as a deep-research entry."""
@@ -23,6 +23,22 @@ COMPLETION_COLUMNS = (
 JOB_COLUMNS = "id, status, created_us, updated_us, error, completion_id"
 FINAL_STATUSES = ("completed", "failed")
 """A job in one of these has ended; its completion is then complete."""
+
+
+SELECT_USER_IDS = "SELECT key, value FROM meta WHERE key IN ('user_ids', 'user_id_secret')"
+"""The meta rows saying how API keys become user ids in this database (migration 4)."""
+
+
+def user_id_secret(meta: dict[str, str]) -> bytes | None:
+    """The secret user ids are an HMAC with; None: the database keeps the old unsalted ids.
+
+    A database that already held chats or jobs when it was migrated to version 4
+    keeps the ids its rows were stored under (``user_ids = sha256-legacy``); a new
+    one gets HMAC ids (``hmac-sha256``) with its own random secret.
+    """
+    if meta.get("user_ids") == "hmac-sha256":
+        return bytes.fromhex(meta["user_id_secret"])
+    return None
 
 
 def now_us() -> int:
@@ -106,6 +122,17 @@ class NewCompletion:
     completion_type: str
     metadata: dict[str, Any]
     completed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Listings:
+    """The listings a write changes, as they would read after it (see ``_interface.Check``)."""
+
+    chat: list[CompletionRow]
+    """The written chat's completions, oldest first (GetStoredChatCompletions)."""
+    deep_research: list[CompletionRow] | None
+    """The user's deep-research entries (GetCompletionsWithDeepResearcherEntry); None when
+    the write added nothing to that listing."""
 
 
 def default_title(prompt: str, words: int = 8, limit: int = 60) -> str:

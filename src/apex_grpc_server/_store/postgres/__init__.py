@@ -15,8 +15,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from apex_grpc_server._database import redact
+from apex_grpc_server._store._rows import SELECT_USER_IDS, user_id_secret
 from apex_grpc_server._store.postgres._chats import PgChats, PgCompletions
 from apex_grpc_server._store.postgres._jobs import PgJobs
+from apex_grpc_server._store.postgres._keys import PgKeys
 from apex_grpc_server._store.postgres._pool import Database, Pool
 from apex_grpc_server._store.postgres._schema import migrate
 
@@ -31,13 +33,18 @@ class DatabaseUnavailable(OSError):
 class PostgresStore:
     """The server's database in PostgreSQL; open with ``await PostgresStore.open(url)``."""
 
-    def __init__(self, pool: Pool, url: str, schema_version: int) -> None:
+    def __init__(
+        self, pool: Pool, url: str, schema_version: int, user_id_secret: bytes | None
+    ) -> None:
         self.url = redact(url)
         self.schema_version = schema_version
+        self.user_id_secret = user_id_secret
+        """The secret of this database's user ids (None: the old unsalted ids)."""
         self.db = Database(pool)
         self.chats = PgChats(self.db)
         self.completions = PgCompletions(self.db)
         self.jobs = PgJobs(self.db)
+        self.keys = PgKeys(self.db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:
@@ -62,6 +69,8 @@ class PostgresStore:
         try:
             async with conn:
                 version = await migrate(conn)
+                cursor = await conn.execute(SELECT_USER_IDS)
+                meta = {str(key): str(value) for key, value in await cursor.fetchall()}
         except psycopg.Error as error:
             raise DatabaseUnavailable(
                 f"cannot migrate the schema of {redact(url)}: {_reason(error)}"
@@ -80,7 +89,7 @@ class PostgresStore:
         except PoolTimeout:
             await pool.close()
             raise DatabaseUnavailable(f"cannot open a pool to {redact(url)}") from None
-        return cls(pool, url, version)
+        return cls(pool, url, version, user_id_secret(meta))
 
     async def close(self) -> None:
         """Close every pooled connection."""

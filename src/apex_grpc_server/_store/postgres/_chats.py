@@ -11,23 +11,23 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from psycopg import AsyncCursor
-
 from apex_grpc_server._search import query_words
 from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
+    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
+    Listings,
     NewCompletion,
     merge_patch,
     missing_ids,
     now_us,
 )
-from apex_grpc_server._store.postgres._pool import Database
-
-Cursor = AsyncCursor[tuple[Any, ...]]
+from apex_grpc_server._store.postgres._keys import remember
+from apex_grpc_server._store.postgres._pool import Cursor, Database
 
 
 class PgChats:
@@ -37,17 +37,32 @@ class PgChats:
         self.db = db
 
     async def create(
-        self, user_id: str, title: str, chat_type: str, completion: NewCompletion
+        self,
+        user_id: str,
+        title: str,
+        chat_type: str,
+        completion: NewCompletion,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
         stamp = now_us()
         async with self.db.transaction() as cur:
             chat = await insert_chat(cur, user_id, title, chat_type, stamp)
             row = await insert_completion(cur, user_id, chat.id, completion, stamp)
+            await run_check(cur, user_id, row, check)
+            await remember(cur, user_id, key, (chat, row))
         return chat, row
 
     async def add_completion(
-        self, user_id: str, chat_id: str, completion: NewCompletion
+        self,
+        user_id: str,
+        chat_id: str,
+        completion: NewCompletion,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         stamp = now_us()
@@ -55,7 +70,10 @@ class PgChats:
             await cur.execute(sql.TOUCH_CHAT, (stamp, chat_id, user_id))
             if not cur.rowcount:
                 return None
-            return await insert_completion(cur, user_id, chat_id, completion, stamp)
+            row = await insert_completion(cur, user_id, chat_id, completion, stamp)
+            await run_check(cur, user_id, row, check)
+            await remember(cur, user_id, key, row)
+            return row
 
     async def of_user(self, user_id: str, chat_type: str) -> list[ChatRow]:
         """The user's chats (of one type, if given), most recently updated first."""
@@ -82,7 +100,13 @@ class PgChats:
             return await select_completions(cur, user_id, chat_id)
 
     async def update(
-        self, user_id: str, chat_id: str, title: str | None, chat_type: str | None
+        self,
+        user_id: str,
+        chat_id: str,
+        title: str | None,
+        chat_type: str | None,
+        *,
+        key: KeyRecord | None = None,
     ) -> ChatRow | None:
         """Change a chat's title and/or type in one statement; None if there is no such chat."""
         async with self.db.transaction() as cur:
@@ -92,11 +116,17 @@ class PgChats:
                 (title, chat_type, now_us(), chat_id, user_id),
             )
             row = await cur.fetchone()
-        return None if row is None else ChatRow.from_sql(row)
+            if row is None:
+                return None
+            chat = ChatRow.from_sql(row)
+            await remember(cur, user_id, key, chat)
+        return chat
 
-    async def delete(self, user_id: str, chat_ids: list[str]) -> list[str]:
+    async def delete(
+        self, user_id: str, chat_ids: list[str], *, key: KeyRecord | None = None
+    ) -> list[str]:
         """Delete chats with their completions, all or nothing; returns the unknown ids."""
-        return await delete_owned(self.db, "chats", user_id, chat_ids)
+        return await delete_owned(self.db, "chats", user_id, chat_ids, key)
 
     async def search(self, user_id: str, text: str, limit: int = 100) -> list[str]:
         """Ids of the user's chats whose prompts or answers contain every word, best first.
@@ -139,11 +169,11 @@ class PgCompletions:
         prompt: str | None = None,
         metadata_patch: dict[str, Any] | None = None,
         check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Change a completion, its row locked; metadata merges key by key (null removes).
 
-        `check` sees the chat's completions as they would be; an exception it raises
-        undoes the change.
+        `check` sees the listings as they would be; an exception it raises undoes the change.
         """
         async with self.db.transaction() as cur:
             current = await select_completion(cur, user_id, completion_id, lock=True)
@@ -154,19 +184,22 @@ class PgCompletions:
                 sql.EDIT_COMPLETION, sql.edit_params(text, prompt, metadata, completion_id, user_id)
             )
             await cur.execute(sql.TOUCH_CHAT_OF_COMPLETION, (now_us(), current.chat_id))
-            if check is not None:
-                check(await select_completions(cur, user_id, current.chat_id))
-            return await select_completion(cur, user_id, completion_id)
+            row = await select_completion(cur, user_id, completion_id)
+            assert row is not None  # updated just now, in this transaction
+            await run_check(cur, user_id, row, check)
+            await remember(cur, user_id, key, row)
+            return row
 
-    async def delete(self, user_id: str, completion_ids: list[str]) -> list[str]:
+    async def delete(
+        self, user_id: str, completion_ids: list[str], *, key: KeyRecord | None = None
+    ) -> list[str]:
         """Delete completions, all or nothing; returns the unknown ids."""
-        return await delete_owned(self.db, "completions", user_id, completion_ids)
+        return await delete_owned(self.db, "completions", user_id, completion_ids, key)
 
     async def deep_research(self, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
         async with self.db.read() as cur:
-            await cur.execute(sql.SELECT_DEEP_RESEARCH, (user_id,))
-            return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+            return await select_deep_research(cur, user_id)
 
 
 # Statements shared by several operations (they run inside the caller's transaction).
@@ -183,6 +216,25 @@ async def select_completions(cur: Cursor, user_id: str, chat_id: str) -> list[Co
     """The completions of a chat, oldest first."""
     await cur.execute(sql.SELECT_COMPLETIONS, (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+
+
+async def select_deep_research(cur: Cursor, user_id: str) -> list[CompletionRow]:
+    """The user's deep-research entries, newest first."""
+    await cur.execute(sql.SELECT_DEEP_RESEARCH, (user_id,))
+    return [CompletionRow.from_sql(row) for row in await cur.fetchall()]
+
+
+async def run_check(cur: Cursor, user_id: str, written: CompletionRow, check: Check | None) -> None:
+    """Show ``check`` the listings holding the ``written`` completion, as they now read."""
+    if check is None:
+        return
+    deep = DEEP_RESEARCH_KEY in written.metadata
+    check(
+        Listings(
+            await select_completions(cur, user_id, written.chat_id),
+            await select_deep_research(cur, user_id) if deep else None,
+        )
+    )
 
 
 async def select_completion(
@@ -212,7 +264,9 @@ async def insert_completion(
     return row
 
 
-async def delete_owned(db: Database, table: str, user_id: str, ids: list[str]) -> list[str]:
+async def delete_owned(
+    db: Database, table: str, user_id: str, ids: list[str], key: KeyRecord | None
+) -> list[str]:
     """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
     async with db.transaction() as cur:
         await cur.execute(
@@ -224,4 +278,5 @@ async def delete_owned(db: Database, table: str, user_id: str, ids: list[str]) -
             await cur.execute(
                 f"DELETE FROM {table} WHERE id = ANY(%s) AND user_id = %s", (ids, user_id)
             )
+            await remember(cur, user_id, key, missing)
     return missing

@@ -16,6 +16,8 @@ import uuid
 from typing import Any
 
 from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
     FINAL_STATUSES,
@@ -26,8 +28,9 @@ from apex_grpc_server._store._rows import (
     job_metadata,
     now_us,
 )
-from apex_grpc_server._store.postgres._chats import Cursor, insert_chat, insert_completion
-from apex_grpc_server._store.postgres._pool import Database
+from apex_grpc_server._store.postgres._chats import insert_chat, insert_completion, run_check
+from apex_grpc_server._store.postgres._keys import remember
+from apex_grpc_server._store.postgres._pool import Cursor, Database
 
 DB_NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 """Now on the database's clock, in microseconds (the clock every lease is measured by)."""
@@ -40,7 +43,14 @@ class PgJobs:
         self.db = db
 
     async def create(
-        self, user_id: str, request: bytes, prompt: str, title: str
+        self,
+        user_id: str,
+        request: bytes,
+        prompt: str,
+        title: str,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> tuple[JobRow, CompletionRow]:
         """A pending job, with the chat and completion that will hold its answer."""
         stamp = now_us()
@@ -58,7 +68,10 @@ class PgJobs:
             await cur.execute(
                 sql.INSERT_JOB, (job_id, user_id, stamp, stamp, request, completion.id)
             )
-        return JobRow(job_id, "pending", stamp, stamp, None, completion.id), completion
+            job = JobRow(job_id, "pending", stamp, stamp, None, completion.id)
+            await run_check(cur, user_id, completion, check)
+            await remember(cur, user_id, key, job)
+        return job, completion
 
     async def get(self, user_id: str, job_id: str) -> JobRow | None:
         """One of the user's jobs with its result chunks."""

@@ -10,6 +10,7 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
+Cursor = AsyncCursor[tuple[Any, ...]]
 
 
 class Database:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
-from apex_grpc_server._store._migrations import Migration, to_apply
+from apex_grpc_server._store._migrations import USER_IDS_SCHEME, Migration, to_apply
 
 MIGRATION_LOCK = 0x61706578_67727063  # "apexgrpc": pg_advisory_xact_lock key
 """Replicas starting together serialise their migrations on this advisory lock."""
@@ -78,6 +78,33 @@ MIGRATIONS = (
         (
             "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
             "ALTER TABLE jobs ADD COLUMN lease_expires_us BIGINT",
+        ),
+    ),
+    Migration(
+        3,
+        "idempotency keys: a keyed write's request fingerprint and first answer",
+        (
+            """CREATE TABLE idempotency_keys (
+  user_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  method TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  response BYTEA NOT NULL,
+  created_us BIGINT NOT NULL,
+  PRIMARY KEY (user_id, key)
+)""",
+            "CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_us)",
+        ),
+    ),
+    Migration(
+        4,
+        "user ids: a secret for HMAC user ids; databases holding rows keep the old ids",
+        (
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            # gen_random_uuid draws from PostgreSQL's strong random source: 244 random bits.
+            "INSERT INTO meta(key, value) VALUES ('user_id_secret',"
+            " replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))",
+            USER_IDS_SCHEME,
         ),
     ),
 )

@@ -11,8 +11,10 @@ import asyncio
 from pathlib import Path
 
 from apex_grpc_server._sqlite import SqliteWorker
+from apex_grpc_server._store._rows import SELECT_USER_IDS, user_id_secret
 from apex_grpc_server._store.sqlite._chats import ChatTable, CompletionTable
 from apex_grpc_server._store.sqlite._jobs import JobTable
+from apex_grpc_server._store.sqlite._keys import KeyTable
 from apex_grpc_server._store.sqlite._schema import migrate
 
 
@@ -24,12 +26,16 @@ class SqliteStore:
         self.worker = SqliteWorker(path, "apex-grpc-store")
         try:
             self.schema_version = self.worker.call(lambda: migrate(self.worker.conn))
+            meta = self.worker.call(lambda: self.worker.conn.execute(SELECT_USER_IDS).fetchall())
         except BaseException:
             self.worker.close()
             raise
         self.chats = ChatTable(self.worker)
         self.completions = CompletionTable(self.worker)
         self.jobs = JobTable(self.worker)
+        self.keys = KeyTable(self.worker)
+        self.user_id_secret = user_id_secret(dict(meta))
+        """The secret of this database's user ids (None: the old unsalted ids)."""
 
     async def close(self) -> None:
         """Close the database."""

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from apex_grpc_server._search import query_words
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
 from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     CHAT_COLUMNS,
+    DEEP_RESEARCH_KEY,
     ChatRow,
     CompletionRow,
+    Listings,
     NewCompletion,
     merge_patch,
     missing_ids,
     now_us,
 )
 from apex_grpc_server._store._sql import qmark
+from apex_grpc_server._store.sqlite._keys import remember
 
 
 class ChatTable:
@@ -41,17 +45,29 @@ class ChatTable:
         title: str,
         chat_type: str,
         completion: NewCompletion,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
         """A new chat with its first completion, atomically."""
         stamp = now_us()
         with transaction(conn):
             chat = insert_chat(conn, user_id, title, chat_type, stamp)
             row = insert_completion(conn, user_id, chat.id, completion, stamp)
+            run_check(conn, user_id, row, check)
+            remember(conn, user_id, key, (chat, row))
         return chat, row
 
     @on_worker
     def add_completion(
-        self, conn: sqlite3.Connection, user_id: str, chat_id: str, completion: NewCompletion
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        chat_id: str,
+        completion: NewCompletion,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Add a completion to one of the user's chats; None if there is no such chat."""
         stamp = now_us()
@@ -59,7 +75,10 @@ class ChatTable:
             updated = conn.execute(qmark(sql.TOUCH_CHAT), (stamp, chat_id, user_id)).rowcount
             if not updated:
                 return None
-            return insert_completion(conn, user_id, chat_id, completion, stamp)
+            row = insert_completion(conn, user_id, chat_id, completion, stamp)
+            run_check(conn, user_id, row, check)
+            remember(conn, user_id, key, row)
+            return row
 
     @on_worker
     def of_user(self, conn: sqlite3.Connection, user_id: str, chat_type: str) -> list[ChatRow]:
@@ -94,6 +113,8 @@ class ChatTable:
         chat_id: str,
         title: str | None,
         chat_type: str | None,
+        *,
+        key: KeyRecord | None = None,
     ) -> ChatRow | None:
         """Change a chat's title and/or type; None if there is no such chat."""
         with transaction(conn):
@@ -102,12 +123,23 @@ class ChatTable:
                 " updated_us = ? WHERE id = ? AND user_id = ?",
                 (title, chat_type, now_us(), chat_id, user_id),
             ).rowcount
-        return select_chat(conn, user_id, chat_id) if updated else None
+            if not updated:
+                return None
+            chat = select_chat(conn, user_id, chat_id)
+            remember(conn, user_id, key, chat)
+        return chat
 
     @on_worker
-    def delete(self, conn: sqlite3.Connection, user_id: str, chat_ids: list[str]) -> list[str]:
+    def delete(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        chat_ids: list[str],
+        *,
+        key: KeyRecord | None = None,
+    ) -> list[str]:
         """Delete chats with their completions, all or nothing; returns the unknown ids."""
-        return delete_owned(conn, "chats", user_id, chat_ids)
+        return delete_owned(conn, "chats", user_id, chat_ids, key)
 
     @on_worker
     def search(
@@ -161,12 +193,12 @@ class CompletionTable:
         text: str | None = None,
         prompt: str | None = None,
         metadata_patch: dict[str, Any] | None = None,
-        check: Callable[[list[CompletionRow]], None] | None = None,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> CompletionRow | None:
         """Change a completion; metadata merges key by key (a null value removes the key).
 
-        `check` sees the chat's completions as they would be; an exception it raises
-        undoes the change.
+        `check` sees the listings as they would be; an exception it raises undoes the change.
         """
         with transaction(conn):
             current = select_completion(conn, user_id, completion_id)
@@ -178,22 +210,28 @@ class CompletionTable:
                 sql.edit_params(text, prompt, metadata, completion_id, user_id),
             )
             conn.execute(qmark(sql.TOUCH_CHAT_OF_COMPLETION), (now_us(), current.chat_id))
-            if check is not None:
-                check(select_completions(conn, user_id, current.chat_id))
-        return select_completion(conn, user_id, completion_id)
+            row = select_completion(conn, user_id, completion_id)
+            assert row is not None  # updated just now, in this transaction
+            run_check(conn, user_id, row, check)
+            remember(conn, user_id, key, row)
+        return row
 
     @on_worker
     def delete(
-        self, conn: sqlite3.Connection, user_id: str, completion_ids: list[str]
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        completion_ids: list[str],
+        *,
+        key: KeyRecord | None = None,
     ) -> list[str]:
         """Delete completions, all or nothing; returns the unknown ids."""
-        return delete_owned(conn, "completions", user_id, completion_ids)
+        return delete_owned(conn, "completions", user_id, completion_ids, key)
 
     @on_worker
     def deep_research(self, conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
         """The user's completions with deep-research metadata, newest first."""
-        rows = conn.execute(qmark(sql.SELECT_DEEP_RESEARCH), (user_id,))
-        return [CompletionRow.from_sql(row) for row in rows]
+        return select_deep_research(conn, user_id)
 
 
 # Statements shared by several operations (they run inside the caller's transaction).
@@ -209,6 +247,27 @@ def select_completions(conn: sqlite3.Connection, user_id: str, chat_id: str) -> 
     """The completions of a chat, oldest first."""
     rows = conn.execute(qmark(sql.SELECT_COMPLETIONS), (chat_id, user_id))
     return [CompletionRow.from_sql(row) for row in rows]
+
+
+def select_deep_research(conn: sqlite3.Connection, user_id: str) -> list[CompletionRow]:
+    """The user's deep-research entries, newest first."""
+    rows = conn.execute(qmark(sql.SELECT_DEEP_RESEARCH), (user_id,))
+    return [CompletionRow.from_sql(row) for row in rows]
+
+
+def run_check(
+    conn: sqlite3.Connection, user_id: str, written: CompletionRow, check: Check | None
+) -> None:
+    """Show ``check`` the listings holding the ``written`` completion, as they now read."""
+    if check is None:
+        return
+    deep = DEEP_RESEARCH_KEY in written.metadata
+    check(
+        Listings(
+            select_completions(conn, user_id, written.chat_id),
+            select_deep_research(conn, user_id) if deep else None,
+        )
+    )
 
 
 def select_completion(
@@ -241,7 +300,9 @@ def insert_completion(
     return row
 
 
-def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[str]) -> list[str]:
+def delete_owned(
+    conn: sqlite3.Connection, table: str, user_id: str, ids: list[str], key: KeyRecord | None
+) -> list[str]:
     """Delete the user's rows of ``table`` by id, all or nothing; returns the unknown ids."""
     with transaction(conn):
         found = {
@@ -257,4 +318,5 @@ def delete_owned(conn: sqlite3.Connection, table: str, user_id: str, ids: list[s
                 f"DELETE FROM {table} WHERE id = ? AND user_id = ?",
                 [(ident, user_id) for ident in ids],
             )
+            remember(conn, user_id, key, missing)
     return missing

@@ -13,6 +13,8 @@ from typing import Any
 
 from apex_grpc_server._sqlite import SqliteWorker, on_worker, transaction
 from apex_grpc_server._store import _sql as sql
+from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store._keys import KeyRecord
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
     FINAL_STATUSES,
@@ -24,7 +26,8 @@ from apex_grpc_server._store._rows import (
     now_us,
 )
 from apex_grpc_server._store._sql import qmark
-from apex_grpc_server._store.sqlite._chats import insert_chat, insert_completion
+from apex_grpc_server._store.sqlite._chats import insert_chat, insert_completion, run_check
+from apex_grpc_server._store.sqlite._keys import remember
 
 
 class JobTable:
@@ -35,7 +38,15 @@ class JobTable:
 
     @on_worker
     def create(
-        self, conn: sqlite3.Connection, user_id: str, request: bytes, prompt: str, title: str
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        request: bytes,
+        prompt: str,
+        title: str,
+        *,
+        check: Check | None = None,
+        key: KeyRecord | None = None,
     ) -> tuple[JobRow, CompletionRow]:
         """A pending job, with the chat and completion that will hold its answer."""
         stamp = now_us()
@@ -53,7 +64,10 @@ class JobTable:
             conn.execute(
                 qmark(sql.INSERT_JOB), (job_id, user_id, stamp, stamp, request, completion.id)
             )
-        return JobRow(job_id, "pending", stamp, stamp, None, completion.id), completion
+            job = JobRow(job_id, "pending", stamp, stamp, None, completion.id)
+            run_check(conn, user_id, completion, check)
+            remember(conn, user_id, key, job)
+        return job, completion
 
     @on_worker
     def get(self, conn: sqlite3.Connection, user_id: str, job_id: str) -> JobRow | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from apex_grpc_server._sqlite import transaction
-from apex_grpc_server._store._migrations import Migration, to_apply
+from apex_grpc_server._store._migrations import USER_IDS_SCHEME, Migration, to_apply
 
 MIGRATIONS = (
     Migration(
@@ -83,6 +83,30 @@ END""",
         (
             "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
             "ALTER TABLE jobs ADD COLUMN lease_expires_us INTEGER",
+        ),
+    ),
+    Migration(
+        3,
+        "idempotency keys: a keyed write's request fingerprint and first answer",
+        (
+            """CREATE TABLE idempotency_keys (
+  user_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  method TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  response BLOB NOT NULL,
+  created_us INTEGER NOT NULL,
+  PRIMARY KEY (user_id, key)
+) WITHOUT ROWID""",
+            "CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_us)",
+        ),
+    ),
+    Migration(
+        4,
+        "user ids: a secret for HMAC user ids; databases holding rows keep the old ids",
+        (
+            "INSERT INTO meta(key, value) VALUES ('user_id_secret', lower(hex(randomblob(32))))",
+            USER_IDS_SCHEME,
         ),
     ),
 )
