@@ -154,22 +154,10 @@ def _depth_of(struct: struct_pb2.Struct) -> int:
     return depth
 
 
-# Until the server refuses metadata deeper than a reply can carry (the lead's half of
-# issue #19 item 3), one shape is stored but unreadable: its request parses within
-# protobuf's depth limit of 100 message levels, and the listing reply, one level deeper,
-# does not (the client: INTERNAL "Exception deserializing response!"). Strict xfail, so the
-# mark must go when the limit lands.
-UNREADABLE_TODAY = pytest.mark.xfail(
-    strict=True, reason="the server's depth limit (issue #19 item 3) is not merged yet"
-)
-KNOWN_UNREADABLE = {(34, 2)}
-NESTINGS = [
-    pytest.param(
-        depth, lists, marks=[UNREADABLE_TODAY] if (depth, lists) in KNOWN_UNREADABLE else []
-    )
-    for depth in range(10, 61)
-    for lists in (0, 1, 2)
-]
+# Every nesting the server accepts must read back; the server refuses metadata deeper than
+# a reply can carry (one shape, 34 levels with 2 list levels, used to be stored but unreadable:
+# its request parsed within protobuf's depth limit and the listing reply did not).
+NESTINGS = [(depth, lists) for depth in range(10, 61) for lists in (0, 1, 2)]
 
 
 @pytest.mark.parametrize(("depth", "lists"), NESTINGS)
@@ -204,9 +192,6 @@ def test_nested_metadata_is_refused_or_readable_back_never_stored_but_unreadable
 LIMIT = 256 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the server's listing-size limit (issue #19 item 3) is not merged yet"
-)
 def test_a_chat_grown_past_the_message_limit_stays_listable(
     start_server: Callable[..., Any], auth: Metadata
 ) -> None:
