@@ -112,15 +112,26 @@ class Context:
 
     def __post_init__(self) -> None:
         self.text = expected_text(self.chunks, self.chunk_size)
-        self.raw_channel = grpc.insecure_channel(self.target)
+        options, self.raw_metadata = ours_on_the_wire(self.target)
+        # Same channel arguments as apex-grpc's, plus one so the two do not share a connection.
+        self.raw_options = [*options, RAW_SIDE_ARG]
+        self.raw_channel = grpc.insecure_channel(self.target, options=self.raw_options)
         self.raw_stub = pbg.ApexServiceStub(self.raw_channel)
+        self.default_channel = grpc.insecure_channel(self.target)
+        self.default_stub = pbg.ApexServiceStub(self.default_channel)
+        """A raw stub with grpc's default channel arguments, as a raw-stub user has it."""
         self.client = mc.ApexClient(api_key=BENCH_KEY, base_url=self.target, secure=False)
         self.search_count: int | None = None
 
     def close(self) -> None:
-        """Close both channels."""
+        """Close every channel."""
         self.raw_channel.close()
+        self.default_channel.close()
         self.client.close()
+
+
+RAW_SIDE_ARG = ("apex_grpc.bench_side", "raw")
+"""Channels to one target share a connection unless their arguments differ."""
 
 
 def ours_on_the_wire(target: str) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
@@ -140,7 +151,7 @@ def ours_on_the_wire(target: str) -> tuple[list[tuple[str, Any]], list[tuple[str
 def raw_unary(ctx: Context) -> Callable[[], int]:
     def call() -> int:
         response = ctx.raw_stub.ChatCompletion(
-            raw_chat_request(False), metadata=RAW_METADATA, timeout=600
+            raw_chat_request(False), metadata=ctx.raw_metadata, timeout=600
         )
         check(response.choices[0].message.content == ctx.text, "raw unary content")
         return 1
@@ -164,7 +175,7 @@ def raw_stream(ctx: Context) -> Callable[[], int]:
     def call() -> int:
         parts = [
             chunk.choices[0].delta.content
-            for chunk in ctx.raw_stub.ChatCompletionStream(
+            for chunk in ctx.default_stub.ChatCompletionStream(
                 raw_chat_request(True), metadata=RAW_METADATA, timeout=600
             )
         ]
@@ -192,7 +203,7 @@ def ours_stream(ctx: Context) -> Callable[[], int]:
 def raw_search(ctx: Context) -> Callable[[], int]:
     def call() -> int:
         response = ctx.raw_stub.WebRetrieval(
-            raw_search_request(), metadata=RAW_METADATA, timeout=40
+            raw_search_request(), metadata=ctx.raw_metadata, timeout=40
         )
         check_search(ctx, len(response.results), "raw")
         return 1
@@ -225,13 +236,13 @@ def async_pair(
     """(raw rate, ours rate): raw grpc.aio stub vs AsyncApexClient in one event loop."""
 
     async def run() -> tuple[float, float]:
-        channel = grpc.aio.insecure_channel(ctx.target)
+        channel = grpc.aio.insecure_channel(ctx.target, options=ctx.raw_options)
         stub = pbg.ApexServiceStub(channel)
         client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=ctx.target, secure=False)
 
         async def raw_unary() -> int:
             response = await stub.ChatCompletion(
-                raw_chat_request(False), metadata=RAW_METADATA, timeout=600
+                raw_chat_request(False), metadata=ctx.raw_metadata, timeout=600
             )
             check(response.choices[0].message.content == ctx.text, "raw async unary")
             return 1
@@ -243,7 +254,7 @@ def async_pair(
 
         async def raw_stream() -> int:
             call = stub.ChatCompletionStream(
-                raw_chat_request(True), metadata=RAW_METADATA, timeout=600
+                raw_chat_request(True), metadata=ctx.raw_metadata, timeout=600
             )
             parts = [chunk.choices[0].delta.content async for chunk in call]
             check(len(parts) == ctx.chunks and "".join(parts) == ctx.text, "raw aio stream")

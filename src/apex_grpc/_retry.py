@@ -194,9 +194,13 @@ class Attempts:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        started: float | None = None,
     ) -> None:
         self.policy = policy
-        self.deadline = None if timeout is None else clock() + timeout
+        if timeout is None:
+            self.deadline: float | None = None
+        else:  # counted from `started`, the first attempt's start on `clock` (None: now)
+            self.deadline = (clock() if started is None else started) + timeout
         self.number = 1
         """Attempts made so far, refused ones included."""
         self.retried = 0

@@ -6,7 +6,7 @@ long and try again, or this typed error ends the call). It takes what it
 needs (the method's path, the call's settings, a clock) and records
 nothing. `record_success` and `settle` are the record around it: the DEBUG
 line per attempt and the caller's CallInfo, done only when someone looks
-(`watched`). Both transports drive the same functions; they differ in how
+(`UnaryAttempts.watched`). Both transports drive the same functions; they differ in how
 they wait.
 """
 
@@ -31,9 +31,21 @@ class UnaryAttempts:
     """The decisions of one unary call, across its attempts.
 
     A `write` call (`Method.write`) carries an ``idempotency-key`` on every attempt.
+    The `Attempts` record is made only when something reads it (a failure, a
+    recorded success): a sequential call pays for every object made before it
+    is sent, the first attempt needs none of it, and most calls end there.
     """
 
-    __slots__ = ("attempts", "call", "clock", "method", "observation", "started")
+    __slots__ = (
+        "_attempts",
+        "call",
+        "clock",
+        "method",
+        "observation",
+        "rng",
+        "started",
+        "watched",
+    )
 
     def __init__(
         self,
@@ -51,19 +63,37 @@ class UnaryAttempts:
         # One idempotency key per logical call: every attempt below sends the same.
         self.call = call.for_write() if write else call
         self.clock = clock
-        self.attempts = Attempts(call.retry, call.timeout, clock=clock, rng=rng)
+        self.rng = rng
+        self._attempts: Attempts | None = None
+        self.watched = call.call_info is not None or logger.isEnabledFor(logging.DEBUG)
+        """Whether anyone looks at the call's outcome (its CallInfo, the DEBUG log):
+        reading a call's metadata costs a little, so the transports do it only then."""
         self.started = 0.0
         """When the current attempt started (on `clock`)."""
 
     @property
+    def attempts(self) -> Attempts:
+        """The record of the call's attempts, its deadline counted from the first one's start."""
+        attempts = self._attempts
+        if attempts is None:
+            call = self.call
+            attempts = Attempts(
+                call.retry, call.timeout, clock=self.clock, rng=self.rng, started=self.started
+            )
+            self._attempts = attempts
+        return attempts
+
+    @property
     def refused(self) -> bool:
         """Whether the last failure was a refused stream, retried (the transport tells its pool)."""
-        return self.attempts.last_refused
+        return self._attempts is not None and self._attempts.last_refused
 
     def attempt(self) -> dict[str, Any]:
         """Keyword arguments for the next attempt's grpc call (what is left of the deadline)."""
         self.started = self.clock()
-        return self.call.grpc_arguments(self.attempts.remaining())
+        if self._attempts is None:  # the first attempt: the whole budget
+            return self.call.grpc_arguments(self.call.timeout)
+        return self.call.grpc_arguments(self._attempts.remaining())
 
     def failed(self, error: grpc.RpcError) -> float | APIError:
         """Seconds to wait before the next attempt, or the typed error that ends the call."""
@@ -83,14 +113,6 @@ class UnaryAttempts:
         )
 
 
-def watched(call: CallSettings) -> bool:
-    """Whether anyone looks at the call's outcome (its CallInfo, the DEBUG log).
-
-    Reading a call's metadata costs a little; the transports do it only then.
-    """
-    return call.call_info is not None or logger.isEnabledFor(logging.DEBUG)
-
-
 def record_success(
     state: UnaryAttempts,
     initial: Any,
@@ -98,7 +120,7 @@ def record_success(
     code: grpc.StatusCode | None,
     details: str | None,
 ) -> None:
-    """Record the attempt that succeeded (only called when `watched`)."""
+    """Record the attempt that succeeded (only called when `UnaryAttempts.watched`)."""
     attempts = state.attempts
     info = state.call.call_info
     if info is not None:
@@ -108,16 +130,16 @@ def record_success(
     _log(state, "OK", attempts.number, request_id)
 
 
-def settle(state: UnaryAttempts, error: grpc.RpcError, is_watched: bool) -> float:
+def settle(state: UnaryAttempts, error: grpc.RpcError) -> float:
     """A failed attempt: returns the wait before the next, or raises the call's typed error.
 
     Records the attempt (and, when it ends the call, fills its CallInfo) when
-    `is_watched`, and tells the call's observation of a retry.
+    the call is watched, and tells the call's observation of a retry.
     """
     outcome = state.failed(error)
     retrying = not isinstance(outcome, APIError)
     number = state.attempts.number - retrying
-    if is_watched:
+    if state.watched:
         _log(state, _status(state, error), number, metadata_value(error.trailing_metadata() or ()))
     if not isinstance(outcome, APIError):
         if state.observation is not None:

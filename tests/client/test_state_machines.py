@@ -20,7 +20,7 @@ from apex_grpc._requests.chats import list_sessions
 from apex_grpc._retry import is_refused_stream
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.state import StreamState
-from apex_grpc._unary import UnaryAttempts, record_success, settle, watched
+from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 from ._builders import build, prepare_chat
 
@@ -83,7 +83,7 @@ def unary(timeout: float | None = 10.0, **call_options: Any) -> UnaryAttempts:
 
 def fail(state: UnaryAttempts, error: grpc.RpcError) -> float:
     """A failed attempt as the transports handle it: decided, recorded, raised or waited."""
-    return settle(state, error, watched(state.call))
+    return settle(state, error)
 
 
 def stream(**options: Any) -> StreamState:
@@ -216,7 +216,7 @@ def test_each_unary_attempt_carries_the_calls_metadata_compression_and_wait_for_
 def test_a_successful_unary_call_fills_call_info() -> None:
     info = mc.CallInfo()
     state = unary(call_info=info)
-    assert watched(state.call)  # someone looks: the transport reads the metadata
+    assert state.watched  # someone looks: the transport reads the metadata
     state.attempt()
     fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
     state.attempt()
@@ -246,7 +246,7 @@ def test_a_failed_unary_call_fills_call_info_from_the_error() -> None:
 
 
 def test_nobody_looking_means_no_metadata_is_read() -> None:
-    assert not watched(unary().call)
+    assert not unary().watched
 
 
 def test_a_unary_call_waits_as_long_as_the_servers_pushback_says() -> None:
@@ -266,7 +266,7 @@ def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_each_unary_attempt_is_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="apex_grpc")
     state = unary()
-    assert watched(state.call)  # DEBUG on: the request ids are read for the log
+    assert state.watched  # DEBUG on: the request ids are read for the log
     state.attempt()
     fail(state, FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
     state.attempt()

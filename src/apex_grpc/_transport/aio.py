@@ -34,7 +34,7 @@ from apex_grpc._transport.channels import (
     open_aio_channel,
 )
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
-from apex_grpc._unary import UnaryAttempts, record_success, settle, watched
+from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 
 class _LoopPool(ConnectionPool[grpc.aio.Channel]):
@@ -134,7 +134,7 @@ class AsyncTransport:
         pool = self.pool()
         method, request, call = prepared
         state = UnaryAttempts(method.path, call, write=method.write, observation=observation)
-        detailed = watched(call)
+        detailed = state.watched
         while True:
             connection, ticket = pool.acquire()
             rpc = connection.callables[method](request, **state.attempt())
@@ -144,7 +144,7 @@ class AsyncTransport:
                 pool.release(connection, ticket)
                 if self._closed:
                     raise closed_during_call() from error
-                delay = settle(state, error, detailed)
+                delay = settle(state, error)
                 if state.refused:
                     pool.refused(connection, ticket)
                 await asyncio.sleep(delay)

@@ -25,7 +25,7 @@ from apex_grpc._transport.channels import (
     open_sync_channel,
 )
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
-from apex_grpc._unary import UnaryAttempts, record_success, settle, watched
+from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 
 class _ProcessPool(ConnectionPool[grpc.Channel]):
@@ -102,7 +102,7 @@ class SyncTransport:
         pool = self.pool()
         method, request, call = prepared
         state = UnaryAttempts(method.path, call, write=method.write, observation=observation)
-        detailed = watched(call)
+        detailed = state.watched
         while True:
             connection, ticket = pool.acquire()
             try:
@@ -121,7 +121,7 @@ class SyncTransport:
             except grpc.RpcError as error:
                 if self._closed:
                     raise closed_during_call() from error
-                delay = settle(state, error, detailed)
+                delay = settle(state, error)
             except ValueError as error:  # grpcio: "Cannot invoke RPC: Channel closed!"
                 if self._closed:
                     raise closed_during_call() from error
