@@ -19,11 +19,20 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._knobs import Knobs
+from apex_grpc_server._listings import (
+    JobReplyBudget,
+    ListingLimit,
+    ListingTooLarge,
+    answer_too_large,
+    cut_job_error,
+    job_error,
+)
 from apex_grpc_server._search import SearchHit, SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort
 from apex_grpc_server._store import ClaimedJob, JobRow, Storage, default_title
 from apex_grpc_server._store._interface import Check
 from apex_grpc_server._store._keys import KeyRecord
+from apex_grpc_server._store._rows import now_us
 from apex_grpc_server._validation import ChatCall
 from apex_grpc_server._validation import chat as validate_chat
 
@@ -62,6 +71,14 @@ class ResearchJobs:
     server accepts is claimed at once (``submit`` wakes the loop); others are
     found by polling every ``poll_s``. Closing releases the leases, so
     another replica (or this server after a restart) takes the jobs over at once.
+
+    A job's answer is held to what the server can send back (``_listings``): its
+    chunks to one GetDeepResearcherJob reply, and the stored answer to the listings
+    that carry it (the job's chat; the user's deep-research entries across chats).
+    An answer past either fails the job with an error naming the limit rather than
+    being cut short: a user would take a truncated answer for the whole one, while
+    "failed: too large for --max-message-bytes" says what to change. The chunks
+    stored before it stay readable in the job's result.
     """
 
     def __init__(
@@ -78,6 +95,7 @@ class ResearchJobs:
         self._store = store
         self._index = index
         self._completions = completions
+        self._readable = ListingLimit(completions.max_message_bytes)
         self._max_concurrent = max_concurrent
         self._lease_s = lease_s
         self._renew_s = renew_s
@@ -176,17 +194,33 @@ class ResearchJobs:
             # runner may hold it now): either way this run writes nothing more.
             return
         except RpcAbort as abort:
-            status, outcome = "failed", {"error": f"{abort.code.name}: {abort.details}"}
+            status, outcome = "failed", {"error": job_error(abort)}
         except Exception as error:
             logger.exception("deep-research job %s failed", job.id)
-            status, outcome = "failed", {"error": f"internal error: {error!r}"}
+            status, outcome = "failed", {"error": cut_job_error(f"internal error: {error!r}")}
         finally:
             heartbeat.cancel()
         try:
-            if not await self._store.jobs.finish(job.id, job.token, status, **outcome):
+            if not await self._finish(job, status, outcome):
                 logger.warning("deep-research job %s: lease lost before its result", job.id)
         except Exception:  # the lease runs out and another runner redoes the job
             logger.exception("storing the result of deep-research job %s failed", job.id)
+
+    async def _finish(self, job: ClaimedJob, status: str, outcome: dict[str, Any]) -> bool:
+        """Store the job's end; an answer that a listing could not carry fails the job instead.
+
+        The answer is checked like any write of a completion (``ListingLimit``). A
+        failure is written unchecked: it adds at most ``JOB_ERROR_CHARS`` of error.
+        """
+        if status != "completed":
+            return await self._store.jobs.finish(job.id, job.token, status, **outcome)
+        try:
+            return await self._store.jobs.finish(
+                job.id, job.token, status, check=self._readable, **outcome
+            )
+        except ListingTooLarge as refused:
+            error = job_error(answer_too_large(refused))
+            return await self._store.jobs.finish(job.id, job.token, "failed", error=error)
 
     async def _heartbeat(self, job: ClaimedJob, run: asyncio.Task[None]) -> None:
         """Renew the lease every ``renew_s``; cancel the job's run once the lease is lost."""
@@ -216,6 +250,7 @@ class ResearchJobs:
         request = _synthesis_request(chat.request, question, hits)
         # Synthesise, persisting the answer in chunks as it arrives.
         seq = 0
+        budget = JobReplyBudget(job.id, now_us(), self._completions.max_message_bytes)
         parts: list[str] = []
         pending: list[str] = []
         last_flush = time.monotonic()
@@ -225,7 +260,9 @@ class ResearchJobs:
             if pending:
                 text = "".join(pending)
                 pending.clear()
-                if not await self._store.jobs.add_chunk(job.id, job.token, seq, result_chunk(text)):
+                chunk = result_chunk(text)
+                budget.add(seq, chunk)
+                if not await self._store.jobs.add_chunk(job.id, job.token, seq, chunk):
                     raise LeaseLost(job.id)
                 parts.append(text)
                 seq += 1

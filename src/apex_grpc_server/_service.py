@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from google.protobuf.message import Message as ProtoMessage
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
@@ -18,6 +17,7 @@ from apex_grpc_server._calls import CallContext, CallPolicy, server_stream, unar
 from apex_grpc_server._chat import ChatCompletions
 from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._idempotency import once
+from apex_grpc_server._listings import ListingLimit
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._search import SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort, invalid_argument, not_found, shown
@@ -25,7 +25,6 @@ from apex_grpc_server._store import (
     ChatRow,
     CompletionRow,
     JobRow,
-    Listings,
     NewCompletion,
     Storage,
     default_title,
@@ -54,6 +53,8 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         self.index = index
         self.store = store
         self.research = research
+        # Refuses a write after which a listing could not be sent back (inside its transaction).
+        self._readable = ListingLimit(completions.max_message_bytes)
 
     # Chat ------------------------------------------------------------------
 
@@ -356,39 +357,6 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         )
 
     # Helpers ---------------------------------------------------------------
-
-    def _readable(self, listings: Listings) -> None:
-        """Refuse a write after which a listing could not be sent back (inside its transaction).
-
-        Every listing (a chat's completions; the user's deep-research entries across
-        chats) must fit in one message; a write that a read could no longer carry
-        would leave its rows stored but unreadable.
-        """
-        limit = self.completions.max_message_bytes
-        replies: list[tuple[str, ProtoMessage]] = [
-            (
-                "the chat's completions (GetStoredChatCompletions)",
-                pb.GetStoredChatCompletionsResponse(
-                    chat_completions=[convert.stored_completion(r) for r in listings.chat]
-                ),
-            )
-        ]
-        if listings.deep_research is not None:
-            replies.append(
-                (
-                    "your deep-research entries (GetCompletionsWithDeepResearcherEntry)",
-                    pb.GetCompletionsWithDeepResearcherEntryResponse(
-                        completions=[convert.parsed_completion(r) for r in listings.deep_research]
-                    ),
-                )
-            )
-        for what, reply in replies:
-            size = reply.ByteSize()
-            if size > limit:
-                raise invalid_argument(
-                    f"request: after this write {what} would take {size} bytes, more than"
-                    f" the server's {limit}-byte message limit (--max-message-bytes)"
-                )
 
     async def _answer(self, call: CallContext, history: list[CompletionRow], prompt: str) -> str:
         """The engine's answer to ``prompt`` after the chat's recent turns.

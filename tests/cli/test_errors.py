@@ -263,3 +263,31 @@ def test_the_error_line_scrubs_the_key_a_server_echoes(args: list[str], rpcs: li
     assert result.returncode != 0
     assert fake.api_key not in result.stderr and fake.api_key not in result.stdout
     assert "PERMISSION_DENIED" in line and "key *** may not do this (***)" in line
+
+
+@pytest.mark.parametrize("command", [["chat", "hi"], ["chats", "list"]])
+def test_the_error_line_is_followed_by_its_hint_with_the_key_scrubbed(
+    cli: Callable[..., Result], api_key: str, command: list[str]
+) -> None:
+    # The server pushes back past the call's deadline: the client fails at once, and the
+    # error's hint (why it was not retried) is printed on the line under the error. The
+    # server's message repeats the key, which neither line prints.
+    result = cli(
+        "--timeout", "5", "--metadata", "x-echo-fail-code=RESOURCE_EXHAUSTED",
+        "--metadata", f"x-echo-fail-message=busy for key {api_key}",
+        "--metadata", "x-echo-pushback-ms=60000", *command,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error, hint = result.stderr.splitlines()
+    assert error.startswith("error: RESOURCE_EXHAUSTED: busy for key *** [request id "), error
+    assert hint == (
+        "hint: the server asked to retry in 60000 ms, past the call's deadline; not retried"
+    )
+    assert api_key not in result.stderr + result.stdout
+
+
+def test_an_error_without_a_hint_is_one_line(cli: Callable[..., Result]) -> None:
+    result = cli("--metadata", "x-echo-fail-code=INTERNAL", "--max-retries", "0", "chats", "list")
+    assert result.returncode == 1
+    assert one_error_line(result).startswith("error: INTERNAL: failure injected")

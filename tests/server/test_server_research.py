@@ -167,3 +167,55 @@ def test_a_submitted_job_starts_at_once_without_waiting_for_the_poll(
     started = time.monotonic()
     job, _ = wait_for(stub, auth, submitted.job_id, timeout=10)
     assert job.status == "completed" and time.monotonic() - started < 10
+
+
+# Nothing is stored that a read cannot return (issue #19, item 3): a job's answer too.
+LIMIT = 64 * 1024
+
+
+def research_entries(stub, auth) -> dict[str, pb.ParsedCompletion]:
+    listed = stub.GetCompletionsWithDeepResearcherEntry(empty_pb2.Empty(), metadata=auth)
+    return {c.metadata["deep_researcher"]["job_id"]: c for c in listed.completions}
+
+
+def test_an_answer_too_large_for_one_job_reply_fails_the_job_naming_the_limit(
+    start_server, connect, auth
+) -> None:
+    stub = connect(start_server(max_message_bytes=LIMIT).target)
+    huge = (("x-echo-chunks", "100"), ("x-echo-chunk-size", "1000"))  # ~100 KB of answer
+    job, _ = wait_for(stub, auth, submit(stub, auth, "huge", metadata=huge).job_id)
+    assert job.status == "failed"
+    assert job.error.startswith(
+        "RESOURCE_EXHAUSTED: result: the answer is too large for one GetDeepResearcherJob reply"
+        f" under the server's {LIMIT}-byte message limit (--max-message-bytes)"
+    ), job.error
+    # What was stored before it is readable: the chunks that fit, and the entry.
+    assert 40 < len(job.result) < 100 and job.ByteSize() <= LIMIT
+    entry = research_entries(stub, auth)[job.job_id]
+    assert (entry.metadata["deep_researcher"]["status"], entry.completion_text) == ("failed", "")
+
+
+def test_an_answer_that_would_make_the_deep_research_listing_unreadable_is_not_stored(
+    start_server, connect, auth
+) -> None:
+    stub = connect(start_server(max_message_bytes=LIMIT).target)
+    large = (("x-echo-chunks", "40"), ("x-echo-chunk-size", "1000"))  # ~40 KB: one fits, not two
+    first, _ = wait_for(stub, auth, submit(stub, auth, "first", metadata=large).job_id)
+    assert first.status == "completed"
+    second, _ = wait_for(stub, auth, submit(stub, auth, "second", metadata=large).job_id)
+    assert second.status == "failed"
+    assert second.error.startswith(
+        "RESOURCE_EXHAUSTED: result: the answer was not stored: with it your deep-research"
+        " entries (GetCompletionsWithDeepResearcherEntry) would take "
+    ), second.error
+    assert f"the server's {LIMIT}-byte message limit (--max-message-bytes)" in second.error
+    # The listing stays readable; the answer that did not fit is kept in the job's chunks.
+    entries = research_entries(stub, auth)
+    assert len(entries[first.job_id].completion_text) > 40_000
+    refused = entries[second.job_id]
+    assert (refused.metadata["deep_researcher"]["status"], refused.completion_text) == (
+        "failed",
+        "",
+    )
+    kept = "".join(json.loads(chunk.chunk)[0]["content"] for chunk in second.result)
+    assert kept.startswith("Question: second") and len(kept) > 40_000

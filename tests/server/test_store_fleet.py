@@ -8,13 +8,16 @@ PostgreSQL is not installed; failing instead on CI.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apex_grpc_server._store import NewCompletion, open_store
+from apex_grpc_server._store import Listings, NewCompletion, open_store
 
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
     from apex_grpc_server._store.postgres import PostgresStore
@@ -153,3 +156,93 @@ async def test_an_unreachable_database_is_named_without_its_password(
     message = str(caught.value)
     assert message.startswith("cannot connect to PostgreSQL at postgresql://apex:***@127.0.0.1:1/")
     assert "s3cret" not in message
+
+
+DEEP_LIMIT = 64 * 1024
+"""Characters of prompts the user's deep-research listing may hold in the test below."""
+PROMPT = 40_000  # one entry of this fits the limit, two do not
+MARK = {"deep_researcher": {"status": "completed"}}
+
+
+class OverlappingCheck:
+    """A listing check that lets no write commit until the other write has read its listings
+    too, or waits on a lock this one holds: without a lock both checks then see one entry and
+    pass; with one, the second reads after the first committed. No timing decides it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.arrived = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, listings: Listings) -> None:
+        import psycopg
+
+        with self.lock:
+            self.arrived += 1
+        deep = listings.deep_research or []
+        if sum(len(row.user_prompt_text) for row in deep) > DEEP_LIMIT:
+            raise ValueError("the deep-research listing would be too large")
+        deadline = time.monotonic() + 20
+        with psycopg.connect(self.url, autocommit=True) as watcher:
+            while True:
+                with self.lock:
+                    if self.arrived >= 2:
+                        return
+                queued = watcher.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                if queued is not None and queued[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the other write neither read its listings nor queued")
+                time.sleep(0.01)
+
+
+@pytest.mark.parametrize("write", ["submit", "mark"])
+def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing(
+    postgres_url: str, write: str
+) -> None:
+    # Two replicas each add an entry to the user's deep-research listing, in chats of
+    # their own: each fits alone, not together. Exactly one must be refused.
+    from apex_grpc_server._store.postgres import PostgresStore
+
+    check = OverlappingCheck(postgres_url)
+
+    async def in_a_replica(action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
+        store = await PostgresStore.open(postgres_url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    def first_completions(store: PostgresStore) -> Awaitable[list[str]]:
+        async def create() -> list[str]:
+            made = [await store.chats.create("u1", "t", "apex", answer(n * PROMPT)) for n in "ab"]
+            return [row.id for _, row in made]
+
+        return create()
+
+    ids = asyncio.run(in_a_replica(first_completions)) if write == "mark" else []
+
+    def one_write(n: int) -> BaseException | None:
+        async def act(store: PostgresStore) -> None:
+            if write == "submit":
+                await store.jobs.create("u1", b"req", "ab"[n] * PROMPT, "t", check=check)
+            else:
+                await store.completions.update("u1", ids[n], metadata_patch=MARK, check=check)
+
+        try:
+            asyncio.run(in_a_replica(act))
+        except Exception as error:
+            return error
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(one_write, range(2)))
+    refused = [error for error in outcomes if error is not None]
+    assert len(refused) == 1 and isinstance(refused[0], ValueError), outcomes
+
+    async def entries(store: PostgresStore) -> list[Any]:
+        return await store.completions.deep_research("u1")
+
+    assert len(asyncio.run(in_a_replica(entries))) == 1

@@ -434,3 +434,25 @@ async def test_every_write_of_a_completion_shows_its_check_the_listings_it_chang
             await write()
     assert len(await store.chats.of_user("u1", "")) == 2  # nothing of the refused writes stayed
     assert len(await store.chats.completions("u1", chat.id) or []) == 2
+
+
+async def test_a_jobs_answer_shows_its_check_the_listings_and_a_refusal_stores_nothing(
+    store: Store,
+) -> None:
+    job, completion = await store.jobs.create("u1", b"r", "question", "t")
+    (claimed,) = await store.jobs.claim("runner", 30, 1)
+
+    def refuse(listings: Listings) -> None:
+        assert [row.completion_text for row in listings.chat] == ["the answer"]
+        assert [row.id for row in listings.deep_research or []] == [completion.id]
+        raise ValueError("too big")
+
+    with pytest.raises(ValueError, match="too big"):
+        await store.jobs.finish(
+            claimed.id, claimed.token, "completed", text="the answer", check=refuse
+        )
+    stored = await store.jobs.get("u1", job.id)
+    assert stored is not None and stored.status == "running"
+    row = await store.completions.get("u1", completion.id)
+    assert row is not None and row.completion_text == ""
+    assert await store.jobs.finish(claimed.id, claimed.token, "failed", error="refused")

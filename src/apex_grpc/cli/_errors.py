@@ -1,4 +1,4 @@
-"""Turning exceptions into one clear line on stderr and an exit status."""
+"""Turning exceptions into one clear line on stderr (and a hint line) and an exit status."""
 
 from __future__ import annotations
 
@@ -114,19 +114,33 @@ def _describe_api_error(error: APIError, endpoint: Endpoint | None) -> str:
 
 def _details(error: APIError, endpoint: Endpoint | None) -> str:
     details = error.details or error.code.name
-    if isinstance(error, UnavailableError) and endpoint:
-        start_the_server = nothing_listening_hint(details)
-        if start_the_server is not None:
-            return f"could not reach {endpoint.target} ({details}); {start_the_server}"
-        if endpoint.secure and is_loopback_target(endpoint.target):
-            return _plaintext_hint(details, endpoint.target)
-        if _CONNECT_FAILURE.search(details):
-            return f"could not reach {endpoint.target} ({details})"
+    advice = _reach_advice(error, endpoint)
+    if advice is not None:
+        return advice
     if error.code is grpc.StatusCode.UNAUTHENTICATED:
         return f"{details} (check --api-key / APEX_API_KEY)"
     if isinstance(error, InvalidArgumentError):
         return _ARGUMENT_PATH.sub(lambda m: f"{FLAGS.get(m[1], m[1])}: ", details, count=1)
     return details
+
+
+def _reach_advice(error: APIError, endpoint: Endpoint | None) -> str | None:
+    """The CLI's own account of a server it could not reach (None: not that failure).
+
+    It replaces the error's hint, which speaks of the SDK's options (``secure=False``)
+    rather than the CLI's flags.
+    """
+    if not isinstance(error, UnavailableError) or endpoint is None:
+        return None
+    details = error.details or error.code.name
+    start_the_server = nothing_listening_hint(details)
+    if start_the_server is not None:
+        return f"could not reach {endpoint.target} ({details}); {start_the_server}"
+    if endpoint.secure and is_loopback_target(endpoint.target):
+        return _plaintext_hint(details, endpoint.target)
+    if _CONNECT_FAILURE.search(details):
+        return f"could not reach {endpoint.target} ({details})"
+    return None
 
 
 def _plaintext_hint(details: str, target: str) -> str:
@@ -141,12 +155,28 @@ def _plaintext_hint(details: str, target: str) -> str:
     )
 
 
+def hint_line(error: BaseException, endpoint: Endpoint | None = None) -> str | None:
+    """``hint: ...``, what to do about `error`, when it carries a hint the error line lacks."""
+    if not isinstance(error, APIError) or not error.hint:
+        return None
+    if _reach_advice(error, endpoint) is not None:
+        return None
+    return one_line(f"hint: {error.hint}")
+
+
 def error_line(
     error: BaseException, endpoint: Endpoint | None = None, secret: str | None = None
 ) -> str:
-    """``error: ...`` as printed, one line, never containing `secret` (the API key)."""
+    """``error: ...`` as printed, one line, then its ``hint: ...`` line if it has one.
+
+    Neither line ever contains `secret` (the API key).
+    """
     message, _ = describe(error, endpoint)
-    text = one_line(f"error: {message}")
+    lines = [one_line(f"error: {message}")]
+    hint = hint_line(error, endpoint)
+    if hint is not None:
+        lines.append(hint)
+    text = "\n".join(lines)
     # Messages come from statuses, never from request metadata; this is a last guard,
     # for keys long enough that replacing them cannot mangle ordinary words.
     if secret and len(secret) >= MIN_SECRET_CHARS:

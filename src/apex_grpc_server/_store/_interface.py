@@ -180,12 +180,14 @@ class JobStore(Protocol):
         error: str | None = None,
         text: str | None = None,
         details: dict[str, Any] | None = None,
+        check: Check | None = None,
     ) -> bool:
         """Move a claimed job to ``status``, mirrored in its completion's metadata.
 
         "completed" and "failed" end the job and its completion (``text`` the
         answer, ``error`` the error message, ``details`` merged into the
-        deep-research metadata). False (nothing written) if ``token`` lost the lease.
+        deep-research metadata); ``check`` sees the listings holding that
+        completion as they would read. False (nothing written) if ``token`` lost the lease.
         """
         ...
 

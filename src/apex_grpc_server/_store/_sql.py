@@ -59,6 +59,7 @@ DELETE_CHUNKS = "DELETE FROM job_chunks WHERE job_id = %s"
 TOUCH_JOB = "UPDATE jobs SET updated_us = %s WHERE id = %s"
 END_LEASE = "UPDATE jobs SET lease_owner = NULL, lease_expires_us = NULL WHERE id = %s"
 SET_JOB_STATUS = "UPDATE jobs SET status = %s, error = %s, updated_us = %s WHERE id = %s"
+SELECT_JOB_OWNER = "SELECT user_id, completion_id FROM jobs WHERE id = %s"
 SELECT_JOB_COMPLETION = (
     "SELECT c.id, c.metadata FROM jobs AS j JOIN completions AS c"
     " ON c.id = j.completion_id WHERE j.id = %s"

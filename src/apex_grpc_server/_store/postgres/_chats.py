@@ -8,6 +8,7 @@ SELECT ... FOR UPDATE, so concurrent edits queue instead of losing updates.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -225,16 +226,41 @@ async def select_deep_research(cur: Cursor, user_id: str) -> list[CompletionRow]
 
 
 async def run_check(cur: Cursor, user_id: str, written: CompletionRow, check: Check | None) -> None:
-    """Show ``check`` the listings holding the ``written`` completion, as they now read."""
+    """Show ``check`` the listings holding the ``written`` completion, as they now read.
+
+    A deep-research entry first waits for the user's other writes of one (see
+    ``lock_deep_research``), so that the listing it checks holds all of theirs.
+    """
     if check is None:
         return
     deep = DEEP_RESEARCH_KEY in written.metadata
+    if deep:
+        await lock_deep_research(cur, user_id)
     check(
         Listings(
             await select_completions(cur, user_id, written.chat_id),
             await select_deep_research(cur, user_id) if deep else None,
         )
     )
+
+
+async def lock_deep_research(cur: Cursor, user_id: str) -> None:
+    """Hold the user's deep-research listing until the transaction ends.
+
+    That listing spans chats, so no row lock covers it: two writes of entries in
+    different chats (on two replicas) would each check it in a snapshot without
+    the other's entry, both pass and together push it past the limit. This
+    transaction-scoped advisory lock queues them; under READ COMMITTED the
+    statements after it see what the write before it committed. (SQLite needs
+    none: it has one writer at a time.)
+    """
+    await cur.execute("SELECT pg_advisory_xact_lock(%s)", (deep_research_lock_key(user_id),))
+
+
+def deep_research_lock_key(user_id: str) -> int:
+    """The advisory lock key (a signed 64-bit int) of one user's deep-research listing."""
+    digest = hashlib.sha256(f"apex-grpc deep-research listing {user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def select_completion(

@@ -28,7 +28,12 @@ from apex_grpc_server._store._rows import (
     job_metadata,
     now_us,
 )
-from apex_grpc_server._store.postgres._chats import insert_chat, insert_completion, run_check
+from apex_grpc_server._store.postgres._chats import (
+    insert_chat,
+    insert_completion,
+    run_check,
+    select_completion,
+)
 from apex_grpc_server._store.postgres._keys import remember
 from apex_grpc_server._store.postgres._pool import Cursor, Database
 
@@ -136,6 +141,7 @@ class PgJobs:
         error: str | None = None,
         text: str | None = None,
         details: dict[str, Any] | None = None,
+        check: Check | None = None,
     ) -> bool:
         """Move a claimed job to ``status`` while ``token`` holds the lease (see JobStore)."""
         async with self.db.transaction() as cur:
@@ -144,6 +150,14 @@ class PgJobs:
             await update_job(cur, job_id, status, error, text, details)
             if status in FINAL_STATUSES:
                 await cur.execute(sql.END_LEASE, (job_id,))
+            if check is not None:
+                await cur.execute(sql.SELECT_JOB_OWNER, (job_id,))
+                owner = await cur.fetchone()
+                assert owner is not None  # locked by holds()
+                user_id, completion_id = owner
+                written = await select_completion(cur, user_id, completion_id)
+                if written is not None:  # None: its chat was deleted meanwhile
+                    await run_check(cur, user_id, written, check)
         return True
 
     async def release(self, tokens: list[str]) -> int:

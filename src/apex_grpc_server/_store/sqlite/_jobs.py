@@ -26,7 +26,12 @@ from apex_grpc_server._store._rows import (
     now_us,
 )
 from apex_grpc_server._store._sql import qmark
-from apex_grpc_server._store.sqlite._chats import insert_chat, insert_completion, run_check
+from apex_grpc_server._store.sqlite._chats import (
+    insert_chat,
+    insert_completion,
+    run_check,
+    select_completion,
+)
 from apex_grpc_server._store.sqlite._keys import remember
 
 
@@ -140,6 +145,7 @@ class JobTable:
         error: str | None = None,
         text: str | None = None,
         details: dict[str, Any] | None = None,
+        check: Check | None = None,
     ) -> bool:
         """Move a claimed job to ``status`` while ``token`` holds the lease (see JobStore)."""
         with transaction(conn):
@@ -148,6 +154,13 @@ class JobTable:
             update_job(conn, job_id, status, error, text, details)
             if status in FINAL_STATUSES:
                 conn.execute(qmark(sql.END_LEASE), (job_id,))
+            if check is not None:
+                user_id, completion_id = conn.execute(
+                    qmark(sql.SELECT_JOB_OWNER), (job_id,)
+                ).fetchone()
+                written = select_completion(conn, user_id, completion_id)
+                if written is not None:  # None: its chat was deleted meanwhile
+                    run_check(conn, user_id, written, check)
         return True
 
     @on_worker
