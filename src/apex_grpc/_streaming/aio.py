@@ -36,7 +36,7 @@ class AsyncChatCompletionStream:
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._limited = state.watched
-        self._start(state.attempts.remaining())
+        self._start(state.timeout)
 
     def _start(self, timeout: float | None) -> None:
         self._call = self._open(timeout)

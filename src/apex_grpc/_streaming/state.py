@@ -48,16 +48,19 @@ class StreamState:
     """The I/O-free state of one ChatCompletionStream call."""
 
     __slots__ = (
+        "_attempts",
         "accumulator",
         "add",
-        "attempts",
         "finished",
         "first_chunk_timeout",
         "idle_timeout",
         "observation",
+        "retry",
         "stalled",
         "started",
+        "timeout",
         "waiting_since",
+        "watched",
     )
 
     def __init__(
@@ -70,18 +73,29 @@ class StreamState:
         add = self.accumulator.add
         self.add = add if observation is None else observation.wrap_add(add)
         """What the stream adds each chunk with (observed only when someone observes)."""
-        self.attempts = Attempts(settings.retry, settings.timeout)
-        self.first_chunk_timeout = settings.first_chunk_timeout
-        self.idle_timeout = settings.idle_timeout
+        self.retry = settings.retry
+        self.timeout = settings.timeout
+        """The overall deadline in seconds (None: none): all of it for the first attempt."""
+        # Made when first read (a failure, the log), as for a unary call: a stream
+        # opened pays for every object made before its first chunk arrives.
+        self._attempts: Attempts | None = None
+        self.first_chunk_timeout = first_chunk = settings.first_chunk_timeout
+        self.idle_timeout = idle = settings.idle_timeout
+        self.watched = first_chunk is not None or idle is not None
+        """Whether this stream has a first-chunk or idle limit."""
         self.started = time.monotonic()
         self.waiting_since: float | None = None
         self.finished = False
         self.stalled = False
 
     @property
-    def watched(self) -> bool:
-        """Whether this stream has a first-chunk or idle limit."""
-        return self.first_chunk_timeout is not None or self.idle_timeout is not None
+    def attempts(self) -> Attempts:
+        """The record of the stream's attempts, its deadline counted from the first one's start."""
+        attempts = self._attempts
+        if attempts is None:
+            attempts = Attempts(self.retry, self.timeout, started=self.started)
+            self._attempts = attempts
+        return attempts
 
     def wait_limit(self) -> float | None:
         """How long the next read may take before the stream counts as stalled.

@@ -30,7 +30,7 @@ class ChatCompletionStream:
         self._state = state
         self._add = state.add
         self._closed = False
-        self._call = open_call(state.attempts.remaining())
+        self._call = open_call(state.timeout)
         self._watchdog = watchdog if state.watched else None
         self._watching = False
 

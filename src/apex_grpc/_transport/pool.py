@@ -234,7 +234,8 @@ class PooledOpener:
 
     def __call__(self, timeout: float | None) -> Any:
         """Start one attempt with `timeout` seconds; returns the grpc call."""
-        self.release()
+        if self.attempt:
+            self.release()
         pool = self.pool
         held = pool.acquire()
         connection = held[0]
