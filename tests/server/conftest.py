@@ -73,9 +73,10 @@ def socketless_server(tmp_path: Path, api_key: str) -> Iterator[Callable[..., An
     ``default_corpus=True``, keys ``api_key`` and ``OTHER_API_KEY``. Closed at teardown.
     """
     pytest.importorskip("grpc_testing", reason="grpcio-testing is in the dev extra")
-    from apex_grpc_server import ServerConfig
     # tests/server is on sys.path (no __init__.py here), as for its test modules.
     from _socketless import OTHER_API_KEY, SocketlessServer
+
+    from apex_grpc_server import ServerConfig
 
     servers: list[SocketlessServer] = []
 

@@ -13,13 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
+from _socketless import OTHER_API_KEY
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._auth import INVALID, MALFORMED, MISSING
 from apex_grpc_server._calls import SHUTTING_DOWN
 from apex_grpc_server._metrics import Metrics
-
-from _socketless import OTHER_API_KEY
 
 OK = grpc.StatusCode.OK
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
@@ -31,7 +30,9 @@ ECHO_ANSWER = "hi" * 64  # the echo engine: the prompt repeated to 8 chunks of 1
 def chat(*turns: str | tuple[str, str], **fields: Any) -> pb.ChatCompletionRequest:
     """A chat request: ``chat("hi")`` or ``chat(("system", "be brief"), ("user", "hi"))``."""
     messages = [
-        pb.ChatMessage(role="user", content=t) if isinstance(t, str) else pb.ChatMessage(role=t[0], content=t[1])
+        pb.ChatMessage(role="user", content=t)
+        if isinstance(t, str)
+        else pb.ChatMessage(role=t[0], content=t[1])
         for t in turns
     ]
     return pb.ChatCompletionRequest(messages=messages, **fields)
@@ -113,8 +114,14 @@ def test_the_key_is_checked_before_the_body_is_parsed(apex: Any) -> None:
 
 def test_a_server_shutting_down_turns_new_calls_away_unstarted(apex: Any) -> None:
     apex.routes.policy.accepting = False
-    refused(apex.unary("GetChatSessions", pb.GetChatSessionsRequest()), grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-    refused(apex.stream("ChatCompletionStream", chat("hi")), grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+    refused(
+        apex.unary("GetChatSessions", pb.GetChatSessionsRequest()),
+        grpc.StatusCode.UNAVAILABLE,
+        SHUTTING_DOWN,
+    )
+    refused(
+        apex.stream("ChatCompletionStream", chat("hi")), grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN
+    )
     assert apex.routes.policy.turned_away == 2
 
 
@@ -125,11 +132,16 @@ def test_each_key_is_its_own_user(apex: Any) -> None:
     chat_id = created.parsed_chat.id
     other = (("authorization", f"bearer  {OTHER_API_KEY} "),)
     refused(
-        apex.unary("GetStoredChatCompletions", pb.GetStoredChatCompletionsRequest(chat_id=chat_id), other),
+        apex.unary(
+            "GetStoredChatCompletions", pb.GetStoredChatCompletionsRequest(chat_id=chat_id), other
+        ),
         grpc.StatusCode.NOT_FOUND,
         f"chat {chat_id!r} not found",
     )
-    assert list(apex.unary("GetChatSessions", pb.GetChatSessionsRequest(), other).ok().chat_sessions) == []
+    assert (
+        list(apex.unary("GetChatSessions", pb.GetChatSessionsRequest(), other).ok().chat_sessions)
+        == []
+    )
     mine = apex.unary("GetChatSessions", pb.GetChatSessionsRequest()).ok().chat_sessions
     assert [c.id for c in mine] == [chat_id]
 
@@ -162,7 +174,10 @@ def test_the_interop_echo_headers_come_back(apex: Any) -> None:
     outcome = apex.unary("ChatCompletion", chat("hi"), metadata)
     request_id = outcome.trailing["x-request-id"]
     assert outcome.initial == {"x-request-id": request_id, "x-grpc-test-echo-initial": "hello"}
-    assert outcome.trailing == {"x-request-id": request_id, "x-grpc-test-echo-trailing-bin": b"\x00\x01"}
+    assert outcome.trailing == {
+        "x-request-id": request_id,
+        "x-grpc-test-echo-trailing-bin": b"\x00\x01",
+    }
     failed = apex.unary("ChatCompletion", chat(), metadata)  # an error keeps the echoed trailer
     assert failed.trailing["x-grpc-test-echo-trailing-bin"] == b"\x00\x01"
     streamed = apex.stream("ChatCompletionStream", chat("hi"), metadata[:1] + metadata[2:])
@@ -276,13 +291,19 @@ def test_a_chat_stream_sends_one_chunk_per_delta(apex: Any) -> None:
     [
         (chat(), "messages: must not be empty"),
         (chat(*["x"] * 1025), "messages: at most 1024 messages, got 1025"),
-        (chat("a", ("robot", "b")), "messages[1].role: unknown role 'robot' (expected system, user, assistant)"),
+        (
+            chat("a", ("robot", "b")),
+            "messages[1].role: unknown role 'robot' (expected system, user, assistant)",
+        ),
         (chat("a", ""), "messages[1].content: must not be empty"),
         (chat("a", uids=list(range(257))), "uids: at most 256 uids, got 257"),
         (chat("a", uids=[0, 255, 256]), "uids[2]: must be in [0, 255], got 256"),
         (chat("a", task="t" * 257), "task: must be at most 256 characters, got 257"),
         (chat("a", model="m" * 257), "model: must be at most 256 characters, got 257"),
-        (chat("a", inference_mode="i" * 257), "inference_mode: must be at most 256 characters, got 257"),
+        (
+            chat("a", inference_mode="i" * 257),
+            "inference_mode: must be at most 256 characters, got 257",
+        ),
         (chat("a", timeout=0), "timeout: must be in [1, 3600], got 0"),
         (chat("a", timeout=3601), "timeout: must be in [1, 3600], got 3601"),
     ],
