@@ -152,6 +152,8 @@ class ApexServer:
         else:
             target = f"{target}:{port}"
         routes = await self.open_service()
+        assert self._research is not None  # opened just now
+        assert self._engine is not None
         server.add_generic_rpc_handlers((routes,))
         self._health = _add_health_and_reflection(server)
         await server.start()

@@ -14,8 +14,10 @@ from typing import Any
 import grpc
 import pytest
 from _socketless import OTHER_API_KEY
+from google.protobuf import empty_pb2
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server import _validation as validate
 from apex_grpc_server._auth import INVALID, MALFORMED, MISSING
 from apex_grpc_server._calls import SHUTTING_DOWN
 from apex_grpc_server._metrics import Metrics
@@ -312,3 +314,90 @@ def test_chat_validation_names_the_field(apex: Any, request_: Any, details: str)
     refused(apex.unary("ChatCompletion", request_), INVALID_ARGUMENT, details)
     refused(apex.stream("ChatCompletionStream", request_), INVALID_ARGUMENT, details)
     refused(apex.unary("SubmitDeepResearcherJob", request_), INVALID_ARGUMENT, details)
+
+
+# Web retrieval ---------------------------------------------------------------------
+
+
+def test_web_retrieval_searches_the_index(socketless_server: Any) -> None:
+    apex = socketless_server(default_corpus=True)
+    request = pb.WebRetrievalRequest(search_query="grpc deadlines retries")
+    results = apex.unary("WebRetrieval", request).ok().results
+    assert len(results) == 3
+    assert len({r.url for r in results}) == 3
+    assert all(r.url.startswith("apex-grpc:docs/") and r.content and r.relevant for r in results)
+    one = pb.WebRetrievalRequest(search_query="grpc", n_results=1, max_response_time=5, timeout=3)
+    assert len(apex.unary("WebRetrieval", one).ok().results) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "details"),
+    [
+        ({"search_query": " "}, "search_query: must not be empty"),
+        ({"search_query": "q" * 4097}, "search_query: must be at most 4096 characters, got 4097"),
+        ({"search_query": "q", "uids": [256]}, "uids[0]: must be in [0, 255], got 256"),
+        ({"search_query": "q", "n_miners": 0}, "n_miners: must be in [1, 256], got 0"),
+        ({"search_query": "q", "n_results": 101}, "n_results: must be in [1, 100], got 101"),
+        (
+            {"search_query": "q", "max_response_time": 0},
+            "max_response_time: must be in [1, 3600], got 0",
+        ),
+        ({"search_query": "q", "timeout": 3601}, "timeout: must be in [1, 3600], got 3601"),
+    ],
+)
+def test_web_retrieval_validation(apex: Any, fields: dict[str, Any], details: str) -> None:
+    refused(apex.unary("WebRetrieval", pb.WebRetrievalRequest(**fields)), INVALID_ARGUMENT, details)
+
+
+def test_web_retrieval_budget_is_the_smaller_of_its_limits() -> None:
+    def budget(**fields: Any) -> float:
+        return validate.web_retrieval(pb.WebRetrievalRequest(search_query="q", **fields)).budget_s
+
+    assert (budget(), budget(max_response_time=7), budget(timeout=5)) == (20.0, 7.0, 5.0)
+    assert budget(max_response_time=4, timeout=9) == 4.0
+
+
+# Deep research ---------------------------------------------------------------------
+
+
+def test_a_submitted_job_is_pending_and_listed_with_the_deep_research_entries(apex: Any) -> None:
+    question = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="why?")])
+    submitted = apex.unary("SubmitDeepResearcherJob", question).ok()
+    assert submitted.status == "pending"
+    assert RFC3339.match(submitted.created_at) and submitted.updated_at == submitted.created_at
+    job = apex.unary(
+        "GetDeepResearcherJob", pb.GetDeepResearcherJobRequest(job_id=submitted.job_id)
+    ).ok()
+    assert (job.job_id, job.status, job.created_at, list(job.result)) == (
+        submitted.job_id,
+        "pending",
+        submitted.created_at,
+        [],
+    )
+    assert not job.HasField("error")
+    entries = (
+        apex.unary("GetCompletionsWithDeepResearcherEntry", empty_pb2.Empty()).ok().completions
+    )
+    [entry] = entries
+    assert (entry.user_prompt_text, entry.completion_type) == ("why?", "deep_research")
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [("completed", None), ("failed", "boom"), ("failed", None)]
+)
+def test_a_finished_job_carries_its_chunks_and_error(
+    apex: Any, status: str, error: str | None
+) -> None:
+    question = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="why?")])
+    job_id = apex.unary("SubmitDeepResearcherJob", question).ok().job_id
+    [claimed] = apex.run(apex.store.jobs.claim("test", 60.0, 1))
+    for seq, chunk in enumerate(["one", "two"]):
+        assert apex.run(apex.store.jobs.add_chunk(job_id, claimed.token, seq, chunk))
+    assert apex.run(apex.store.jobs.finish(job_id, claimed.token, status, error=error, text="done"))
+    job = apex.unary("GetDeepResearcherJob", pb.GetDeepResearcherJobRequest(job_id=job_id)).ok()
+    assert job.status == status
+    assert [(c.seq_id, c.chunk) for c in job.result] == [(0, "one"), (1, "two")]
+    if status == "failed":
+        assert job.error == (error or "failed")
+    else:
+        assert not job.HasField("error")
