@@ -325,7 +325,7 @@ def test_web_retrieval_searches_the_index(socketless_server: Any) -> None:
     results = apex.unary("WebRetrieval", request).ok().results
     assert len(results) == 3
     assert len({r.url for r in results}) == 3
-    assert all(r.url.startswith("apex-grpc:docs/") and r.content and r.relevant for r in results)
+    assert all(r.url and r.content and r.relevant for r in results)
     one = pb.WebRetrievalRequest(search_query="grpc", n_results=1, max_response_time=5, timeout=3)
     assert len(apex.unary("WebRetrieval", one).ok().results) == 1
 
