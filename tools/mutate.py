@@ -73,6 +73,13 @@ GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
         ("src/apex_grpc_server/_store/_jobs.py", ALL),
         ("src/apex_grpc_server/_store/_rows.py", ALL),
     ],
+    "server-service": [
+        ("src/apex_grpc_server/_service.py", ALL),
+        ("src/apex_grpc_server/_calls.py", ALL),
+        ("src/apex_grpc_server/_routes.py", ALL),
+        ("src/apex_grpc_server/_validation.py", ALL),
+        ("src/apex_grpc_server/_convert.py", ALL),
+    ],
 }
 
 # mutmut's exit-code vocabulary (mutmut.stats.status_by_exit_code), folded into our columns.
@@ -247,11 +254,12 @@ def write_survivors(rows: list[Row]) -> Path:
     return out
 
 
-DECORATORS_TO_MUTATE_THROUGH = frozenset({"on_worker"})
+# @unary / @server_stream: the servicer's RPC methods (apex_grpc_server/_service.py).
+DECORATORS_TO_MUTATE_THROUGH = frozenset({"on_worker", "unary", "server_stream"})
 
 
 def _mutate_on_worker_methods() -> None:
-    """Patch mutmut 3.8 to mutate methods whose one decorator is ``@on_worker``."""
+    """Patch mutmut 3.8 to mutate methods whose one decorator is in DECORATORS_TO_MUTATE_THROUGH."""
     import libcst as cst
     from mutmut.mutation import file_mutation
 

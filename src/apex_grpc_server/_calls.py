@@ -253,22 +253,37 @@ def unary(
     """Wrap a unary handler ``fn(self, request, call)`` with the per-call plumbing.
 
     The wrapper takes the admitted caller's `user_id` and the request's bytes
-    (see `_routes`), and parses them once the call is open.
+    (see `_routes`), and parses them once the call is open (`_serve_unary`).
     """
     method = f"/{SERVICE}/{fn.__name__}"
     request_type = request_class(fn.__name__)
 
     @functools.wraps(fn)
     async def handler(self: S, raw: bytes, context: Context, *, user_id: str) -> Resp:
-        async with _CallScope(self.policy, context, method) as scope:
-            call = await scope.open(user_id, streaming=False)
-            request = parse(request_type, raw)
-            injected = _failure_abort(call)
-            if injected is not None:
-                raise injected
-            return await fn(self, request, call)  # type: ignore[arg-type]
+        return await _serve_unary(self, fn, method, request_type, raw, context, user_id)
 
     return handler
+
+
+# The calls' plumbing lives in module-level functions rather than in the wrappers above,
+# which are built once, at import: `make mutate` can then change it per test run.
+async def _serve_unary(
+    servicer: S,
+    fn: Callable[[S, Any, CallContext], Awaitable[Resp]],
+    method: str,
+    request_type: type[Message],
+    raw: bytes,
+    context: Context,
+    user_id: str,
+) -> Resp:
+    """One unary call of `fn`: open it, parse its request, fail it if a knob says so, run it."""
+    async with _CallScope(servicer.policy, context, method) as scope:
+        call = await scope.open(user_id, streaming=False)
+        request = parse(request_type, raw)
+        injected = _failure_abort(call)
+        if injected is not None:
+            raise injected
+        return await fn(servicer, request, call)
 
 
 def server_stream(
@@ -282,21 +297,37 @@ def server_stream(
     async def handler(
         self: S, raw: bytes, context: Context, *, user_id: str
     ) -> AsyncGenerator[Resp, None]:
-        async with _CallScope(self.policy, context, method) as scope:
-            call = await scope.open(user_id, streaming=True)
-            request = parse(request_type, raw)
-            injected = _failure_abort(call)
-            fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
-            if injected is not None and fail_after == 0:
-                raise injected
-            sent = 0
-            async with contextlib.aclosing(fn(self, request, call)) as messages:  # type: ignore[arg-type]
-                async for message in messages:
-                    yield message
-                    sent += 1
-                    if injected is not None and sent >= fail_after:
-                        raise injected
-            if injected is not None:
-                raise injected
+        stream = _serve_stream(self, fn, method, request_type, raw, context, user_id)
+        async with contextlib.aclosing(stream) as messages:
+            async for message in messages:
+                yield message
 
     return handler
+
+
+async def _serve_stream(
+    servicer: S,
+    fn: Callable[[S, Any, CallContext], AsyncGenerator[Resp, None]],
+    method: str,
+    request_type: type[Message],
+    raw: bytes,
+    context: Context,
+    user_id: str,
+) -> AsyncGenerator[Resp, None]:
+    """One server-streaming call of `fn` (as `_serve_unary`), its messages passed on."""
+    async with _CallScope(servicer.policy, context, method) as scope:
+        call = await scope.open(user_id, streaming=True)
+        request = parse(request_type, raw)
+        injected = _failure_abort(call)
+        fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
+        if injected is not None and fail_after == 0:
+            raise injected
+        sent = 0
+        async with contextlib.aclosing(fn(servicer, request, call)) as messages:
+            async for message in messages:
+                yield message
+                sent += 1
+                if injected is not None and sent >= fail_after:
+                    raise injected
+        if injected is not None:
+            raise injected

@@ -111,7 +111,13 @@ class ApexServer:
         self._policy: CallPolicy | None = None
         self._lock: DataDirectoryLock | None = None
         self._metrics: Metrics | None = None
+        self._metrics_port: int | None = None
         self.info: ServerInfo | None = None
+
+    @property
+    def store(self) -> Storage | None:
+        """The open store (None before the server starts and once it has stopped)."""
+        return self._store
 
     async def start(self) -> ServerInfo:
         """Validate the config, load the engine and databases, bind and start serving."""
@@ -145,8 +151,40 @@ class ApexServer:
             port = 0
         else:
             target = f"{target}:{port}"
+        routes = await self.open_service()
+        assert self._research is not None  # opened just now
+        assert self._engine is not None
+        server.add_generic_rpc_handlers((routes,))
+        self._health = _add_health_and_reflection(server)
+        await server.start()
+        self._research.start()
+        if self._health is not None:
+            await _set_serving(self._health, serving=True)
+        metrics_port = self._metrics_port
+        self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
+        if config.allow_any_key:
+            logger.warning("development mode: any non-empty API key is accepted")
+        logger.info(
+            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s, chats in %s)%s",
+            target,
+            config.engine,
+            self._engine.model,
+            config.data_dir,
+            _database.parse(config.database_url, config.data_dir).describe(),
+            "" if metrics_port is None else f", metrics on {metrics_url(config, metrics_port)}",
+        )
+        return self.info
+
+    async def open_service(self) -> ApexRoutes:
+        """Everything but the grpc server: metrics, data folder, store, engine, index, routes.
+
+        ``start()`` binds its port first, then calls this and serves the routes;
+        the socketless test harness (tests/server/_socketless.py) serves them
+        through grpc_testing instead. ``stop()`` closes what this opened.
+        """
+        config = self.config
         metrics = self._metrics = create_metrics(config)
-        metrics_port = metrics.start()  # binds at once: a busy port fails here too
+        self._metrics_port = metrics.start()  # binds at once: a busy port fails here too
 
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = DataDirectoryLock(config.data_dir)
@@ -185,25 +223,7 @@ class ApexServer:
             poll_s=config.job_poll_s,
         )
         servicer = ApexServicer(policy, completions, self._index, self._store, self._research)
-        server.add_generic_rpc_handlers((ApexRoutes(servicer, policy),))
-        self._health = _add_health_and_reflection(server)
-        await server.start()
-        self._research.start()
-        if self._health is not None:
-            await _set_serving(self._health, serving=True)
-        self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
-        if config.allow_any_key:
-            logger.warning("development mode: any non-empty API key is accepted")
-        logger.info(
-            "serving apex.v1.ApexService on %s (engine %s, model %s, data in %s, chats in %s)%s",
-            target,
-            config.engine,
-            self._engine.model,
-            config.data_dir,
-            _database.parse(config.database_url, config.data_dir).describe(),
-            "" if metrics_port is None else f", metrics on {metrics_url(config, metrics_port)}",
-        )
-        return self.info
+        return ApexRoutes(servicer, policy)
 
     async def stop(self, grace: float | None = None, *, drain_delay: float | None = None) -> None:
         """Drain, then stop: what a replica behind a load balancer needs to lose no call.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -61,3 +63,41 @@ def connect() -> Iterator[Callable[[str], pb_grpc.ApexServiceStub]]:
     yield open_stub
     for chan in channels:
         chan.close()
+
+
+@pytest.fixture
+def socketless_server(tmp_path: Path, api_key: str) -> Iterator[Callable[..., Any]]:
+    """``socketless_server(**ServerConfig overrides)``: the service layer through grpc_testing.
+
+    No sockets (tests/server/_socketless.py); echo engine, no search corpus unless
+    ``default_corpus=True``, keys ``api_key`` and ``OTHER_API_KEY``. Closed at teardown.
+    """
+    pytest.importorskip("grpc_testing", reason="grpcio-testing is in the dev extra")
+    # tests/server is on sys.path (no __init__.py here), as for its test modules.
+    from _socketless import OTHER_API_KEY, SocketlessServer
+
+    from apex_grpc_server import ServerConfig
+
+    servers: list[SocketlessServer] = []
+
+    def start(**overrides: Any) -> SocketlessServer:
+        settings: dict[str, Any] = {
+            "engine": "echo",
+            "api_keys": frozenset({api_key, OTHER_API_KEY}),
+            "data_dir": tmp_path / f"data-{len(servers)}",
+            "default_corpus": False,
+        }
+        settings.update(overrides)
+        server = SocketlessServer(ServerConfig(**settings), api_key)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def apex(socketless_server: Callable[..., Any]) -> Any:
+    """The socketless service layer with the default settings."""
+    return socketless_server()
