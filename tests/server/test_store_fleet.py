@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from apex_grpc_server._listings import ListingLimit, ListingTooLarge
 from apex_grpc_server._store import Listings, NewCompletion, open_store
+from apex_grpc_server._store._interface import Check
 
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
     from apex_grpc_server._store.postgres import PostgresStore
@@ -164,13 +166,20 @@ PROMPT = 40_000  # one entry of this fits the limit, two do not
 MARK = {"deep_researcher": {"status": "completed"}}
 
 
-class OverlappingCheck:
-    """A listing check that lets no write commit until the other write has read its listings
-    too, or waits on a lock this one holds: without a lock both checks then see one entry and
-    pass; with one, the second reads after the first committed. No timing decides it."""
+def deep_listing_fits(listings: Listings) -> None:
+    deep = listings.deep_research or []
+    if sum(len(row.user_prompt_text) for row in deep) > DEEP_LIMIT:
+        raise ValueError("the deep-research listing would be too large")
 
-    def __init__(self, url: str) -> None:
+
+class OverlappingCheck:
+    """A listing check (``limit``) that lets no write commit until the other write has read its
+    listings too, or waits on a lock this one holds: without a lock both checks then see one
+    entry and pass; with one, the second reads after the first committed. No timing decides it."""
+
+    def __init__(self, url: str, limit: Check = deep_listing_fits) -> None:
         self.url = url
+        self.limit = limit
         self.arrived = 0
         self.lock = threading.Lock()
 
@@ -179,17 +188,16 @@ class OverlappingCheck:
 
         with self.lock:
             self.arrived += 1
-        deep = listings.deep_research or []
-        if sum(len(row.user_prompt_text) for row in deep) > DEEP_LIMIT:
-            raise ValueError("the deep-research listing would be too large")
+        self.limit(listings)
         deadline = time.monotonic() + 20
         with psycopg.connect(self.url, autocommit=True) as watcher:
             while True:
                 with self.lock:
                     if self.arrived >= 2:
                         return
-                queued = watcher.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                queued = watcher.execute(  # a row lock is waited for as its holder's xid
+                    "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a"
+                    " ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()"
                 ).fetchone()
                 if queued is not None and queued[0]:
                     return
@@ -246,3 +254,61 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
         return await store.completions.deep_research("u1")
 
     assert len(asyncio.run(in_a_replica(entries))) == 1
+
+
+CHAT_LIMIT = 64 * 1024
+"""Bytes of a chat's GetStoredChatCompletions reply in the test below."""
+ANSWER = 40_000  # one answer of this fits the limit, two do not
+
+
+def test_a_jobs_answer_and_a_completion_written_into_its_chat_at_once_never_overfill_it(
+    postgres_url: str,
+) -> None:
+    # One replica stores a deep-research job's answer while another adds a completion
+    # to the job's chat: each fits the chat's listing alone, not both. Exactly one is refused.
+    from apex_grpc_server._store.postgres import PostgresStore
+
+    check = OverlappingCheck(postgres_url, ListingLimit(CHAT_LIMIT))
+
+    async def in_a_replica(action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
+        store = await PostgresStore.open(postgres_url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    async def running_job(store: PostgresStore) -> tuple[str, str, str]:
+        _, completion = await store.jobs.create("u1", b"req", "q", "t")
+        (claimed,) = await store.jobs.claim("runner", 30, 1)
+        return claimed.id, claimed.token, completion.chat_id
+
+    job_id, token, chat_id = asyncio.run(in_a_replica(running_job))
+
+    async def finish(store: PostgresStore) -> None:
+        text = "a" * ANSWER
+        assert await store.jobs.finish(job_id, token, "completed", text=text, check=check)
+
+    async def add_completion(store: PostgresStore) -> None:
+        added = answer("p", "b" * ANSWER)
+        assert await store.chats.add_completion("u1", chat_id, added, check=check) is not None
+
+    def one_write(action: Callable[[PostgresStore], Awaitable[None]]) -> BaseException | None:
+        try:
+            asyncio.run(in_a_replica(action))
+        except Exception as error:
+            return error
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(one_write, [finish, add_completion]))
+    refused = [error for error in outcomes if error is not None]
+    assert len(refused) == 1 and isinstance(refused[0], ListingTooLarge), outcomes
+
+    async def listing(store: PostgresStore) -> list[Any]:
+        rows = await store.chats.completions("u1", chat_id)
+        assert rows is not None
+        return rows
+
+    stored = asyncio.run(in_a_replica(listing))
+    assert len(stored) == 1 + (outcomes[1] is None)
+    ListingLimit(CHAT_LIMIT)(Listings(stored, None))

@@ -147,6 +147,8 @@ class PgJobs:
         async with self.db.transaction() as cur:
             if not await holds(cur, job_id, token):
                 return False
+            if check is not None:
+                await lock_chat_of_job(cur, job_id)
             await update_job(cur, job_id, status, error, text, details)
             if status in FINAL_STATUSES:
                 await cur.execute(sql.END_LEASE, (job_id,))
@@ -179,6 +181,25 @@ async def holds(cur: Cursor, job_id: str, token: str) -> bool:
         (job_id, token),
     )
     return await cur.fetchone() is not None
+
+
+async def lock_chat_of_job(cur: Cursor, job_id: str) -> None:
+    """Lock the row of the chat holding the job's answer until the transaction ends.
+
+    A completion written into that chat (``PgChats.add_completion``) locks the
+    same row (its UPDATE takes this lock, FOR NO KEY UPDATE) before its listing
+    check. Without it, an answer stored at the same moment would be checked in
+    a snapshot without that completion, and the other write's check in one
+    without the answer: both pass and together overfill the chat's listing.
+    Taken before the completion's row (``update_job``) and the deep-research
+    advisory lock (``run_check``): the order of a chat's deletion and of
+    ``add_completion``, so they queue instead of deadlocking.
+    """
+    await cur.execute(
+        "SELECT 1 FROM chats WHERE id = (SELECT c.chat_id FROM jobs AS j JOIN completions AS c"
+        " ON c.id = j.completion_id WHERE j.id = %s) FOR NO KEY UPDATE",
+        (job_id,),
+    )
 
 
 async def update_job(
