@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from apex_grpc_server._listings import ListingLimit, ListingTooLarge
-from apex_grpc_server._store import Listings, NewCompletion, open_store
+from apex_grpc_server._store import CompletionRow, Listings, NewCompletion, open_store
 from apex_grpc_server._store._interface import Check
 
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
@@ -45,6 +45,24 @@ async def replicas(postgres_url: str) -> AsyncIterator[Opener]:
 
 def answer(prompt: str = "p", text: str = "a") -> NewCompletion:
     return NewCompletion(prompt, text, "basic", {})
+
+
+async def in_a_replica(url: str, action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
+    """Run ``action`` on a replica's store of its own, opened and closed around it."""
+    from apex_grpc_server._store.postgres import PostgresStore
+
+    store = await PostgresStore.open(url)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+async def running_job(store: PostgresStore) -> tuple[str, str, CompletionRow]:
+    """A deep-research job claimed by a runner: its id, its lease token, its completion."""
+    _, completion = await store.jobs.create("u1", b"req", "q", "t")
+    (claimed,) = await store.jobs.claim("runner", 30, 1)
+    return claimed.id, claimed.token, completion
 
 
 async def test_concurrent_metadata_patches_from_two_replicas_are_all_kept(replicas) -> None:
@@ -212,16 +230,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
 ) -> None:
     # Two replicas each add an entry to the user's deep-research listing, in chats of
     # their own: each fits alone, not together. Exactly one must be refused.
-    from apex_grpc_server._store.postgres import PostgresStore
-
     check = OverlappingCheck(postgres_url)
-
-    async def in_a_replica(action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
-        store = await PostgresStore.open(postgres_url)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
 
     def first_completions(store: PostgresStore) -> Awaitable[list[str]]:
         async def create() -> list[str]:
@@ -230,7 +239,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
 
         return create()
 
-    ids = asyncio.run(in_a_replica(first_completions)) if write == "mark" else []
+    ids = asyncio.run(in_a_replica(postgres_url, first_completions)) if write == "mark" else []
 
     def one_write(n: int) -> BaseException | None:
         async def act(store: PostgresStore) -> None:
@@ -240,7 +249,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
                 await store.completions.update("u1", ids[n], metadata_patch=MARK, check=check)
 
         try:
-            asyncio.run(in_a_replica(act))
+            asyncio.run(in_a_replica(postgres_url, act))
         except Exception as error:
             return error
         return None
@@ -253,7 +262,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
     async def entries(store: PostgresStore) -> list[Any]:
         return await store.completions.deep_research("u1")
 
-    assert len(asyncio.run(in_a_replica(entries))) == 1
+    assert len(asyncio.run(in_a_replica(postgres_url, entries))) == 1
 
 
 CHAT_LIMIT = 64 * 1024
@@ -266,23 +275,10 @@ def test_a_jobs_answer_and_a_completion_written_into_its_chat_at_once_never_over
 ) -> None:
     # One replica stores a deep-research job's answer while another adds a completion
     # to the job's chat: each fits the chat's listing alone, not both. Exactly one is refused.
-    from apex_grpc_server._store.postgres import PostgresStore
-
     check = OverlappingCheck(postgres_url, ListingLimit(CHAT_LIMIT))
 
-    async def in_a_replica(action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
-        store = await PostgresStore.open(postgres_url)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    async def running_job(store: PostgresStore) -> tuple[str, str, str]:
-        _, completion = await store.jobs.create("u1", b"req", "q", "t")
-        (claimed,) = await store.jobs.claim("runner", 30, 1)
-        return claimed.id, claimed.token, completion.chat_id
-
-    job_id, token, chat_id = asyncio.run(in_a_replica(running_job))
+    job_id, token, completion = asyncio.run(in_a_replica(postgres_url, running_job))
+    chat_id = completion.chat_id
 
     async def finish(store: PostgresStore) -> None:
         text = "a" * ANSWER
@@ -294,7 +290,7 @@ def test_a_jobs_answer_and_a_completion_written_into_its_chat_at_once_never_over
 
     def one_write(action: Callable[[PostgresStore], Awaitable[None]]) -> BaseException | None:
         try:
-            asyncio.run(in_a_replica(action))
+            asyncio.run(in_a_replica(postgres_url, action))
         except Exception as error:
             return error
         return None
@@ -309,6 +305,56 @@ def test_a_jobs_answer_and_a_completion_written_into_its_chat_at_once_never_over
         assert rows is not None
         return rows
 
-    stored = asyncio.run(in_a_replica(listing))
+    stored = asyncio.run(in_a_replica(postgres_url, listing))
     assert len(stored) == 1 + (outcomes[1] is None)
     ListingLimit(CHAT_LIMIT)(Listings(stored, None))
+
+
+@pytest.mark.parametrize("first", ["edit", "answer"])
+def test_an_edit_of_a_jobs_answer_and_the_answer_queue_without_deadlocking(
+    postgres_url: str, first: str
+) -> None:
+    # An edit of a job's completion and the job's answer, on two replicas, queue (in either
+    # order) behind a third transaction holding the completion's row. Both take the chat's
+    # row before the completion's: once it lets go, one runs after the other. (Taken in
+    # opposite orders, the first would get the completion and wait for the chat, which the
+    # second holds while it waits for the completion.)
+    import psycopg
+
+    job_id, token, completion = asyncio.run(in_a_replica(postgres_url, running_job))
+    completion_id = completion.id
+
+    async def edit(store: PostgresStore) -> Any:
+        return await store.completions.update("u1", completion_id, metadata_patch={"k": 1})
+
+    async def finish(store: PostgresStore) -> Any:
+        check = ListingLimit(1 << 20)
+        return await store.jobs.finish(job_id, token, "completed", text="a", check=check)
+
+    def waiting(watcher: psycopg.Connection[Any], count: int) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            queued = watcher.execute(
+                "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a"
+                " ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()"
+            ).fetchone()
+            if queued is not None and queued[0] >= count:
+                return
+            time.sleep(0.01)
+        raise TimeoutError(f"fewer than {count} writes queued")
+
+    with (
+        psycopg.connect(postgres_url) as holder,
+        psycopg.connect(postgres_url, autocommit=True) as watcher,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        holder.execute("SELECT 1 FROM completions WHERE id = %s FOR UPDATE", (completion_id,))
+        writes = [edit, finish] if first == "edit" else [finish, edit]
+        done = []
+        for queued, write in enumerate(writes, 1):
+            done.append(pool.submit(asyncio.run, in_a_replica(postgres_url, write)))
+            waiting(watcher, queued)
+        holder.commit()
+        edited, finished = done if first == "edit" else done[::-1]
+        assert edited.result() is not None
+        assert finished.result() is True
