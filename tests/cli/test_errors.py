@@ -265,26 +265,45 @@ def test_the_error_line_scrubs_the_key_a_server_echoes(args: list[str], rpcs: li
     assert "PERMISSION_DENIED" in line and "key *** may not do this (***)" in line
 
 
+def reports_each_failure_with_its_hint(
+    cli: Callable[..., Result], api_key: str, command: list[str], input: str = "", turns: int = 1
+) -> None:
+    """Run `command` against a server that refuses every call with a message repeating the
+    key and pushes back past the call's deadline: the client fails at once, and each of the
+    `turns` failures is printed as its error line, then its hint (why it was not retried),
+    neither with the key."""
+    result = cli(
+        "--timeout", "5", "--metadata", "x-echo-fail-code=RESOURCE_EXHAUSTED",
+        "--metadata", f"x-echo-fail-message=busy for key {api_key}",
+        "--metadata", "x-echo-pushback-ms=60000", *command, input=input,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 * turns, result.stderr
+    for error, hint in zip(lines[::2], lines[1::2], strict=True):
+        assert error.startswith("error: RESOURCE_EXHAUSTED: busy for key *** [request id "), error
+        assert hint == (
+            "hint: the server asked to retry in 60000 ms, past the call's deadline; not retried"
+        )
+    assert api_key not in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("command", [["chat", "hi"], ["chats", "list"]])
 def test_the_error_line_is_followed_by_its_hint_with_the_key_scrubbed(
     cli: Callable[..., Result], api_key: str, command: list[str]
 ) -> None:
-    # The server pushes back past the call's deadline: the client fails at once, and the
-    # error's hint (why it was not retried) is printed on the line under the error. The
-    # server's message repeats the key, which neither line prints.
-    result = cli(
-        "--timeout", "5", "--metadata", "x-echo-fail-code=RESOURCE_EXHAUSTED",
-        "--metadata", f"x-echo-fail-message=busy for key {api_key}",
-        "--metadata", "x-echo-pushback-ms=60000", *command,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    error, hint = result.stderr.splitlines()
-    assert error.startswith("error: RESOURCE_EXHAUSTED: busy for key *** [request id "), error
-    assert hint == (
-        "hint: the server asked to retry in 60000 ms, past the call's deadline; not retried"
-    )
-    assert api_key not in result.stderr + result.stdout
+    reports_each_failure_with_its_hint(cli, api_key, command)
+
+
+@pytest.mark.parametrize("save", [[], ["--save"]])
+def test_each_failed_turn_of_the_chat_loop_prints_its_error_and_hint_with_the_key_scrubbed(
+    cli: Callable[..., Result], api_key: str, save: list[str]
+) -> None:
+    # The interactive loop reports a failed turn and goes on: each turn's report is the
+    # same two lines as a one-shot command's.
+    command = ["chat", "-i", *save]
+    reports_each_failure_with_its_hint(cli, api_key, command, input="first\nsecond\n", turns=2)
 
 
 def test_an_error_without_a_hint_is_one_line(cli: Callable[..., Result]) -> None:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apex_grpc_server._store import Listings, NewCompletion, open_store
+from apex_grpc_server._listings import ListingLimit, ListingTooLarge
+from apex_grpc_server._store import CompletionRow, Listings, NewCompletion, open_store
+from apex_grpc_server._store._interface import Check
 
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
     from apex_grpc_server._store.postgres import PostgresStore
@@ -43,6 +45,24 @@ async def replicas(postgres_url: str) -> AsyncIterator[Opener]:
 
 def answer(prompt: str = "p", text: str = "a") -> NewCompletion:
     return NewCompletion(prompt, text, "basic", {})
+
+
+async def in_a_replica(url: str, action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
+    """Run ``action`` on a replica's store of its own, opened and closed around it."""
+    from apex_grpc_server._store.postgres import PostgresStore
+
+    store = await PostgresStore.open(url)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+async def running_job(store: PostgresStore) -> tuple[str, str, CompletionRow]:
+    """A deep-research job claimed by a runner: its id, its lease token, its completion."""
+    _, completion = await store.jobs.create("u1", b"req", "q", "t")
+    (claimed,) = await store.jobs.claim("runner", 30, 1)
+    return claimed.id, claimed.token, completion
 
 
 async def test_concurrent_metadata_patches_from_two_replicas_are_all_kept(replicas) -> None:
@@ -164,13 +184,20 @@ PROMPT = 40_000  # one entry of this fits the limit, two do not
 MARK = {"deep_researcher": {"status": "completed"}}
 
 
-class OverlappingCheck:
-    """A listing check that lets no write commit until the other write has read its listings
-    too, or waits on a lock this one holds: without a lock both checks then see one entry and
-    pass; with one, the second reads after the first committed. No timing decides it."""
+def deep_listing_fits(listings: Listings) -> None:
+    deep = listings.deep_research or []
+    if sum(len(row.user_prompt_text) for row in deep) > DEEP_LIMIT:
+        raise ValueError("the deep-research listing would be too large")
 
-    def __init__(self, url: str) -> None:
+
+class OverlappingCheck:
+    """A listing check (``limit``) that lets no write commit until the other write has read its
+    listings too, or waits on a lock this one holds: without a lock both checks then see one
+    entry and pass; with one, the second reads after the first committed. No timing decides it."""
+
+    def __init__(self, url: str, limit: Check = deep_listing_fits) -> None:
         self.url = url
+        self.limit = limit
         self.arrived = 0
         self.lock = threading.Lock()
 
@@ -179,17 +206,16 @@ class OverlappingCheck:
 
         with self.lock:
             self.arrived += 1
-        deep = listings.deep_research or []
-        if sum(len(row.user_prompt_text) for row in deep) > DEEP_LIMIT:
-            raise ValueError("the deep-research listing would be too large")
+        self.limit(listings)
         deadline = time.monotonic() + 20
         with psycopg.connect(self.url, autocommit=True) as watcher:
             while True:
                 with self.lock:
                     if self.arrived >= 2:
                         return
-                queued = watcher.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                queued = watcher.execute(  # a row lock is waited for as its holder's xid
+                    "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a"
+                    " ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()"
                 ).fetchone()
                 if queued is not None and queued[0]:
                     return
@@ -204,16 +230,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
 ) -> None:
     # Two replicas each add an entry to the user's deep-research listing, in chats of
     # their own: each fits alone, not together. Exactly one must be refused.
-    from apex_grpc_server._store.postgres import PostgresStore
-
     check = OverlappingCheck(postgres_url)
-
-    async def in_a_replica(action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
-        store = await PostgresStore.open(postgres_url)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
 
     def first_completions(store: PostgresStore) -> Awaitable[list[str]]:
         async def create() -> list[str]:
@@ -222,7 +239,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
 
         return create()
 
-    ids = asyncio.run(in_a_replica(first_completions)) if write == "mark" else []
+    ids = asyncio.run(in_a_replica(postgres_url, first_completions)) if write == "mark" else []
 
     def one_write(n: int) -> BaseException | None:
         async def act(store: PostgresStore) -> None:
@@ -232,7 +249,7 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
                 await store.completions.update("u1", ids[n], metadata_patch=MARK, check=check)
 
         try:
-            asyncio.run(in_a_replica(act))
+            asyncio.run(in_a_replica(postgres_url, act))
         except Exception as error:
             return error
         return None
@@ -245,4 +262,99 @@ def test_concurrent_deep_research_writes_in_two_chats_never_overfill_the_listing
     async def entries(store: PostgresStore) -> list[Any]:
         return await store.completions.deep_research("u1")
 
-    assert len(asyncio.run(in_a_replica(entries))) == 1
+    assert len(asyncio.run(in_a_replica(postgres_url, entries))) == 1
+
+
+CHAT_LIMIT = 64 * 1024
+"""Bytes of a chat's GetStoredChatCompletions reply in the test below."""
+ANSWER = 40_000  # one answer of this fits the limit, two do not
+
+
+def test_a_jobs_answer_and_a_completion_written_into_its_chat_at_once_never_overfill_it(
+    postgres_url: str,
+) -> None:
+    # One replica stores a deep-research job's answer while another adds a completion
+    # to the job's chat: each fits the chat's listing alone, not both. Exactly one is refused.
+    check = OverlappingCheck(postgres_url, ListingLimit(CHAT_LIMIT))
+
+    job_id, token, completion = asyncio.run(in_a_replica(postgres_url, running_job))
+    chat_id = completion.chat_id
+
+    async def finish(store: PostgresStore) -> None:
+        text = "a" * ANSWER
+        assert await store.jobs.finish(job_id, token, "completed", text=text, check=check)
+
+    async def add_completion(store: PostgresStore) -> None:
+        added = answer("p", "b" * ANSWER)
+        assert await store.chats.add_completion("u1", chat_id, added, check=check) is not None
+
+    def one_write(action: Callable[[PostgresStore], Awaitable[None]]) -> BaseException | None:
+        try:
+            asyncio.run(in_a_replica(postgres_url, action))
+        except Exception as error:
+            return error
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(one_write, [finish, add_completion]))
+    refused = [error for error in outcomes if error is not None]
+    assert len(refused) == 1 and isinstance(refused[0], ListingTooLarge), outcomes
+
+    async def listing(store: PostgresStore) -> list[Any]:
+        rows = await store.chats.completions("u1", chat_id)
+        assert rows is not None
+        return rows
+
+    stored = asyncio.run(in_a_replica(postgres_url, listing))
+    assert len(stored) == 1 + (outcomes[1] is None)
+    ListingLimit(CHAT_LIMIT)(Listings(stored, None))
+
+
+@pytest.mark.parametrize("first", ["edit", "answer"])
+def test_an_edit_of_a_jobs_answer_and_the_answer_queue_without_deadlocking(
+    postgres_url: str, first: str
+) -> None:
+    # An edit of a job's completion and the job's answer, on two replicas, queue (in either
+    # order) behind a third transaction holding the completion's row. Both take the chat's
+    # row before the completion's: once it lets go, one runs after the other. (Taken in
+    # opposite orders, the first would get the completion and wait for the chat, which the
+    # second holds while it waits for the completion.)
+    import psycopg
+
+    job_id, token, completion = asyncio.run(in_a_replica(postgres_url, running_job))
+    completion_id = completion.id
+
+    async def edit(store: PostgresStore) -> Any:
+        return await store.completions.update("u1", completion_id, metadata_patch={"k": 1})
+
+    async def finish(store: PostgresStore) -> Any:
+        check = ListingLimit(1 << 20)
+        return await store.jobs.finish(job_id, token, "completed", text="a", check=check)
+
+    def waiting(watcher: psycopg.Connection[Any], count: int) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            queued = watcher.execute(
+                "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a"
+                " ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()"
+            ).fetchone()
+            if queued is not None and queued[0] >= count:
+                return
+            time.sleep(0.01)
+        raise TimeoutError(f"fewer than {count} writes queued")
+
+    with (
+        psycopg.connect(postgres_url) as holder,
+        psycopg.connect(postgres_url, autocommit=True) as watcher,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        holder.execute("SELECT 1 FROM completions WHERE id = %s FOR UPDATE", (completion_id,))
+        writes = [edit, finish] if first == "edit" else [finish, edit]
+        done = []
+        for queued, write in enumerate(writes, 1):
+            done.append(pool.submit(asyncio.run, in_a_replica(postgres_url, write)))
+            waiting(watcher, queued)
+        holder.commit()
+        edited, finished = done if first == "edit" else done[::-1]
+        assert edited.result() is not None
+        assert finished.result() is True

@@ -27,7 +27,7 @@ from apex_grpc import (
     MessageParam,
 )
 from apex_grpc.cli._converse import Conversation, converse
-from apex_grpc.cli._errors import Endpoint, Interrupted, UsageError
+from apex_grpc.cli._errors import Endpoint, Interrupted, UsageError, key_in_use
 from apex_grpc.cli._history import History, context_refusal
 from apex_grpc.cli._interrupt import CancelOnInterrupt
 from apex_grpc.cli._stored import StoredChat
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace, client: ApexClient, term: Terminal) -> int:
         StoredChat(client, args, term) if args.save else LiveChat(client, args, term)
     )
     if args.interactive or prompt is None:
-        return converse(chat, term, prompt, Endpoint(client.target, client.secure))
+        endpoint = Endpoint(client.target, client.secure)
+        return converse(chat, term, prompt, endpoint, key_in_use(args))
     chat.ask(prompt)
     return 0
 

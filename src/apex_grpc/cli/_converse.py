@@ -39,8 +39,18 @@ class Conversation(Protocol):
         """Forget the conversation; returns what to tell the user."""
 
 
-def converse(chat: Conversation, term: Terminal, first: str | None, endpoint: Endpoint) -> int:
-    """Read turns until EOF or /exit, answering each; returns the exit status."""
+def converse(
+    chat: Conversation,
+    term: Terminal,
+    first: str | None,
+    endpoint: Endpoint,
+    secret: str | None,
+) -> int:
+    """Read turns until EOF or /exit, answering each; returns the exit status.
+
+    A failed turn is reported as ``error_line`` reports it: the error, its hint,
+    and never `secret` (the API key), even when the server's message repeats it.
+    """
     tty = sys.stdin.isatty()
     if tty:
         try:
@@ -67,7 +77,7 @@ def converse(chat: Conversation, term: Terminal, first: str | None, endpoint: En
         except Interrupted:
             term.note("(answer cancelled)")
         except APIError as error:
-            term.error(error_line(error, endpoint))
+            term.error(error_line(error, endpoint, secret))
             status = describe(error, endpoint)[1]
     return 0 if tty else status
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 from typing import NamedTuple
 
@@ -65,6 +67,18 @@ class Interrupted(Exception):
 
 class UsageError(Exception):
     """The command line makes no sense (exit status 2, with the usage line)."""
+
+
+def key_in_use(args: argparse.Namespace) -> str | None:
+    """The key in use, as given or from the environment (to keep it out of messages)."""
+    for value in (
+        args.api_key,
+        os.environ.get("APEX_API_KEY"),
+        os.environ.get("MACROCOSMOS_API_KEY"),
+    ):
+        if value and value.strip():
+            return value.strip()
+    return None
 
 
 def one_line(text: str) -> str:

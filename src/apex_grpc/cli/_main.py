@@ -26,6 +26,7 @@ from apex_grpc.cli._errors import (
     UsageError,
     describe,
     error_line,
+    key_in_use,
 )
 from apex_grpc.cli._parser import SERVER_COMMANDS, build_parser
 from apex_grpc.cli._terminal import NoteHandler, Terminal
@@ -50,18 +51,6 @@ def client_arguments(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_retries is not None:
         kwargs["max_retries"] = args.max_retries
     return kwargs
-
-
-def _api_key(args: argparse.Namespace) -> str | None:
-    """The key in use, as given or from the environment (to keep it out of messages)."""
-    for value in (
-        args.api_key,
-        os.environ.get("APEX_API_KEY"),
-        os.environ.get("MACROCOSMOS_API_KEY"),
-    ):
-        if value and value.strip():
-            return value.strip()
-    return None
 
 
 def _debug_logging(term: Terminal) -> None:
@@ -161,5 +150,5 @@ def _run(args: argparse.Namespace, term: Terminal) -> int:
         if args.debug:
             term.finish_answer_line()
             traceback.print_exc()
-        term.error(error_line(error, endpoint, secret=_api_key(args)))
+        term.error(error_line(error, endpoint, secret=key_in_use(args)))
         return describe(error, endpoint)[1]

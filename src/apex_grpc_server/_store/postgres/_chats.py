@@ -4,6 +4,8 @@ The same operations as SQLite's (``_store.sqlite._chats``), safe with many
 replicas writing at once: a chat's title/type change is one UPDATE, and a
 completion's edit (a read-modify-write of its metadata) locks the row with
 SELECT ... FOR UPDATE, so concurrent edits queue instead of losing updates.
+A write into a chat holds the chat's row while it checks the chat's listing
+(``lock_chat_of``), taking it before any completion's row.
 """
 
 from __future__ import annotations
@@ -177,6 +179,7 @@ class PgCompletions:
         `check` sees the listings as they would be; an exception it raises undoes the change.
         """
         async with self.db.transaction() as cur:
+            await lock_chat_of(cur, user_id, completion_id)
             current = await select_completion(cur, user_id, completion_id, lock=True)
             if current is None:
                 return None
@@ -241,6 +244,23 @@ async def run_check(cur: Cursor, user_id: str, written: CompletionRow, check: Ch
             await select_completions(cur, user_id, written.chat_id),
             await select_deep_research(cur, user_id) if deep else None,
         )
+    )
+
+
+async def lock_chat_of(cur: Cursor, user_id: str, completion_id: str) -> None:
+    """Lock the row of the chat holding the user's completion until the transaction ends.
+
+    Every write that changes a chat's listing holds this lock while it checks the
+    listing (``add_completion``'s UPDATE of the chat takes the same, FOR NO KEY
+    UPDATE), so two writes into one chat on two replicas queue: the second
+    checks a listing holding the first's completion. Writes take the chat's row
+    before its completions' rows (as a chat's deletion does, its completions
+    going with it) and before ``lock_deep_research``, so they never deadlock.
+    """
+    await cur.execute(
+        "SELECT 1 FROM chats WHERE id = (SELECT chat_id FROM completions"
+        " WHERE id = %s AND user_id = %s) FOR NO KEY UPDATE",
+        (completion_id, user_id),
     )
 
 

@@ -31,6 +31,7 @@ from apex_grpc_server._store._rows import (
 from apex_grpc_server._store.postgres._chats import (
     insert_chat,
     insert_completion,
+    lock_chat_of,
     run_check,
     select_completion,
 )
@@ -147,17 +148,16 @@ class PgJobs:
         async with self.db.transaction() as cur:
             if not await holds(cur, job_id, token):
                 return False
+            answer = await answer_of(cur, job_id) if check is not None else None
+            if answer is not None:  # before update_job locks the completion (see lock_chat_of)
+                await lock_chat_of(cur, *answer)
             await update_job(cur, job_id, status, error, text, details)
             if status in FINAL_STATUSES:
                 await cur.execute(sql.END_LEASE, (job_id,))
-            if check is not None:
-                await cur.execute(sql.SELECT_JOB_OWNER, (job_id,))
-                owner = await cur.fetchone()
-                assert owner is not None  # locked by holds()
-                user_id, completion_id = owner
-                written = await select_completion(cur, user_id, completion_id)
+            if answer is not None:
+                written = await select_completion(cur, *answer)
                 if written is not None:  # None: its chat was deleted meanwhile
-                    await run_check(cur, user_id, written, check)
+                    await run_check(cur, answer[0], written, check)
         return True
 
     async def release(self, tokens: list[str]) -> int:
@@ -179,6 +179,14 @@ async def holds(cur: Cursor, job_id: str, token: str) -> bool:
         (job_id, token),
     )
     return await cur.fetchone() is not None
+
+
+async def answer_of(cur: Cursor, job_id: str) -> tuple[str, str]:
+    """The user and the completion that hold a job's answer."""
+    await cur.execute(sql.SELECT_JOB_OWNER, (job_id,))
+    owner = await cur.fetchone()
+    assert owner is not None  # the job row is locked by holds()
+    return owner[0], owner[1]
 
 
 async def update_job(
