@@ -200,7 +200,10 @@ class PooledOpener:
     An attempt's slot is given back once, whichever comes first: grpc
     reporting its RPC over (done callbacks fire on every end for grpc.aio,
     and when a sync stream is read to its end), or the stream saying it is
-    done with it (`release`: on close, on a stall, when it is dropped).
+    done with it (`release`: on close, on a stall, when it is dropped, when
+    it reads its end). `release_when_done=False` registers no done callback:
+    for a sync stream on a SingleThreadedUnaryStream channel, whose callback
+    could only fire when the stream reads its end, which releases anyway.
     """
 
     __slots__ = (
@@ -210,6 +213,7 @@ class PooledOpener:
         "method",
         "observation",
         "pool",
+        "release_when_done",
         "request",
         "settings",
     )
@@ -220,8 +224,11 @@ class PooledOpener:
         pool: ConnectionPool[Any],
         prepared: Prepared[Any, Any],
         observation: CallObservation | None = None,
+        *,
+        release_when_done: bool = True,
     ) -> None:
         self.pool = pool
+        self.release_when_done = release_when_done
         self.observation = observation
         """The call's tracing (`apex_grpc._observe`): its span is current as each attempt opens."""
         self.method = prepared.method
@@ -253,7 +260,8 @@ class PooledOpener:
         except BaseException:
             self._give_back(attempt)
             raise
-        call.add_done_callback(lambda _call: self._give_back(attempt))
+        if self.release_when_done:
+            call.add_done_callback(lambda _call: self._give_back(attempt))
         return call
 
     def release(self) -> None:

@@ -137,7 +137,12 @@ class SyncTransport:
         pool = self.pool()
         observer = _observe.observer
         observation = None if observer is None else observer.stream(prepared, self._settings)
-        opener = PooledOpener(pool, prepared, observation)
+        opener = PooledOpener(
+            pool,
+            prepared,
+            observation,
+            release_when_done=not self._settings.single_threaded_streams,
+        )
         return ChatCompletionStream(opener, StreamState(prepared, observation), self.watchdog)
 
     def close(self) -> None:
