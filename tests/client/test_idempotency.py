@@ -85,7 +85,7 @@ async def test_a_retried_write_sends_the_same_key_on_every_attempt(
     await settle(fake_client.chats.create("hello"))
 
     first, second = _keys(fake, "CreateChatAndCompletion")
-    assert isinstance(first, str) and re.fullmatch(r"[0-9a-f]{32}", first)  # a uuid4's hex
+    assert isinstance(first, str) and re.fullmatch(r"[0-9a-f]{32}", first)  # 128 random bits in hex
     assert second == first
 
 
