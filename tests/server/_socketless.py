@@ -39,6 +39,7 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server import ServerConfig
 from apex_grpc_server._routes import ApexRoutes
 from apex_grpc_server._runner import ApexServer
+from apex_grpc_server._service import ApexServicer
 from apex_grpc_server._store import Storage
 
 T = TypeVar("T")
@@ -241,6 +242,13 @@ class SocketlessServer:
         store = self._apex.store
         assert store is not None
         return store
+
+    @property
+    def servicer(self) -> ApexServicer:
+        """The real ApexServicer behind the routes (its engine, index and research runner)."""
+        behavior = self.routes.routes[f"/{SERVICE.full_name}/ChatCompletion"].behavior
+        servicer: ApexServicer = behavior.__self__  # type: ignore[attr-defined]
+        return servicer
 
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run `awaitable` on the service's event loop."""
