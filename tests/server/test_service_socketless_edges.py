@@ -217,19 +217,22 @@ class _Ended(Metrics):
 
 
 def test_the_wrappers_name_their_method_and_parse_its_request(apex: Any) -> None:
-    """`unary` and `server_stream` applied now: the method they report, the request they parse."""
+    """`unary` and `server_stream` applied now: the method, request and caller they hand on."""
     seen: list[Any] = []
+    users: list[str] = []
 
     async def GetChatSessions(
         servicer: Any, request: pb.GetChatSessionsRequest, call: CallContext
     ) -> pb.GetChatSessionsResponse:
         seen.append(request)
+        users.append(call.user_id)
         return pb.GetChatSessionsResponse()
 
     async def ChatCompletionStream(
         servicer: Any, request: pb.ChatCompletionRequest, call: CallContext
     ) -> AsyncGenerator[pb.ChatCompletionChunkResponse, None]:
         seen.append(request)
+        users.append(call.user_id)
         yield pb.ChatCompletionChunkResponse(id="one")
 
     metrics = apex.routes.policy.metrics = _Ended()
@@ -242,6 +245,7 @@ def test_the_wrappers_name_their_method_and_parse_its_request(apex: Any) -> None
     assert (chunks.code, [c.id for c in chunks.responses]) == (grpc.StatusCode.OK, ["one"])
     assert seen == [sessions, question("hi")]
     assert [type(r) for r in seen] == [pb.GetChatSessionsRequest, pb.ChatCompletionRequest]
+    assert users == [apex.routes.policy.admit(apex.authorization)] * 2
     assert metrics.ended == [
         (f"{SERVICE}/GetChatSessions", "OK"),
         (f"{SERVICE}/ChatCompletionStream", "OK"),
