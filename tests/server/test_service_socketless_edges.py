@@ -17,11 +17,13 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server import _convert as convert
+from apex_grpc_server import _validation as validate
 from apex_grpc_server._calls import CallContext, request_class, server_stream, unary
+from apex_grpc_server._engines import ChatRequest, Message
 from apex_grpc_server._metrics import Metrics
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
@@ -250,3 +252,93 @@ def test_the_wrappers_name_their_method_and_parse_its_request(apex: Any) -> None
         (f"{SERVICE}/GetChatSessions", "OK"),
         (f"{SERVICE}/ChatCompletionStream", "OK"),
     ]
+
+
+# What a chat request becomes -------------------------------------------------------
+
+
+def test_a_chat_request_becomes_the_engines_request_and_its_time_budget() -> None:
+    plain = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="hi")])
+    assert validate.chat(plain) == validate.ChatCall(
+        ChatRequest(
+            (Message("user", "hi"),),
+            temperature=0.7,
+            top_p=0.95,
+            top_k=0,
+            max_new_tokens=None,
+            seed=None,
+            do_sample=True,
+            json_format=False,
+            model=None,
+        ),
+        None,
+    )
+    full = pb.ChatCompletionRequest(
+        messages=[
+            pb.ChatMessage(role="system", content="s"),
+            pb.ChatMessage(role="user", content="u"),
+        ],
+        sampling_parameters=pb.SamplingParameters(
+            temperature=1.5, top_p=0, top_k=3, max_new_tokens=7, do_sample=False
+        ),
+        seed=0,
+        json_format=True,
+        model="m",
+        timeout=5,
+    )
+    assert validate.chat(full) == validate.ChatCall(
+        ChatRequest(
+            (Message("system", "s"), Message("user", "u")),
+            temperature=0.0,  # do_sample false: greedy
+            top_p=1.0,  # 0: unset
+            top_k=3,
+            max_new_tokens=7,
+            seed=0,
+            do_sample=False,
+            json_format=True,
+            model="m",
+        ),
+        5.0,
+    )
+    sampled = pb.SamplingParameters(temperature=1.5, do_sample=True)
+    assert (
+        validate.chat(
+            pb.ChatCompletionRequest(messages=plain.messages, sampling_parameters=sampled)
+        ).request.temperature
+        == 1.5
+    )
+
+
+def test_chat_limits_are_inclusive(apex: Any) -> None:
+    most = pb.ChatCompletionRequest(
+        messages=[pb.ChatMessage(role="user", content="x")] * 1024,
+        uids=list(range(256)),
+        task="t" * 256,
+    )
+    assert validate.chat(most).request.messages[-1] == Message("user", "x")
+    negative = pb.ChatCompletionRequest(
+        messages=most.messages[:1],
+        sampling_parameters=pb.SamplingParameters(max_new_tokens=-1),
+    )
+    fails(
+        apex.unary("ChatCompletion", negative),
+        INVALID_ARGUMENT,
+        "sampling_parameters.max_new_tokens: must be >= 0, got -1",
+    )
+
+
+def test_returned_completions_carry_their_metadata_and_error(apex: Any) -> None:
+    created = apex.unary(
+        "CreateChatAndCompletion", pb.CreateChatAndCompletionRequest(user_prompt="a")
+    ).ok()
+    assert created.parsed_completion.HasField("metadata")  # an empty object, not absent
+    job_id = apex.unary("SubmitDeepResearcherJob", question("why")).ok().job_id
+    [claimed] = apex.run(apex.store.jobs.claim("test", 60.0, 1))
+    assert apex.run(apex.store.jobs.finish(job_id, claimed.token, "failed", error="boom"))
+    [entry] = (
+        apex.unary("GetCompletionsWithDeepResearcherEntry", empty_pb2.Empty()).ok().completions
+    )
+    stored = apex.unary(
+        "GetChatCompletion", pb.GetChatCompletionRequest(completion_id=entry.id)
+    ).ok()
+    assert stored.error_message == "boom"
