@@ -189,6 +189,10 @@ def _without_runtime_entry(metadata: Metadata | None) -> dict[str, str | bytes]:
     return {key: value for key, value in metadata or () if key != ADDED_BY_GRPC_TESTING}
 
 
+def _keys(metadata: Metadata | None) -> list[str]:
+    return [key for key, _ in metadata or () if key != ADDED_BY_GRPC_TESTING]
+
+
 @dataclass
 class Outcome:
     """How one call ended, as its client would see it."""
@@ -198,6 +202,8 @@ class Outcome:
     initial: dict[str, str | bytes]
     trailing: dict[str, str | bytes]
     responses: list[Any] = field(default_factory=list)
+    trailing_keys: list[str] = field(default_factory=list)
+    """The trailers' keys in the order sent, repeats kept (`trailing` keeps one of each)."""
 
     @property
     def response(self) -> Any:
@@ -268,6 +274,7 @@ class SocketlessServer:
             _without_runtime_entry(rpc.initial_metadata()),
             _without_runtime_entry(trailing),
             [] if response is None else [response],
+            _keys(trailing),
         )
 
     def stream(
@@ -290,6 +297,7 @@ class SocketlessServer:
             _without_runtime_entry(rpc.initial_metadata()),
             _without_runtime_entry(trailing),
             responses,
+            _keys(trailing),
         )
 
     def _metadata(self, metadata: Metadata | None) -> Metadata:

@@ -8,8 +8,9 @@ serializers of the handlers `ApexRoutes` gives grpc (grpc_testing never calls th
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import grpc
 import pytest
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+from apex_grpc_server._engines import EchoEngine
 from apex_grpc_server._metrics import Metrics
 
 SERVICE = "/apex.v1.ApexService"
@@ -109,3 +111,34 @@ def test_an_admitted_call_is_answered_with_its_response_serializer(
 ) -> None:
     handler = apex.routes.service(_Details(f"{SERVICE}/{name}", apex.authorization))
     assert handler.response_serializer(response) == response.SerializeToString()
+
+
+def test_an_aborts_own_trailers_replace_the_calls(socketless_server: Any) -> None:
+    """A context overflow's x-apex-context-tokens replaces the one every chat call carries."""
+    apex = socketless_server(echo_context=64)
+    request = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="x" * 100)])
+    outcome = apex.unary("ChatCompletion", request)
+    assert outcome.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert sorted(outcome.trailing_keys) == [
+        "x-apex-context-tokens",
+        "x-apex-prompt-tokens",
+        "x-request-id",
+    ]
+    assert outcome.trailing["x-apex-context-tokens"] == "64"
+
+
+def test_a_cancelled_call_is_reported_cancelled(apex: Any) -> None:
+    """A handler cancelled mid-call (the peer went away) is recorded as CANCELLED."""
+
+    class Cancelled(EchoEngine):
+        async def stream(self, request: Any) -> AsyncGenerator[Any, None]:
+            raise asyncio.CancelledError
+            yield  # an async generator
+
+    metrics = apex.routes.policy.metrics = _Ended()
+    apex.servicer.completions.engine = Cancelled()
+    request = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="hi")])
+    # A cancelled call has no status to show: grpc_testing, asked for one, says so.
+    with pytest.raises(ValueError, match="No initial metadata despite status code"):
+        apex.unary("ChatCompletion", request)
+    assert [(m, c) for m, c, _ in metrics.ended] == [(f"{SERVICE}/ChatCompletion", "CANCELLED")]
