@@ -142,3 +142,17 @@ def test_a_cancelled_call_is_reported_cancelled(apex: Any) -> None:
     with pytest.raises(ValueError, match="No initial metadata despite status code"):
         apex.unary("ChatCompletion", request)
     assert [(m, c) for m, c, _ in metrics.ended] == [(f"{SERVICE}/ChatCompletion", "CANCELLED")]
+
+
+def test_a_call_that_fails_while_opening_still_names_its_request_id(apex: Any) -> None:
+    async def broken_open(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("opening failed")
+
+    apex.routes.policy.open = broken_open
+    outcome = apex.unary("GetChatSessions", pb.GetChatSessionsRequest())
+    request_id = outcome.trailing["x-request-id"]
+    assert isinstance(request_id, str) and len(request_id) == 32
+    assert (outcome.code, outcome.details) == (
+        grpc.StatusCode.INTERNAL,
+        f"internal server error (request id {request_id})",
+    )
