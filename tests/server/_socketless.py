@@ -39,6 +39,7 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server import ServerConfig
 from apex_grpc_server._routes import ApexRoutes
 from apex_grpc_server._runner import ApexServer
+from apex_grpc_server._service import ApexServicer
 from apex_grpc_server._store import Storage
 
 T = TypeVar("T")
@@ -188,6 +189,10 @@ def _without_runtime_entry(metadata: Metadata | None) -> dict[str, str | bytes]:
     return {key: value for key, value in metadata or () if key != ADDED_BY_GRPC_TESTING}
 
 
+def _keys(metadata: Metadata | None) -> list[str]:
+    return [key for key, _ in metadata or () if key != ADDED_BY_GRPC_TESTING]
+
+
 @dataclass
 class Outcome:
     """How one call ended, as its client would see it."""
@@ -197,6 +202,8 @@ class Outcome:
     initial: dict[str, str | bytes]
     trailing: dict[str, str | bytes]
     responses: list[Any] = field(default_factory=list)
+    trailing_keys: list[str] = field(default_factory=list)
+    """The trailers' keys in the order sent, repeats kept (`trailing` keeps one of each)."""
 
     @property
     def response(self) -> Any:
@@ -242,6 +249,13 @@ class SocketlessServer:
         assert store is not None
         return store
 
+    @property
+    def servicer(self) -> ApexServicer:
+        """The real ApexServicer behind the routes (its engine, index and research runner)."""
+        behavior = self.routes.routes[f"/{SERVICE.full_name}/ChatCompletion"].behavior
+        servicer: ApexServicer = behavior.__self__  # type: ignore[attr-defined]
+        return servicer
+
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run `awaitable` on the service's event loop."""
         return self._loop.run(awaitable)
@@ -260,6 +274,7 @@ class SocketlessServer:
             _without_runtime_entry(rpc.initial_metadata()),
             _without_runtime_entry(trailing),
             [] if response is None else [response],
+            _keys(trailing),
         )
 
     def stream(
@@ -282,6 +297,7 @@ class SocketlessServer:
             _without_runtime_entry(rpc.initial_metadata()),
             _without_runtime_entry(trailing),
             responses,
+            _keys(trailing),
         )
 
     def _metadata(self, metadata: Metadata | None) -> Metadata:
