@@ -76,11 +76,7 @@ def client_overhead(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             for round_number in range(args.rounds):
                 ours_first = bool(round_number % 2)
                 for key, ctx, scenario in plan:
-                    slices, slice_s = (
-                        (args.unary_slices, args.unary_slice)
-                        if key == "sync unary"
-                        else (args.slices, args.slice)
-                    )
+                    slices, slice_s = args.short_slices.get(key, (args.slices, args.slice))
                     rates = _scenarios.run_sync(ctx, scenario, slices, slice_s, ours_first)
                     raw[key].append(rates[0])
                     ours[key].append(rates[1])
@@ -133,9 +129,12 @@ def client_overhead(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         f"The echo server itself (its own process, one core) serves about {server:,.0f} "
         "unary calls/s to 64 concurrent raw grpc.aio callers: the ceiling both sides share.",
         f"Client-overhead rows: {args.rounds} rounds; in each, raw and apex-grpc alternate "
-        f"{args.slices} slices of {args.slice:g} s per scenario ({args.unary_slices} slices "
-        f"of {args.unary_slice * 1000:g} ms for sync unary, so that load drifting on a shared "
-        "machine cannot favour either side); every answer verified (content and chunk "
+        f"{args.slices} slices of {args.slice:g} s per scenario ("
+        + "; ".join(
+            f"{n} slices of {s * 1000:g} ms for {key}" for key, (n, s) in args.short_slices.items()
+        )
+        + ", so that load drifting on a shared machine cannot favour either side); every "
+        "answer verified (content and chunk "
         "counts). The raw stub has apex-grpc's channel arguments and metadata unless a row "
         "says otherwise.",
     ]
@@ -225,10 +224,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if quick else 5)
     args.slices = args.slices or (2 if quick else 6)
     args.slice = args.slice or (0.1 if quick else 0.3)
-    args.unary_slices, args.unary_slice = (10, 0.01) if quick else (100, 0.02)
+    # Sequential unary rows alternate many short slices (web search calls take ~7 ms).
+    args.short_slices = {
+        "sync unary": (10, 0.01) if quick else (100, 0.02),
+        "web search": (4, 0.05) if quick else (30, 0.1),
+    }
     args.official = (not quick) if args.official is None else args.official
     args.model = "model" in args.only and ((not quick) if args.model is None else args.model)
-    args.ttfc_samples = 20 if quick else 300
+    args.ttfc_samples = 20 if quick else 1000
     args.import_runs = 2 if quick else 10
     args.streams = 100 if quick else 1000
     args.model_runs = 3

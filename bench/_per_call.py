@@ -32,11 +32,17 @@ class Sample:
     calls: int
     wall_s: float
     cpu_s: float
+    thread_cpu_s: float
 
     @property
     def cpu_us_per_call(self) -> float:
         """Process CPU time per call, in microseconds."""
         return self.cpu_s / self.calls * 1e6
+
+    @property
+    def thread_cpu_us_per_call(self) -> float:
+        """The calling thread's CPU time per call, in microseconds."""
+        return self.thread_cpu_s / self.calls * 1e6
 
     @property
     def calls_per_s(self) -> float:
@@ -52,7 +58,9 @@ class Probes:
 
     def add(self, side: str, measured: dict[str, float]) -> None:
         """Record one probe's result."""
-        sample = Sample(int(measured["calls"]), measured["wall_s"], measured["cpu_s"])
+        sample = Sample(
+            int(measured["calls"]), measured["wall_s"], measured["cpu_s"], measured["thread_cpu_s"]
+        )
         self.samples.setdefault(side, []).append(sample)
 
     def ratios(self, side: str, base: str, metric: str) -> list[float]:

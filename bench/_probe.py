@@ -111,7 +111,8 @@ def ours_instrumented(config: dict[str, Any]) -> Callable[[], str]:
 
 
 def probe(config: dict[str, Any]) -> dict[str, float]:
-    """Warm up, then call for `duration` seconds; returns calls, wall_s and cpu_s."""
+    """Warm up, then call for `duration` seconds; returns calls, wall_s, cpu_s (the process)
+    and thread_cpu_s (the calling thread alone)."""
     makers = {
         "ours": ours_call,
         "raw": raw_call,
@@ -128,6 +129,7 @@ def probe(config: dict[str, Any]) -> dict[str, float]:
             break
     calls = 0
     cpu_started = time.process_time()
+    thread_started = time.thread_time()
     started = time.perf_counter()
     deadline = started + config["duration"]
     while time.perf_counter() < deadline:
@@ -135,10 +137,11 @@ def probe(config: dict[str, Any]) -> dict[str, float]:
         calls += 1
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    thread_cpu = time.thread_time() - thread_started
     if config["side"] in ("ours", "ours_without_otel"):  # not instrumented: none loaded
         loaded = [m for m in sys.modules if m.split(".")[0] == "opentelemetry"]
         check(not loaded, f"{config['side']} probe imported {loaded[:3]}")
-    return {"calls": calls, "wall_s": wall, "cpu_s": cpu}
+    return {"calls": calls, "wall_s": wall, "cpu_s": cpu, "thread_cpu_s": thread_cpu}
 
 
 def run_probe(interpreter: str, config: dict[str, Any], env: dict[str, str]) -> dict[str, float]:

@@ -226,6 +226,24 @@ def test_deadline_precedence(
     assert settings.for_call(options, method_default).timeout == deadline
 
 
+def test_a_calls_metadata_tuple_is_resolved_once_and_kept_apart_from_others() -> None:
+    settings = resolve(api_key="k", timeout=9.0, metadata={"x-client": "c"})
+    first = (("x-trace", "t1"),)
+    again = settings.for_call({"metadata": first})
+    assert settings.for_call({"metadata": (("x-trace", "t1"),)}) is again  # an equal tuple
+    other = settings.for_call({"metadata": (("x-trace", "t2"),)})
+    assert ("x-trace", "t1") in again.metadata and ("x-trace", "t2") not in again.metadata
+    assert ("x-trace", "t2") in other.metadata and ("x-client", "c") in other.metadata
+    assert again.timeout == other.timeout == 9.0
+    # Only metadata alone is remembered; with another option the call resolves as given.
+    timed = settings.for_call({"metadata": first, "timeout": 2.0})
+    assert timed.timeout == 2.0 and ("x-trace", "t1") in timed.metadata
+    assert settings.for_call({"metadata": first}).timeout == 9.0
+    for _ in range(2):  # a bad tuple is refused every time, never remembered
+        with pytest.raises(mc.ValidationError, match="reserved"):
+            settings.for_call({"metadata": (("authorization", "x"),)})
+
+
 def test_constructor_and_with_options_spell_each_option_as_the_settings_declare_it() -> None:
     import inspect
 

@@ -171,6 +171,10 @@ def _keepalive(value: object, argument: str) -> KeepAliveConfig:
     return checks.instance_of(KeepAliveConfig, "a KeepAliveConfig")(value, argument)  # type: ignore[no-any-return]
 
 
+METADATA_CALLS_KEPT = 256
+"""Settings of calls given only metadata that a client remembers (cleared when full)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientSettings:
     """Everything an ApexClient or AsyncApexClient is configured with, validated once.
@@ -392,6 +396,11 @@ class ClientSettings:
         )
 
     @cached_property
+    def _metadata_calls(self) -> dict[tuple[Any, ...], CallSettings]:
+        """The settings of calls given only ``metadata=`` (a tuple), by that tuple."""
+        return {}
+
+    @cached_property
     def _joined_metadata(self) -> dict[Metadata, RedactedMetadata]:
         """Every call's metadata joined to this client's, by the call's (see `for_call`)."""
         return {}
@@ -408,8 +417,11 @@ class ClientSettings:
         `method_default`: the method's own deadline (see `choose_timeout`);
         `stream_options`: whether StreamOptions are accepted too.
         """
-        if not options and method_default is None:
-            return self.call_defaults
+        if method_default is None:
+            if not options:
+                return self.call_defaults
+            if len(options) == 1 and type(options.get("metadata")) is tuple:
+                return self._for_metadata(options["metadata"])  # type: ignore[arg-type]
         return resolve(
             self.call_defaults,
             self.timeout,
@@ -418,6 +430,31 @@ class ClientSettings:
             method_default,
             stream_options,
         )
+
+    def _for_metadata(self, extra: tuple[Any, ...]) -> CallSettings:
+        """The settings of a call given only ``metadata=extra``, resolved once per tuple.
+
+        A call site usually passes one constant tuple, and a sequential call pays
+        for each function it enters before it is sent (see `UnaryAttempts`).
+        """
+        remembered = self._metadata_calls
+        try:
+            known = remembered.get(extra)
+        except TypeError:  # an unhashable entry: `resolve` names it
+            known = None
+        if known is None:
+            known = resolve(
+                self.call_defaults,
+                self.timeout,
+                self._joined_metadata,
+                {"metadata": extra},
+                None,
+                False,
+            )
+            if len(remembered) >= METADATA_CALLS_KEPT:
+                remembered.clear()
+            remembered[extra] = known  # hashable now: `resolve` checked every entry
+        return known
 
     def identity_metadata(self) -> Metadata:
         """Auth and client identification, sent on every call (as the official SDK does)."""
