@@ -75,7 +75,7 @@ class PgJobs:
                 sql.INSERT_JOB, (job_id, user_id, stamp, stamp, request, completion.id)
             )
             job = JobRow(job_id, "pending", stamp, stamp, None, completion.id)
-            await run_check(cur, user_id, completion, check)
+            await run_check(cur, user_id, completion, check, new_chat=True)
             await remember(cur, user_id, key, job)
         return job, completion
 

@@ -54,7 +54,7 @@ class ChatTable:
         with transaction(conn):
             chat = insert_chat(conn, user_id, title, chat_type, stamp)
             row = insert_completion(conn, user_id, chat.id, completion, stamp)
-            run_check(conn, user_id, row, check)
+            run_check(conn, user_id, row, check, new_chat=True)
             remember(conn, user_id, key, (chat, row))
         return chat, row
 
@@ -256,15 +256,24 @@ def select_deep_research(conn: sqlite3.Connection, user_id: str) -> list[Complet
 
 
 def run_check(
-    conn: sqlite3.Connection, user_id: str, written: CompletionRow, check: Check | None
+    conn: sqlite3.Connection,
+    user_id: str,
+    written: CompletionRow,
+    check: Check | None,
+    *,
+    new_chat: bool = False,
 ) -> None:
-    """Show ``check`` the listings holding the ``written`` completion, as they now read."""
+    """Show ``check`` the listings holding the ``written`` completion, as they now read.
+
+    `new_chat`: the completion is the first of a chat this transaction created,
+    which lists it alone (as the PostgreSQL backend, it reads nothing for it).
+    """
     if check is None:
         return
     deep = DEEP_RESEARCH_KEY in written.metadata
     check(
         Listings(
-            select_completions(conn, user_id, written.chat_id),
+            [written] if new_chat else select_completions(conn, user_id, written.chat_id),
             select_deep_research(conn, user_id) if deep else None,
         )
     )

@@ -70,7 +70,7 @@ class JobTable:
                 qmark(sql.INSERT_JOB), (job_id, user_id, stamp, stamp, request, completion.id)
             )
             job = JobRow(job_id, "pending", stamp, stamp, None, completion.id)
-            run_check(conn, user_id, completion, check)
+            run_check(conn, user_id, completion, check, new_chat=True)
             remember(conn, user_id, key, job)
         return job, completion
 
