@@ -51,12 +51,20 @@ def test_every_replica_lists_finds_and_edits_every_chat(
 def test_a_job_is_read_on_every_replica_and_taken_over_when_its_server_stops(
     start_server, connect, postgres_url, auth
 ) -> None:
-    a, b = fleet(start_server, postgres_url)
-    stub_a, stub_b = connect(a.target), connect(b.target)
+    (a,) = fleet(start_server, postgres_url, count=1)
+    stub_a = connect(a.target)
     slow = (("x-echo-chunks", "1000"), ("x-echo-delay-ms", "20"))
     request = pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="fleet q")])
     job_id = stub_a.SubmitDeepResearcherJob(request, metadata=(*auth, *slow)).job_id
     ask = pb.GetDeepResearcherJobRequest(job_id=job_id)
+    # B starts once A holds the job: a replica polling for jobs could otherwise claim it
+    # first and run it without A's knobs (they live in A's call), finishing it at once.
+    deadline = time.monotonic() + 10
+    while stub_a.GetDeepResearcherJob(ask, metadata=auth).status != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    (b,) = fleet(start_server, postgres_url, count=1)
+    stub_b = connect(b.target)
     deadline = time.monotonic() + 10
     while not (job := stub_b.GetDeepResearcherJob(ask, metadata=auth)).result:
         assert time.monotonic() < deadline, job.status  # A runs it (with its knobs), B sees it
