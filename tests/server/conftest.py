@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _requests import chat_request
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
@@ -44,17 +45,7 @@ def auth(api_key: str) -> Metadata:
 @pytest.fixture(scope="session")
 def chat() -> Callable[..., pb.ChatCompletionRequest]:
     """Build a request: ``chat("hi")`` or ``chat(("system", "..."), ("user", "hi"), seed=1)``."""
-
-    def build(*turns: str | tuple[str, str], **fields: object) -> pb.ChatCompletionRequest:
-        messages = [
-            pb.ChatMessage(role="user", content=turn)
-            if isinstance(turn, str)
-            else pb.ChatMessage(role=turn[0], content=turn[1])
-            for turn in turns
-        ]
-        return pb.ChatCompletionRequest(messages=messages, **fields)  # type: ignore[arg-type]
-
-    return build
+    return chat_request
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _requests import chat_request as chat
 from _socketless import OTHER_API_KEY
 from google.protobuf import empty_pb2
 
@@ -27,17 +28,6 @@ INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 ECHO_ANSWER = "hi" * 64  # the echo engine: the prompt repeated to 8 chunks of 16 characters
-
-
-def chat(*turns: str | tuple[str, str], **fields: Any) -> pb.ChatCompletionRequest:
-    """A chat request: ``chat("hi")`` or ``chat(("system", "be brief"), ("user", "hi"))``."""
-    messages = [
-        pb.ChatMessage(role="user", content=t)
-        if isinstance(t, str)
-        else pb.ChatMessage(role=t[0], content=t[1])
-        for t in turns
-    ]
-    return pb.ChatCompletionRequest(messages=messages, **fields)
 
 
 def refused(outcome: Any, code: grpc.StatusCode, details: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _requests import chat_request as chat
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._engines import ChatEngine, ChatRequest, Delta, EchoEngine, Message
@@ -25,11 +26,6 @@ OK = grpc.StatusCode.OK
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 TWO_CHUNKS = (("x-echo-chunks", "2"),)
 """The echo engine's answer cut to 2 chunks of 16 characters."""
-
-
-def chat(*contents: str, **fields: Any) -> pb.ChatCompletionRequest:
-    messages = [pb.ChatMessage(role="user", content=content) for content in contents]
-    return pb.ChatCompletionRequest(messages=messages, **fields)
 
 
 class RecordingEngine(ChatEngine):
