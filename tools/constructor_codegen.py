@@ -99,12 +99,12 @@ import grpc.aio
 
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.checks import NOT_GIVEN, MetadataArg, NotGiven
-from apex_grpc._settings.client import (
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
+from apex_grpc._settings.fields import (
     {constants}
-    ClientSettings,
     LoadBalancing,
 )
-from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._transport.channels import SyncInterceptor
 
 

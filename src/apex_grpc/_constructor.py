@@ -13,16 +13,16 @@ import grpc.aio
 
 from apex_grpc._retry import RetryPolicy
 from apex_grpc._settings.checks import NOT_GIVEN, MetadataArg, NotGiven
-from apex_grpc._settings.client import (
+from apex_grpc._settings.client import ClientSettings
+from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
+from apex_grpc._settings.fields import (
     DEFAULT_APP_NAME,
     DEFAULT_CONNECTION_IDLE_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_STREAMS,
-    ClientSettings,
     LoadBalancing,
 )
-from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
 from apex_grpc._transport.channels import SyncInterceptor
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import grpc
 
@@ -26,19 +26,25 @@ from apex_grpc._errors import (
     ValidationError,
 )
 from apex_grpc._retry import RetryPolicy
-from apex_grpc._settings import checks
+from apex_grpc._settings import checks, fields
 from apex_grpc._settings.call import CallSettings, RedactedMetadata, choose_timeout, resolve
 from apex_grpc._settings.checks import NOT_GIVEN, Metadata, NotGiven
 from apex_grpc._settings.configs import KeepAliveConfig, Secret, TLSConfig
+from apex_grpc._settings.fields import (
+    DEFAULT_APP_NAME,
+    DEFAULT_CONNECTION_IDLE_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_STREAMS,
+    LoadBalancing,
+    option,
+    required,
+    unset,
+)
 from apex_grpc._settings.target import is_loopback_target, normalize_target
 from apex_grpc._version import __version__
 
 DEFAULT_BASE_URL = "constellation.api.cloud.macrocosmos.ai"
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_APP_NAME = "apex-grpc"
-DEFAULT_MAX_CONNECTIONS = 16
-DEFAULT_MAX_STREAMS = 100
-DEFAULT_CONNECTION_IDLE_S = 30.0
 CLIENT_ID = "apex-grpc"
 
 API_KEY_ENV_VARS = ("APEX_API_KEY", "MACROCOSMOS_API_KEY")
@@ -46,8 +52,6 @@ BASE_URL_ENV_VAR = "MACROCOSMOS_BASE_URL"
 USE_HTTPS_ENV_VAR = "MACROCOSMOS_USE_HTTPS"
 ALLOW_INSECURE_ENV_VAR = "APEX_GRPC_ALLOW_INSECURE_KEY"
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
-
-LoadBalancing = Literal["pick_first", "round_robin"]
 
 HEALTH_SERVICE_NAME = ""
 """The health-check service name: the server's overall health (grpc.health.v1), which every
@@ -61,114 +65,6 @@ ROUND_ROBIN_SERVICE_CONFIG = json.dumps(
 )
 """round_robin with client-side health checking (gRFC A17): a backend whose health service says
 NOT_SERVING gets no new calls; one without a health service counts as healthy."""
-
-
-T = TypeVar("T")
-Check = Callable[[Any, str], T]
-
-
-def option(
-    default: T,
-    doc: str,
-    check: Check[T] | None = None,
-    *,
-    connection: bool = False,
-    accepts: str = "",
-) -> T:
-    """Declare one client option: its default, its documentation and its check.
-
-    The field's declared type must hold the default and what the check
-    returns (mypy holds it to that). `connection` options shape the channel,
-    so `with_options` cannot change them (a derived client shares its
-    parent's connections). `accepts`: what the constructor's keyword takes,
-    when it is more than the field's type (the check converts it).
-    tools/codegen.py writes the clients' constructor from these declarations.
-    """
-    return field(default=default, metadata=_spec(doc, check, connection))
-
-
-def required(doc: str, check: Check[T], *, connection: bool = False, accepts: str = "") -> T:
-    """Declare an option `ClientSettings.create` always fills (from the environment
-    or a derived default), so the settings never hold a placeholder for it; the
-    constructor's keyword defaults to None."""
-    return field(metadata=_spec(doc, check, connection))  # type: ignore[no-any-return]
-
-
-def unset(doc: str, check: Check[T]) -> T:
-    """Declare an option that stays NOT_GIVEN unless given (then each call decides)."""
-    return field(default=NOT_GIVEN, metadata=_spec(doc, check, False))  # type: ignore[return-value]
-
-
-def _spec(doc: str, check: Check[Any] | None, connection: bool) -> dict[str, Any]:
-    return {"doc": doc, "check": check, "connection": connection}
-
-
-def _api_key(value: object, argument: str) -> Secret:
-    if isinstance(value, Secret):
-        value = value.reveal()
-    if not isinstance(value, str):
-        raise ValidationError(argument, f"must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if not value:
-        raise ValidationError(argument, "must be a non-empty string")
-    problem = checks.unsendable(value)
-    if problem is not None:  # grpc would refuse every call with "Invalid metadata"
-        raise ValidationError(argument, problem)
-    return Secret(value)
-
-
-def _app_name(value: object, argument: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(argument, "must be a non-empty string")
-    return value
-
-
-def _optional_timeout(value: object, argument: str) -> float | NotGiven | None:
-    return value if value is NOT_GIVEN else checks.timeout(value, argument)
-
-
-def _optional_max_retries(value: object, argument: str) -> int | NotGiven:
-    return value if value is NOT_GIVEN else checks.max_retries(value, argument)
-
-
-def _positive_seconds(value: object, argument: str) -> float:
-    seconds = checks.timeout(value, argument)
-    if seconds is None:
-        raise ValidationError(argument, "must be a number of seconds, got None")
-    return seconds
-
-
-def _max_message_bytes(value: object, argument: str) -> int:
-    return DEFAULT_MAX_MESSAGE_BYTES if value is None else checks.positive_integer(value, argument)
-
-
-def _load_balancing(value: object, argument: str) -> LoadBalancing | None:
-    if value not in (None, "pick_first", "round_robin"):
-        raise ValidationError(argument, f"must be 'pick_first' or 'round_robin', got {value!r}")
-    return value
-
-
-def _channel_options(value: object, argument: str) -> tuple[tuple[str, str | int], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list | tuple):
-        raise ValidationError(argument, f"must be a list of (name, value) pairs, got {value!r}")
-    for index, pair in enumerate(value):
-        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
-            raise ValidationError(f"{argument}[{index}]", "must be a (name, value) pair")
-    return tuple(value)
-
-
-def _sequence(value: object, argument: str) -> tuple[Any, ...]:
-    if not isinstance(value, list | tuple):
-        raise ValidationError(argument, f"must be a list, got {type(value).__name__}")
-    return tuple(value)
-
-
-def _keepalive(value: object, argument: str) -> KeepAliveConfig:
-    if value is None:
-        return KeepAliveConfig()
-    return checks.instance_of(KeepAliveConfig, "a KeepAliveConfig")(value, argument)  # type: ignore[no-any-return]
 
 
 METADATA_CALLS_KEPT = 256
@@ -187,7 +83,7 @@ class ClientSettings:
     api_key: Secret = required(
         "your Apex API key; default: $APEX_API_KEY, then $MACROCOSMOS_API_KEY "
         "(a missing key raises MissingAPIKeyError).",
-        _api_key,
+        fields.check_api_key,
         accepts="str | Secret | None",
     )
     base_url: str = required(
@@ -223,34 +119,34 @@ class ClientSettings:
     keepalive: KeepAliveConfig = option(
         KeepAliveConfig(),
         "HTTP/2 keepalive pings (KeepAliveConfig; default: 30 s).",
-        _keepalive,
+        fields.check_keepalive,
         connection=True,
         accepts="KeepAliveConfig | None",
     )
     max_message_bytes: int = option(
         DEFAULT_MAX_MESSAGE_BYTES,
         "largest message sent or received (default 64 MiB).",
-        _max_message_bytes,
+        fields.check_max_message_bytes,
         connection=True,
     )
     load_balancing: LoadBalancing | None = option(
         None,
         '"pick_first" (grpc\'s default) or "round_robin" across the resolved addresses, '
         "skipping those whose health service says NOT_SERVING (a draining replica).",
-        _load_balancing,
+        fields.check_load_balancing,
         connection=True,
     )
     channel_options: tuple[tuple[str, str | int], ...] = option(
         (),
         "raw grpc channel arguments, applied last.",
-        _channel_options,
+        fields.check_channel_options,
         connection=True,
         accepts="Sequence[tuple[str, str | int]]",
     )
     interceptors: tuple[Any, ...] = option(
         (),
         "grpc client interceptors (grpc.aio ones for AsyncApexClient).",
-        _sequence,
+        fields.check_sequence,
         connection=True,
         accepts="Sequence[SyncInterceptor | grpc.aio.ClientInterceptor]",
     )
@@ -278,14 +174,16 @@ class ClientSettings:
     connection_idle_timeout: float = option(
         DEFAULT_CONNECTION_IDLE_S,
         "seconds an extra connection may stay idle before it is closed.",
-        _positive_seconds,
+        fields.check_positive_seconds,
         connection=True,
     )
-    app_name: str = option(DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", _app_name)
+    app_name: str = option(
+        DEFAULT_APP_NAME, "sent as ``x-source`` on every call.", fields.check_app_name
+    )
     timeout: float | NotGiven | None = unset(
         "overall deadline of a call in seconds, across its retries (None: no deadline); "
         "default 600, or the method's own (web search: max_response_time + 10).",
-        _optional_timeout,
+        fields.check_optional_timeout,
     )
     retry: RetryPolicy = option(
         RetryPolicy(),
@@ -296,7 +194,7 @@ class ClientSettings:
     )
     max_retries: int | NotGiven = unset(
         "retry count; when given, it overrides the count in `retry`.",
-        _optional_max_retries,
+        fields.check_optional_max_retries,
     )
     metadata: Metadata = option(
         (), "extra request metadata for every call.", checks.metadata, accepts="MetadataArg"
