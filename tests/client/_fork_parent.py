@@ -19,12 +19,15 @@ USER = [{"role": "user", "content": "hello"}]
 
 
 def child_call(client: mc.ApexClient, queue: Any) -> None:
-    """In the child: one call on the client inherited from the parent."""
+    """In the child: one call on the client inherited from the parent, and whether the
+    client put it on connections of its own (the parent's pool is the parent's)."""
+    inherited = client._transport._pool
     try:
         response = client.chat.completions.create(messages=USER, timeout=10)
-        queue.put(("ok", response.choices[0].message.content, os.getpid()))
+        own = client._transport._pool is not inherited
+        queue.put(("ok", response.choices[0].message.content, os.getpid(), own))
     except BaseException as error:  # report anything to the parent
-        queue.put(("error", repr(error), os.getpid()))
+        queue.put(("error", repr(error), os.getpid(), False))
 
 
 def main(target: str, key: str) -> None:

@@ -107,12 +107,13 @@ def test_sync_client_works_in_a_forked_child(scripted: ScriptedServer) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert "skipping fork() handlers" not in run.stderr
     report = json.loads(run.stdout)
-    status, result, child_pid = report["child"]
+    status, result, child_pid, own_connections = report["child"]
     if GRPC_VERSION < FORK_SAFE_GRPC:
         # Old grpcio cannot serve a forked child: a clear error, not a hang.
         assert status == "error" and "ForkError" in result and "grpcio>=1.80" in result, report
         return
     assert (status, result) == ("ok", "hello"), report
+    assert own_connections, "the child's call went on the parent's connections"
     assert child_pid != report["parent_pid"]
     assert report["parent_after"] == "hello"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import weakref
 from typing import Any
@@ -27,6 +26,7 @@ from apex_grpc._requests import Prepared
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.aio import AsyncChatCompletionStream
 from apex_grpc._streaming.state import StreamState
+from apex_grpc._transport import process
 from apex_grpc._transport.channels import (
     check_fork_support,
     closed_during_call,
@@ -41,7 +41,8 @@ class _LoopPool(ConnectionPool[grpc.aio.Channel]):
     """The connections of one event loop; idle extra ones are closed by a loop timer."""
 
     def __init__(self, settings: ClientSettings, loop: asyncio.AbstractEventLoop) -> None:
-        self.pid = os.getpid()
+        self.generation = process.generation
+        """The fork generation this pool was opened in (see `process`)."""
         self.loop = loop
         self._settings = settings
         self._timer: asyncio.TimerHandle | None = None
@@ -96,17 +97,17 @@ class AsyncTransport:
             raise ClientClosedError("the client is closed")
         loop = asyncio.get_running_loop()
         last = self._last
-        if last is not None and last.loop is loop and last.pid == os.getpid():
+        if last is not None and last.loop is loop and last.generation == process.generation:
             return last
         return self._switch(loop)
 
     def _switch(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
-        pid = os.getpid()
+        generation = process.generation
         with self._lock:
             pool = self._pools.get(loop)
-            if pool is not None and pool.pid != pid:
+            if pool is not None and pool.generation != generation:
                 check_fork_support()
-            if pool is None or pool.pid != pid:
+            if pool is None or pool.generation != generation:
                 pool = _LoopPool(self._settings, loop)
                 self._pools[loop] = pool
             self._last = pool
@@ -187,9 +188,9 @@ class AsyncTransport:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        pid = os.getpid()
+        generation = process.generation
         for loop, pool in pools:
-            if pool.pid != pid or loop.is_closed():
+            if pool.generation != generation or loop.is_closed():
                 continue
             channels = pool.close()
             if loop is here:

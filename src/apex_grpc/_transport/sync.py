@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.state import StreamState
 from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._streaming.watchdog import Watchdog
+from apex_grpc._transport import process
 from apex_grpc._transport.channels import (
     check_fork_support,
     closed_during_call,
@@ -32,7 +32,8 @@ class _ProcessPool(ConnectionPool[grpc.Channel]):
     """The connections of one process; idle extra ones are closed by the watchdog thread."""
 
     def __init__(self, settings: ClientSettings, watchdog: Watchdog) -> None:
-        self.pid = os.getpid()
+        self.generation = process.generation
+        """The fork generation this pool was opened in (see `process`)."""
         self._settings = settings
         self._watchdog = watchdog
         super().__init__(
@@ -72,12 +73,12 @@ class SyncTransport:
         if self._closed:
             raise ClientClosedError("the client is closed")
         pool = self._pool
-        if pool.pid != os.getpid():
+        if pool.generation != process.generation:
             # After a fork the parent's channels are unusable in the child; they are
             # left untouched (closing them could disturb the parent) and replaced.
             check_fork_support()
             with self._lock:
-                if self._pool.pid != os.getpid():
+                if self._pool.generation != process.generation:
                     self._pool = _ProcessPool(self._settings, self.watchdog)
                 pool = self._pool
         return pool
@@ -152,7 +153,7 @@ class SyncTransport:
                 return
             self._closed = True
         self.watchdog.stop()
-        if self._pool.pid == os.getpid():
+        if self._pool.generation == process.generation:
             for channel in self._pool.close():
                 channel.close()
 
