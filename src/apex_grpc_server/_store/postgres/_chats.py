@@ -71,7 +71,7 @@ class PgChats:
         stamp = now_us()
         async with self.db.transaction() as cur:
             await cur.execute(sql.TOUCH_CHAT, (stamp, chat_id, user_id))
-            if not cur.rowcount:
+            if not await cur.affected():
                 return None
             row = await insert_completion(cur, user_id, chat_id, completion, stamp)
             await run_check(cur, user_id, row, check)
