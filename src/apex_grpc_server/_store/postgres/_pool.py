@@ -17,56 +17,34 @@ Cursor = AsyncCursor[tuple[Any, ...]]
 class PipelinedCursor(AsyncCursor[tuple[Any, ...]]):
     """A transaction's cursor in pipeline mode: a statement is sent without waiting for its result.
 
-    A write that needs no result until COMMIT thus costs one round trip to
-    the database instead of one per statement. ``fetchone``/``fetchmany``/
-    ``fetchall`` first wait for the results of every statement sent so far
-    (``settle``), so they read the last statement's rows, and raise the error
-    of any statement that failed. ``rowcount`` is not known until then:
-    ``await affected()`` settles and returns it (the property raises instead
-    of answering with a stale count).
+    A fetch (``fetchone``, ``fetchall``...) waits for the results sent so far,
+    as psycopg does in a pipeline, and raises the error of a statement that
+    failed. ``rowcount`` is not known before then: ``await affected()`` waits
+    and returns it (the property raises rather than answer a stale count).
     """
 
     def __init__(self, connection: AsyncConnection[Any], pipeline: AsyncPipeline) -> None:
         super().__init__(connection)
         self.pipeline = pipeline
 
-    async def settle(self) -> None:
-        """Wait for the results of every statement sent so far; raises the first one's error."""
-        await self.pipeline.sync()
-
     async def affected(self) -> int:
-        """The number of rows the last statement changed, once its result is in."""
-        await self.settle()
+        """The number of rows the last statement changed, once every result so far is in."""
+        await self.pipeline.sync()
         return super().rowcount
 
     @property
     def rowcount(self) -> int:
-        """Not available in a pipeline before ``settle()``: use ``await affected()``."""
+        """Not known in a pipeline until the results are in: use ``await affected()``."""
         raise TypeError("a pipelined statement's rowcount: use `await cursor.affected()`")
-
-    async def fetchone(self) -> tuple[Any, ...] | None:
-        """The next row of the last statement's result, once every result is in."""
-        await self.settle()
-        return await super().fetchone()
-
-    async def fetchmany(self, size: int = 0) -> list[tuple[Any, ...]]:
-        """The next ``size`` rows of the last statement's result, once every result is in."""
-        await self.settle()
-        return await super().fetchmany(size)
-
-    async def fetchall(self) -> list[tuple[Any, ...]]:
-        """The remaining rows of the last statement's result, once every result is in."""
-        await self.settle()
-        return await super().fetchall()
 
 
 class Database:
     """A psycopg pool of autocommit connections.
 
-    ``transaction()`` lends a cursor inside BEGIN ... COMMIT (every write, and
-    reads of several statements that must agree), its statements pipelined;
-    ``read()`` lends one whose single statement runs on its own, one round
-    trip instead of three.
+    ``transaction()`` lends a cursor inside BEGIN ... COMMIT (writes, and reads
+    of several statements that must agree), its statements pipelined;
+    ``read()`` lends one whose statement runs on its own: one round trip for
+    a read, or for a write that is one statement.
     """
 
     def __init__(self, pool: Pool) -> None:
@@ -78,23 +56,31 @@ class Database:
 
         BEGIN, the block's statements and COMMIT leave in one flight; only a
         fetch (or ``affected()``) in the block waits for the results so far.
-        So a write that reads nothing (a new chat with its first completion)
-        is one round trip. The COMMIT's result is awaited before the block
-        ends, and it returns once PostgreSQL has made the write durable
-        (synchronous_commit is on for every connection), so a caller that
-        answers after this block never acknowledges a write it could lose.
+        So a write that reads nothing is one round trip (a keyed new chat: two,
+        the key INSERT's row count being read). The COMMIT's result is awaited
+        before the block ends, and it returns once PostgreSQL has made the
+        write durable (synchronous_commit is on for every connection), so a
+        caller that answers after this block never acknowledges a write it
+        could lose.
 
-        A statement's error surfaces at the next fetch, or at the end of the
-        block, as the same psycopg error as outside a pipeline; PostgreSQL
-        skips every statement after it (COMMIT included), and the transaction
-        is rolled back here, as it is when the block raises.
+        A statement's error surfaces at the next fetch or ``affected()``, or at
+        the end of the block, as the same psycopg error as outside a pipeline;
+        PostgreSQL skips every statement after it (COMMIT included), and the
+        transaction is rolled back here, as it is when the block raises.
         """
         async with self.pool.connection() as conn:
             try:
                 async with conn.pipeline() as pipeline:
                     cursor = PipelinedCursor(conn, pipeline)
                     await cursor.execute("BEGIN")
-                    yield cursor
+                    try:
+                        yield cursor
+                    except BaseException:
+                        # Take in the rest of the failed flight (the statements
+                        # PostgreSQL skipped), so leaving the pipeline is quiet.
+                        with contextlib.suppress(psycopg.Error):
+                            await pipeline.sync()
+                        raise
                     await cursor.execute("COMMIT")
             except BaseException:
                 await _roll_back(conn)
@@ -102,7 +88,11 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Cursor]:
-        """A cursor for one read-only statement, outside any transaction."""
+        """A cursor outside any transaction: each statement commits on its own (autocommit).
+
+        For reads, and for a write that one statement makes whole (a new chat
+        with its first completion, ``PgChats.create``).
+        """
         async with self.pool.connection() as conn, conn.cursor() as cursor:
             yield cursor
 
