@@ -11,6 +11,7 @@ still checks the user's listing (both backends).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from apex_grpc_server._store import Listings, NewCompletion, Storage, open_store
+from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._keys import KeyRecord
 
 BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
@@ -104,6 +106,23 @@ async def test_a_statement_failing_in_a_pipelined_write_undoes_all_of_it(
     monkeypatch.undo()
     await postgres.jobs.create("u1", b"r", "third", "t", key=record("k2"))
     assert len(await postgres.chats.of_user("u1", "")) == 2
+
+
+async def test_an_error_arriving_before_the_block_ends_is_raised_there_and_undoes_the_write(
+    postgres: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    from apex_grpc_server._store.postgres._chats import chat_params
+
+    chat, _ = await postgres.chats.create("u1", "kept", "apex", answer())
+    with caplog.at_level(logging.WARNING), pytest.raises(psycopg.errors.UniqueViolation):
+        async with postgres.db.transaction() as cur:
+            await cur.execute("UPDATE chats SET title = 'changed' WHERE id = %s", (chat.id,))
+            await cur.execute(sql.INSERT_CHAT, chat_params(chat))  # its id is taken
+            await asyncio.sleep(0.2)  # PostgreSQL's error reaches us before COMMIT is sent
+    assert [c.title for c in await postgres.chats.of_user("u1", "")] == ["kept"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_pipelined_statements_row_count_is_read_once_its_result_is_in(

@@ -63,10 +63,11 @@ class Database:
         caller that answers after this block never acknowledges a write it
         could lose.
 
-        A statement's error surfaces at the next fetch or ``affected()``, or at
-        the end of the block, as the same psycopg error as outside a pipeline;
-        PostgreSQL skips every statement after it (COMMIT included), and the
-        transaction is rolled back here, as it is when the block raises.
+        A statement's error surfaces later than outside a pipeline (at a
+        later statement once PostgreSQL's answer is in, at the next fetch or
+        ``affected()``, or at the end of the block) but as the same psycopg
+        error; PostgreSQL skips every statement after it (COMMIT included),
+        and the transaction is rolled back here, as it is when the block raises.
         """
         async with self.pool.connection() as conn:
             try:
@@ -75,13 +76,13 @@ class Database:
                     await cursor.execute("BEGIN")
                     try:
                         yield cursor
+                        await cursor.execute("COMMIT")
                     except BaseException:
                         # Take in the rest of the failed flight (the statements
                         # PostgreSQL skipped), so leaving the pipeline is quiet.
                         with contextlib.suppress(psycopg.Error):
                             await pipeline.sync()
                         raise
-                    await cursor.execute("COMMIT")
             except BaseException:
                 await _roll_back(conn)
                 raise
