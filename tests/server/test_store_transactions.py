@@ -2,11 +2,11 @@
 
 A PostgreSQL transaction sends BEGIN, its statements and COMMIT without
 waiting for each result (``Database.transaction``), so a statement's error
-surfaces later than the statement: at a fetch, at ``affected()``, or at the
-end of the block. Wherever it surfaces, the whole write is undone, the error
-is the driver's own, and the connection goes back to the pool clean. A new
-chat without a key is one statement on its own; with a deep-research entry it
-still checks the user's listing (both backends).
+surfaces later than the statement: at a later statement, at a fetch, at
+``affected()``, or at the end of the block. Wherever it surfaces, the whole
+write is undone, the error is the driver's own, and nothing is left unread.
+A new chat without a key is one statement on its own; with a deep-research
+entry it still checks the user's listing (both backends).
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ async def test_a_statement_failing_in_a_pipelined_write_undoes_all_of_it(
     after = (await postgres.chats.of_user("u1", ""), await postgres.completions.deep_research("u1"))
     assert after == before  # neither the chat nor the completion stayed
     assert await postgres.keys.get("u1", "k1") is None
-    # The connection came back to the pool with its transaction ended (no
-    # "rolling back returned connection"), and the next write goes through.
+    # Nothing of the failed flight was left unread (psycopg would warn "error
+    # ignored terminating" the pipeline), and the next write goes through.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     monkeypatch.undo()
     await postgres.jobs.create("u1", b"r", "third", "t", key=record("k2"))

@@ -56,8 +56,8 @@ class Database:
 
         BEGIN, the block's statements and COMMIT leave in one flight; only a
         fetch (or ``affected()``) in the block waits for the results so far.
-        So a write that reads nothing is one round trip (a keyed new chat: two,
-        the key INSERT's row count being read). The COMMIT's result is awaited
+        So a write that reads nothing is one round trip, and each read adds
+        one (a keyed write reads its key INSERT's row count). The COMMIT's result is awaited
         before the block ends, and it returns once PostgreSQL has made the
         write durable (synchronous_commit is on for every connection), so a
         caller that answers after this block never acknowledges a write it
@@ -67,24 +67,20 @@ class Database:
         later statement once PostgreSQL's answer is in, at the next fetch or
         ``affected()``, or at the end of the block) but as the same psycopg
         error; PostgreSQL skips every statement after it (COMMIT included),
-        and the transaction is rolled back here, as it is when the block raises.
+        and the transaction is rolled back, as it is when the block raises.
         """
-        async with self.pool.connection() as conn:
+        # Leaving pool.connection() with an error rolls the transaction back.
+        async with self.pool.connection() as conn, conn.pipeline() as pipeline:
+            cursor = PipelinedCursor(conn, pipeline)
+            await cursor.execute("BEGIN")
             try:
-                async with conn.pipeline() as pipeline:
-                    cursor = PipelinedCursor(conn, pipeline)
-                    await cursor.execute("BEGIN")
-                    try:
-                        yield cursor
-                        await cursor.execute("COMMIT")
-                    except BaseException:
-                        # Take in the rest of the failed flight (the statements
-                        # PostgreSQL skipped), so leaving the pipeline is quiet.
-                        with contextlib.suppress(psycopg.Error):
-                            await pipeline.sync()
-                        raise
+                yield cursor
+                await cursor.execute("COMMIT")
             except BaseException:
-                await _roll_back(conn)
+                # Take in the rest of the failed flight (the statements
+                # PostgreSQL skipped), so leaving the pipeline is quiet.
+                with contextlib.suppress(psycopg.Error):
+                    await pipeline.sync()
                 raise
 
     @contextlib.asynccontextmanager
@@ -96,13 +92,3 @@ class Database:
         """
         async with self.pool.connection() as conn, conn.cursor() as cursor:
             yield cursor
-
-
-async def _roll_back(conn: AsyncConnection[Any]) -> None:
-    """End a failed transaction (a no-op when none is open), keeping the error that failed it.
-
-    A connection too broken to roll back is discarded by the pool when it
-    comes back; the caller still sees the first error, not this one.
-    """
-    with contextlib.suppress(psycopg.Error):
-        await conn.rollback()
