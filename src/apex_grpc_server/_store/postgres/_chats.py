@@ -49,11 +49,25 @@ class PgChats:
         check: Check | None = None,
         key: KeyRecord | None = None,
     ) -> tuple[ChatRow, CompletionRow]:
-        """A new chat with its first completion, atomically."""
+        """A new chat with its first completion, atomically.
+
+        Both rows go in one statement. Without a key to store or a
+        deep-research listing to lock and check, that statement is the whole
+        write, its own transaction: one round trip, no BEGIN/COMMIT (the check
+        sees the new chat alone, so it runs first, and a refusal writes nothing).
+        """
         stamp = now_us()
+        chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
+        row = CompletionRow.new(chat.id, completion, stamp)
+        params = chat_params(chat) + sql.completion_params(row, user_id)
+        if key is None and DEEP_RESEARCH_KEY not in row.metadata:
+            if check is not None:
+                check(Listings([row], None))
+            async with self.db.read() as cur:
+                await cur.execute(INSERT_CHAT_WITH_COMPLETION, params)
+            return chat, row
         async with self.db.transaction() as cur:
-            chat = await insert_chat(cur, user_id, title, chat_type, stamp)
-            row = await insert_completion(cur, user_id, chat.id, completion, stamp)
+            await cur.execute(INSERT_CHAT_WITH_COMPLETION, params)
             await run_check(cur, user_id, row, check, new_chat=True)
             await remember(cur, user_id, key, (chat, row))
         return chat, row
@@ -71,7 +85,7 @@ class PgChats:
         stamp = now_us()
         async with self.db.transaction() as cur:
             await cur.execute(sql.TOUCH_CHAT, (stamp, chat_id, user_id))
-            if not cur.rowcount:
+            if not await cur.affected():
                 return None
             row = await insert_completion(cur, user_id, chat_id, completion, stamp)
             await run_check(cur, user_id, row, check)
@@ -304,10 +318,20 @@ async def select_completion(
     return None if row is None else CompletionRow.from_sql(row)
 
 
+INSERT_CHAT_WITH_COMPLETION = f"WITH chat AS ({sql.INSERT_CHAT}) {sql.INSERT_COMPLETION}"
+"""A new chat and its first completion in one statement (the completion's chat
+is checked at the statement's end, so it finds the chat inserted beside it)."""
+
+
+def chat_params(chat: ChatRow) -> tuple[str | int, ...]:
+    """The parameters of INSERT_CHAT for a new ``chat``."""
+    return (chat.id, chat.user_id, chat.title, chat.chat_type, chat.created_us, chat.updated_us)
+
+
 async def insert_chat(cur: Cursor, user_id: str, title: str, chat_type: str, stamp: int) -> ChatRow:
     """Insert a new, empty chat."""
     chat = ChatRow(str(uuid.uuid4()), user_id, title, chat_type, stamp, stamp)
-    await cur.execute(sql.INSERT_CHAT, (chat.id, user_id, title, chat_type, stamp, stamp))
+    await cur.execute(sql.INSERT_CHAT, chat_params(chat))
     return chat
 
 

@@ -122,7 +122,7 @@ class PgJobs:
                 f" AND lease_expires_us > {DB_NOW_US}",
                 (round(lease_s * 1e6), job_id, token),
             )
-            return bool(cur.rowcount)
+            return bool(await cur.affected())
 
     async def add_chunk(self, job_id: str, token: str, seq_id: int, chunk: str) -> bool:
         """Append one result chunk while ``token`` holds the lease."""
@@ -168,7 +168,7 @@ class PgJobs:
                 f" AND status = 'running' AND lease_expires_us > {DB_NOW_US}",
                 (tokens,),
             )
-            return cur.rowcount
+            return await cur.affected()
 
 
 async def holds(cur: Cursor, job_id: str, token: str) -> bool:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from apex_grpc_server._store import _keys as keys
-from apex_grpc_server._store.postgres._pool import Cursor, Database
+from apex_grpc_server._store.postgres._pool import Database, PipelinedCursor
 
 
 class PgKeys:
@@ -32,16 +32,20 @@ class PgKeys:
             return keys.remembered(await cur.fetchone())
 
 
-async def remember(cur: Cursor, user_id: str, record: keys.KeyRecord | None, result: Any) -> None:
+async def remember(
+    cur: PipelinedCursor, user_id: str, record: keys.KeyRecord | None, result: Any
+) -> None:
     """Store ``record`` of a write that returned ``result``, inside the write's transaction.
 
+    The INSERT's row count is the one result it waits for: the write's own
+    statements before it leave in the same flight (see ``Database.transaction``).
     Raises KeyTaken (the caller's transaction then rolls the write back) when
     the key was stored first by another write.
     """
     if record is None:
         return
     await cur.execute(keys.INSERT_KEY, keys.insert_params(user_id, record, result))
-    if cur.rowcount:
+    if await cur.affected():
         return
     await cur.execute(keys.SELECT_KEY, (user_id, record.key, keys.cutoff_us()))
     found = keys.remembered(await cur.fetchone())
