@@ -178,6 +178,19 @@ async def test_an_unreachable_database_is_named_without_its_password(
     assert "s3cret" not in message
 
 
+async def test_a_libpq_without_pipeline_mode_is_refused_naming_the_fix(
+    local_postgres, tmp_path, monkeypatch
+) -> None:
+    # psycopg built on a system libpq older than 14 cannot pipeline (Database.transaction).
+    import psycopg
+
+    from apex_grpc_server._store.postgres import DatabaseUnavailable
+
+    monkeypatch.setattr(psycopg.AsyncPipeline, "is_supported", classmethod(lambda cls: False))
+    with pytest.raises(DatabaseUnavailable, match=r"no pipeline mode .*psycopg\[binary\]"):
+        await open_store(local_postgres.create_database("apex_old_libpq"), tmp_path)
+
+
 DEEP_LIMIT = 64 * 1024
 """Characters of prompts the user's deep-research listing may hold in the test below."""
 PROMPT = 40_000  # one entry of this fits the limit, two do not

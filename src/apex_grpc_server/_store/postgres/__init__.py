@@ -51,8 +51,13 @@ class PostgresStore:
         """Connect, migrate the schema to the newest version, and open the pool.
 
         Raises DatabaseUnavailable naming the (redacted) URL when the database
-        cannot be reached or migrated.
+        cannot be reached or migrated, or when psycopg's libpq cannot pipeline.
         """
+        if not psycopg.AsyncPipeline.is_supported():  # Database.transaction pipelines
+            raise DatabaseUnavailable(
+                f"psycopg {psycopg.__version__} runs on libpq {psycopg.pq.version()}, which has"
+                " no pipeline mode (libpq 14 or newer has it): pip install 'psycopg[binary]>=3.2'"
+            )
         settings: dict[str, Any] = {
             "autocommit": True,  # transactions are explicit (Database.transaction)
             # An acknowledged write must survive a crash of the database server too.
