@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -311,3 +312,22 @@ def test_sync_interceptors_are_refused_by_the_async_client() -> None:
 
     with pytest.raises(mc.ValidationError, match=r"takes grpc\.aio client interceptors"):
         mc.AsyncApexClient(api_key="k", base_url="127.0.0.1:1", secure=False, interceptors=[Nop()])
+
+
+def test_tls_config_from_files_reads_str_and_path_paths(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(b"-----CA-----\n")
+    (tmp_path / "chain.pem").write_bytes(b"-----CHAIN-----\n")
+    tls = mc.TLSConfig.from_files(
+        str(tmp_path / "ca.pem"),
+        certificate_chain=tmp_path / "chain.pem",
+        server_hostname="apex.internal",
+    )
+    assert tls.root_certificates == b"-----CA-----\n"
+    assert tls.certificate_chain == b"-----CHAIN-----\n"
+    assert tls.private_key is None
+    assert tls.server_hostname == "apex.internal"
+
+
+def test_tls_config_from_files_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"missing\.pem"):
+        mc.TLSConfig.from_files(tmp_path / "missing.pem")
