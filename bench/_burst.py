@@ -36,6 +36,12 @@ from ._slow_server import SlowServer, answer_text, chunk_text, slow_server
 REFUSED = re.compile(r"RST_STREAM.*(?:error code 7\b|REFUSED_STREAM)", re.DOTALL)
 """How grpc words a stream the server refused before it saw it (HTTP/2 REFUSED_STREAM)."""
 BURST_TIMEOUT = 120.0
+STREAM_LIMIT = 100
+READY = "ready"
+"""The floor: the raw stub on as many connections as the burst needs (100 calls each),
+opened and connected before the clock starts, which no cold client can do."""
+READY_ARG = "apex_grpc.bench_ready_connection"
+"""Channels to one target share a connection unless their arguments differ."""
 
 
 @dataclass
@@ -124,7 +130,8 @@ class RefusalCounter(logging.Handler):
 
 
 def async_burst(server: SlowServer, side: str, streaming: bool, count: int, chunks: int) -> Burst:
-    """`count` concurrent calls through one fresh AsyncApexClient or one fresh aio channel."""
+    """`count` concurrent calls through one fresh AsyncApexClient, one fresh aio channel,
+    or (READY) the aio channels the burst needs, connected before the clock starts."""
     burst = Burst()
 
     async def run() -> None:
@@ -132,6 +139,23 @@ def async_burst(server: SlowServer, side: str, streaming: bool, count: int, chun
             channel = grpc.aio.insecure_channel(server.target)
             call = raw_async_call(pbg.ApexServiceStub(channel), streaming, chunks)
             close: Callable[[], Awaitable[Any]] = channel.close
+        elif side == READY:
+            channels = [
+                grpc.aio.insecure_channel(server.target, options=[(READY_ARG, n)])
+                for n in range(-(-count // STREAM_LIMIT))
+            ]
+            for ready in channels:  # connected before the clock starts
+                await ready.channel_ready()
+            calls = [raw_async_call(pbg.ApexServiceStub(c), streaming, chunks) for c in channels]
+
+            async def on_its_connection(index: int) -> None:
+                await calls[index // STREAM_LIMIT](index)
+
+            async def close_channels() -> None:
+                for ready in channels:
+                    await ready.close()
+
+            call, close = on_its_connection, close_channels
         else:
             client = mc.AsyncApexClient(api_key=BENCH_KEY, base_url=server.target, secure=False)
             call = ours_async_call(client, streaming, chunks, burst)
@@ -208,16 +232,27 @@ def ours_async_call(
 
 
 def sync_burst(server: SlowServer, side: str, threads: int, chunks: int) -> Burst:
-    """`threads` concurrent streams, one per thread, through one fresh client or channel."""
+    """`threads` concurrent streams, one per thread, through one fresh client or channel(s)."""
     burst = Burst()
     lock = threading.Lock()
-    if side == "raw":
-        channel = grpc.insecure_channel(server.target)
-        stub = pbg.ApexServiceStub(channel)
-        close: Callable[[], None] = channel.close
+    if side in ("raw", READY):
+        count = 1 if side == "raw" else -(-threads // STREAM_LIMIT)
+        channels = [
+            grpc.insecure_channel(server.target, options=[(READY_ARG, n)]) for n in range(count)
+        ]
+        if side == READY:  # connected before the clock starts
+            for channel in channels:
+                grpc.channel_ready_future(channel).result(timeout=BURST_TIMEOUT)
+        stubs = [pbg.ApexServiceStub(channel) for channel in channels]
+
+        def close_channels() -> None:
+            for channel in channels:
+                channel.close()
+
+        close: Callable[[], None] = close_channels
 
         def stream(index: int) -> list[str]:
-            rpc = stub.ChatCompletionStream(
+            rpc = stubs[index // STREAM_LIMIT % count].ChatCompletionStream(
                 raw_request(index, True), metadata=RAW_METADATA, timeout=BURST_TIMEOUT
             )
             return [chunk.choices[0].delta.content for chunk in rpc]
@@ -267,7 +302,7 @@ def sync_burst(server: SlowServer, side: str, threads: int, chunks: int) -> Burs
 
 
 KINDS = ("async streams", "async unary calls", "sync streams")
-STREAM_LIMIT = 100
+SIDES = ("ours", "raw", READY)
 CHUNKS = 4
 TARGET_S = 1.3
 
@@ -277,7 +312,8 @@ def measure(count: int, threads: int, call_s: float, rounds: int) -> list[Row]:
     bursts: dict[tuple[str, str], list[Burst]] = {}
     with slow_server(STREAM_LIMIT, call_s, CHUNKS) as server:
         for round_number in range(rounds):
-            sides = ("ours", "raw") if round_number % 2 == 0 else ("raw", "ours")
+            # Each side goes first in turn.
+            sides = SIDES[round_number % 3 :] + SIDES[: round_number % 3]
             for kind in KINDS:
                 for side in sides:
                     if kind == "sync streams":
@@ -289,11 +325,21 @@ def measure(count: int, threads: int, call_s: float, rounds: int) -> list[Row]:
             print(f"  bursts: round {round_number + 1}/{rounds}", file=sys.stderr)
     sizes = {"async streams": count, "async unary calls": count, "sync streams": threads}
     return [
-        row(kind, sizes[kind], call_s, bursts[kind, "ours"], bursts[kind, "raw"]) for kind in KINDS
+        row(
+            kind,
+            sizes[kind],
+            call_s,
+            bursts[kind, "ours"],
+            bursts[kind, "raw"],
+            bursts[kind, READY],
+        )
+        for kind in KINDS
     ]
 
 
-def row(kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst]) -> Row:
+def row(
+    kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst], ready: list[Burst]
+) -> Row:
     """One burst row: apex-grpc's answers and time against the target, raw beside it."""
     on = "on as many threads" if kind == "sync streams" else "through one"
     client = "ApexClient" if kind == "sync streams" else "AsyncApexClient"
@@ -317,12 +363,19 @@ def row(kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst]
         ),
         result=spread(seconds, ".2f", " s"),
         met=all_answered and statistics.median(seconds) <= limit,
-        data={"ours": [vars(b) for b in ours], "raw": [vars(b) for b in raw]},
+        data={
+            "ours": [vars(b) for b in ours],
+            "raw": [vars(b) for b in raw],
+            READY: [vars(b) for b in ready],
+        },
     )
-    timeline = {
-        moment: statistics.median((b.server[moment] - b.started) * 1000 for b in ours)
-        for moment in ("first_started", "last_started", "last_ended")
-    }
+    timeline, ready_timeline = (
+        {
+            moment: statistics.median((b.server[moment] - b.started) * 1000 for b in bursts)
+            for moment in ("first_started", "last_started", "last_ended")
+        }
+        for bursts in (ours, ready)
+    )
     retried = [b.retried for b in ours]
     errors = sum((b.errors for b in ours), Counter(lost_to_refusals=sum(b.refused for b in ours)))
     result.notes.append(
@@ -338,6 +391,15 @@ def row(kind: str, size: int, call_s: float, ours: list[Burst], raw: list[Burst]
         f"client process CPU over the burst: apex-grpc {median_of(ours, 'cpu_s') * 1000:.0f} ms "
         f"for {median_of(ours, 'answered'):,.0f} answers, raw "
         f"{median_of(raw, 'cpu_s') * 1000:.0f} ms for {median_of(raw, 'answered'):,.0f}"
+    )
+    result.notes.append(
+        f"the floor, which no cold client reaches: the raw stub on "
+        f"{plural(median_of(ready, 'connections'), 'connection')} opened and connected before "
+        f"the clock started, {STREAM_LIMIT} calls each: "
+        f"{min(b.answered for b in ready):,}/{size:,} answered, "
+        f"{spread([b.seconds for b in ready], '.2f', ' s').replace('**', '')}; its calls "
+        f"reached the server from +{ready_timeline['first_started']:.0f} to "
+        f"+{ready_timeline['last_started']:.0f} ms"
     )
     return result
 

@@ -48,3 +48,5 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "stored chat list (GetChatSessions), PostgreSQL vs SQLite",
     ):
         assert scenario in out.stdout, scenario
+    # Each burst row says what the raw stub on connections made in advance took (the floor).
+    assert out.stdout.count("the floor, which no cold client reaches") == 3
