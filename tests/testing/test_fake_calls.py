@@ -13,6 +13,8 @@ import pytest
 
 import apex_grpc as mc
 from apex_grpc.testing import FakeApex, completion, error, stream
+from apex_grpc.testing._routes import RecordedCall
+from apex_grpc.testing._server import _cut_short
 
 HI = [{"role": "user", "content": "Hi"}]
 FAST_RETRY = mc.RetryPolicy(initial_backoff=0.01, max_backoff=0.02)
@@ -224,3 +226,25 @@ async def test_leaving_a_stream_cancels_it_on_the_server_async(
     call = apex_fake.last_request
     assert await call.ended_async() and call.cancelled
     assert call.chunks_sent < 100
+
+
+@pytest.mark.parametrize(
+    ("remaining", "elapsed", "code"),
+    [
+        (0.3, 0.299, "DEADLINE_EXCEEDED"),  # the client's own deadline, reached a little sooner
+        (0.3, 0.26, "DEADLINE_EXCEEDED"),
+        (0.3, 0.2, "CANCELLED"),  # well before its deadline: the client gave up
+        (0.04, 0.021, "DEADLINE_EXCEEDED"),  # a short deadline: at most half of it as slack
+        (0.04, 0.015, "CANCELLED"),
+        (None, 5.0, "CANCELLED"),  # no deadline: only the client can cut it short
+    ],
+)
+def test_a_call_cut_short_near_its_deadline_counts_as_past_it(
+    remaining: float | None, elapsed: float, code: str
+) -> None:
+    # The fake's clock starts when its handler runs, after the client's; the client's cancel at
+    # its deadline can reach the handler a few ms before the fake's own deadline (seen under load).
+    call = RecordedCall("ChatCompletion", completion("x"), (), remaining)
+    call.received_at = time.monotonic() - elapsed
+    _cut_short(call)
+    assert call.cancelled and call.code is not None and call.code.name == code
