@@ -371,3 +371,12 @@ def test_an_edit_of_a_jobs_answer_and_the_answer_queue_without_deadlocking(
         edited, finished = done if first == "edit" else done[::-1]
         assert edited.result() is not None
         assert finished.result() is True
+
+
+def test_a_drivers_error_is_told_by_its_first_line_without_a_password() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from apex_grpc_server._store.postgres import _reason
+
+    error = psycopg.OperationalError(" failed at postgresql://apex:s3cret@h/db\n\thint \n")
+    assert _reason(error) == "failed at postgresql://apex:***@h/db"
+    assert _reason(psycopg.OperationalError("")) == "OperationalError"
