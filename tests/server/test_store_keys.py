@@ -8,13 +8,12 @@ carrying the first answer, also when two stores on one PostgreSQL race.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
-from contextlib import closing
 from types import SimpleNamespace
 
 import pytest
+from _stores import scalar
 
 from apex_grpc_server._store import NewCompletion, Storage, open_store
 from apex_grpc_server._store import _keys as keys
@@ -166,26 +165,12 @@ async def test_expired_keys_are_deleted_once_a_minute_at_most(
     await store.chats.create("u1", "t", "apex", answer(), key=record("first"))
     clock_us[0] += lifetime
     await store.keys.get("u1", "any")  # the first lookup sweeps
-    assert await stored_keys(store) == 0
+    assert await scalar(store, "SELECT count(*) FROM idempotency_keys") == 0
     await store.chats.create("u1", "t", "apex", answer(), key=record("second"))
     clock_us[0] += lifetime
     monotonic[0] += keys.SWEEP_EVERY_S - 0.5
     await store.keys.get("u1", "any")  # within the minute: no sweep
-    assert await stored_keys(store) == 1
+    assert await scalar(store, "SELECT count(*) FROM idempotency_keys") == 1
     monotonic[0] += 0.5
     await store.keys.get("u1", "any")  # a minute after the last sweep: the next one
-    assert await stored_keys(store) == 0
-
-
-async def stored_keys(store: Storage) -> int:
-    """How many idempotency-key records the store holds, expired ones included."""
-    count = "SELECT count(*) FROM idempotency_keys"
-    if hasattr(store, "db"):  # PostgreSQL
-        async with store.db.read() as cur:
-            await cur.execute(count)
-            row = await cur.fetchone()
-    else:
-        with closing(sqlite3.connect(store.path)) as conn:
-            row = conn.execute(count).fetchone()
-    assert row is not None
-    return int(row[0])
+    assert await scalar(store, "SELECT count(*) FROM idempotency_keys") == 0
