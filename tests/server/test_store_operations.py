@@ -44,6 +44,11 @@ def answer(prompt: str = "p", text: str = "a", **metadata: object) -> NewComplet
     return NewCompletion(prompt, text, "basic", dict(metadata))
 
 
+async def test_a_new_database_makes_user_ids_with_a_secret_of_its_own(store: Store) -> None:
+    secret = store.user_id_secret
+    assert isinstance(secret, bytes) and len(secret) == 32
+
+
 async def test_a_users_chats_come_most_recently_updated_first(store: Store) -> None:
     old, _ = await store.chats.create("u1", "old", "apex", answer())
     new, _ = await store.chats.create("u1", "new", "gpt", answer())
