@@ -253,7 +253,8 @@ async def test_a_libpq_without_pipeline_mode_is_refused_naming_the_fix(
     from apex_grpc_server._store.postgres import DatabaseUnavailable
 
     monkeypatch.setattr(psycopg.AsyncPipeline, "is_supported", classmethod(lambda cls: False))
-    with pytest.raises(DatabaseUnavailable, match=r"no pipeline mode .*psycopg\[binary\]"):
+    fix = r", which has no pipeline mode \(libpq 14 or newer has it\): .*'psycopg\[binary\]>=3\.2'$"
+    with pytest.raises(DatabaseUnavailable, match=fix):
         await open_store(local_postgres.create_database("apex_old_libpq"), tmp_path)
 
 
