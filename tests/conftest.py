@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -137,14 +138,61 @@ def _postgres_missing() -> str | None:
     return None
 
 
+SHARED_POSTGRES = "APEX_GRPC_TEST_POSTGRES"
+"""The superuser URL of a running PostgreSQL the tests share instead of starting their own."""
+
+
+class SharedPostgres:
+    """A PostgreSQL someone else started and stops (``$APEX_GRPC_TEST_POSTGRES``).
+
+    ``make mutate`` (tools/mutate.py) starts one for its whole run: each mutant's
+    tests run as a pytest session of their own, and a cluster per session would
+    cost seconds per mutant. Several sessions share it at once, so a database is
+    named after the process, and the session drops its databases when it ends
+    (the server outlives it).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.created: list[str] = []
+
+    def create_database(self, name: str) -> str:
+        """Create this process's database ``name`` (dropping a leftover of a killed one)."""
+        unique = f"{name}_{os.getpid()}"
+        # A process killed by mutmut's timeout leaves its databases; its pid comes back later.
+        self._execute(f'DROP DATABASE IF EXISTS "{unique}" WITH (FORCE)')
+        self._execute(f'CREATE DATABASE "{unique}"')
+        self.created.append(unique)
+        return urlsplit(self.url)._replace(path=f"/{unique}").geturl()
+
+    def drop_created(self) -> None:
+        """Drop every database this session created."""
+        for name in self.created:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+    def _execute(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(statement)
+
+
 @pytest.fixture(scope="session")
 def local_postgres() -> Iterator[Any]:
     """One throwaway PostgreSQL for the session (``LocalPostgres``); skips where absent.
 
     On CI (``CI=true``) a missing PostgreSQL fails the tests instead: they must run there.
+    With ``$APEX_GRPC_TEST_POSTGRES`` set, the PostgreSQL it names (``SharedPostgres``).
     """
     from apex_grpc_server._local_postgres import LocalPostgres
 
+    shared_url = os.environ.get(SHARED_POSTGRES)
+    if shared_url:
+        shared = SharedPostgres(shared_url)
+        yield shared
+        shared.drop_created()
+        return
     reason = _postgres_missing()
     if reason is not None:
         if os.environ.get("CI", "").lower() == "true":

@@ -12,11 +12,24 @@ starts from an empty mutants/ (new tests and changed code always count),
 runs the chosen groups, prints one row per group and writes the rows into
 tests/MUTATION.md between its markers.
 
-mutmut leaves decorated functions alone. The store's operations are
-written once as ``@on_worker`` methods (apex_grpc_server/_sqlite.py), so this
-driver runs mutmut with two small patches (`_mutate_on_worker_methods`): such
-a method is mutated like any other, and only the trampoline that picks the
-active mutant keeps the decorator (the copies it dispatches to are plain).
+Every path in GROUPS must exist: a group naming a moved file is refused
+before mutmut runs (mutmut would write no mutants for it, and the group would
+score 100% of almost nothing); tests/test_mutate_groups.py checks it in
+`make test`.
+
+mutmut leaves decorated functions alone. The SQLite store's operations are
+written once as ``@on_worker`` methods (apex_grpc_server/_sqlite.py), the
+service's RPCs are ``@unary`` / ``@server_stream``, and the PostgreSQL store's
+``Database.transaction`` / ``read`` are ``@contextlib.asynccontextmanager``, so
+this driver runs mutmut with two small patches (`_mutate_on_worker_methods`):
+such a method is mutated like any other, and only the trampoline that picks
+the active mutant keeps the decorator (the copies it dispatches to are plain).
+
+The store groups' tests run against a real PostgreSQL too. Each mutant's tests
+are a pytest session of their own, so the driver starts one PostgreSQL for the
+whole run and hands its URL to them in $APEX_GRPC_TEST_POSTGRES
+(`shared_postgres`; tests/conftest.py's ``local_postgres`` then uses it, each
+session in databases of its own); without PostgreSQL those groups are refused.
 
 A survivor listed under "Equivalent mutants" in tests/MUTATION.md (by the
 line it changes, so renumbering does not matter) is left out of the score;
@@ -27,6 +40,7 @@ Timeouts and crashes are counted apart, never as kills.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -35,6 +49,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -69,9 +84,20 @@ GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
     "server-auth": [("src/apex_grpc_server/_auth.py", ALL)],
     "server-store": [
         ("src/apex_grpc_server/_store/__init__.py", ALL),
-        ("src/apex_grpc_server/_store/_chats.py", ALL),
-        ("src/apex_grpc_server/_store/_jobs.py", ALL),
         ("src/apex_grpc_server/_store/_rows.py", ALL),
+        ("src/apex_grpc_server/_store/_keys.py", ALL),
+        ("src/apex_grpc_server/_store/_sql.py", ALL),
+        ("src/apex_grpc_server/_store/sqlite/_chats.py", ALL),
+        ("src/apex_grpc_server/_store/sqlite/_jobs.py", ALL),
+        ("src/apex_grpc_server/_store/sqlite/_keys.py", ALL),
+    ],
+    "server-postgres": [
+        ("src/apex_grpc_server/_store/postgres/__init__.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/_pool.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/_chats.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/_jobs.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/_keys.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/_schema.py", ALL),
     ],
     "server-service": [
         ("src/apex_grpc_server/_service.py", ALL),
@@ -81,6 +107,9 @@ GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
         ("src/apex_grpc_server/_convert.py", ALL),
     ],
 }
+
+NEEDS_POSTGRES = frozenset({"server-store", "server-postgres"})
+"""The groups whose selected tests run against a real PostgreSQL (see `shared_postgres`)."""
 
 # mutmut's exit-code vocabulary (mutmut.stats.status_by_exit_code), folded into our columns.
 KILLED, SURVIVED, UNTESTED, BROKE = "killed", "survived", "no test", "timeout/crash"
@@ -254,8 +283,11 @@ def write_survivors(rows: list[Row]) -> Path:
     return out
 
 
-# @unary / @server_stream: the servicer's RPC methods (apex_grpc_server/_service.py).
-DECORATORS_TO_MUTATE_THROUGH = frozenset({"on_worker", "unary", "server_stream"})
+# @unary / @server_stream: the servicer's RPC methods (apex_grpc_server/_service.py);
+# @contextlib.asynccontextmanager: the PostgreSQL store's transaction() and read().
+DECORATORS_TO_MUTATE_THROUGH = frozenset(
+    {"on_worker", "unary", "server_stream", "contextlib.asynccontextmanager"}
+)
 
 
 def _mutate_on_worker_methods() -> None:
@@ -263,12 +295,19 @@ def _mutate_on_worker_methods() -> None:
     import libcst as cst
     from mutmut.mutation import file_mutation
 
+    def dotted(expression: cst.BaseExpression) -> str | None:
+        if isinstance(expression, cst.Name):
+            return expression.value
+        if isinstance(expression, cst.Attribute):
+            owner = dotted(expression.value)
+            return None if owner is None else f"{owner}.{expression.attr.value}"
+        return None
+
     def decorated_through(node: object) -> bool:
         return (
             isinstance(node, cst.FunctionDef)
             and len(node.decorators) == 1
-            and isinstance(node.decorators[0].decorator, cst.Name)
-            and node.decorators[0].decorator.value in DECORATORS_TO_MUTATE_THROUGH
+            and dotted(node.decorators[0].decorator) in DECORATORS_TO_MUTATE_THROUGH
         )
 
     visitor = file_mutation.MutationVisitor
@@ -296,6 +335,37 @@ def _mutate_on_worker_methods() -> None:
     file_mutation.function_trampoline_arrangement = arrange_with_plain_copies
 
 
+def missing_paths(groups: list[str]) -> list[str]:
+    """The paths that `groups` list and that do not exist (a module moved or was renamed)."""
+    return [
+        f"{path} (group {group})"
+        for group in groups
+        for path, _ in GROUPS[group]
+        if not (ROOT / path).is_file()
+    ]
+
+
+@contextlib.contextmanager
+def shared_postgres(groups: list[str]) -> Iterator[dict[str, str]]:
+    """The environment of mutmut's tests: one PostgreSQL for the whole run, if `groups` need it.
+
+    Each mutant's tests are a pytest session of their own, whose ``local_postgres``
+    fixture would start a cluster per mutant; with ``$APEX_GRPC_TEST_POSTGRES``
+    set, they share this one (tests/conftest.py, ``SharedPostgres``). Its tests
+    must run, not skip: without PostgreSQL the run is refused.
+    """
+    if not NEEDS_POSTGRES.intersection(groups):
+        yield dict(os.environ)
+        return
+    sys.path.insert(0, str(ROOT / "src"))
+    from apex_grpc_server._local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
+
+    if find_bin_dir() is None:
+        sys.exit(f"{', '.join(sorted(NEEDS_POSTGRES))} need PostgreSQL: {INSTALL_HINT}")
+    with LocalPostgres(durable=False) as server:
+        yield {**os.environ, "APEX_GRPC_TEST_POSTGRES": server.url}
+
+
 def run_mutmut(groups: list[str], jobs: int) -> None:
     shutil.rmtree(MUTANTS, ignore_errors=True)
     MUTANTS.mkdir()
@@ -303,8 +373,10 @@ def run_mutmut(groups: list[str], jobs: int) -> None:
     command = [sys.executable, __file__, "--as-mutmut", "run", "--max-children", str(jobs)]
     command += mutant_globs(groups)
     print(f"mutmut: {len(groups)} group(s), {jobs} at a time; progress in {log.relative_to(ROOT)}")
-    with log.open("w", encoding="utf-8") as out:
-        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
+    with log.open("w", encoding="utf-8") as out, shared_postgres(groups) as env:
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
     if done.returncode != 0:
         sys.exit(f"mutmut failed (exit {done.returncode}); see {log}")
 
@@ -325,6 +397,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     groups = args.groups or list(GROUPS)
+    missing = missing_paths(groups)
+    if missing:
+        sys.exit(
+            "tools/mutate.py: GROUPS lists files that do not exist (moved? point GROUPS at"
+            " their new paths):\n  " + "\n  ".join(missing)
+        )
 
     started = time.monotonic()
     if not args.report:

@@ -8,9 +8,12 @@ carrying the first answer, also when two stores on one PostgreSQL race.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
+from _stores import scalar
 
 from apex_grpc_server._store import NewCompletion, Storage, open_store
 from apex_grpc_server._store import _keys as keys
@@ -42,6 +45,7 @@ async def test_a_repeated_key_writes_nothing_and_carries_the_first_answer(store:
     with pytest.raises(KeyTaken) as taken:
         await store.chats.create("u1", "t", "apex", answer(), key=record())
     assert taken.value.remembered == first
+    assert str(taken.value) == "idempotency key already used"
     assert [c.id for c in await store.chats.of_user("u1", "")] == [chat.id]
     # Keys are per user; another user's key of the same name is theirs.
     await store.chats.create("u2", "t", "apex", answer(), key=record())
@@ -62,13 +66,17 @@ async def test_every_write_stores_its_key_and_is_undone_on_a_repeat(store: Stora
         lambda key: store.completions.delete("u1", [row.id], key=key),
         lambda key: store.chats.delete("u1", [other.id], key=key),
     ]
+    JOB_CREATE = 3
     for number, write in enumerate(writes):
         before = await state(store, chat.id)
         with pytest.raises(KeyTaken):
             await write(taken)
         assert await state(store, chat.id) == before, number  # undone
-        await write(record(f"w{number}"))
-        assert await store.keys.get("u1", f"w{number}") is not None
+        result = await write(record(f"w{number}"))
+        stored = await store.keys.get("u1", f"w{number}")
+        # The stored answer is made from this write's own result (a new job's: the job).
+        answered = result[0] if number == JOB_CREATE else result
+        assert stored == keys.Remembered("Create", "f1", repr(answered).encode()), number
         assert await state(store, chat.id) != before, number
 
 
@@ -127,3 +135,42 @@ async def test_two_replicas_racing_on_one_key_write_once(postgres_url: str, tmp_
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_key_is_remembered_for_exactly_its_lifetime_then_replaced(
+    store: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [10**15]
+    monkeypatch.setattr(keys, "now_us", lambda: clock[0])
+    await store.chats.create("u1", "t", "apex", answer(), key=record(fingerprint="old"))
+    clock[0] += keys.KEY_TTL_S * 1_000_000  # the last microsecond it is remembered
+    assert await store.keys.get("u1", "k1") is not None
+    clock[0] += 1
+    assert await store.keys.get("u1", "k1") is None
+    # The expired record is replaced by the next write of the key, not refused.
+    await store.chats.create("u1", "t", "apex", answer(), key=record(fingerprint="new"))
+    fresh = await store.keys.get("u1", "k1")
+    assert fresh is not None and fresh.fingerprint == "new"
+
+
+async def test_expired_keys_are_deleted_once_a_minute_at_most(
+    store: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock_us, monotonic = [10**15], [1000.0]
+    monkeypatch.setattr(keys, "now_us", lambda: clock_us[0])
+    module = sys.modules[type(store.keys).__module__]  # sqlite._keys or postgres._keys
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: monotonic[0]))
+    lifetime = keys.KEY_TTL_S * 1_000_000 + 1
+
+    await store.chats.create("u1", "t", "apex", answer(), key=record("first"))
+    clock_us[0] += lifetime
+    await store.keys.get("u1", "any")  # the first lookup sweeps
+    assert await scalar(store, "SELECT count(*) FROM idempotency_keys") == 0
+    await store.chats.create("u1", "t", "apex", answer(), key=record("second"))
+    clock_us[0] += lifetime
+    monotonic[0] += keys.SWEEP_EVERY_S - 0.5
+    await store.keys.get("u1", "any")  # within the minute: no sweep
+    assert await scalar(store, "SELECT count(*) FROM idempotency_keys") == 1
+    monotonic[0] += 0.5
+    await store.keys.get("u1", "any")  # a minute after the last sweep: the next one
+    assert await scalar(store, "SELECT count(*) FROM idempotency_keys") == 0

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from _stores import scalar
 
 from apex_grpc_server._store import (
     SCHEMA_VERSION,
@@ -41,6 +42,11 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Stora
 
 def answer(prompt: str = "p", text: str = "a", **metadata: object) -> NewCompletion:
     return NewCompletion(prompt, text, "basic", dict(metadata))
+
+
+async def test_a_new_database_makes_user_ids_with_a_secret_of_its_own(store: Store) -> None:
+    secret = store.user_id_secret
+    assert isinstance(secret, bytes) and len(secret) == 32
 
 
 async def test_a_users_chats_come_most_recently_updated_first(store: Store) -> None:
@@ -194,6 +200,20 @@ async def test_an_expired_lease_passes_the_job_on_and_the_old_run_writes_nothing
     assert row is not None and row.completion_text == "new answer"
 
 
+async def test_a_lease_runs_exactly_as_long_as_asked_from_the_claim_or_renewal(
+    store: Store,
+) -> None:
+    job, _ = await store.jobs.create("u1", b"r", "p", "t")
+    lease_us = 10**12  # 11.6 days: a lease off by a millionth is off by a second
+    expiry = "SELECT lease_expires_us FROM jobs WHERE id = %s"
+    before = now_us()
+    (claimed,) = await store.jobs.claim("r", lease_us / 1e6, 5)
+    assert before + lease_us <= await scalar(store, expiry, job.id) <= now_us() + lease_us
+    before = now_us()
+    assert await store.jobs.renew(job.id, claimed.token, 2 * lease_us / 1e6)
+    assert before + 2 * lease_us <= await scalar(store, expiry, job.id) <= now_us() + 2 * lease_us
+
+
 async def test_released_leases_are_taken_over_at_once(store: Store) -> None:
     job, _ = await store.jobs.create("u1", b"req", "question", "t")
     other, _ = await store.jobs.create("u1", b"req", "question", "t")
@@ -286,6 +306,9 @@ async def test_a_metadata_patch_replaces_keys_and_null_removes_them(store: Store
     same = await store.completions.update("u1", row.id, text="new", metadata_patch={})
     assert same is not None and same.metadata == {"b": 2, "c": 3}
     assert same.completion_text == "new" and same.user_prompt_text == "p"
+    prompted = await store.completions.update("u1", row.id, prompt="asked again")
+    assert prompted is not None and prompted.user_prompt_text == "asked again"
+    assert prompted.completion_text == "new"  # what is not given stays
 
 
 async def test_only_completions_marked_as_deep_research_are_listed_as_such(store: Store) -> None:
