@@ -113,3 +113,30 @@ def test_a_drivers_error_is_told_by_its_first_line_without_a_password() -> None:
     error = psycopg.OperationalError(" failed at postgresql://apex:s3cret@h/db\n\thint \n")
     assert _reason(error) == "failed at postgresql://apex:***@h/db"
     assert _reason(psycopg.OperationalError("")) == "OperationalError"
+
+
+async def test_a_pool_that_cannot_connect_after_the_migration_is_named(
+    postgres_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database goes away between the migration and the pool's first connections: here
+    # the pool alone is pointed at a port where nothing listens.
+    from psycopg_pool import AsyncConnectionPool
+
+    from apex_grpc_server._store import postgres
+
+    gone = "postgresql://apex:s3cret@127.0.0.1:1/apex"
+
+    class PoolOfAGoneDatabase(AsyncConnectionPool):  # type: ignore[type-arg]
+        def __init__(self, conninfo: str, **kwargs: object) -> None:
+            super().__init__(gone, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(postgres, "AsyncConnectionPool", PoolOfAGoneDatabase)
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 1)
+    try:
+        store = await asyncio.wait_for(open_store(postgres_url, tmp_path), 10)
+    except postgres.DatabaseUnavailable as refused:
+        message = str(refused)
+    else:  # closed here, or its pool would keep trying to connect
+        await store.close()
+        pytest.fail("opened a store whose pool cannot connect")
+    assert message == f"cannot open a pool to {postgres_url}"
