@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from _requests import chat_request
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server._store import Storage, open_store
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -21,6 +22,19 @@ except ImportError:
     # Those modules drive the service through grpc_testing and build messages the oldest
     # protobuf cannot: not collected there (the oldest suite runs `-m oldest` tests only).
     collect_ignore_glob = ["test_service_socketless*.py"]
+
+
+STORE_BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
+"""The SQLite runs are in the oldest-dependencies suite; PostgreSQL needs the postgres extra."""
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    """A fresh store on each backend: SQLite in `tmp_path`, and the session's PostgreSQL."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    opened = await open_store(url, tmp_path)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
@@ -18,16 +17,6 @@ from _stores import scalar
 from apex_grpc_server._store import NewCompletion, Storage, open_store
 from apex_grpc_server._store import _keys as keys
 from apex_grpc_server._store._keys import KeyRecord, KeyTaken
-
-BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Storage]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    opened = await open_store(url, tmp_path)
-    yield opened
-    await opened.close()
 
 
 def record(key: str = "k1", method: str = "Create", fingerprint: str = "f1") -> KeyRecord:

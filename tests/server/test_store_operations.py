@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from _stores import scalar
@@ -23,21 +22,10 @@ from apex_grpc_server._store import (
     SqliteStore,
     Storage,
     default_title,
-    open_store,
 )
 from apex_grpc_server._store._rows import now_us
 
-# The SQLite runs are in the oldest-dependencies suite; PostgreSQL needs the postgres extra.
-BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
 Store = Storage
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Storage]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    opened = await open_store(url, tmp_path)
-    yield opened
-    await opened.close()
 
 
 def answer(prompt: str = "p", text: str = "a", **metadata: object) -> NewCompletion:

@@ -24,16 +24,6 @@ from apex_grpc_server._store import Listings, NewCompletion, Storage, open_store
 from apex_grpc_server._store import _sql as sql
 from apex_grpc_server._store._keys import KeyRecord
 
-BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Storage]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    opened = await open_store(url, tmp_path)
-    yield opened
-    await opened.close()
-
 
 @pytest.fixture
 async def postgres(postgres_url: str, tmp_path) -> AsyncIterator[Any]:
