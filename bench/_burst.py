@@ -44,6 +44,11 @@ READY_ARG = "apex_grpc.bench_ready_connection"
 """Channels to one target share a connection unless their arguments differ."""
 
 
+def connections_needed(calls: int) -> int:
+    """How many connections hold `calls` concurrent calls at STREAM_LIMIT each (the floor's)."""
+    return -(-calls // STREAM_LIMIT)
+
+
 @dataclass
 class Burst:
     """What one burst did."""
@@ -142,7 +147,7 @@ def async_burst(server: SlowServer, side: str, streaming: bool, count: int, chun
         elif side == READY:
             channels = [
                 grpc.aio.insecure_channel(server.target, options=[(READY_ARG, n)])
-                for n in range(-(-count // STREAM_LIMIT))
+                for n in range(connections_needed(count))
             ]
             for ready in channels:  # connected before the clock starts
                 await ready.channel_ready()
@@ -236,7 +241,7 @@ def sync_burst(server: SlowServer, side: str, threads: int, chunks: int) -> Burs
     burst = Burst()
     lock = threading.Lock()
     if side in ("raw", READY):
-        count = 1 if side == "raw" else -(-threads // STREAM_LIMIT)
+        count = 1 if side == "raw" else connections_needed(threads)
         channels = [
             grpc.insecure_channel(server.target, options=[(READY_ARG, n)]) for n in range(count)
         ]
