@@ -26,6 +26,7 @@ from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knob
 from apex_grpc_server._logging import log_call, logger
 from apex_grpc_server._metrics import NO_METRICS, Metrics
 from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
+from apex_grpc_server._store._interface import ConnectionLost, StoreBusy, StoreUnavailable
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -153,9 +154,11 @@ class _CallScope:
 
     ``async with _CallScope(...) as call:`` opens the call (initial metadata,
     authentication, knobs); leaving the block maps the outcome to a status:
-    RpcAbort to its code, cancellation to CANCELLED, anything unexpected to
-    INTERNAL (logged with its traceback); then it logs the call and reports it
-    to the server's metrics.
+    RpcAbort to its code, cancellation to CANCELLED, a database that cannot
+    be reached (StoreUnavailable) to UNAVAILABLE and a busy one (StoreBusy) to
+    RESOURCE_EXHAUSTED with a retry hint, both retried by clients; anything
+    unexpected to INTERNAL (logged with its traceback); then it logs the call
+    and reports it to the server's metrics.
     """
 
     __slots__ = ("call", "code", "context", "method", "peer", "policy", "request_id", "started")
@@ -196,6 +199,11 @@ class _CallScope:
                 self.code = "CANCELLED"
             elif isinstance(error, grpc.aio.AbortError):  # pragma: no cover - RpcAbort instead
                 self.code = "ABORTED_BY_HANDLER"
+            elif isinstance(error, StoreUnavailable):
+                abort = _store_abort(error)
+                self.code = abort.code.name
+                logger.warning("%s: %s (request_id=%s)", self.method, error, self.request_id)
+                await _abort(self.context, self.call, self.request_id, abort)
             elif isinstance(error, Exception):
                 self.code = "INTERNAL"
                 await _abort(self.context, self.call, self.request_id, self._internal(error))
@@ -214,6 +222,17 @@ class _CallScope:
         return RpcAbort(
             grpc.StatusCode.INTERNAL, f"internal server error (request id {self.request_id})"
         )
+
+
+def _store_abort(error: StoreUnavailable) -> RpcAbort:
+    """The retryable status of a database that is busy or cannot be reached."""
+    if isinstance(error, StoreBusy):
+        return RpcAbort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{error}; retry in {error.retry_after_ms} ms",
+            ((PUSHBACK, str(error.retry_after_ms)),),
+        )
+    return RpcAbort(grpc.StatusCode.UNAVAILABLE, f"{error}; retry the call")
 
 
 MAX_DECODE_ERROR = 200
@@ -276,13 +295,23 @@ async def _serve_unary(
     context: Context,
     user_id: str,
 ) -> Resp:
-    """One unary call of `fn`: open it, parse its request, fail it if a knob says so, run it."""
+    """One unary call of `fn`: open it, parse its request, fail it if a knob says so, run it.
+
+    A call whose database connection broke under it (ConnectionLost) is run
+    once more, on a fresh connection: a read is safe to repeat, and a write
+    raises it only when its idempotency key makes the repeat replay the first
+    attempt if that one committed (`_idempotency.once`).
+    """
     async with _CallScope(servicer.policy, context, method) as scope:
         call = await scope.open(user_id, streaming=False)
         request = parse(request_type, raw)
         injected = _failure_abort(call)
         if injected is not None:
             raise injected
+        try:
+            return await fn(servicer, request, call)
+        except ConnectionLost as lost:
+            logger.info("%s: %s; running it again (request_id=%s)", method, lost, scope.request_id)
         return await fn(servicer, request, call)
 
 

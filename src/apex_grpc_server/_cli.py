@@ -19,6 +19,7 @@ from apex_grpc_server._config import (
     DEFAULT_DRAIN_DELAY_S,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_QUEUE_SIZE,
+    DEFAULT_STORE_WAIT_S,
     default_data_dir,
 )
 from apex_grpc_server._database import DATABASE_URL_ENV
@@ -193,6 +194,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         " another (or by this one restarted) once it runs out (%(default)s)",
     )
     data.add_argument(
+        "--store-wait",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_STORE_WAIT_S,
+        help="the longest a call waits for the database (PostgreSQL: a pooled connection or a"
+        " lock) before it is answered UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry hint"
+        " when busy; clients retry both (%(default)s)",
+    )
+    data.add_argument(
         "--no-default-corpus",
         action="store_true",
         help="do not build the offline default corpus into an empty search index",
@@ -329,6 +339,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         data_dir=args.data_dir.expanduser(),
         database_url=args.database or None,
         job_lease_s=args.job_lease,
+        store_wait_s=args.store_wait,
         default_corpus=not args.no_default_corpus,
         max_message_bytes=args.max_message_bytes,
         compression=None if args.compression == "none" else args.compression,

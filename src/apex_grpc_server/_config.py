@@ -16,6 +16,9 @@ MiB = 1024 * 1024
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_DRAIN_DELAY_S = 3.0
+DEFAULT_STORE_WAIT_S = 2.0
+"""A call refused by a busy or unreachable database hears so in seconds (UNAVAILABLE or
+RESOURCE_EXHAUSTED, which clients retry), and a restart of PostgreSQL fits in one wait."""
 
 
 DATA_DIR_ENV = "APEX_GRPC_DATA_DIR"
@@ -98,6 +101,10 @@ class ServerConfig:
     # server), "postgresql://user:pw@host/db" for a fleet of replicas sharing
     # one database, or "sqlite:///path". Not in repr(): it may hold a password.
     database_url: str | None = field(default=None, repr=False)
+    # The longest a call waits for the database (PostgreSQL: a pooled connection,
+    # or a lock another session holds); then it is answered UNAVAILABLE (the
+    # database cannot be reached) or RESOURCE_EXHAUSTED with a retry hint (busy).
+    store_wait_s: float = DEFAULT_STORE_WAIT_S
     # Build the offline default corpus into an empty search index at start.
     default_corpus: bool = True
     # Deep-research jobs running at the same time; more wait as "pending".
@@ -204,6 +211,10 @@ def _check_database(config: ServerConfig) -> None:
         raise ValueError(
             f"job_renew_s: must be above 0 and below job_lease_s ({config.job_lease_s}),"
             f" got {config.job_renew_interval}"
+        )
+    if not 0 < config.store_wait_s < float("inf"):
+        raise ValueError(
+            f"store_wait_s: must be a finite number above 0, got {config.store_wait_s!r}"
         )
     if config.job_poll_s <= 0:
         raise ValueError(f"job_poll_s: must be above 0, got {config.job_poll_s}")

@@ -6,8 +6,8 @@ call pays a few empty method calls and ``prometheus_client`` is never
 imported. With it, `_metrics_prometheus.PrometheusMetrics` records into its
 own registry and serves it on ``http://HOST:PORT/metrics``. The hooks are
 `_calls._CallScope` (every RPC), `_chat.ChatCompletions` (chat completions,
-their first and later chunks, token usage) and the engine's `_queue.EngineQueue`
-(read when scraped).
+their first and later chunks, token usage), the engine's `_queue.EngineQueue`
+(read when scraped) and `_store.monitor.StoreMonitor` (the database's reachability).
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ class Metrics:
 
     def watch_queue(self, queue: EngineQueue) -> None:
         """Report the engine queue's depth and refusals (read when scraped)."""
+
+    def store_up(self, up: bool) -> None:
+        """The database answered the server's ping (True) or could not be reached (False)."""
 
 
 NO_METRICS = Metrics()

@@ -64,6 +64,7 @@ class PrometheusMetrics(Metrics):
         "port",
         "registry",
         "rpc_duration",
+        "store",
         "tokens",
     )
 
@@ -125,6 +126,14 @@ class PrometheusMetrics(Metrics):
             registry=registry,
         )
 
+        self.store = Gauge(
+            "apex_server_store_up",
+            "1 while the database (SQLite or PostgreSQL) answers the server's ping, 0 while it"
+            " cannot be reached (its calls are answered UNAVAILABLE meanwhile); the health"
+            " service apex.v1.store says the same.",
+            registry=registry,
+        )
+
     def start(self) -> int:
         """Serve /metrics on host:port (0: a free port); the bound port."""
         try:
@@ -169,6 +178,10 @@ class PrometheusMetrics(Metrics):
         if series is None:
             series = self._model_series[model] = _ModelSeries(self, model)
         return _ChatTimer(series)
+
+    def store_up(self, up: bool) -> None:
+        """Set apex_server_store_up to 1 or 0."""
+        self.store.set(1 if up else 0)
 
     def watch_queue(self, queue: EngineQueue) -> None:
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""

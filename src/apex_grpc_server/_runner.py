@@ -30,6 +30,7 @@ from apex_grpc_server._routes import ApexRoutes
 from apex_grpc_server._search import SearchIndex
 from apex_grpc_server._service import ApexServicer
 from apex_grpc_server._store import Storage, open_store
+from apex_grpc_server._store.monitor import StoreMonitor
 
 logger = logging.getLogger("apex_grpc_server")
 
@@ -107,6 +108,7 @@ class ApexServer:
         self._index: SearchIndex | None = None
         self._store: Storage | None = None
         self._research: ResearchJobs | None = None
+        self._monitor: StoreMonitor | None = None
         self._health: Any = None
         self._policy: CallPolicy | None = None
         self._lock: DataDirectoryLock | None = None
@@ -160,6 +162,8 @@ class ApexServer:
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
+        assert self._monitor is not None
+        self._monitor.start(self._health)
         metrics_port = self._metrics_port
         self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
         if config.allow_any_key:
@@ -190,7 +194,10 @@ class ApexServer:
         self._lock = DataDirectoryLock(config.data_dir)
         self._lock.acquire()  # before anything in it is opened
         # The database first: an unreachable one fails before the engine and index load.
-        self._store = await open_store(config.database_url, config.data_dir)
+        self._store = await open_store(
+            config.database_url, config.data_dir, wait_s=config.store_wait_s
+        )
+        self._monitor = StoreMonitor(self._store, metrics, timeout_s=config.store_wait_s)
         self._engine = create_engine(config)
         await self._engine.start()
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
@@ -262,6 +269,9 @@ class ApexServer:
         if self._server is not None:
             await self._server.stop(None)
             self._server = None
+        if self._monitor is not None:
+            await self._monitor.close()
+            self._monitor = None
         if self._research is not None:
             await self._research.close()
             self._research = None

@@ -14,11 +14,15 @@ import asyncio
 from pathlib import Path
 
 from apex_grpc_server import _database
+from apex_grpc_server._config import DEFAULT_STORE_WAIT_S
 from apex_grpc_server._store._interface import (
     ChatStore,
     CompletionStore,
+    ConnectionLost,
     JobStore,
     Storage,
+    StoreBusy,
+    StoreUnavailable,
 )
 from apex_grpc_server._store._rows import (
     DEEP_RESEARCH_KEY,
@@ -34,8 +38,13 @@ from apex_grpc_server._store._rows import (
 from apex_grpc_server._store.sqlite import SqliteStore
 
 
-async def open_store(database_url: str | None, data_dir: Path) -> Storage:
-    """Open (and migrate) the database ``database_url`` names; None: SQLite in ``data_dir``."""
+async def open_store(
+    database_url: str | None, data_dir: Path, *, wait_s: float = DEFAULT_STORE_WAIT_S
+) -> Storage:
+    """Open (and migrate) the database ``database_url`` names; None: SQLite in ``data_dir``.
+
+    `wait_s`: the longest a PostgreSQL operation waits for a pooled connection or a lock.
+    """
     target = _database.parse(database_url, data_dir)
     if target.kind == "sqlite":
         assert target.path is not None
@@ -44,7 +53,7 @@ async def open_store(database_url: str | None, data_dir: Path) -> Storage:
     from apex_grpc_server._store.postgres import PostgresStore
 
     assert target.url is not None
-    return await PostgresStore.open(target.url)
+    return await PostgresStore.open(target.url, wait_s=wait_s)
 
 
 __all__ = [
@@ -55,12 +64,15 @@ __all__ = [
     "ClaimedJob",
     "CompletionRow",
     "CompletionStore",
+    "ConnectionLost",
     "JobRow",
     "JobStore",
     "Listings",
     "NewCompletion",
     "SqliteStore",
     "Storage",
+    "StoreBusy",
+    "StoreUnavailable",
     "default_title",
     "open_store",
 ]

@@ -9,21 +9,27 @@ URLs and settings, which operators already use.)
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from apex_grpc_server._database import redact
+from apex_grpc_server._store._interface import StoreUnavailable
 from apex_grpc_server._store._rows import SELECT_USER_IDS, user_id_secret
 from apex_grpc_server._store.postgres._chats import PgChats, PgCompletions
 from apex_grpc_server._store.postgres._jobs import PgJobs
 from apex_grpc_server._store.postgres._keys import PgKeys
-from apex_grpc_server._store.postgres._pool import Database, Pool
+from apex_grpc_server._store.postgres._pool import Database, Pool, reason
 from apex_grpc_server._store.postgres._schema import migrate
 
 CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 10
+RECONNECT_S = 2.0
+"""How long the pool retries (1 s apart) to replace a connection before it gives up on it:
+a later call asks for a new one at once, so the pool heals within about a second of the
+database coming back, not after the driver's growing backoff (up to minutes)."""
 
 
 class DatabaseUnavailable(OSError):
@@ -34,21 +40,32 @@ class PostgresStore:
     """The server's database in PostgreSQL; open with ``await PostgresStore.open(url)``."""
 
     def __init__(
-        self, pool: Pool, url: str, schema_version: int, user_id_secret: bytes | None
+        self,
+        pool: Pool,
+        url: str,
+        schema_version: int,
+        user_id_secret: bytes | None,
+        *,
+        wait_s: float,
     ) -> None:
+        self._url = url  # for ping's own connection; never shown (self.url is redacted)
+        self._probe: psycopg.AsyncConnection[Any] | None = None
         self.url = redact(url)
         self.schema_version = schema_version
         self.user_id_secret = user_id_secret
         """The secret of this database's user ids (None: the old unsalted ids)."""
-        self.db = Database(pool)
+        self.db = Database(pool, wait_s)
         self.chats = PgChats(self.db)
         self.completions = PgCompletions(self.db)
         self.jobs = PgJobs(self.db)
         self.keys = PgKeys(self.db)
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:
+    async def open(cls, url: str, *, pool_size: int = POOL_SIZE, wait_s: float) -> PostgresStore:
         """Connect, migrate the schema to the newest version, and open the pool.
+
+        An operation waits at most `wait_s` for a pooled connection or a lock
+        (then StoreBusy or StoreUnavailable, see ``Database.connection``).
 
         Raises DatabaseUnavailable naming the (redacted) URL when the database
         cannot be reached or migrated, or when psycopg's libpq cannot pipeline.
@@ -60,8 +77,10 @@ class PostgresStore:
             )
         settings: dict[str, Any] = {
             "autocommit": True,  # transactions are explicit (Database.transaction)
-            # An acknowledged write must survive a crash of the database server too.
-            "options": "-c synchronous_commit=on",
+            # An acknowledged write must survive a crash of the database server too; a
+            # lock held elsewhere (an operator's LOCK TABLE) fails the call in wait_s.
+            "options": f"-c synchronous_commit=on -c lock_timeout={round(wait_s * 1000)}",
+            "connect_timeout": CONNECT_TIMEOUT_S,
         }
         try:
             conn = await psycopg.AsyncConnection.connect(
@@ -69,7 +88,7 @@ class PostgresStore:
             )
         except psycopg.Error as error:
             raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {redact(url)}: {_reason(error)}"
+                f"cannot connect to PostgreSQL at {redact(url)}: {reason(error)}"
             ) from None
         try:
             async with conn:
@@ -78,7 +97,7 @@ class PostgresStore:
                 meta = {str(key): str(value) for key, value in await cursor.fetchall()}
         except psycopg.Error as error:
             raise DatabaseUnavailable(
-                f"cannot migrate the schema of {redact(url)}: {_reason(error)}"
+                f"cannot migrate the schema of {redact(url)}: {reason(error)}"
             ) from None
         pool: Pool = AsyncConnectionPool(
             url,
@@ -86,7 +105,8 @@ class PostgresStore:
             max_size=pool_size,
             kwargs=settings,
             open=False,
-            timeout=30.0,
+            timeout=wait_s,
+            reconnect_timeout=RECONNECT_S,
             name="apex-grpc-store",
         )
         try:
@@ -94,17 +114,35 @@ class PostgresStore:
         except PoolTimeout:
             await pool.close()
             raise DatabaseUnavailable(f"cannot open a pool to {redact(url)}") from None
-        return cls(pool, url, version, user_id_secret(meta))
+        return cls(pool, url, version, user_id_secret(meta), wait_s=wait_s)
+
+    async def ping(self, timeout_s: float) -> None:
+        """Raise StoreUnavailable unless PostgreSQL answers ``SELECT 1`` within `timeout_s`.
+
+        On a connection of its own, not the pool's: a pool whose connections
+        are all busy is not a database that is down.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                if self._probe is None or self._probe.closed:
+                    self._probe = await psycopg.AsyncConnection.connect(
+                        self._url, autocommit=True, connect_timeout=max(1, round(timeout_s))
+                    )
+                await self._probe.execute("SELECT 1")
+        except (psycopg.Error, TimeoutError) as error:
+            await self._close_probe()
+            why = "no answer" if isinstance(error, TimeoutError) else reason(error)
+            raise StoreUnavailable(f"PostgreSQL at {self.url}: {why}") from None
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        await self._close_probe()
         await self.db.pool.close()
 
-
-def _reason(error: psycopg.Error) -> str:
-    """The first line of the driver's message, with any password removed."""
-    text = str(error).strip().splitlines()
-    return redact(text[0]) if text else type(error).__name__
+    async def _close_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await probe.close()
 
 
 __all__ = ["DatabaseUnavailable", "PostgresStore"]
