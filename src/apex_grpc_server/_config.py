@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apex_grpc_server import _database
+from apex_grpc_server._store import DEFAULT_WAIT_S
+from apex_grpc_server._store.url import DatabaseTarget, check_driver, parse
 
 ENGINES = ("local", "openai", "echo")
 """The chat engines ``--engine`` accepts."""
@@ -16,9 +17,6 @@ MiB = 1024 * 1024
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_DRAIN_DELAY_S = 3.0
-DEFAULT_STORE_WAIT_S = 2.0
-"""A call refused by a busy or unreachable database hears so in seconds (UNAVAILABLE or
-RESOURCE_EXHAUSTED, which clients retry), and a restart of PostgreSQL fits in one wait."""
 
 
 DATA_DIR_ENV = "APEX_GRPC_DATA_DIR"
@@ -104,7 +102,7 @@ class ServerConfig:
     # The longest a call waits for the database (PostgreSQL: a pooled connection,
     # or a lock another session holds); then it is answered UNAVAILABLE (the
     # database cannot be reached) or RESOURCE_EXHAUSTED with a retry hint (busy).
-    store_wait_s: float = DEFAULT_STORE_WAIT_S
+    store_wait_s: float = DEFAULT_WAIT_S
     # Build the offline default corpus into an empty search index at start.
     default_corpus: bool = True
     # Deep-research jobs running at the same time; more wait as "pending".
@@ -137,9 +135,21 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    # Resolved once from database_url and data_dir when the config is made: where the
+    # store is (``describe()`` is the log line's form, password redacted). None when
+    # database_url cannot be parsed; ``validate()`` then raises the reason.
+    database: DatabaseTarget | None = field(init=False, repr=False, compare=False)
+    _database_error: str | None = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        try:
+            target, error = parse(self.database_url, self.data_dir), None
+        except ValueError as reason:
+            target, error = None, str(reason)
+        object.__setattr__(self, "database", target)
+        object.__setattr__(self, "_database_error", error)
         if self.test_knobs is None:
             object.__setattr__(self, "test_knobs", self.engine == "echo")
 
@@ -205,8 +215,9 @@ class ServerConfig:
 
 
 def _check_database(config: ServerConfig) -> None:
-    target = _database.parse(config.database_url, config.data_dir)
-    _database.check_driver(target)
+    if config.database is None:
+        raise ValueError(config._database_error)
+    check_driver(config.database)
     if not 0 < config.job_renew_interval < config.job_lease_s:
         raise ValueError(
             f"job_renew_s: must be above 0 and below job_lease_s ({config.job_lease_s}),"

@@ -1,21 +1,19 @@
 """Chats, stored completions and deep-research jobs: one interface, two backends.
 
-``await open_store(database_url, data_dir)`` returns a ``Storage``
-(``_store._interface``): SQLite in one file (the embedded default, one
-server) or PostgreSQL (``postgresql://...``, shared by a fleet of replicas).
-Its tables are attributes: ``store.chats`` (chats and the completions in
-them), ``store.completions`` (completions by id) and ``store.jobs``
-(deep-research jobs and their leases); every operation is awaited.
+``await open_store(config.database)`` (the target ``ServerConfig`` parsed once
+from its ``database_url``, see ``url.py``) returns a ``Storage``
+(``interface.py``): SQLite in one file (the embedded default, one server,
+``sqlite/``) or PostgreSQL (``postgresql://...``, shared by a fleet of replicas,
+``postgres/``). Both open the same way (``await SqliteStore.open(path)``,
+``await PostgresStore.open(url)``) and name their tables alike (``SqliteChats`` /
+``PostgresChats``, ...). Its tables are attributes: ``store.chats`` (chats and
+the completions in them), ``store.completions`` (completions by id) and
+``store.jobs`` (deep-research jobs and their leases); every operation is awaited.
 """
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-from apex_grpc_server import _database
-from apex_grpc_server._config import DEFAULT_STORE_WAIT_S
-from apex_grpc_server._store._interface import (
+from apex_grpc_server._store.interface import (
     ChatStore,
     CompletionStore,
     ConnectionLost,
@@ -24,7 +22,7 @@ from apex_grpc_server._store._interface import (
     StoreBusy,
     StoreUnavailable,
 )
-from apex_grpc_server._store._rows import (
+from apex_grpc_server._store.rows import (
     DEEP_RESEARCH_KEY,
     SCHEMA_VERSION,
     ChatRow,
@@ -35,22 +33,25 @@ from apex_grpc_server._store._rows import (
     NewCompletion,
     default_title,
 )
-from apex_grpc_server._store.sqlite import SqliteStore
+from apex_grpc_server._store.url import DatabaseTarget
+
+DEFAULT_WAIT_S = 2.0
+"""``ServerConfig.store_wait_s``'s default: a call refused by a busy or unreachable database
+hears so in seconds (UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry hint; clients retry
+both), and a restart of PostgreSQL (well under a second) fits in one wait."""
 
 
-async def open_store(
-    database_url: str | None, data_dir: Path, *, wait_s: float = DEFAULT_STORE_WAIT_S
-) -> Storage:
-    """Open (and migrate) the database ``database_url`` names; None: SQLite in ``data_dir``.
+async def open_store(target: DatabaseTarget, *, wait_s: float = DEFAULT_WAIT_S) -> Storage:
+    """Open (and migrate) the database ``target`` names (``ServerConfig.database``).
 
     `wait_s`: the longest a PostgreSQL operation waits for a pooled connection or a lock.
     """
-    target = _database.parse(database_url, data_dir)
     if target.kind == "sqlite":
+        from apex_grpc_server._store.sqlite.store import SqliteStore
+
         assert target.path is not None
-        return await asyncio.to_thread(SqliteStore, target.path)
-    _database.check_driver(target)
-    from apex_grpc_server._store.postgres import PostgresStore
+        return await SqliteStore.open(target.path)
+    from apex_grpc_server._store.postgres.store import PostgresStore
 
     assert target.url is not None
     return await PostgresStore.open(target.url, wait_s=wait_s)
@@ -69,7 +70,6 @@ __all__ = [
     "JobStore",
     "Listings",
     "NewCompletion",
-    "SqliteStore",
     "Storage",
     "StoreBusy",
     "StoreUnavailable",
