@@ -163,7 +163,7 @@ class ApexServer:
         if self._health is not None:
             await _set_serving(self._health, serving=True)
         assert self._monitor is not None
-        self._monitor.start(self._health)
+        await self._monitor.start(self._health)
         metrics_port = self._metrics_port
         self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
         if config.allow_any_key:

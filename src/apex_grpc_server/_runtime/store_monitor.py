@@ -47,9 +47,10 @@ class StoreMonitor:
         """Whether the last ping was answered (None before the first)."""
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, health: Any) -> None:
-        """Start pinging (the first ping at once), reporting to `health` too (None: not)."""
+    async def start(self, health: Any) -> None:
+        """Report the store up (it has just opened) and start pinging; to `health` too (or None)."""
         self.health = health
+        await self._report(up=True)
         self._task = asyncio.create_task(self._run(), name="apex-grpc-store-monitor")
 
     async def close(self) -> None:
@@ -62,6 +63,7 @@ class StoreMonitor:
 
     async def _run(self) -> None:
         while True:
+            await asyncio.sleep(self.every_s)
             try:
                 await self.store.ping(self.timeout_s)
             except StoreUnavailable as error:
@@ -71,9 +73,7 @@ class StoreMonitor:
             else:
                 if self.up is False:
                     logger.warning("the database answers again")
-                if self.up is not True:
                     await self._report(up=True)
-            await asyncio.sleep(self.every_s)
 
     async def _report(self, *, up: bool) -> None:
         self.up = up
