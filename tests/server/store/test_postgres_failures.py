@@ -7,6 +7,7 @@ server chose is seen). Skipped where PostgreSQL is not installed; failing on CI.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import urllib.request
@@ -183,3 +184,70 @@ def stub_ok(target: str, auth: Any) -> bool:
             pb.GetChatSessionsRequest(), metadata=auth, timeout=10
         )
     return True
+
+
+def terminate_waiting(url: str, statement: str, within_s: float = 10.0) -> int:
+    """Terminate the backends whose `statement` (a LIKE pattern) waits for a lock, once one does."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                " AND query LIKE %s",
+                (statement,),
+            ).fetchone()
+            if row and row[0]:
+                return int(row[0])
+            time.sleep(0.02)
+    raise AssertionError("no call waited for the lock")
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"), [(None, grpc.StatusCode.UNAVAILABLE), ("key-1", grpc.StatusCode.OK)]
+)
+def test_a_connection_lost_mid_call_is_run_again_unless_an_unkeyed_write(
+    start_server: Any, postgres_url: str, auth: Any, key: str | None, expected: grpc.StatusCode
+) -> None:
+    import psycopg
+
+    server = start_server(database_url=postgres_url, store_wait_s=5.0)
+    metadata = (*auth, ("idempotency-key", key)) if key else auth
+    with psycopg.connect(postgres_url) as locker, grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ApexServiceStub(channel)
+        locker.execute("LOCK TABLE chats IN ACCESS EXCLUSIVE MODE")
+        read = stub.GetChatSessions.future(pb.GetChatSessionsRequest(), metadata=auth)
+        assert terminate_waiting(postgres_url, "SELECT%") == 1
+        request = pb.CreateChatAndCompletionRequest(user_prompt="once")
+        write = stub.CreateChatAndCompletion.future(request, metadata=metadata)
+        assert terminate_waiting(postgres_url, "%INSERT%") == 1
+        locker.rollback()
+        assert read.result(timeout=10).chat_sessions == []  # the read ran again
+        if expected == grpc.StatusCode.OK:
+            write.result(timeout=10)
+        else:
+            assert write.exception(timeout=10).code() == expected
+            assert "idempotency-key" in write.exception().details()
+        sessions = stub.GetChatSessions(pb.GetChatSessionsRequest(), metadata=auth)
+    assert len(sessions.chat_sessions) == (1 if key else 0)
+
+
+async def test_connections_the_database_hung_up_on_are_replaced_before_use(
+    own_postgres: Any, own_url: str, tmp_path: Any
+) -> None:
+    from apex_grpc_server._store.postgres.store import PostgresStore
+
+    store = await PostgresStore.open(own_url, pool_size=3, wait_s=WAIT_S)
+    try:
+        await store.db.pool.open(wait=True)
+        async with store.db.read() as a, store.db.read() as b, store.db.read() as c:
+            for cursor in (a, b, c):  # three connections made, then back in the pool
+                await cursor.execute("SELECT 1")
+        own_postgres.restart()
+        await asyncio.sleep(0.2)  # the servers' goodbyes reach the idle connections
+        for _ in range(3):  # none of them is lent out: the pool opens new ones
+            assert await store.chats.of_user("someone", "") == []
+    finally:
+        await store.close()
