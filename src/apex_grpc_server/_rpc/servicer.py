@@ -316,7 +316,9 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         self, request: pb.UpdateCompletionAttributesRequest, call: CallContext
     ) -> pb.UpdateCompletionAttributesResponse:
         completion_id = validate.identifier("completion_id", request.completion_id)
-        text = request.completion_text if request.HasField("completion_text") else None
+        text = None
+        if request.HasField("completion_text"):
+            text = validate.text("completion_text", request.completion_text)
         prompt = None
         if request.HasField("user_prompt_text"):
             prompt = validate.prompt("user_prompt_text", request.user_prompt_text)

@@ -14,6 +14,7 @@ the completions in them), ``store.completions`` (completions by id) and
 from __future__ import annotations
 
 from apex_grpc_server._store.interface import (
+    DEFAULT_WAIT_S,
     ChatStore,
     CompletionStore,
     ConnectionLost,
@@ -35,11 +36,6 @@ from apex_grpc_server._store.rows import (
 )
 from apex_grpc_server._store.url import DatabaseTarget
 
-DEFAULT_WAIT_S = 2.0
-"""``ServerConfig.store_wait_s``'s default: a call refused by a busy or unreachable database
-hears so in seconds (UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry hint; clients retry
-both), and a restart of PostgreSQL (well under a second) fits in one wait."""
-
 
 async def open_store(target: DatabaseTarget, *, wait_s: float = DEFAULT_WAIT_S) -> Storage:
     """Open (and migrate) the database ``target`` names (``ServerConfig.database``).
@@ -59,6 +55,7 @@ async def open_store(target: DatabaseTarget, *, wait_s: float = DEFAULT_WAIT_S) 
 
 __all__ = [
     "DEEP_RESEARCH_KEY",
+    "DEFAULT_WAIT_S",
     "SCHEMA_VERSION",
     "ChatRow",
     "ChatStore",

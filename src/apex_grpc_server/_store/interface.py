@@ -26,6 +26,11 @@ from apex_grpc_server._store.rows import (
     NewCompletion,
 )
 
+DEFAULT_WAIT_S = 2.0
+"""``ServerConfig.store_wait_s``'s default: a call refused by a busy or unreachable database
+hears so in seconds (UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry hint; clients retry
+both), and a restart of PostgreSQL (well under a second) fits in one wait."""
+
 
 class StoreUnavailable(Exception):
     """The database cannot be reached now; the operation did nothing, and a retry may succeed.

@@ -1,4 +1,10 @@
-"""Request validation: every check raises INVALID_ARGUMENT with a message naming the field."""
+"""Request validation: every check raises INVALID_ARGUMENT with a message naming the field.
+
+Text a store may keep (prompts, messages, titles, chat and completion types,
+completion edits, ids and filters) must not hold NUL (``\\x00``): PostgreSQL's
+text cannot, and both stores refuse it alike rather than keep it in one and fail
+in the other (docs/server.md).
+"""
 
 from __future__ import annotations
 
@@ -72,6 +78,7 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
             )
         if not message.content:
             raise invalid_argument(f"messages[{index}].content: must not be empty")
+        _no_nul(f"messages[{index}].content", message.content)
         messages.append(Message(message.role, message.content))
     _uids(request.uids)
     for name in ("task", "model", "inference_mode"):
@@ -146,6 +153,7 @@ def identifier(field: str, value: str) -> str:
     if not value:
         raise invalid_argument(f"{field}: must not be empty")
     _max_chars(field, value, MAX_ID_CHARS)
+    _no_nul(field, value)
     return value
 
 
@@ -164,12 +172,19 @@ def prompt(field: str, value: str) -> str:
     """A required prompt text."""
     if not value.strip():
         raise invalid_argument(f"{field}: must not be empty")
+    return text(field, value)
+
+
+def text(field: str, value: str) -> str:
+    """A text to store as it is (a completion's text may be empty): no NUL in it."""
+    _no_nul(field, value)
     return value
 
 
 def name(field: str, value: str, default: str) -> str:
     """A short optional name such as chat_type or completion_type."""
     _max_chars(field, value, MAX_NAME_CHARS)
+    _no_nul(field, value)
     return value or default
 
 
@@ -178,6 +193,7 @@ def title(field: str, value: str) -> str:
     if not value.strip():
         raise invalid_argument(f"{field}: must not be empty")
     _max_chars(field, value, MAX_TITLE_CHARS)
+    _no_nul(field, value)
     return value
 
 
@@ -186,6 +202,7 @@ def search_term(value: str) -> str:
     if not value.strip():
         raise invalid_argument("search_term: must not be empty")
     _max_chars("search_term", value, MAX_QUERY_CHARS)
+    _no_nul("search_term", value)
     return value
 
 
@@ -211,3 +228,11 @@ def _float_in_range(field: str, value: float, low: float, high: float) -> float:
 def _max_chars(field: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise invalid_argument(f"{field}: must be at most {limit} characters, got {len(value)}")
+
+
+def _no_nul(field: str, value: str) -> None:
+    at = value.find("\x00")
+    if at >= 0:
+        raise invalid_argument(
+            f"{field}: must not contain NUL characters (\\x00), found one at index {at}"
+        )

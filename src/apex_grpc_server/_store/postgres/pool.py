@@ -19,6 +19,10 @@ Connection = AsyncConnection[tuple[Any, ...]]
 Pool = AsyncConnectionPool[Connection]
 Cursor = AsyncCursor[tuple[Any, ...]]
 
+RECONNECT_S = 2.0
+"""How long the pool retries (1 s apart) to replace a connection before it gives up on it:
+a later call asks for a new one at once, so the pool heals within about a second of the
+database coming back, not after the driver's growing backoff (up to minutes)."""
 BUSY_PUSHBACK_MS = 500
 """When a caller refused for want of a free connection (or lock) is told to retry."""
 
@@ -56,26 +60,42 @@ class Database:
     a read, or for a write that is one statement.
     """
 
-    def __init__(self, pool: Pool, wait_s: float) -> None:
-        self.pool = pool
+    def __init__(
+        self, conninfo: str, settings: dict[str, Any], *, size: int, wait_s: float
+    ) -> None:
+        self.pool: Pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=size,
+            kwargs=settings,
+            open=False,
+            timeout=wait_s,
+            reconnect_timeout=RECONNECT_S,
+            configure=self._connected,
+            name="apex-grpc-store",
+        )
         self.wait_s = wait_s
         """The longest an operation waits for a pooled connection (and, in PostgreSQL, a lock)."""
-        self.in_use = 0
-        """Connections lent out now: all of the pool's are when a wait for one times out busy."""
+        self._failed_connects = 0
+        """The pool's failed connection attempts as its last new connection was made."""
+
+    async def _connected(self, conn: Connection) -> None:
+        """The pool made a new connection: the attempts that failed before it are behind us."""
+        self._failed_connects = self.pool.get_stats().get("connections_errors", 0)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection known not to have been hung up on, the driver's errors typed.
 
-        Waits at most ``wait_s`` for one: StoreBusy when every connection of the
-        pool is lent out, StoreUnavailable when the pool cannot open one (the
-        database is down or unreachable). A connection the server hung up on
-        while it sat in the pool (a restart of PostgreSQL ends every session)
-        is replaced before use. ConnectionLost when the connection breaks
-        during the block; StoreBusy when a lock was not granted in ``wait_s``.
+        Waits at most ``wait_s`` for one: StoreUnavailable when the pool's
+        attempts to connect failed meanwhile (the database is down or
+        unreachable), else StoreBusy (every connection stayed lent out). A
+        connection the server hung up on while it sat in the pool (a restart
+        of PostgreSQL ends every session) is replaced before use.
+        ConnectionLost when the connection breaks during the block; StoreBusy
+        when a lock was not granted in ``wait_s``.
         """
         conn = await self._checkout()
-        self.in_use += 1
         try:
             async with conn:  # as pool.connection(): roll back on error
                 yield conn
@@ -89,7 +109,6 @@ class Database:
                 raise
             raise ConnectionLost(f"the database connection was lost ({reason(error)})") from None
         finally:
-            self.in_use -= 1
             await self.pool.putconn(conn)
 
     async def _checkout(self) -> Connection:
@@ -98,14 +117,15 @@ class Database:
             try:
                 conn = await self.pool.getconn(max(deadline - time.monotonic(), 0.001))
             except PoolTimeout:
-                if self.in_use >= self.pool.max_size:
-                    raise StoreBusy(
-                        f"the database: all {self.pool.max_size} connections of this server"
-                        f" stayed busy for {self.wait_s:g} s",
-                        BUSY_PUSHBACK_MS,
+                # Busy, unless the pool's attempts to connect have failed since it last made one.
+                if self.pool.get_stats().get("connections_errors", 0) > self._failed_connects:
+                    raise StoreUnavailable(
+                        f"the database cannot be reached (no connection within {self.wait_s:g} s)"
                     ) from None
-                raise StoreUnavailable(
-                    f"the database cannot be reached (no connection within {self.wait_s:g} s)"
+                raise StoreBusy(
+                    f"the database: all {self.pool.max_size} connections of this server"
+                    f" stayed busy for {self.wait_s:g} s",
+                    BUSY_PUSHBACK_MS,
                 ) from None
             if not _hung_up(conn):
                 return conn

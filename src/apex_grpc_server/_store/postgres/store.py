@@ -13,23 +13,19 @@ import asyncio
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
-from apex_grpc_server._store.interface import StoreUnavailable
+from apex_grpc_server._store.interface import DEFAULT_WAIT_S, StoreUnavailable
 from apex_grpc_server._store.postgres.chats import PostgresChats, PostgresCompletions
 from apex_grpc_server._store.postgres.idempotency_keys import PostgresKeys
 from apex_grpc_server._store.postgres.jobs import PostgresJobs
-from apex_grpc_server._store.postgres.pool import Database, Pool, reason
+from apex_grpc_server._store.postgres.pool import Database, reason
 from apex_grpc_server._store.postgres.schema import migrate
 from apex_grpc_server._store.rows import SELECT_USER_IDS, user_id_secret
 from apex_grpc_server._store.url import redact
 
 CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 10
-RECONNECT_S = 2.0
-"""How long the pool retries (1 s apart) to replace a connection before it gives up on it:
-a later call asks for a new one at once, so the pool heals within about a second of the
-database coming back, not after the driver's growing backoff (up to minutes)."""
 
 
 class DatabaseUnavailable(OSError):
@@ -40,13 +36,7 @@ class PostgresStore:
     """The server's database in PostgreSQL; open with ``await PostgresStore.open(url)``."""
 
     def __init__(
-        self,
-        pool: Pool,
-        url: str,
-        schema_version: int,
-        user_id_secret: bytes | None,
-        *,
-        wait_s: float,
+        self, db: Database, url: str, schema_version: int, user_id_secret: bytes | None
     ) -> None:
         self._url = url  # for ping's own connection; never shown (self.url is redacted)
         self._probe: psycopg.AsyncConnection[Any] | None = None
@@ -54,14 +44,16 @@ class PostgresStore:
         self.schema_version = schema_version
         self.user_id_secret = user_id_secret
         """The secret of this database's user ids (None: the old unsalted ids)."""
-        self.db = Database(pool, wait_s)
+        self.db = db
         self.chats = PostgresChats(self.db)
         self.completions = PostgresCompletions(self.db)
         self.jobs = PostgresJobs(self.db)
         self.keys = PostgresKeys(self.db)
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = POOL_SIZE, wait_s: float) -> PostgresStore:
+    async def open(
+        cls, url: str, *, pool_size: int = POOL_SIZE, wait_s: float = DEFAULT_WAIT_S
+    ) -> PostgresStore:
         """Connect, migrate the schema to the newest version, and open the pool.
 
         An operation waits at most `wait_s` for a pooled connection or a lock
@@ -99,22 +91,13 @@ class PostgresStore:
             raise DatabaseUnavailable(
                 f"cannot migrate the schema of {redact(url)}: {reason(error)}"
             ) from None
-        pool: Pool = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            kwargs=settings,
-            open=False,
-            timeout=wait_s,
-            reconnect_timeout=RECONNECT_S,
-            name="apex-grpc-store",
-        )
+        db = Database(url, settings, size=pool_size, wait_s=wait_s)
         try:
-            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            await db.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except PoolTimeout:
-            await pool.close()
+            await db.pool.close()
             raise DatabaseUnavailable(f"cannot open a pool to {redact(url)}") from None
-        return cls(pool, url, version, user_id_secret(meta), wait_s=wait_s)
+        return cls(db, url, version, user_id_secret(meta))
 
     async def ping(self, timeout_s: float) -> None:
         """Raise StoreUnavailable unless PostgreSQL answers ``SELECT 1`` within `timeout_s`.
