@@ -27,6 +27,7 @@ from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
+from apex_grpc_server._runtime.shutdown import EXIT_MARGIN_S, exit_watchdog, turn_away_new_calls
 from apex_grpc_server._runtime.store_monitor import StoreMonitor
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
@@ -240,9 +241,10 @@ class ApexServer:
            everything, so calls already on their way are answered, not dropped.
         3. Then new calls are answered UNAVAILABLE without being started (a client
            retries them on another replica), until none arrived for a moment.
-        4. Then the server stops accepting (GOAWAY) and calls in flight get ``grace``
-           seconds (default: the config's); it stops as soon as they are done (health
-           watches, which never end by themselves, are ended first).
+        4. Then the server stops accepting (GOAWAY) and calls in flight get what is left
+           of ``grace`` seconds (default: the config's; step 3 spends at most half of
+           it); it stops as soon as they are done (health watches, which never end by
+           themselves, are ended first).
         """
         if self._server is None and self._lock is None:
             return  # stopped already
@@ -256,7 +258,7 @@ class ApexServer:
                 logger.info("draining: NOT_SERVING, still serving for %.1f s", drain_delay)
                 await asyncio.sleep(drain_delay)
             if grace > 0:  # stop(0) stops at once: calls in flight are cancelled anyway
-                await _turn_away_new_calls(self._policy)
+                grace -= await turn_away_new_calls(self._policy, grace)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
             await self._server.stop(grace)
@@ -290,30 +292,6 @@ class ApexServer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-SETTLE_S = 0.2
-"""How long no new call may arrive before a stopping server closes its connections (long
-enough for a server starved of CPU to have taken in what reached it)."""
-SETTLE_MAX_S = 2.0
-"""The longest a stopping server keeps answering new calls UNAVAILABLE before it closes."""
-
-
-async def _turn_away_new_calls(policy: CallPolicy) -> None:
-    """Answer new calls UNAVAILABLE (unstarted) until none has arrived for SETTLE_S.
-
-    grpc's server cancels the calls it has received but not yet handed to a
-    handler when it stops (the client sees CANCELLED, which it cannot safely
-    retry). While calls still arrive, they are taken in and turned away with a
-    retryable status instead; only then are the connections closed.
-    """
-    policy.accepting = False
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + SETTLE_MAX_S
-    seen = -1
-    while policy.turned_away != seen and loop.time() < give_up:
-        seen = policy.turned_away
-        await asyncio.sleep(SETTLE_S)
 
 
 def _read_pair(key: str, cert: str) -> tuple[bytes, bytes]:
@@ -362,13 +340,16 @@ async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | N
 
     SIGTERM (what Kubernetes and process managers send) drains first
     (`ApexServer.stop`); SIGINT (Ctrl-C at a terminal) skips the drain delay.
-    ``ready`` is called once the server is serving, with where it listens.
+    ``ready`` is called once the server is serving, with where it listens. A
+    stop still running drain + grace + EXIT_MARGIN_S after the signal ends the
+    process (`shutdown.exit_watchdog`): the time the docs tell Kubernetes to allow.
     """
     server = ApexServer(config)
     info = await server.start()
     received: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     installed = []
+    watchdog = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(signum, received.put_nowait, signum)
@@ -386,6 +367,7 @@ async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | N
             drain,
             config.grace_period_s,
         )
+        watchdog = exit_watchdog(drain + config.grace_period_s + EXIT_MARGIN_S)
         stopping = asyncio.ensure_future(server.stop(drain_delay=drain))
         second = asyncio.ensure_future(received.get())
         await asyncio.wait([stopping, second], return_when=asyncio.FIRST_COMPLETED)
@@ -399,6 +381,8 @@ async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | N
         for signum in installed:
             loop.remove_signal_handler(signum)
         await server.stop(0, drain_delay=0)  # after an error or a second signal: at once
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 class RunningServer:
