@@ -1,0 +1,68 @@
+"""The HTTP face's ASGI server and its lifecycle inside the gRPC server's start and stop.
+
+Hypercorn serves the application on the server's own event loop (one process,
+one loop, the same servicer): HTTP/1.1 (what ``fetch`` streams over) and HTTP/2
+cleartext, both by prior knowledge and by upgrade. Its socket comes bound
+from `bind_http`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from apex_grpc_server._config import ServerConfig
+from apex_grpc_server._http.app import ApexConnectApp
+from apex_grpc_server._http.cors import Cors
+from apex_grpc_server._routes import ApexRoutes
+
+logger = logging.getLogger("apex_grpc_server.http")
+
+MAX_CONCURRENT_STREAMS = 1000
+"""HTTP/2 streams per connection (hypercorn's default, 100, would queue a busy browser's)."""
+
+
+class HttpFace:
+    """The running HTTP face: serves `routes` on `sock` until `stop`."""
+
+    def __init__(self, config: ServerConfig, routes: ApexRoutes, sock: socket.socket) -> None:
+        self.port: int = sock.getsockname()[1]
+        app = ApexConnectApp(routes, max_message_bytes=config.max_message_bytes)
+        self._app = Cors(app, config.cors_origins)
+        self._config = Config()
+        self._config.bind = [f"fd://{sock.detach()}"]
+        self._config.errorlog = logger
+        self._config.accesslog = None
+        self._config.h2_max_concurrent_streams = MAX_CONCURRENT_STREAMS
+        self._config.graceful_timeout = config.grace_period_s
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving (returns at once; the listening socket is already bound)."""
+        self._task = asyncio.ensure_future(
+            serve(self._app, self._config, shutdown_trigger=self._stopping.wait, mode="asgi")  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0)
+        logger.info(
+            "serving apex.v1.ApexService over HTTP (Connect, gRPC-Web) on port %d", self.port
+        )
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; calls in flight get `grace` seconds, then the connections close."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._config.graceful_timeout = grace
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace + 1)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
