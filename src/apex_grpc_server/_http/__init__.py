@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
     from apex_grpc_server._http.server import HttpFace
-    from apex_grpc_server._routes import ApexRoutes
+    from apex_grpc_server._rpc.routes import ApexRoutes
 
 __all__ = ["HttpFace", "bind_http", "start_http"]
 

@@ -3,15 +3,15 @@
 connectrpc (the Connect project's Python runtime) speaks the protocols: the
 Connect protocol (JSON and binary, unary and server streaming, HTTP/1.1 and
 HTTP/2), gRPC-Web and gRPC. Behind it, each RPC is the very handler the gRPC
-server routes to (`_routes.ApexRoutes`): the servicer's method wrapped by
-`_calls`, given an `HttpCallContext` instead of grpc's context. So API keys,
+server routes to (`_rpc.routes.ApexRoutes`): the servicer's method wrapped by
+`_rpc.call_scope`, given an `HttpCallContext` instead of grpc's context. So API keys,
 validation, reply limits, idempotency, the queue and its pushback, the store,
 engines, metrics, logging and drain are one code path for both faces.
 
 As on the gRPC face, a call is admitted (its key checked, or turned away while
 the server drains) from its headers alone, before its body is read: the
 admission runs as a connectrpc metadata interceptor. The body reaches the
-handler unparsed (binary) or as a `JsonBody`, and `_calls.parse` reads it inside
+handler unparsed (binary) or as a `JsonBody`, and `_rpc.call_scope.parse` reads it inside
 the call's scope, so a malformed body is the caller's INVALID_ARGUMENT, logged
 and counted like any other outcome.
 """
@@ -28,9 +28,9 @@ from connectrpc.server import ConnectASGIApplication, Endpoint
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from apex_grpc_server._calls import SERVICE, CallPolicy, JsonBody, refuse
 from apex_grpc_server._http.context import HttpCallContext
-from apex_grpc_server._routes import ApexRoutes
+from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy, JsonBody, refuse
+from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._status import RpcAbort
 
 _CALL: ContextVar[HttpCallContext] = ContextVar("apex_http_call")
@@ -49,7 +49,7 @@ class BinaryCodec:
         return message.SerializeToString()
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> bytes:
-        """The request's bytes, unparsed (`_calls.parse` reads them, as on the gRPC face)."""
+        """The request's bytes, unparsed (parsed by `call_scope.parse`, as over gRPC)."""
         return bytes(data)
 
 
@@ -65,7 +65,7 @@ class JsonCodec:
         return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> JsonBody:
-        """The request's JSON, unparsed (`_calls.parse` reads it inside the call's scope)."""
+        """The request's JSON, unparsed (parsed by `call_scope.parse`, in the call)."""
         return JsonBody(data)
 
 
@@ -74,7 +74,7 @@ class Admission:
 
     Runs before connectrpc reads the body: a call without a valid key (or any
     call once the server drains) ends here, logged and counted by the same
-    `_calls.refuse` as a refused gRPC call.
+    `_rpc.call_scope.refuse` as a refused gRPC call.
     """
 
     def __init__(self, policy: CallPolicy) -> None:

@@ -1,6 +1,6 @@
-"""The HTTP face's call context: what the gRPC plumbing (`_calls`) asks of a call, over HTTP.
+"""The HTTP face's call context: what the per-call plumbing asks of a call, answered over HTTP.
 
-The servicer's methods and `_calls` read metadata, send headers, set trailers
+The servicer and `_rpc.call_scope` read metadata, send headers, set trailers
 and abort through a grpc.aio ``ServicerContext``. `HttpCallContext` answers the
 same questions from a Connect request (`connectrpc.request.RequestContext`), so
 an HTTP call runs through exactly the code a gRPC call runs through: metadata
@@ -56,7 +56,7 @@ def _metadata_value(key: str, value: str) -> str | bytes:
 
 
 class HttpCallContext:
-    """A Connect request as the plumbing's call context (`_calls.Context`).
+    """A Connect request as the plumbing's call context (`_rpc.call_scope.Context`).
 
     ``user_id`` is the admitted caller (set by the admission interceptor before
     the body is read).

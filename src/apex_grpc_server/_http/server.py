@@ -19,7 +19,7 @@ from hypercorn.config import Config
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._http.app import ApexConnectApp
 from apex_grpc_server._http.cors import Cors
-from apex_grpc_server._routes import ApexRoutes
+from apex_grpc_server._rpc.routes import ApexRoutes
 
 logger = logging.getLogger("apex_grpc_server.http")
 
