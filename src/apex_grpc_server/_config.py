@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,11 @@ def _check_http(config: ServerConfig) -> None:
         raise ValueError(f"http_port: must be in [0, 65535], got {config.http_port}")
     if config.http_port is not None and config.unix_socket:
         raise ValueError("http_port: the HTTP face listens on host, not beside a unix socket")
+    missing = [m for m in ("connectrpc", "hypercorn") if importlib.util.find_spec(m) is None]
+    if config.http_port is not None and missing:
+        raise ValueError(
+            f"http_port: the HTTP face needs {' and '.join(missing)}: pip install 'apex-grpc[http]'"
+        )
     if config.cors_origins and config.http_port is None:
         raise ValueError("cors_origins: set http_port too (CORS is for the HTTP face)")
     for origin in config.cors_origins:

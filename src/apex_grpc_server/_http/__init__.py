@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from apex_grpc_server._http.server import HttpFace
     from apex_grpc_server._rpc.routes import ApexRoutes
 
-__all__ = ["HttpFace", "bind_http", "start_http"]
+__all__ = ["bind_http", "start_http"]
 
 BACKLOG = 1024
 
@@ -57,10 +57,3 @@ async def start_http(
     await face.start()
     return face
 
-
-def __getattr__(name: str) -> object:
-    if name == "HttpFace":
-        from apex_grpc_server._http.server import HttpFace
-
-        return HttpFace
-    raise AttributeError(name)

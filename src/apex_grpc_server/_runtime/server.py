@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from apex_grpc_server._chat.completions import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._engines import ChatEngine, create_engine
-from apex_grpc_server._http import HttpFace, bind_http, start_http
+from apex_grpc_server._http import bind_http, start_http
 from apex_grpc_server._metrics import create_metrics
 from apex_grpc_server._metrics.recorder import Metrics
 from apex_grpc_server._research.jobs import ResearchJobs
@@ -33,6 +33,9 @@ from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
 from apex_grpc_server._store import Storage, open_store
 from apex_grpc_server._store import url as _database
+
+if TYPE_CHECKING:  # the HTTP face is loaded only with http_port
+    from apex_grpc_server._http.server import HttpFace
 
 logger = logging.getLogger("apex_grpc_server")
 

@@ -80,3 +80,19 @@ def test_the_env_port_serves_http_and_sigterm_drains_a_stream_in_flight(tmp_path
     # The HTTP call went through the same plumbing as a gRPC call: the same log line.
     assert "/apex.v1.ApexService/ChatCompletionStream OK" in stderr
     assert "server stopped" in stderr
+
+
+def test_without_http_port_the_server_loads_no_http_library(tmp_path: Path) -> None:
+    script = f"""
+import sys
+from apex_grpc_server import ServerConfig, run_server
+config = ServerConfig(port=0, engine="echo", api_keys=frozenset({{"k"}}),
+                      data_dir={str(tmp_path)!r}, default_corpus=False)
+with run_server(config) as server:
+    assert server.http_port is None
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("connectrpc", "hypercorn", "h2", "h11")))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
