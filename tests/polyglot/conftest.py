@@ -87,6 +87,7 @@ def server_env(
         default_corpus=False,
         echo_chunks=ECHO_CHUNKS,
         echo_chunk_size=ECHO_CHUNK_SIZE,
+        http_port=0,  # the HTTP face too: the TypeScript example runs over each protocol
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APEX_", "MACROCOSMOS_"))}
     env.update(
@@ -94,6 +95,7 @@ def server_env(
         MACROCOSMOS_BASE_URL=f"http://{server.target}",
         MACROCOSMOS_USE_HTTPS="false",
         APEX_API_KEY=api_key,
+        APEX_HTTP_BASE_URL=f"http://127.0.0.1:{server.http_port}",
     )
     return env
 

@@ -3,7 +3,7 @@
 The fixture installs the pinned packages (`npm ci`, skipped while node_modules
 was installed from the same package-lock.json), generates the code with buf and
 the local protoc-gen-es, and compiles it with tsc; each snippet then runs with
-node against a fresh echo server.
+node against a fresh echo server, over gRPC and over each protocol of its HTTP face.
 """
 
 from __future__ import annotations
@@ -72,3 +72,17 @@ def test_typescript_snippet(
     typescript_example: Command, snippet: str, server_env: dict[str, str]
 ) -> None:
     check_snippet(typescript_example, snippet, server_env, EXAMPLE)
+
+
+@pytest.mark.parametrize("transport", ["connect-json", "connect-proto", "grpc-web"])
+@pytest.mark.parametrize("snippet", SNIPPETS)
+def test_typescript_snippet_over_http(
+    typescript_example: Command, snippet: str, transport: str, server_env: dict[str, str]
+) -> None:
+    # The same snippets, the same expected text, over the server's HTTP face.
+    env = {
+        **server_env,
+        "MACROCOSMOS_BASE_URL": server_env["APEX_HTTP_BASE_URL"],
+        "APEX_TRANSPORT": transport,
+    }
+    check_snippet(typescript_example, snippet, env, EXAMPLE)
