@@ -21,6 +21,8 @@ from google.protobuf.message import Message
 SERVICE = "apex.v1.ApexService"
 PROTOCOLS = ("connect-json", "connect-proto", "grpc-web")
 """The HTTP face's protocols the parity suite runs (gRPC is the other face)."""
+PAGE_ORIGIN = "http://127.0.0.1:9"
+"""The one origin the test server lets in (CORS)."""
 END_STREAM = 0x02
 TRAILERS = 0x80
 

@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING
 import grpc
 import httpx
 import pytest
+from _http_calls import PAGE_ORIGIN
 
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from apex_grpc_server import RunningServer
-
-PAGE_ORIGIN = "http://127.0.0.1:9"
-"""The one origin the module's server lets in (CORS)."""
 
 
 @pytest.fixture(scope="module")

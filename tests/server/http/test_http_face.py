@@ -7,8 +7,7 @@ import time
 
 import httpx
 import pytest
-from _http_calls import END_STREAM, envelope, envelopes
-from conftest import PAGE_ORIGIN
+from _http_calls import END_STREAM, PAGE_ORIGIN, envelope, envelopes
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
