@@ -19,6 +19,7 @@ from hypercorn.config import Config
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._http.app import ApexConnectApp
 from apex_grpc_server._http.cors import Cors
+from apex_grpc_server._http.drain import DrainUnreadBody
 from apex_grpc_server._rpc.routes import ApexRoutes
 
 logger = logging.getLogger("apex_grpc_server.http")
@@ -33,7 +34,7 @@ class HttpFace:
     def __init__(self, config: ServerConfig, routes: ApexRoutes, sock: socket.socket) -> None:
         self.port: int = sock.getsockname()[1]
         app = ApexConnectApp(routes, max_message_bytes=config.max_message_bytes)
-        self._app = Cors(app, config.cors_origins)
+        self._app = Cors(DrainUnreadBody(app), config.cors_origins)
         self._config = Config()
         self._config.bind = [f"fd://{sock.detach()}"]
         self._config.errorlog = logger

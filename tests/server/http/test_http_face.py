@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -164,3 +166,41 @@ def test_binary_connect_round_trips_the_proto(http: httpx.Client, bearer: dict[s
     assert response.status_code == 200
     reply = pb.ChatCompletionResponse.FromString(response.content)
     assert reply.choices[0].message.content.startswith("binbin")
+
+
+def test_a_refused_call_is_answered_after_its_body_and_keeps_the_connection(
+    two_faced: object, api_key: str
+) -> None:
+    # As Node and browsers send a POST over HTTP/1.1: the headers, then the body. The key is
+    # refused from the headers alone; had the server answered and closed there, the client
+    # writing its body would meet a reset instead of the 401. The server reads the (small)
+    # body first, so the answer arrives and the connection serves the next call.
+    port = two_faced.http_port  # type: ignore[attr-defined]
+    body = json.dumps(HELLO).encode()
+
+    def head(key: str) -> bytes:
+        return (
+            f"POST {CHAT} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n"
+        ).encode()
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(head("wrong"))
+        time.sleep(0.2)  # the server has the headers; the body is still to come
+        sock.sendall(body)
+        assert reader.readline().startswith(b"HTTP/1.1 401")
+        _skip_response(reader)
+        sock.sendall(head(api_key) + body)
+        assert reader.readline().startswith(b"HTTP/1.1 200")
+
+
+def _skip_response(reader: Any) -> None:
+    """Read one chunked response's headers and body off `reader`."""
+    while reader.readline() not in (b"\r\n", b""):
+        pass
+    while True:
+        size = int(reader.readline().strip(), 16)
+        reader.read(size + 2)
+        if size == 0:
+            return
