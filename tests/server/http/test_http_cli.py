@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -96,3 +97,18 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("connectrpc", "hyperc
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_busy_http_port_is_a_named_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*SERVE, "--engine", "echo", "--port", "0", "--http-port", str(port),
+             "--api-key", KEY, "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot serve HTTP on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert not (tmp_path / "data").exists()  # bound before anything touched the disk
