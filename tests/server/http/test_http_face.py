@@ -204,3 +204,24 @@ def _skip_response(reader: Any) -> None:
         reader.read(size + 2)
         if size == 0:
             return
+
+
+def test_http_calls_are_counted_in_the_servers_metrics(start_server: Any, api_key: str) -> None:
+    server = start_server(http_port=0, metrics_port=0)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}") as client:
+        ok = client.post(
+            CHAT, content=json.dumps(HELLO), headers={**JSON, "authorization": f"Bearer {api_key}"}
+        )
+        refused = client.post(
+            CHAT, content=json.dumps(HELLO), headers={**JSON, "authorization": "Bearer no"}
+        )
+        assert (ok.status_code, refused.status_code) == (200, 401)
+    scraped = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics").text
+    calls = {
+        line.split('rpc_grpc_status_code="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line.startswith("rpc_server_duration_seconds_count")
+        and '"apex.v1.ApexService/ChatCompletion"' in line
+    }
+    # The same series a gRPC call lands in: codes 0 (OK) and 16 (UNAUTHENTICATED).
+    assert calls == {"0": 1.0, "16": 1.0}
