@@ -56,4 +56,3 @@ async def start_http(
     face = HttpFace(config, routes, sock)
     await face.start()
     return face
-
