@@ -37,9 +37,7 @@ async def test_a_repeated_submit_with_its_own_key_gets_the_first_job(
     try:
         first, again, other = mc.CallInfo(), mc.CallInfo(), mc.CallInfo()
         job = await settle(client.deep_research.submit(HI, idempotency_key="K", call_info=first))
-        repeat = await settle(
-            client.deep_research.submit(HI, idempotency_key="K", call_info=again)
-        )
+        repeat = await settle(client.deep_research.submit(HI, idempotency_key="K", call_info=again))
         assert repeat.job_id == job.job_id
         assert REPLAYED not in first.trailing_metadata and REPLAYED in again.trailing_metadata
         # Another key is another job; a seed given by the caller is still the caller's.
