@@ -19,7 +19,7 @@ import pytest
 
 from tools.local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GONE_WITHIN_S = 10.0
 """An immediate stop takes well under a second; this is for a loaded machine."""
 
