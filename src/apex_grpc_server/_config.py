@@ -131,7 +131,6 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
-<<<<<<< HEAD
     # The HTTP face (extra ``http``): every RPC over Connect (JSON and binary) and
     # gRPC-Web on http://host:http_port/apex.v1.ApexService/<Method>, beside the gRPC
     # port (None: off; 0 picks a free port, read it back from ``RunningServer.http_port``).
@@ -139,27 +138,23 @@ class ServerConfig:
     # or "*" for any origin); none by default.
     http_port: int | None = None
     cors_origins: tuple[str, ...] = ()
-=======
+
     # Resolved once from database_url and data_dir when the config is made: where the
     # store is (``describe()`` is the log line's form, password redacted). None when
     # database_url cannot be parsed; ``validate()`` then raises the reason.
     database: DatabaseTarget | None = field(init=False, repr=False, compare=False)
     _database_error: str | None = field(init=False, repr=False, compare=False)
->>>>>>> main
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
-<<<<<<< HEAD
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
-=======
         try:
             target, error = parse(self.database_url, self.data_dir), None
         except ValueError as reason:
             target, error = None, str(reason)
         object.__setattr__(self, "database", target)
         object.__setattr__(self, "_database_error", error)
->>>>>>> main
         if self.test_knobs is None:
             object.__setattr__(self, "test_knobs", self.engine == "echo")
 
