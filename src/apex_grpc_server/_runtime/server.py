@@ -27,8 +27,8 @@ from apex_grpc_server._rpc.api_keys import Authenticator
 from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
+from apex_grpc_server._runtime.addresses import bind_address
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
-from apex_grpc_server._runtime.startup import bind_address
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
 from apex_grpc_server._store import Storage, open_store
