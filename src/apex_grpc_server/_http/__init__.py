@@ -10,7 +10,7 @@ hypercorn on the server's loop. This module is standard library only: without
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
@@ -46,13 +46,16 @@ def bind_http(config: ServerConfig) -> socket.socket | None:
 
 
 async def start_http(
-    config: ServerConfig, routes: ApexRoutes, sock: socket.socket | None
+    config: ServerConfig, routes: ApexRoutes, sock: socket.socket | None, health: Any
 ) -> HttpFace | None:
-    """Serve `routes` over HTTP on `sock` (from `bind_http`); None when there is none."""
+    """Serve `routes` (and `health`'s Check, unless None) on `sock` (from `bind_http`).
+
+    None when there is no socket (no ``http_port``).
+    """
     if sock is None:
         return None
     from apex_grpc_server._http.server import HttpFace
 
-    face = HttpFace(config, routes, sock)
+    face = HttpFace(config, routes, sock, health)
     await face.start()
     return face

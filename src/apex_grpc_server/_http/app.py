@@ -29,10 +29,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from apex_grpc_server._http.context import HttpCallContext
-from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy, JsonBody, refuse
+from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy, JsonBody, parse, refuse
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._status import RpcAbort
 
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _CALL: ContextVar[HttpCallContext] = ContextVar("apex_http_call")
 """The admitted call's context, from the admission interceptor to its endpoint (one task)."""
 
@@ -81,8 +82,14 @@ class Admission:
         self.policy = policy
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
-        """Admit the call or end it (raises ConnectError through `HttpCallContext.abort`)."""
+        """Admit the call or end it (raises ConnectError through `HttpCallContext.abort`).
+
+        Health checks are open to all, as on the gRPC face.
+        """
         call = HttpCallContext(ctx)
+        if ctx.method.service_name != SERVICE:
+            _CALL.set(call)
+            return
         try:
             call.user_id = self.policy.admit(call.invocation_metadata())
         except RpcAbort as abort:
@@ -114,33 +121,57 @@ def _stream(
     return call
 
 
-def endpoints(routes: ApexRoutes) -> dict[str, Any]:
-    """One connectrpc endpoint per RPC, each calling the route's servicer method."""
+def _health_check(health: Any) -> Callable[..., Awaitable[Message]]:
+    """grpc.health.v1.Health/Check on the server's health service (what load balancers poll)."""
+    from grpc_health.v1 import health_pb2
+
+    async def call(body: bytes, ctx: RequestContext[Any, Any]) -> Message:
+        context = _CALL.get()
+        try:
+            request = parse(health_pb2.HealthCheckRequest, body)
+        except RpcAbort as abort:
+            await context.abort(abort.code, abort.details)
+        reply: Message = await health.Check(request, context)
+        return reply
+
+    return call
+
+
+def _info(path: str, streaming: bool) -> MethodInfo[Any, Any]:
+    service, name = path.strip("/").split("/")
+    return MethodInfo(
+        name=name,
+        service_name=service,
+        input=bytes,
+        output=Message,
+        idempotency_level=IdempotencyLevel.UNKNOWN,
+        stream_type=StreamType.SERVER_STREAM if streaming else StreamType.UNARY,
+    )
+
+
+def endpoints(routes: ApexRoutes, health: Any = None) -> dict[str, Any]:
+    """One connectrpc endpoint per RPC, each calling the route's servicer method.
+
+    With the server's `health` service, its Check too (``/grpc.health.v1.Health/Check``).
+    """
     result: dict[str, Any] = {}
     for path, route in routes.routes.items():
-        service, name = path.strip("/").split("/")
-        info: MethodInfo[Any, Any] = MethodInfo(
-            name=name,
-            service_name=service,
-            input=bytes,
-            output=Message,
-            idempotency_level=IdempotencyLevel.UNKNOWN,
-            stream_type=StreamType.SERVER_STREAM if route.streaming else StreamType.UNARY,
-        )
         if route.streaming:
-            result[path] = Endpoint.server_stream(info, _stream(route.behavior))
+            result[path] = Endpoint.server_stream(_info(path, True), _stream(route.behavior))
         else:
-            result[path] = Endpoint.unary(info, _unary(route.behavior))
+            result[path] = Endpoint.unary(_info(path, False), _unary(route.behavior))
+    if health is not None:
+        result[HEALTH_CHECK] = Endpoint.unary(_info(HEALTH_CHECK, False), _health_check(health))
     return result
 
 
 class ApexConnectApp(ConnectASGIApplication[ApexRoutes]):
     """apex.v1.ApexService as an ASGI application (Connect, gRPC-Web, gRPC)."""
 
-    def __init__(self, routes: ApexRoutes, *, max_message_bytes: int) -> None:
+    def __init__(self, routes: ApexRoutes, health: Any, *, max_message_bytes: int) -> None:
         super().__init__(
             service=routes,
-            endpoints=endpoints,
+            endpoints=lambda routes: endpoints(routes, health),
             interceptors=(Admission(routes.policy),),
             read_max_bytes=max_message_bytes,
             codecs=(BinaryCodec(), JsonCodec()),
@@ -149,4 +180,4 @@ class ApexConnectApp(ConnectASGIApplication[ApexRoutes]):
     @property
     def path(self) -> str:
         """Where the service's methods are: ``/apex.v1.ApexService/<Method>``."""
-        return f"/{SERVICE}"
+        return f"/{SERVICE}"  # (and the health check's, /grpc.health.v1.Health/Check)

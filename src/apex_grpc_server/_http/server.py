@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -39,11 +40,13 @@ MAX_CONCURRENT_STREAMS = 1000
 
 
 class HttpFace:
-    """The running HTTP face: serves `routes` on `sock` until `stop`."""
+    """The running HTTP face: serves `routes` (and `health`'s Check) on `sock` until `stop`."""
 
-    def __init__(self, config: ServerConfig, routes: ApexRoutes, sock: socket.socket) -> None:
+    def __init__(
+        self, config: ServerConfig, routes: ApexRoutes, sock: socket.socket, health: Any
+    ) -> None:
         self.port: int = sock.getsockname()[1]
-        app = ApexConnectApp(routes, max_message_bytes=config.max_message_bytes)
+        app = ApexConnectApp(routes, health, max_message_bytes=config.max_message_bytes)
         self._app = Cors(DrainUnreadBody(app), config.cors_origins)
         self._config = Config()
         self._config.bind = [f"fd://{sock.detach()}"]

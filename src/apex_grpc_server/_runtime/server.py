@@ -152,7 +152,7 @@ class ApexServer:
         server.add_generic_rpc_handlers((routes,))
         self._health = _add_health_and_reflection(server)
         await server.start()
-        self._http = await start_http(config, routes, http_socket)
+        self._http = await start_http(config, routes, http_socket, self._health)
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from typing import Any
 
@@ -225,3 +226,36 @@ def test_http_calls_are_counted_in_the_servers_metrics(start_server: Any, api_ke
     }
     # The same series a gRPC call lands in: codes 0 (OK) and 16 (UNAUTHENTICATED).
     assert calls == {"0": 1.0, "16": 1.0}
+
+
+HEALTH = "/grpc.health.v1.Health/Check"
+
+
+def test_health_is_checked_over_http_without_a_key(http: httpx.Client) -> None:
+    for service in ("", "apex.v1.ApexService"):
+        response = http.post(HEALTH, content=json.dumps({"service": service}), headers=JSON)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "SERVING"}
+    unknown = http.post(HEALTH, content=json.dumps({"service": "nope"}), headers=JSON)
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "not_found"
+
+
+def test_a_draining_server_says_not_serving_over_http_and_still_answers(
+    start_server: Any, api_key: str
+) -> None:
+    server = start_server(http_port=0, drain_delay_s=2.0, grace_period_s=1.0)
+    stopping = threading.Thread(target=server.stop)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=10) as client:
+        stopping.start()
+        deadline = time.monotonic() + 1.5  # within the drain delay
+        status = ""
+        while status != "NOT_SERVING" and time.monotonic() < deadline:
+            status = client.post(HEALTH, content=b"{}", headers=JSON).json()["status"]
+        assert status == "NOT_SERVING"
+        # Calls still on their way are answered during the drain delay.
+        answer = client.post(
+            CHAT, content=json.dumps(HELLO), headers={**JSON, "authorization": f"Bearer {api_key}"}
+        )
+        assert answer.status_code == 200
+    stopping.join()
