@@ -36,6 +36,8 @@ from apex_grpc_server._rpc.routes import ApexRoutes
 logger = logging.getLogger("apex_grpc_server.http")
 
 MAX_CONCURRENT_STREAMS = 1000
+MIN_GRACE_S = 0.05
+"""The shortest wait for calls in flight on stop (a stop without grace still closes cleanly)."""
 """HTTP/2 streams per connection (hypercorn's default, 100, would queue a busy browser's)."""
 
 
@@ -72,7 +74,8 @@ class HttpFace:
         task, self._task = self._task, None
         if task is None:
             return
-        self._config.graceful_timeout = grace
+        # Idle keep-alive connections close at once; a zero timeout would cancel them instead.
+        self._config.graceful_timeout = max(grace, MIN_GRACE_S)
         self._stopping.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), grace + 1)
