@@ -3,22 +3,26 @@
 An outcome is a value: `Reply` (a unary answer), `Stream` (chunks with
 delays, optionally ending in an error) or `Fail` (a status with details and
 trailing metadata). `as_outcome` turns what a user scripts (a string, a
-response message, an outcome) into the outcome a method can play, and
-refuses what that method could never answer with.
+response message, an outcome, or a function computing one of those from the
+call) into what a method can play, and refuses what that method could never
+answer with.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import Message
 
 from apex_grpc import _methods
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+
+if TYPE_CHECKING:
+    from apex_grpc.testing._routes import RecordedCall
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -34,8 +38,8 @@ class ScriptError(ValueError):
 class Reply:
     """A unary call's answer: the response message, and the metadata sent with it."""
 
-    message: Message
-    """The response, of the method's response type."""
+    message: Message | bytes
+    """The response, of the method's response type (bytes: sent as they are, undecoded)."""
     initial_metadata: Metadata = ()
     """Sent with the response headers."""
     trailing_metadata: Metadata = ()
@@ -71,6 +75,21 @@ class Stream:
 
 
 Outcome = Reply | Fail | Stream
+
+Responder = Callable[["RecordedCall"], object]
+"""A function of the call as received, returning what `reply` takes (a callable reply)."""
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A reply computed when the call arrives: `responder(call)`, checked as `reply` checks."""
+
+    method: _methods.Method[Any, Any]
+    responder: Responder
+
+    def play(self, call: RecordedCall) -> Outcome:
+        """What the responder answers `call` with; ScriptError if the method cannot answer so."""
+        return as_outcome(self.method, self.responder(call))
 
 
 def completion(
@@ -115,12 +134,14 @@ def stream(
     id: str = "chatcmpl-fake",
     model: str = FAKE_MODEL,
     finish_reason: str = "stop",
+    trailing_metadata: Iterable[tuple[str, str | bytes]] = (),
 ) -> Stream:
     """A stream of chunks: each string becomes a content delta (the last carries `finish_reason`).
 
     delay: seconds between chunks; first_delay: seconds before the first;
     then: an `error(...)` to end with after the chunks instead of OK (no
     ``finish_reason`` is sent then). Chunk messages are sent as given.
+    trailing_metadata: sent with the OK status at the end.
     """
     check_seconds("delay", delay)
     check_seconds("first_delay", first_delay)
@@ -153,7 +174,13 @@ def stream(
                 f"stream() chunk {index} must be a str or a ChatCompletionChunkResponse, "
                 f"got {type(chunk).__name__}"
             )
-    return Stream(tuple(built), delay=delay, first_delay=first_delay, then=then)
+    return Stream(
+        tuple(built),
+        delay=delay,
+        first_delay=first_delay,
+        then=then,
+        trailing_metadata=tuple(trailing_metadata),
+    )
 
 
 def error(
@@ -235,6 +262,13 @@ def _chunk(seq: int, text: str) -> pb.DeepResearcherResultChunk:
     )
 
 
+def as_script(method: _methods.Method[Any, Any], value: object) -> Outcome | Computed:
+    """What `value` scripts for `method`: a callable is computed when the call arrives."""
+    if callable(value):
+        return Computed(method, value)
+    return as_outcome(method, value)
+
+
 def as_outcome(method: _methods.Method[Any, Any], value: object) -> Outcome:
     """What `value` means as `method`'s answer; ScriptError if the method cannot answer so."""
     if isinstance(value, Fail):
@@ -250,6 +284,8 @@ def as_outcome(method: _methods.Method[Any, Any], value: object) -> Outcome:
         )
     if isinstance(value, str) and method is _methods.CHAT_COMPLETION:
         return Reply(completion(value))
+    if isinstance(value, bytes):
+        return Reply(value)  # a response the client may not decode: for testing just that
     message = value.message if isinstance(value, Reply) else value
     if not isinstance(message, method.response_type):
         raise ScriptError(
