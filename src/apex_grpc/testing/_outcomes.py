@@ -3,26 +3,22 @@
 An outcome is a value: `Reply` (a unary answer), `Stream` (chunks with
 delays, optionally ending in an error) or `Fail` (a status with details and
 trailing metadata). `as_outcome` turns what a user scripts (a string, a
-response message, an outcome, or a function computing one of those from the
-call) into what a method can play, and refuses what that method could never
-answer with.
+response message, bytes, an outcome) into the outcome a method can play, and
+refuses what that method could never answer with.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
 from apex_grpc import _methods
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
-
-if TYPE_CHECKING:
-    from apex_grpc.testing._routes import RecordedCall
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -72,25 +68,11 @@ class Stream:
     """The error the stream ends with after its chunks (None: it ends OK)."""
     trailing_metadata: Metadata = field(default=())
     """Sent with the OK status at the end."""
+    initial_metadata: Metadata = field(default=())
+    """Sent with the response headers, before the first chunk."""
 
 
 Outcome = Reply | Fail | Stream
-
-Responder = Callable[["RecordedCall"], object]
-"""A function of the call as received, returning what `reply` takes (a callable reply)."""
-
-
-@dataclass(frozen=True)
-class Computed:
-    """A reply computed when the call arrives: `responder(call)`, checked as `reply` checks."""
-
-    method: _methods.Method[Any, Any]
-    responder: Responder
-
-    def play(self, call: RecordedCall) -> Outcome:
-        """What the responder answers `call` with; ScriptError if the method cannot answer so."""
-        return as_outcome(self.method, self.responder(call))
-
 
 def completion(
     text: str = "",
@@ -135,13 +117,15 @@ def stream(
     model: str = FAKE_MODEL,
     finish_reason: str = "stop",
     trailing_metadata: Iterable[tuple[str, str | bytes]] = (),
+    initial_metadata: Iterable[tuple[str, str | bytes]] = (),
 ) -> Stream:
     """A stream of chunks: each string becomes a content delta (the last carries `finish_reason`).
 
     delay: seconds between chunks; first_delay: seconds before the first;
     then: an `error(...)` to end with after the chunks instead of OK (no
     ``finish_reason`` is sent then). Chunk messages are sent as given.
-    trailing_metadata: sent with the OK status at the end.
+    trailing_metadata: sent with the OK status at the end; initial_metadata:
+    with the response headers (``x-request-id``...).
     """
     check_seconds("delay", delay)
     check_seconds("first_delay", first_delay)
@@ -180,6 +164,7 @@ def stream(
         first_delay=first_delay,
         then=then,
         trailing_metadata=tuple(trailing_metadata),
+        initial_metadata=tuple(initial_metadata),
     )
 
 
@@ -260,13 +245,6 @@ def _chunk(seq: int, text: str) -> pb.DeepResearcherResultChunk:
     return pb.DeepResearcherResultChunk(
         seq_id=seq, chunk=json.dumps([{"content": text}], ensure_ascii=False)
     )
-
-
-def as_script(method: _methods.Method[Any, Any], value: object) -> Outcome | Computed:
-    """What `value` scripts for `method`: a callable is computed when the call arrives."""
-    if callable(value):
-        return Computed(method, value)
-    return as_outcome(method, value)
 
 
 def as_outcome(method: _methods.Method[Any, Any], value: object) -> Outcome:

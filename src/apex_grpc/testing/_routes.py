@@ -15,13 +15,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Self
 
 import grpc
 from google.protobuf.message import Message
 
 from apex_grpc import _methods
-from apex_grpc.testing._outcomes import Computed, Outcome, ScriptError, as_script, check_seconds
+from apex_grpc.testing._outcomes import Outcome, ScriptError, as_outcome, check_seconds
 
 _SECRET_KEYS = frozenset({"authorization"})
 
@@ -144,6 +145,28 @@ def fields_of(message: Any) -> str:
 
 
 Predicate = Callable[[Any], bool]
+
+Responder = Callable[[RecordedCall], object]
+"""A function of the call as received, returning what `Route.reply` takes (a callable reply)."""
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A reply computed when the call arrives: `responder(call)`, checked as `reply` checks."""
+
+    method: _methods.Method[Any, Any]
+    responder: Responder
+
+    def play(self, call: RecordedCall) -> Outcome:
+        """What the responder answers `call` with; ScriptError if the method cannot answer so."""
+        return as_outcome(self.method, self.responder(call))
+
+
+def as_script(method: _methods.Method[Any, Any], value: object) -> Outcome | Computed:
+    """What `value` scripts for `method`: a callable is computed when the call arrives."""
+    if callable(value):
+        return Computed(method, value)
+    return as_outcome(method, value)
 
 
 class Route:

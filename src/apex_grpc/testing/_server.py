@@ -11,6 +11,7 @@ import asyncio
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ class FakeServer:
         self._choose = choose
         self._record = record
         self._options = list(options)
+        self._deadlines: dict[str, deque[float]] = {}
+        """Per client connection, the deadlines received last (used by the loop thread only)."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._failed: BaseException | None = None
@@ -107,7 +110,7 @@ class FakeServer:
             method.name,
             request,
             tuple(context.invocation_metadata() or ()),
-            asked_timeout(context.time_remaining()),
+            self._asked(context.peer(), context.time_remaining()),
             peer=context.peer(),  # read first: grpc.aio may fail on peer() after a cancel
         )
         self._record(call)
@@ -123,6 +126,15 @@ class FakeServer:
                 f'fake.on("{method.name}").reply(...)',
             )
         return call, outcome
+
+    def _asked(self, peer: str, remaining: float | None) -> float | None:
+        """`asked_timeout` of a deadline received on `peer`'s connection."""
+        if remaining is None:
+            return None
+        seen = self._deadlines.setdefault(peer, deque(maxlen=DEADLINES_KEPT))
+        reused = any(abs(remaining - earlier) <= REUSE_WINDOW * remaining + 0.05 for earlier in seen)
+        seen.append(remaining)
+        return asked_timeout(remaining, maybe_reused=reused)
 
     def _unary(self, method: _methods.Method[Any, Any]) -> Any:
         async def handle(request: Message, context: Context) -> Any:
@@ -153,7 +165,7 @@ class FakeServer:
                 if isinstance(outcome, Fail):
                     await _abort(call, context, outcome)
                 assert isinstance(outcome, Stream)  # as_outcome gives streams no Reply
-                await context.send_initial_metadata(())
+                await context.send_initial_metadata(outcome.initial_metadata)
                 for index, chunk in enumerate(outcome.chunks):
                     pause = outcome.first_delay if index == 0 else outcome.delay
                     if pause:
@@ -187,23 +199,32 @@ when the new one is within 3 % under it, to save header space: after a call with
 call with 9.9 s arrives with 10.1 s.
 """
 
+REUSE_WINDOW = 0.035
+"""A deadline this close (relative, plus 50 ms of transit) to one received before on the same
+connection may be that one, reused (`HPACK_REUSE`); any other was encoded for its call."""
+
+DEADLINES_KEPT = 64
+"""How many deadlines per connection `FakeServer` remembers (HPACK's table keeps fewer)."""
+
 CLIENT_CLOCK_SLACK_S = 0.005
 """How far grpc's cached clock may make a client's wire deadline exceed what it was given."""
 
 
-def asked_timeout(remaining: float | None) -> float | None:
+def asked_timeout(remaining: float | None, *, maybe_reused: bool) -> float | None:
     """What is left of the client's deadline as the fake reports it: never more than asked.
 
     `remaining` is what grpc's server makes of the ``grpc-timeout`` header, which
-    overstates the client's timeout twice: it is rounded UP to three significant digits
-    (``Timeout::FromMillis``: 10 s minus a moment arrives as 10.1 s), and may be an earlier
-    call's up to 3 % longer (`HPACK_REUSE`). Undoing both gives a lower bound, at most
-    about 4 % under the client's timeout.
+    overstates the client's timeout: it is rounded UP to three significant digits
+    (``Timeout::FromMillis``: 10 s minus a moment arrives as 10.1 s), and, when it is
+    `maybe_reused` (close to one received before on the connection), may be an earlier
+    call's up to 3 % longer (`HPACK_REUSE`). Undoing that gives a lower bound: at most
+    about 1 % under the client's timeout, 4 % when it may have been reused.
     """
     if remaining is None or remaining <= 0:
         return remaining
     unit = 0.001 if remaining < 1 else 10.0 ** (math.floor(math.log10(remaining)) - 2)
-    return max(remaining * HPACK_REUSE - unit - CLIENT_CLOCK_SLACK_S, 0.0)
+    factor = HPACK_REUSE if maybe_reused else 1.0
+    return max(remaining * factor - unit - CLIENT_CLOCK_SLACK_S, 0.0)
 
 
 DEADLINE_SLACK_S = 0.05
