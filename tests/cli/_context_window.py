@@ -112,9 +112,7 @@ class ContextWindow:
         return stream(*_chunks(text, finish, usage), trailing_metadata=trailing)
 
 
-def _chunks(
-    text: str, finish: str, usage: tuple[int, int]
-) -> list[pb.ChatCompletionChunkResponse]:
+def _chunks(text: str, finish: str, usage: tuple[int, int]) -> list[pb.ChatCompletionChunkResponse]:
     """The answer in chunks of 16 characters; the last has finish_reason and usage."""
     pieces = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
     chunks = []

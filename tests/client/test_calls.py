@@ -74,7 +74,9 @@ async def test_default_deadline_is_ten_minutes(either_client: Client, apex_fake:
     assert 590 < apex_fake.requests[0].time_remaining <= 601
 
 
-async def test_no_deadline_when_timeout_is_none(client_type: ClientType, apex_fake: FakeApex) -> None:
+async def test_no_deadline_when_timeout_is_none(
+    client_type: ClientType, apex_fake: FakeApex
+) -> None:
     apex_fake.on("GetChatSessions").reply(SESSIONS)
     c = make(client_type, apex_fake, timeout=None)
     await settle(c.chats.list_sessions())
@@ -290,9 +292,7 @@ async def test_undecodable_response_is_a_typed_error(
     assert "deserializ" in caught.value.details.lower()
 
 
-async def test_validation_happens_before_any_io(
-    either_client: Client, apex_fake: FakeApex
-) -> None:
+async def test_validation_happens_before_any_io(either_client: Client, apex_fake: FakeApex) -> None:
     with pytest.raises(mc.ValidationError):
         await settle(either_client.chat.completions.create(messages=[]))
     with pytest.raises(mc.ValidationError):

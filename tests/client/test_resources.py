@@ -105,26 +105,22 @@ def test_deep_research_wait_and_stream(client: mc.ApexClient, apex_fake: FakeApe
     import json
 
     polls = apex_fake.on("GetDeepResearcherJob")
-    states = (
-        [
-            mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
-            mc.GetDeepResearcherJobResponse(
-                job_id="j",
-                status="running",
-                result=[
-                    mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}]))
-                ],
-            ),
-            mc.GetDeepResearcherJobResponse(
-                job_id="j",
-                status="completed",
-                result=[
-                    mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}])),
-                    mc.DeepResearcherResultChunk(seq_id=2, chunk=json.dumps([{"content": "b"}])),
-                ],
-            ),
-        ]
-    )
+    states = [
+        mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
+        mc.GetDeepResearcherJobResponse(
+            job_id="j",
+            status="running",
+            result=[mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}]))],
+        ),
+        mc.GetDeepResearcherJobResponse(
+            job_id="j",
+            status="completed",
+            result=[
+                mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}])),
+                mc.DeepResearcherResultChunk(seq_id=2, chunk=json.dumps([{"content": "b"}])),
+            ],
+        ),
+    ]
     # The three polls of a job that completes, one of a failed job, then one running forever.
     polls.reply(
         *states,
@@ -158,9 +154,7 @@ def running_then_done() -> Iterator[mc.GetDeepResearcherJobResponse]:
 FAST_POLL = mc.PollPolicy(initial=0.01, maximum=0.02)
 
 
-def test_deep_research_follow_reports_each_poll(
-    client: mc.ApexClient, apex_fake: FakeApex
-) -> None:
+def test_deep_research_follow_reports_each_poll(client: mc.ApexClient, apex_fake: FakeApex) -> None:
     apex_fake.on("GetDeepResearcherJob").reply(*running_then_done())
     updates = list(client.deep_research.follow("j", poll=FAST_POLL))
     assert [(u.status, u.chunk_count, u.done) for u in updates] == [
@@ -190,9 +184,7 @@ async def test_async_deep_research_follow_shows_the_failure_then_raises(
     assert final.status == "completed" and len(final.result) == 3
 
 
-async def test_async_deep_research_wait(
-    aclient: mc.AsyncApexClient, apex_fake: FakeApex
-) -> None:
+async def test_async_deep_research_wait(aclient: mc.AsyncApexClient, apex_fake: FakeApex) -> None:
     apex_fake.on("GetDeepResearcherJob").reply(
         lambda call: mc.GetDeepResearcherJobResponse(job_id=call.request.job_id, status="completed")
     )

@@ -152,9 +152,7 @@ def test_leaving_with_cancels_the_rpc(client: mc.ApexClient, apex_fake: FakeApex
     assert cancelled(apex_fake)
 
 
-def test_garbage_collection_cancels_the_rpc(
-    client: mc.ApexClient, apex_fake: FakeApex
-) -> None:
+def test_garbage_collection_cancels_the_rpc(client: mc.ApexClient, apex_fake: FakeApex) -> None:
     slow(apex_fake)
     stream = client.chat.completions.create(messages=USER, stream=True)
     next(stream)

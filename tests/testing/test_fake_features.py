@@ -54,15 +54,17 @@ async def test_a_callable_stream_reply_sees_the_metadata_async(
     )
     assert await chunks.text() == "hello t7 again"
     with pytest.raises(mc.PermissionDeniedError, match="no tenant"):
-        await (await async_apex_client.chat.completions.create(messages=ask("hi"), stream=True)).text()
+        await (
+            await async_apex_client.chat.completions.create(messages=ask("hi"), stream=True)
+        ).text()
 
 
 def test_a_callable_reply_that_raises_fails_the_call_and_verify() -> None:
     with FakeApex() as fake, fake.client(max_retries=0) as client:
         fake.on("ChatCompletion").reply(lambda call: call.request.no_such_field)
-        with pytest.raises(mc.InternalServerError, match="callable reply.*raised AttributeError"):
+        with pytest.raises(mc.InternalServerError, match=r"callable reply.*raised AttributeError"):
             client.chat.completions.create(messages=ask("hi"))
-        with pytest.raises(AssertionError, match="the callable reply of Route.*AttributeError"):
+        with pytest.raises(AssertionError, match=r"the callable reply of Route.*AttributeError"):
             fake.verify()
         fake.reset()
 

@@ -74,6 +74,7 @@ class Stream:
 
 Outcome = Reply | Fail | Stream
 
+
 def completion(
     text: str = "",
     *,

@@ -132,7 +132,9 @@ class FakeServer:
         if remaining is None:
             return None
         seen = self._deadlines.setdefault(peer, deque(maxlen=DEADLINES_KEPT))
-        reused = any(abs(remaining - earlier) <= REUSE_WINDOW * remaining + 0.05 for earlier in seen)
+        reused = any(
+            abs(remaining - earlier) <= REUSE_WINDOW * remaining + 0.05 for earlier in seen
+        )
         seen.append(remaining)
         return asked_timeout(remaining, maybe_reused=reused)
 
