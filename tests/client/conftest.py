@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import apex_grpc as mc
-from apex_grpc.testing import FakeApex, RecordedCall, Stream, completion, stream
+from apex_grpc import _methods
+from apex_grpc.testing import FakeApex, RecordedCall, Reply, Stream, completion, stream
 
 KEY = "sk-test-9f8e7d6c5b4a"
 FAST_RETRY = mc.RetryPolicy(initial_backoff=0.01, max_backoff=0.05)
@@ -37,6 +38,24 @@ def echo(call: RecordedCall) -> mc.ChatCompletionResponse:
 def chunks(count: int = 5, **options: Any) -> Stream:
     """A stream of `count` chunks ``c0 ``, ``c1 ``...; `options` are `stream`'s."""
     return stream(*(f"c{i} " for i in range(count)), id="s1", **options)
+
+
+def answer_every_rpc(fake: FakeApex) -> None:
+    """Script all 16 RPCs: a chat echoes, a stream sends five chunks, the rest answer an empty
+    response; each unary answer carries an ``x-request-id`` (``req-METHOD``)."""
+    for method in _methods.ALL_METHODS:
+        if method.server_streaming:
+            fake.on(method.name).reply(chunks())
+        else:
+            fake.on(method.name).reply(_answer_to(method))
+
+
+def _answer_to(method: _methods.Method[Any, Any]) -> Any:
+    def answer(call: RecordedCall) -> Reply:
+        message = echo(call) if method is _methods.CHAT_COMPLETION else method.response_type()
+        return Reply(message, initial_metadata=(("x-request-id", f"req-{method.name}"),))
+
+    return answer
 
 
 def make(client_type: ClientType, fake: FakeApex, **options: object) -> Client:

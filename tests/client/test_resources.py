@@ -11,7 +11,7 @@ import apex_grpc as mc
 from apex_grpc import _methods
 from apex_grpc.testing import FakeApex
 
-from .conftest import chunks, echo
+from .conftest import answer_every_rpc
 
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hello"}]
@@ -50,17 +50,6 @@ def test_the_table_covers_the_whole_service() -> None:
         assert descriptor.input_type.full_name == method.request_type.DESCRIPTOR.full_name
         assert descriptor.output_type.full_name == method.response_type.DESCRIPTOR.full_name
         assert descriptor.server_streaming == method.server_streaming
-
-
-def answer_every_rpc(fake: FakeApex) -> None:
-    """Script every RPC: chats echo, streams send five chunks, the rest an empty response."""
-    for method in _methods.ALL_METHODS:
-        if method.server_streaming:
-            fake.on(method.name).reply(chunks())
-        elif method is _methods.CHAT_COMPLETION:
-            fake.on(method.name).reply(echo)
-        else:
-            fake.on(method.name).reply(method.response_type())
 
 
 @pytest.mark.apex_fake(assert_all_called=False)
