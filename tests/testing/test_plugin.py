@@ -35,8 +35,11 @@ def test_pytest_lists_the_fixtures(pytester: pytest.Pytester) -> None:
 
     listed = result.stdout.str()
     assert "fixtures defined from apex_grpc.testing._pytest_plugin" in listed
-    for name in ("apex_fake", "apex_client", "async_apex_client"):
+    for name in ("apex_fake", "apex_client", "async_apex_client", "apex_fake_env"):
         assert f"{name} -- " in listed
+    markers = pytester.runpytest_subprocess("--markers").stdout.str()
+    assert "apex_fake(assert_all_called=True, assert_all_scripted=True, api_key=" in markers
+    assert "max_concurrent_streams=None, server_options=())" in markers
 
 
 def test_an_unscripted_call_fails_the_test_at_teardown(pytester: pytest.Pytester) -> None:
