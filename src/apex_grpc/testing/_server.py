@@ -106,12 +106,13 @@ class FakeServer:
     def _receive(
         self, method: _methods.Method[Any, Any], request: Message, context: Any
     ) -> tuple[RecordedCall, Outcome]:
+        peer = context.peer()  # read first: grpc.aio may fail on peer() after a cancel
         call = RecordedCall(
             method.name,
             request,
             tuple(context.invocation_metadata() or ()),
-            self._asked(context.peer(), context.time_remaining()),
-            peer=context.peer(),  # read first: grpc.aio may fail on peer() after a cancel
+            self._asked(peer, context.time_remaining()),
+            peer=peer,
         )
         self._record(call)
         try:
