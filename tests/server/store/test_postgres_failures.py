@@ -45,7 +45,7 @@ def own_postgres(local_postgres: Any) -> Iterator[Any]:
 def own_url(own_postgres: Any) -> Iterator[str]:
     """A fresh database on the module's PostgreSQL (which is running again at teardown)."""
     yield own_postgres.create_database(f"apex_fail_{time.monotonic_ns()}")
-    if not own_postgres._started:
+    if not own_postgres.running:
         own_postgres.start_server()
 
 
