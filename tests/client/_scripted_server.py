@@ -47,6 +47,11 @@ class StreamScript:
     first_delay: float = 0.0
     fail_after: int | None = None
     failure: Failure = field(default_factory=lambda: Failure(grpc.StatusCode.INTERNAL, "broke"))
+    continues: bool = False
+    """Honour ``x-apex-continue``: send only the chunks after the final assistant message's
+    text (its own id "s2", a role on its first chunk), saying so in its headers; a
+    continuation fails after `continuation_fail_after` of its chunks (None: never)."""
+    continuation_fail_after: int | None = None
 
 
 class ScriptedServer(BackgroundServer):
@@ -173,20 +178,31 @@ class ScriptedServer(BackgroundServer):
             self._record(name, request, context)
             await self._maybe_fail(name, context)
             script = self.stream
-            await context.send_initial_metadata((("x-request-id", f"req-{len(self.seen)}"),))
+            headers: tuple[tuple[str, str], ...] = (("x-request-id", f"req-{len(self.seen)}"),)
+            start, fail_after, ident = 0, script.fail_after, "s1"
+            if script.continues and self.seen[-1].metadata.get("x-apex-continue") == "1":
+                prefix = request.messages[-1].content
+                while prefix.startswith(f"c{start} "):
+                    prefix = prefix[len(f"c{start} ") :]
+                    start += 1
+                headers += (("x-apex-continue", "1"),)
+                ident = "s2"
+                fail_after = script.continuation_fail_after
+                fail_after = None if fail_after is None else start + fail_after
+            await context.send_initial_metadata(headers)
             if script.first_delay:
                 await asyncio.sleep(script.first_delay)
-            for i in range(script.chunks):
-                if script.fail_after is not None and i == script.fail_after:
+            for i in range(start, script.chunks):
+                if fail_after is not None and i == fail_after:
                     await context.abort(script.failure.code, script.failure.details)
                 if script.delay and i:
                     await asyncio.sleep(script.delay)
                 yield pb.ChatCompletionChunkResponse(
-                    id="s1",
+                    id=ident,
                     choices=[
                         pb.ChunkChoice(
                             delta=pb.ChoiceDelta(
-                                content=f"c{i} ", role="assistant" if i == 0 else ""
+                                content=f"c{i} ", role="assistant" if i == start else ""
                             ),
                             finish_reason="stop" if i == script.chunks - 1 else "",
                         )

@@ -81,17 +81,18 @@ def test_stream_failing_after_first_chunk_is_not_retried(
 ) -> None:
     scripted.stream.fail_after = 2
     scripted.stream.failure = Failure(code, "lost the miner")
-    stream = client.chat.completions.create(messages=USER, stream=True)
+    stream = client.chat.completions.create(messages=USER, stream=True, resume=False)
     got = []
     with pytest.raises(mc.APIError) as caught:
         for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["c0 ", "c1 "]  # nothing duplicated, nothing lost before the failure
     assert caught.value.code is code and caught.value.details == "lost the miner"
-    # UNAVAILABLE mid-answer says the stream cannot be resumed; another failure is its own class.
+    # UNAVAILABLE mid-answer says how far it got and that resuming is off; another failure
+    # is its own class.
     interrupted = isinstance(caught.value, mc.StreamInterruptedError)
     assert interrupted is (code is grpc.StatusCode.UNAVAILABLE)
-    assert ("cannot be resumed" in str(caught.value)) is interrupted
+    assert ("after 2 chunks (6 characters); resuming is off" in str(caught.value)) is interrupted
     assert len(scripted.calls("ChatCompletionStream")) == 1
 
 
@@ -100,9 +101,9 @@ async def test_async_stream_failing_after_first_chunk_is_not_retried(
 ) -> None:
     scripted.stream.fail_after = 1
     scripted.stream.failure = Failure(grpc.StatusCode.UNAVAILABLE, "gone")
-    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    stream = await aclient.chat.completions.create(messages=USER, stream=True, resume=False)
     got = []
-    with pytest.raises(mc.StreamInterruptedError, match="cannot be resumed"):
+    with pytest.raises(mc.StreamInterruptedError, match="resuming is off"):
         async for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["c0 "]

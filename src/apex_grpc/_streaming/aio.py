@@ -51,27 +51,31 @@ class AsyncChatCompletionStream:
         """What ``async for`` runs: `__anext__` while a retry or a timer may still apply,
         then, past the first chunk of an unlimited stream, grpc's iterator directly."""
         core = self._state
-        while self._needs_care():
-            try:
-                yield await self.__anext__()
-            except StopAsyncIteration:
-                return
-        add = self._add
-        try:
-            async for chunk in self._messages:
-                add(chunk)
-                yield chunk
-                if self._closed:
+        while True:
+            while self._needs_care():
+                try:
+                    yield await self.__anext__()
+                except StopAsyncIteration:
                     return
-        except grpc.RpcError as error:
-            core.fail(error)
-        except asyncio.CancelledError:
-            self._call.cancel()
-            raise
-        core.ended(await self._trailing())
+            add = self._add
+            try:
+                async for chunk in self._messages:
+                    add(chunk)
+                    yield chunk
+                    if self._closed:
+                        return
+            except grpc.RpcError as error:
+                await self._retry_or_raise(error)
+                continue  # resumed: its first chunk is confirmed by `__anext__`
+            except asyncio.CancelledError:
+                self._call.cancel()
+                raise
+            core.ended(await self._trailing())
+            return
 
     def _needs_care(self) -> bool:
-        return self._limited or not self._state.accumulator.chunk_count or self._closed
+        core = self._state
+        return self._limited or not core.accumulator.chunk_count or self._closed or core.confirming
 
     async def __anext__(self) -> pb.ChatCompletionChunkResponse:
         core = self._state
@@ -90,13 +94,7 @@ class AsyncChatCompletionStream:
                 core.ended(await self._trailing())
                 raise
             except grpc.RpcError as error:
-                self._open.release()
-                delay = core.retry_delay(error, self._open)
-                if delay is None:
-                    core.fail(error)
-                await asyncio.sleep(delay)
-                core.reopened()
-                self._start(core.attempts.remaining())
+                await self._retry_or_raise(error)
                 continue
             except TimeoutError:
                 call.cancel()
@@ -108,8 +106,30 @@ class AsyncChatCompletionStream:
                 raise
             except grpc.aio.UsageError as error:
                 raise ClientClosedError(f"the stream can no longer be read: {error}") from error
+            if core.confirming:  # the first chunk of a resumed attempt
+                await self._confirm()
             self._add(chunk)
             return chunk  # type: ignore[no-any-return]
+
+    async def _retry_or_raise(self, error: grpc.RpcError) -> None:
+        self._open.release()
+        core = self._state
+        delay = core.retry_delay(error, self._open)
+        if delay is None:
+            core.fail(error)
+        if delay:
+            await asyncio.sleep(delay)
+        core.reopened()
+        self._add = core.add  # after a resume: adopting the continuation's chunks
+        self._start(core.attempts.remaining())
+
+    async def _confirm(self) -> None:
+        try:
+            self._state.confirm(tuple(await self._call.initial_metadata() or ()))
+        except BaseException:
+            self._call.cancel()
+            self._open.release()
+            raise
 
     async def _trailing(self) -> Metadata:
         try:

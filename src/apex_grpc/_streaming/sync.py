@@ -59,6 +59,8 @@ class ChatCompletionStream:
                 raise ClientClosedError(
                     f"the client was closed while streaming: {error}"
                 ) from error
+            if self._state.confirming:  # the first chunk of a resumed attempt
+                self._confirm()
             self._add(chunk)
             if watchdog is not None:
                 self._state.waiting_since = None
@@ -69,9 +71,19 @@ class ChatCompletionStream:
         delay = self._state.retry_delay(error, self._open)
         if delay is None:
             self._state.fail(error)
-        time.sleep(delay)
+        if delay:
+            time.sleep(delay)
         self._state.reopened()
+        self._add = self._state.add  # after a resume: adopting the continuation's chunks
         self._call = self._open(self._state.attempts.remaining())
+
+    def _confirm(self) -> None:
+        try:
+            self._state.confirm(tuple(self._call.initial_metadata() or ()))
+        except BaseException:
+            self._call.cancel()
+            self._open.release()
+            raise
 
     def _watch(self) -> None:
         deadline = self._state.stall_deadline()
