@@ -26,6 +26,7 @@ from apex_grpc_server._knobs import FailureCounter, Knobs, has_knobs, parse_knob
 from apex_grpc_server._logging import log_call, logger
 from apex_grpc_server._metrics import NO_METRICS, Metrics
 from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
+from apex_grpc_server._validation import CONTINUE_KEY
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -108,6 +109,8 @@ class CallPolicy:
         echo_trailing = metadata.get(ECHO_TRAILING)
         if echo_trailing is not None:
             trailing.append((ECHO_TRAILING, echo_trailing))
+        if streaming and metadata.get(CONTINUE_KEY) == "1":  # "I continue answers"
+            initial.append((CONTINUE_KEY, "1"))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
         call = CallContext(context, user_id, request_id, metadata, None, trailing)

@@ -79,6 +79,9 @@ class Metrics:
         """Time one chat completion answered by ``model``."""
         return NO_TIMER
 
+    def continuation(self, model: str) -> None:
+        """A chat completion continues an answer begun elsewhere (``x-apex-continue``)."""
+
     def watch_queue(self, queue: EngineQueue) -> None:
         """Report the engine queue's depth and refusals (read when scraped)."""
 

@@ -56,6 +56,7 @@ class PrometheusMetrics(Metrics):
         "_model_series",
         "_rpc_series",
         "_thread",
+        "continuations",
         "duration",
         "first_token",
         "host",
@@ -124,6 +125,13 @@ class PrometheusMetrics(Metrics):
             (*MODEL_LABELS, "gen_ai_token_type"),
             registry=registry,
         )
+        self.continuations = Counter(
+            "apex_server_continuations",
+            "Chat completions that continued an answer begun elsewhere (x-apex-continue: a"
+            " client resuming a stream cut by a lost replica, connection or drain).",
+            MODEL_LABELS,
+            registry=registry,
+        )
 
     def start(self) -> int:
         """Serve /metrics on host:port (0: a free port); the bound port."""
@@ -169,6 +177,10 @@ class PrometheusMetrics(Metrics):
         if series is None:
             series = self._model_series[model] = _ModelSeries(self, model)
         return _ChatTimer(series)
+
+    def continuation(self, model: str) -> None:
+        """One more continued answer of ``model``."""
+        self.continuations.labels(OPERATION, model, model).inc()
 
     def watch_queue(self, queue: EngineQueue) -> None:
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""

@@ -457,3 +457,10 @@ def test_resuming_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="apex_grpc"):
         state.retry_delay(FakeRpcError(UNAVAILABLE), FakeOpener())
     assert "resuming after UNAVAILABLE: 1 chunks, 3 characters received (resume 1)" in caplog.text
+
+
+def test_a_cut_before_any_text_starts_the_answer_over() -> None:
+    state, opener = stream(), FakeOpener()
+    state.add(chunk(""))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
+    assert not opener.continued and not state.confirming and state.resumes == 1

@@ -13,8 +13,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -26,46 +25,9 @@ import apex_grpc as mc
 from ._dns import DnsServer
 from ._process import KEY, ServerProcess
 from ._sides import SIDES, make_side
+from .conftest import Fleet, target_of
 
 USER = [{"role": "user", "content": "hello there"}]
-Fleet = Callable[..., list[ServerProcess]]
-
-
-@pytest.fixture
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """``fleet(n, *flags)``: n replicas (echo engine, INFO logs) started at once.
-
-    ``fleet(n, *flags, hosts=[...])``: one replica per host, all on one port (the
-    first picks it), as replicas behind one DNS name with several addresses.
-    """
-    started: list[ServerProcess] = []
-
-    def start(replicas: int, *flags: str, hosts: Sequence[str] = ()) -> list[ServerProcess]:
-        servers = [
-            ServerProcess(
-                tmp_path_factory.mktemp("replica"),
-                *flags,
-                log_level="INFO",
-                host=hosts[n] if hosts else "127.0.0.1",
-            )
-            for n in range(replicas)
-        ]
-        started.extend(servers)
-        if hosts:  # the first replica picks the port the others share
-            servers[0].start()
-            for server in servers[1:]:
-                server.port = servers[0].port
-        with ThreadPoolExecutor(replicas) as pool:
-            list(pool.map(ServerProcess.start, servers[1:] if hosts else servers))
-        return servers
-
-    yield start
-    for server in started:
-        server.kill()
-
-
-def target_of(servers: list[ServerProcess]) -> str:
-    return "ipv4:" + ",".join(server.target for server in servers)
 
 
 def health(server: ServerProcess) -> int:

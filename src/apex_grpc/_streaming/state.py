@@ -184,8 +184,11 @@ class StreamState:
         answered = accumulator.text()
         self.resumes += 1
         self.attempts.number += 1
-        opener.continue_with(continuation(self.prepared, answered, left))
-        self.confirming = True
+        # No text yet (chunks without content): nothing to continue, so the answer starts
+        # over, which repeats nothing; the server refuses an empty message anyway.
+        if answered:
+            opener.continue_with(continuation(self.prepared, answered, left))
+            self.confirming = True
         self.add = self.adopt
         logger.info(
             "rpc %s resuming after %s: %d chunks, %d characters received (resume %d)",

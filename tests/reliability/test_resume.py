@@ -1,0 +1,160 @@
+"""Streams that survive: answers cut by a killed replica, a short drain or a reset connection
+resume on a replica that is up, and every stream ends with the uninterrupted answer.
+
+The echo engine's answer is a function of its prompt, so the oracle is exact: each
+stream's text must equal the answer a fresh call gets, byte for byte. Each stream has a
+prompt of its own, so a continuation sent with the wrong prefix, or to a server that
+started over, shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+import apex_grpc as mc
+
+from ._process import KEY, ServerProcess
+from ._sides import SIDES, make_side
+from .conftest import Fleet, target_of
+
+CHUNKS, DELAY_S = "40", "0.05"  # answers of about 2 s
+ANSWER = ("--echo-chunks", CHUNKS, "--echo-delay", DELAY_S, "--echo-chunk-size", "12")
+
+
+def prompt(number: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"stream {number}: tell me more, "}]
+
+
+async def expected(side: Any, streams: int) -> list[str]:
+    """The uninterrupted answers, asked without delay before anything fails."""
+    fast = {"x-echo-delay-ms": "0"}
+    return [
+        (await side.chat(messages=prompt(n), metadata=fast)).choices[0].message.content
+        for n in range(streams)
+    ]
+
+
+async def run_streams(
+    side: Any, streams: int, cut_at: float, cut: Any, **options: Any
+) -> list[str | BaseException]:
+    """`streams` streams at once; `cut()` runs `cut_at` s in. Each stream's text, or its error."""
+
+    async def one(number: int) -> str:
+        parts, _ = await side.stream(messages=prompt(number), **options)
+        return "".join(parts)
+
+    async def later() -> None:
+        await asyncio.sleep(cut_at)
+        cut()
+
+    results = await asyncio.gather(
+        later(), *(one(n) for n in range(streams)), return_exceptions=True
+    )
+    return list(results[1:])
+
+
+def resumes(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("resuming after UNAVAILABLE" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("side_kind", SIDES)
+async def test_kill_9_of_one_replica_mid_answer_every_stream_completes(
+    fleet: Fleet, side_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's measure: 17 of 36 streams ended in StreamInterruptedError before."""
+    replicas = fleet(3, *ANSWER)
+    side = make_side(side_kind, target_of(replicas), KEY, load_balancing="round_robin")
+    streams = 30 if side_kind == "async" else 6
+    caplog.set_level(logging.INFO, logger="apex_grpc")
+    try:
+        answers = await expected(side, streams)
+        results = await run_streams(side, streams, 0.6, replicas[0].kill)
+    finally:
+        await side.close()
+    assert results == answers
+    assert resumes(caplog) >= 1  # the kill cut streams that were answering
+
+
+async def test_with_resume_off_a_kill_gives_the_old_error(fleet: Fleet) -> None:
+    replicas = fleet(3, *ANSWER)
+    side = make_side(
+        "async", target_of(replicas), KEY, load_balancing="round_robin", stream_resume=False
+    )
+    try:
+        answers = await expected(side, 12)
+        results = await run_streams(side, 12, 0.6, replicas[0].kill)
+    finally:
+        await side.close()
+    cut = [r for r in results if isinstance(r, BaseException)]
+    assert cut and all(isinstance(r, mc.StreamInterruptedError) for r in cut), results
+    assert "resuming is off" in str(cut[0])
+    assert [r for r in results if isinstance(r, str)] == [
+        a for a, r in zip(answers, results, strict=True) if isinstance(r, str)
+    ]
+
+
+@pytest.mark.parametrize("side_kind", SIDES)
+async def test_a_drain_shorter_than_the_answers_hands_them_over(
+    fleet: Fleet, side_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM with a grace period of 0.3 s during answers of 2 s: 8 of 24 streams ended in
+    StreamInterruptedError before; now the draining replica's streams go on elsewhere."""
+    replicas = fleet(3, *ANSWER, "--grace-period", "0.3")
+    side = make_side(side_kind, target_of(replicas), KEY, load_balancing="round_robin")
+    streams = 24 if side_kind == "async" else 6
+    caplog.set_level(logging.INFO, logger="apex_grpc")
+    try:
+        answers = await expected(side, streams)
+        results = await run_streams(side, streams, 0.5, replicas[0].terminate)
+    finally:
+        await side.close()
+    assert results == answers
+    assert resumes(caplog) >= 1
+    assert replicas[0].process is not None and replicas[0].process.wait(15) == 0
+
+
+@pytest.mark.parametrize("side_kind", SIDES)
+async def test_a_connection_reset_mid_stream_resumes_through_a_new_one(
+    server_process: Any, proxy: Any, side_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TCP RST from a proxy on loopback cuts every stream on the connection; each
+    continues on the next connection, to the same replica."""
+    server: ServerProcess = server_process(*ANSWER)
+    middle = proxy(server.port)
+    side = make_side(side_kind, middle.target, KEY)
+    streams = 8 if side_kind == "async" else 4
+    caplog.set_level(logging.INFO, logger="apex_grpc")
+    try:
+        answers = await expected(side, streams)
+        results = await run_streams(side, streams, 0.6, middle.reset_all)
+    finally:
+        await side.close()
+    assert results == answers
+    assert resumes(caplog) == streams  # every stream was on the connection that was reset
+
+
+async def test_the_resumed_stream_is_one_stream(server_process: Any, proxy: Any) -> None:
+    """One id, one role, one finish_reason, and usage of the whole answer, across a reset."""
+    server: ServerProcess = server_process(*ANSWER)
+    middle = proxy(server.port)
+    async with mc.AsyncApexClient(api_key=KEY, base_url=middle.target, secure=False) as client:
+        whole = await client.chat.completions.create(
+            messages=prompt(0), metadata={"x-echo-delay-ms": "0"}
+        )
+        stream = await client.chat.completions.create(messages=prompt(0), stream=True)
+        chunks = []
+        async for chunk in stream:
+            chunks.append(chunk)
+            if len(chunks) == 5:
+                assert middle.reset_all() >= 1
+        final = await stream.get_final_response()
+    assert len({c.id for c in chunks}) == 1 and len({c.created for c in chunks}) == 1
+    assert [c.choices[0].delta.role for c in chunks].count("assistant") == 1
+    assert [c.choices[0].finish_reason for c in chunks][-2:] == ["", "stop"]
+    assert final.choices[0].message.content == whole.choices[0].message.content
+    assert final.usage == whole.usage
+    assert len(chunks) == int(CHUNKS)  # the cut fell between chunks: none split, none added
