@@ -23,6 +23,7 @@ from .conftest import Fleet, target_of
 
 CHUNKS, DELAY_S = "40", "0.05"  # answers of about 2 s
 ANSWER = ("--echo-chunks", CHUNKS, "--echo-delay", DELAY_S, "--echo-chunk-size", "12")
+LONG_ANSWER = ("--echo-chunks", "80", "--echo-delay", DELAY_S, "--echo-chunk-size", "12")
 
 
 def prompt(number: int) -> list[dict[str, str]]:
@@ -103,7 +104,8 @@ async def test_a_drain_shorter_than_the_answers_hands_them_over(
 ) -> None:
     """SIGTERM with a grace period of 0.3 s during answers of 2 s: 8 of 24 streams ended in
     StreamInterruptedError before; now the draining replica's streams go on elsewhere."""
-    replicas = fleet(3, *ANSWER, "--grace-period", "0.3")
+    # Answers of 4 s: the drain takes its settling time (0.2 s or more) before its grace.
+    replicas = fleet(3, *LONG_ANSWER, "--grace-period", "0.3")
     side = make_side(side_kind, target_of(replicas), KEY, load_balancing="round_robin")
     streams = 24 if side_kind == "async" else 6
     caplog.set_level(logging.INFO, logger="apex_grpc")
@@ -115,6 +117,7 @@ async def test_a_drain_shorter_than_the_answers_hands_them_over(
     assert results == answers
     assert resumes(caplog) >= 1
     assert replicas[0].process is not None and replicas[0].process.wait(15) == 0
+    assert "streams handed over" in replicas[0].log()  # by the server, not by grpc's cancel
 
 
 @pytest.mark.parametrize("side_kind", SIDES)
@@ -158,3 +161,33 @@ async def test_the_resumed_stream_is_one_stream(server_process: Any, proxy: Any)
     assert final.choices[0].message.content == whole.choices[0].message.content
     assert final.usage == whole.usage
     assert len(chunks) == int(CHUNKS)  # the cut fell between chunks: none split, none added
+
+
+def test_a_stopping_server_ends_the_streams_its_grace_period_leaves_with_unavailable(
+    server_process: Any,
+) -> None:
+    """At the end of the grace period the server ends what is still streaming with an
+    UNAVAILABLE of its own that says why (before: grpc's "Cancelling all calls"), and the
+    handed-over streams are in its log as such."""
+    import grpc
+
+    from apex_grpc_proto.apex.v1 import apex_pb2 as pb
+    from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+
+    server: ServerProcess = server_process(*ANSWER, "--grace-period", "0.3", "--log-level", "INFO")
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ApexServiceStub(channel)
+        call = stub.ChatCompletionStream(
+            pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", content="hi")]),
+            metadata=(("authorization", f"Bearer {KEY}"),),
+            timeout=10,
+        )
+        next(call)
+        server.terminate()
+        with pytest.raises(grpc.RpcError) as caught:
+            for _ in call:
+                pass
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "grace period ended before this stream did" in caught.value.details()
+    assert server.process is not None and server.process.wait(15) == 0
+    assert "1 streams handed over" in server.log()

@@ -23,7 +23,7 @@ from apex_grpc_server._metrics import create_metrics
 from apex_grpc_server._metrics.recorder import Metrics
 from apex_grpc_server._research.jobs import ResearchJobs
 from apex_grpc_server._rpc.api_keys import Authenticator
-from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy
+from apex_grpc_server._rpc.call_scope import HANDOVER_S, SERVICE, CallPolicy
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
@@ -238,6 +238,10 @@ class ApexServer:
         4. Then the server stops accepting (GOAWAY) and calls in flight get ``grace``
            seconds (default: the config's); it stops as soon as they are done (health
            watches, which never end by themselves, are ended first).
+        5. Streams still answering when ``grace`` ends are ended UNAVAILABLE by the
+           server itself (`CallPolicy.hand_over`), which a client resumes on another
+           replica, and grpc gets HANDOVER_S more to send those statuses before it
+           cancels what is left. So a long answer is handed over, not cut.
         """
         if self._server is None and self._lock is None:
             return  # stopped already
@@ -254,7 +258,10 @@ class ApexServer:
                 await _turn_away_new_calls(self._policy)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
-            await self._server.stop(grace)
+            # stop(0): grpc cancels every call at once; nothing is left to hand over.
+            handover = asyncio.get_running_loop().call_later(grace, self._policy.hand_over)
+            await self._server.stop(grace + HANDOVER_S if grace > 0 else 0)
+            handover.cancel()
             self._server = None
         await self._close_parts()
         logger.info("server stopped")
