@@ -76,11 +76,14 @@ class ServerConfig:
     n_ctx: int = 2048
     # OpenAI-compatible engine: base URL ("http://host:8000" or ".../v1"),
     # upstream key, model (default: the request's model, else the first one
-    # the upstream lists) and the per-request upstream timeout.
+    # the upstream lists) and the per-request upstream timeout. ``openai_continue``:
+    # the upstream can continue a final assistant message (vLLM, llama.cpp's server);
+    # off (OpenAI's own API cannot), a client's resume is refused FAILED_PRECONDITION.
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     openai_model: str | None = None
     openai_timeout_s: float = 120.0
+    openai_continue: bool = True
     # Echo engine: answers are ``echo_chunks`` deltas of ``echo_chunk_size``
     # characters, ``echo_delay_s`` apart.
     # ``echo_concurrency`` answers at a time (None: all at once; 1 queues

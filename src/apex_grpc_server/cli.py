@@ -146,6 +146,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument(
         "--openai-timeout", type=float, default=120.0, help="openai: seconds (%(default)s)"
     )
+    engine.add_argument(
+        "--no-openai-continue",
+        dest="openai_continue",
+        action="store_false",
+        help="openai: the upstream cannot continue an answer (continue_final_message, as"
+        " vLLM and llama.cpp's server can): refuse clients' resumes",
+    )
     engine.add_argument("--echo-chunks", type=int, default=8, help="echo: chunks (%(default)s)")
     engine.add_argument(
         "--echo-chunk-size", type=int, default=16, help="echo: characters a chunk (%(default)s)"
@@ -321,6 +328,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         openai_api_key=_env("APEX_GRPC_OPENAI_API_KEY") or _env("OPENAI_API_KEY"),
         openai_model=args.openai_model,
         openai_timeout_s=args.openai_timeout,
+        openai_continue=args.openai_continue,
         echo_chunks=args.echo_chunks,
         echo_chunk_size=args.echo_chunk_size,
         echo_delay_s=args.echo_delay,
