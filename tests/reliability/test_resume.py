@@ -18,7 +18,7 @@ import pytest
 import apex_grpc as mc
 
 from ._process import KEY, ServerProcess
-from ._sides import SIDES, make_side
+from ._sides import SIDES, AsyncSide, make_side
 from .conftest import Fleet, target_of
 
 CHUNKS, DELAY_S = "40", "0.05"  # answers of about 2 s
@@ -191,3 +191,29 @@ def test_a_stopping_server_ends_the_streams_its_grace_period_leaves_with_unavail
     assert "grace period ended before this stream did" in caught.value.details()
     assert server.process is not None and server.process.wait(15) == 0
     assert "1 streams handed over" in server.log()
+
+
+async def test_an_answer_stored_after_a_resume_is_stored_whole_and_once(
+    server_process: Any, proxy: Any
+) -> None:
+    """The stored completion holds the resumed stream's whole answer, once: the text the
+    stream hands back is the whole answer, and the write, retried with its key (as the
+    client does when a reply is lost), is stored once, not appended to."""
+    server: ServerProcess = server_process(*ANSWER)
+    middle = proxy(server.port)
+    async with mc.AsyncApexClient(api_key=KEY, base_url=middle.target, secure=False) as client:
+        created = await client.chats.create("a chat to keep", metadata={"x-echo-delay-ms": "0"})
+        completion_id = created.parsed_completion.id
+        (whole,) = await expected(AsyncSide(client), 1)
+        stream = await client.chat.completions.create(messages=prompt(0), stream=True)
+        async for _ in stream:
+            if stream.chunk_count == 10:
+                assert middle.reset_all() >= 1
+        text = await stream.text()
+        assert text == whole
+        for _ in range(2):  # the same write again: a retry after a lost reply
+            await client.chats.update_completion(
+                completion_id, completion_text=text, idempotency_key="store-once-1"
+            )
+        stored = await client.chats.get_completion(completion_id)
+    assert stored.completion_text == whole
