@@ -23,6 +23,7 @@ from . import (
     _otel,
     _per_call,
     _process_metrics,
+    _resume,
     _scenarios,
     _storage,
 )
@@ -32,7 +33,9 @@ from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "hostile", "model")
+SECTIONS = (
+    "client", "bursts", "cpu", "otel", "tls", "fleet", "resume", "storage", "hostile", "model",
+)  # fmt: skip
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -185,6 +188,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "resume" in args.only:
+        rows += _resume.measure(args.quick)
     if "hostile" in args.only:
         rows += _hostile.measure(args.quick)
     if "storage" in args.only:
