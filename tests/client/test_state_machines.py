@@ -405,7 +405,6 @@ def test_a_second_cut_resumes_from_the_whole_prefix_and_a_cut_without_progress_i
     [
         ({"resume": False}, UNAVAILABLE, "", "resuming is off"),
         ({}, grpc.StatusCode.INTERNAL, "", "not one another replica can finish"),
-        ({}, UNAVAILABLE, "stop", "only the status was lost"),
         ({"timeout": 1e-9}, UNAVAILABLE, "", "the deadline was spent"),
     ],
 )
@@ -464,3 +463,15 @@ def test_a_cut_before_any_text_starts_the_answer_over() -> None:
     state.add(chunk(""))
     assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
     assert not opener.continued and not state.confirming and state.resumes == 1
+
+
+def test_a_whole_answer_whose_status_was_lost_ends_as_a_whole_answer() -> None:
+    state, opener = stream(), FakeOpener()
+    state.add(chunk("abc", "stop"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) is None  # nothing to continue
+    assert not opener.continued
+    assert not state.answered_anyway(FakeRpcError(grpc.StatusCode.INTERNAL))
+    assert state.answered_anyway(FakeRpcError(UNAVAILABLE)) and state.finished
+    off = stream(resume=False)
+    off.add(chunk("abc", "stop"))
+    assert not off.answered_anyway(FakeRpcError(UNAVAILABLE))

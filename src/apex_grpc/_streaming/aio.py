@@ -65,8 +65,9 @@ class AsyncChatCompletionStream:
                     if self._closed:
                         return
             except grpc.RpcError as error:
-                await self._retry_or_raise(error)
-                continue  # resumed: its first chunk is confirmed by `__anext__`
+                if await self._retry_or_raise(error):
+                    continue  # resumed: its first chunk is confirmed by `__anext__`
+                return  # the answer was whole: only its status was lost
             except asyncio.CancelledError:
                 self._call.cancel()
                 raise
@@ -94,8 +95,9 @@ class AsyncChatCompletionStream:
                 core.ended(await self._trailing())
                 raise
             except grpc.RpcError as error:
-                await self._retry_or_raise(error)
-                continue
+                if await self._retry_or_raise(error):
+                    continue
+                raise StopAsyncIteration from None  # the answer was whole; its status lost
             except TimeoutError:
                 call.cancel()
                 self._open.release()
@@ -111,17 +113,21 @@ class AsyncChatCompletionStream:
             self._add(chunk)
             return chunk  # type: ignore[no-any-return]
 
-    async def _retry_or_raise(self, error: grpc.RpcError) -> None:
+    async def _retry_or_raise(self, error: grpc.RpcError) -> bool:
+        """Reopen after `error` (True), or end the stream: False when it is whole anyway."""
         self._open.release()
         core = self._state
         delay = core.retry_delay(error, self._open)
         if delay is None:
+            if core.answered_anyway(error):
+                return False
             core.fail(error)
         if delay:
             await asyncio.sleep(delay)
         core.reopened()
         self._add = core.add  # after a resume: adopting the continuation's chunks
         self._start(core.attempts.remaining())
+        return True
 
     async def _confirm(self) -> None:
         try:

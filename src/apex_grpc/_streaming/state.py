@@ -203,6 +203,23 @@ class StreamState:
             self.observation.resumed(self.resumes, RESUMABLE.name, len(answered))
         return 0.0
 
+    def answered_anyway(self, error: grpc.RpcError) -> bool:
+        """Whether a failure `retry_delay` declined still leaves the stream complete: the
+        last chunk (its finish_reason) had arrived and only the status was lost to a server
+        or connection gone (UNAVAILABLE). With resuming on, the stream then ends as a whole
+        answer (logged), not in StreamInterruptedError."""
+        accumulator = self.accumulator
+        if not (self.resume and accumulator.finish_reason and _code(error) is RESUMABLE):
+            return False
+        logger.info(
+            "rpc %s: the answer was whole (%d chunks) when its status was lost (%s)",
+            METHOD,
+            accumulator.chunk_count,
+            _code(error).name,
+        )
+        self.ended()
+        return True
+
     def confirm(self, initial_metadata: Metadata | None) -> None:
         """The first chunk of a resumed attempt arrived with these headers: the server
         must say it continued (`CONTINUE_HEADER`); one that started the answer over would
@@ -274,7 +291,7 @@ class StreamState:
         if not self.resume:
             why = "resuming is off (resume=False): a new call starts the answer over"
         elif accumulator.finish_reason:
-            why = "its last chunk had arrived: only the status was lost"
+            why = "its last chunk had arrived, and the status it lost was not UNAVAILABLE"
         elif self.resumes >= MAX_RESUMES:
             why = f"it was resumed {self.resumes} times, the most a stream may be"
         elif self.resumes:

@@ -53,8 +53,9 @@ class ChatCompletionStream:
                 self._state.ended(self._trailing())
                 raise
             except grpc.RpcError as error:
-                self._retry_or_raise(error)
-                continue
+                if self._retry_or_raise(error):
+                    continue
+                raise StopIteration from None  # the answer was whole: only its status was lost
             except ValueError as error:
                 raise ClientClosedError(
                     f"the client was closed while streaming: {error}"
@@ -66,16 +67,20 @@ class ChatCompletionStream:
                 self._state.waiting_since = None
             return chunk
 
-    def _retry_or_raise(self, error: grpc.RpcError) -> None:
+    def _retry_or_raise(self, error: grpc.RpcError) -> bool:
+        """Reopen after `error` (True), or end the stream: False when it is whole anyway."""
         self._open.release()
         delay = self._state.retry_delay(error, self._open)
         if delay is None:
+            if self._state.answered_anyway(error):
+                return False
             self._state.fail(error)
         if delay:
             time.sleep(delay)
         self._state.reopened()
         self._add = self._state.add  # after a resume: adopting the continuation's chunks
         self._call = self._open(self._state.attempts.remaining())
+        return True
 
     def _confirm(self) -> None:
         try:
