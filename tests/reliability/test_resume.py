@@ -58,6 +58,17 @@ async def run_streams(
     return list(results[1:])
 
 
+async def through_a_cut(
+    side: Any, streams: int, cut_at: float, cut: Any
+) -> tuple[list[str], list[str | BaseException]]:
+    """The uninterrupted answers, then each stream's outcome around `cut()`; closes `side`."""
+    try:
+        answers = await expected(side, streams)
+        return answers, await run_streams(side, streams, cut_at, cut)
+    finally:
+        await side.close()
+
+
 def resumes(caplog: pytest.LogCaptureFixture) -> int:
     return sum("resuming after UNAVAILABLE" in r.getMessage() for r in caplog.records)
 
@@ -71,11 +82,7 @@ async def test_kill_9_of_one_replica_mid_answer_every_stream_completes(
     side = make_side(side_kind, target_of(replicas), KEY, load_balancing="round_robin")
     streams = 30 if side_kind == "async" else 6
     caplog.set_level(logging.INFO, logger="apex_grpc")
-    try:
-        answers = await expected(side, streams)
-        results = await run_streams(side, streams, 0.6, replicas[0].kill)
-    finally:
-        await side.close()
+    answers, results = await through_a_cut(side, streams, 0.6, replicas[0].kill)
     assert results == answers
     assert resumes(caplog) >= 1  # the kill cut streams that were answering
 
@@ -85,11 +92,7 @@ async def test_with_resume_off_a_kill_gives_the_old_error(fleet: Fleet) -> None:
     side = make_side(
         "async", target_of(replicas), KEY, load_balancing="round_robin", stream_resume=False
     )
-    try:
-        answers = await expected(side, 12)
-        results = await run_streams(side, 12, 0.6, replicas[0].kill)
-    finally:
-        await side.close()
+    answers, results = await through_a_cut(side, 12, 0.6, replicas[0].kill)
     cut = [r for r in results if isinstance(r, BaseException)]
     assert cut and all(isinstance(r, mc.StreamInterruptedError) for r in cut), results
     assert "resuming is off" in str(cut[0])
@@ -109,11 +112,7 @@ async def test_a_drain_shorter_than_the_answers_hands_them_over(
     side = make_side(side_kind, target_of(replicas), KEY, load_balancing="round_robin")
     streams = 24 if side_kind == "async" else 6
     caplog.set_level(logging.INFO, logger="apex_grpc")
-    try:
-        answers = await expected(side, streams)
-        results = await run_streams(side, streams, 0.5, replicas[0].terminate)
-    finally:
-        await side.close()
+    answers, results = await through_a_cut(side, streams, 0.5, replicas[0].terminate)
     assert results == answers
     assert resumes(caplog) >= 1
     assert replicas[0].process is not None and replicas[0].process.wait(15) == 0
@@ -131,11 +130,7 @@ async def test_a_connection_reset_mid_stream_resumes_through_a_new_one(
     side = make_side(side_kind, middle.target, KEY)
     streams = 8 if side_kind == "async" else 4
     caplog.set_level(logging.INFO, logger="apex_grpc")
-    try:
-        answers = await expected(side, streams)
-        results = await run_streams(side, streams, 0.6, middle.reset_all)
-    finally:
-        await side.close()
+    answers, results = await through_a_cut(side, streams, 0.6, middle.reset_all)
     assert results == answers
     assert resumes(caplog) == streams  # every stream was on the connection that was reset
 
