@@ -235,10 +235,8 @@ class ApexServer:
         4. Then the server stops accepting (GOAWAY) and calls in flight get ``grace``
            seconds (default: the config's); it stops as soon as they are done (health
            watches, which never end by themselves, are ended first).
-        5. Streams still answering when ``grace`` ends are ended UNAVAILABLE by the
-           server itself (`CallPolicy.hand_over`), which a client resumes on another
-           replica, and grpc gets HANDOVER_S more to send those statuses before it
-           cancels what is left. So a long answer is handed over, not cut.
+        5. Streams still answering then end UNAVAILABLE (`CallPolicy.hand_over`): a client
+           resumes them elsewhere; grpc cancels what is left HANDOVER_S later.
         """
         if self._server is None and self._lock is None:
             return  # stopped already
