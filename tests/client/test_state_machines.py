@@ -16,11 +16,11 @@ import grpc
 import pytest
 
 import apex_grpc as mc
+from apex_grpc._calls.stream import StreamState
+from apex_grpc._calls.unary import UnaryAttempts, record_success, settle
 from apex_grpc._requests.chats import list_sessions
 from apex_grpc._retry import is_refused_stream
 from apex_grpc._settings.client import ClientSettings
-from apex_grpc._streaming.state import StreamState
-from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 from ._builders import build, prepare_chat
 
@@ -424,7 +424,7 @@ def test_a_cut_that_cannot_be_resumed_names_how_far_the_answer_got(
 
 
 def test_resumes_are_bounded() -> None:
-    from apex_grpc._streaming.state import MAX_RESUMES
+    from apex_grpc._calls.stream import MAX_RESUMES
 
     state, opener = stream(), FakeOpener()
     for _ in range(MAX_RESUMES):

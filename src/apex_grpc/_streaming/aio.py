@@ -14,8 +14,8 @@ from types import TracebackType
 import grpc
 import grpc.aio
 
+from apex_grpc._calls.stream import Opener, StreamState
 from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
-from apex_grpc._streaming.state import Opener, StreamState
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 
