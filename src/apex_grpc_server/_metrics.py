@@ -6,8 +6,8 @@ call pays a few empty method calls and ``prometheus_client`` is never
 imported. With it, `_metrics_prometheus.PrometheusMetrics` records into its
 own registry and serves it on ``http://HOST:PORT/metrics``. The hooks are
 `_calls._CallScope` (every RPC), `_chat.ChatCompletions` (chat completions,
-their first and later chunks, token usage) and the engine's `_queue.EngineQueue`
-(read when scraped).
+their first and later chunks, token usage), the engine's `_queue.EngineQueue`
+and its process (`_engines.process.ProcessEngine`), both read when scraped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from apex_grpc_server._status import RpcAbort
 if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
     from apex_grpc_server._engines import Usage
+    from apex_grpc_server._engines.process import ProcessEngine
     from apex_grpc_server._queue import EngineQueue
 
 
@@ -81,6 +82,9 @@ class Metrics:
 
     def watch_queue(self, queue: EngineQueue) -> None:
         """Report the engine queue's depth and refusals (read when scraped)."""
+
+    def watch_engine_process(self, engine: ProcessEngine) -> None:
+        """Report whether the engine's process is up, its restarts and crashes (when scraped)."""
 
 
 NO_METRICS = Metrics()

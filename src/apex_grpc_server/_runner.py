@@ -24,6 +24,7 @@ from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._datalock import DataDirectoryLock
 from apex_grpc_server._documents import default_corpus
 from apex_grpc_server._engines import ChatEngine, create_engine
+from apex_grpc_server._engines.process import ProcessEngine
 from apex_grpc_server._metrics import Metrics, create_metrics
 from apex_grpc_server._research import ResearchJobs
 from apex_grpc_server._routes import ApexRoutes
@@ -160,6 +161,8 @@ class ApexServer:
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
+            await self._health.report_engine(serving=self._engine.serving)
+            self._engine.watch_serving(self._health.report_engine)
         metrics_port = self._metrics_port
         self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
         if config.allow_any_key:
@@ -193,6 +196,8 @@ class ApexServer:
         self._store = await open_store(config.database_url, config.data_dir)
         self._engine = create_engine(config)
         await self._engine.start()
+        if isinstance(self._engine, ProcessEngine):
+            metrics.watch_engine_process(self._engine)
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())

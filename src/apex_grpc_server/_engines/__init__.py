@@ -16,7 +16,21 @@ from apex_grpc_server._engines._echo import EchoEngine
 
 
 def create_engine(config: ServerConfig) -> ChatEngine:
-    """The engine ``config.engine`` names (not started; call ``start()``)."""
+    """The engine ``config.engine`` names (not started; call ``start()``).
+
+    With ``config.engine_in_child`` it runs in a supervised child process
+    (``process.ProcessEngine``); its settings are checked here all the same.
+    """
+    engine = _engine_here(config)
+    if config.engine_in_child:
+        from apex_grpc_server._engines.process import ProcessEngine
+
+        return ProcessEngine(engine, config)
+    return engine
+
+
+def _engine_here(config: ServerConfig) -> ChatEngine:
+    """The engine ``config.engine`` names, to run in this process."""
     if config.engine == "echo":
         return EchoEngine(
             config.echo_chunks,
