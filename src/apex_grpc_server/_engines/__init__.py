@@ -1,9 +1,17 @@
-"""Chat engines behind one interface; ``create_engine`` picks one from the config."""
+"""Chat engines behind one interface; ``create_engine`` picks one from the config.
+
+- ``base.py``: the interface (`ChatEngine`, `ChatRequest`, `Delta`) and shared helpers.
+- ``echo.py``, ``llama.py`` (the local model), ``openai.py``: the engines; ``model.py``
+  finds the default GGUF.
+- ``process.py``: `ProcessEngine`, any engine in a child process the server supervises
+  and restarts (the local engine's default); ``child.py`` is that process's entry point
+  and ``pipe.py`` what the two say to each other.
+"""
 
 from __future__ import annotations
 
 from apex_grpc_server._config import ServerConfig
-from apex_grpc_server._engines._base import (
+from apex_grpc_server._engines.base import (
     ChatEngine,
     ChatRequest,
     Delta,
@@ -12,7 +20,7 @@ from apex_grpc_server._engines._base import (
     Message,
     Usage,
 )
-from apex_grpc_server._engines._echo import EchoEngine
+from apex_grpc_server._engines.echo import EchoEngine
 
 
 def create_engine(config: ServerConfig) -> ChatEngine:
@@ -40,11 +48,11 @@ def _engine_here(config: ServerConfig) -> ChatEngine:
             context=config.echo_context,
         )
     if config.engine == "local":
-        from apex_grpc_server._engines._llama import LlamaEngine
+        from apex_grpc_server._engines.llama import LlamaEngine
 
         return LlamaEngine.from_config(config)
     if config.engine == "openai":
-        from apex_grpc_server._engines._openai import OpenAIEngine
+        from apex_grpc_server._engines.openai import OpenAIEngine
 
         return OpenAIEngine.from_config(config)
     raise ValueError(f"engine: unknown engine {config.engine!r}")

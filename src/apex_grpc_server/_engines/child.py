@@ -26,7 +26,7 @@ import grpc
 
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._engines import EngineUnavailable, create_engine
-from apex_grpc_server._engines._base import ChatEngine, ChatRequest
+from apex_grpc_server._engines.base import ChatEngine, ChatRequest
 from apex_grpc_server._engines.pipe import (
     ABORT,
     CANCEL,

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from apex_grpc_server._engines._base import ChatEngine
+from apex_grpc_server._engines.base import ChatEngine
 
 START = "start"
 CHAT = "chat"

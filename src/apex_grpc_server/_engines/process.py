@@ -45,7 +45,7 @@ from typing import Any
 import grpc
 
 from apex_grpc_server._config import ServerConfig
-from apex_grpc_server._engines._base import ChatEngine, ChatRequest, Delta, EngineUnavailable
+from apex_grpc_server._engines.base import ChatEngine, ChatRequest, Delta, EngineUnavailable
 from apex_grpc_server._engines.pipe import (
     ABORT,
     CANCEL,
