@@ -279,26 +279,41 @@ def test_a_crash_loop_is_logged_and_counted_with_growing_delays(start_server, ca
     assert metrics[("apex_server_engine_restarts_total", "")] == 3
 
 
-def test_a_unary_call_cut_by_a_crash_is_retried_by_the_client(start_server, api_key) -> None:
+def test_unary_calls_cut_by_a_crash_get_a_retry_hint_the_client_follows(
+    start_server, channel_to, auth, api_key
+) -> None:
     old = engine_pids()
     server = start_server(engine="echo", engine_process=True, echo_chunks=20, echo_delay_s=0.05)
     engine = new_engine(old)
+    stub = pb_grpc.ApexServiceStub(channel_to(server.target))
     info = mc.CallInfo()
-    answers: list[str] = []
+    answers: list[Any] = []
     with mc.ApexClient(api_key=api_key, base_url=server.target, secure=False) as client:
 
-        def call() -> None:
+        def sdk_call() -> None:
             response = client.chat.completions.create(
                 messages=[{"role": "user", "content": "again"}], call_info=info, timeout=30
             )
             answers.append(response.choices[0].message.content)
 
-        caller = threading.Thread(target=call)
-        caller.start()
-        time.sleep(0.4)  # the answer takes 20 x 50 ms: the engine is in the middle of it
+        def raw_call() -> None:
+            try:
+                stub.ChatCompletion(ask("raw"), metadata=auth, timeout=30)
+            except grpc.RpcError as error:
+                answers.append(error)
+
+        callers = [threading.Thread(target=sdk_call), threading.Thread(target=raw_call)]
+        for caller in callers:
+            caller.start()
+        time.sleep(0.4)  # an answer takes 20 x 50 ms: the engine is in the middle of both
         os.kill(engine, signal.SIGKILL)
-        caller.join(30)
-    assert answers == [("again" * 64)[: 20 * 16]]
+        for caller in callers:
+            caller.join(30)
+    (cut,) = [answer for answer in answers if isinstance(answer, grpc.RpcError)]
+    assert cut.code() == grpc.StatusCode.UNAVAILABLE
+    assert "process ended (SIGKILL) while answering this call" in cut.details()
+    assert int(dict(cut.trailing_metadata())[PUSHBACK]) >= 500  # the first backoff
+    assert [answer for answer in answers if isinstance(answer, str)] == [("again" * 64)[:320]]
     assert info.attempts >= 2  # the first ended UNAVAILABLE; the retry waited as told
 
 
