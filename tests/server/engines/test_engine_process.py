@@ -43,7 +43,8 @@ PUSHBACK = "grpc-retry-pushback-ms"
 AT_ONCE_S = 2.0
 """How soon after the kill the calls it cut must have ended: the server learns of the death
 when the socket closes (microseconds); 2 s leaves room for a loaded 2-core machine."""
-SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def engine_pids(parent: int | None = None) -> set[int]:
@@ -132,9 +133,10 @@ def answer_again(stub: pb_grpc.ApexServiceStub, auth: Any, timeout_s: float = 60
             stub.ChatCompletion(ask("Say hi.", 4), metadata=auth, timeout=30)
             return time.monotonic() - started
         except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.UNAVAILABLE, error
-            assert time.monotonic() - started < timeout_s, "the engine did not come back"
-            time.sleep(0.05)
+            code = error.code()
+        assert code == grpc.StatusCode.UNAVAILABLE, code
+        assert time.monotonic() - started < timeout_s, "the engine did not come back"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -259,9 +261,10 @@ def test_a_crash_loop_is_logged_and_counted_with_growing_delays(start_server, ca
             while engine_metrics(server.metrics_port)[("apex_server_engine_up", "")] != 1:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)  # ready: the next kill is a crash, not a failed start
-            assert engine_metrics(server.metrics_port)[
-                ("apex_server_engine_restarts_total", "")
-            ] == restarts
+            assert (
+                engine_metrics(server.metrics_port)[("apex_server_engine_restarts_total", "")]
+                == restarts
+            )
     crashes = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(crashes) == 3, crashes
     for count, (line, delay) in enumerate(zip(crashes, ("0.5", "1.0", "2.0"), strict=True), 1):
