@@ -197,11 +197,6 @@ class ProcessEngine(ChatEngine):
         """Whether an engine process is ready to answer (False while it restarts)."""
         return self._child is not None
 
-    @property
-    def pid(self) -> int | None:
-        """The engine process's id (None while it is down)."""
-        return None if self._child is None else self._child.process.pid
-
     def watch_serving(self, listener: Listener) -> None:
         """Await ``listener(serving)`` whenever the engine process goes down or is back."""
         self._listeners.append(listener)
@@ -216,6 +211,12 @@ class ProcessEngine(ChatEngine):
             self._child = await self._launch()
         except _StartFailed as failure:
             raise EngineUnavailable(str(failure)) from None
+        logger.info(
+            "the %s engine runs in process %d (ready after %.1f s)",
+            self.kind,
+            self._child.process.pid,
+            self._start_s,
+        )
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def close(self) -> None:
@@ -293,6 +294,9 @@ class ProcessEngine(ChatEngine):
             ours.close()
             why = f"cannot start the engine process: {error}"
             raise _StartFailed("start_failed", why) from None
+        except BaseException:  # cancelled: a process started meanwhile sees its socket close
+            ours.close()
+            raise
         finally:
             theirs.close()
         try:
