@@ -22,11 +22,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from apex_grpc_server._metrics.recorder import ChatTimer, Metrics, QueueGauge, error_type
+from apex_grpc_server._metrics.recorder import (
+    ChatTimer,
+    EngineProcessGauge,
+    Metrics,
+    QueueGauge,
+    error_type,
+)
 
 if TYPE_CHECKING:
     from apex_grpc_server._engines import Usage
-    from apex_grpc_server._engines.process import ProcessEngine
 
 OPERATION = "chat"
 """``gen_ai.operation.name`` of a chat completion."""
@@ -174,7 +179,7 @@ class PrometheusMetrics(Metrics):
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""
         self.registry.register(_QueueCollector(queue))
 
-    def watch_engine_process(self, engine: ProcessEngine) -> None:
+    def watch_engine_process(self, engine: EngineProcessGauge) -> None:
         """Report ``engine``'s process: up or not, restarts, crashes by reason (when scraped)."""
         self.registry.register(_EngineProcessCollector(engine))
 
@@ -247,7 +252,7 @@ class _QueueCollector(Collector):
 class _EngineProcessCollector(Collector):
     """The engine process's state and its restart and crash counts, read at each scrape."""
 
-    def __init__(self, engine: ProcessEngine) -> None:
+    def __init__(self, engine: EngineProcessGauge) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:

@@ -14,6 +14,7 @@ read when scraped.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,7 +22,6 @@ from apex_grpc_server._status import RpcAbort
 
 if TYPE_CHECKING:
     from apex_grpc_server._engines import Usage
-    from apex_grpc_server._engines.process import ProcessEngine
 
 
 class QueueGauge(Protocol):
@@ -46,6 +46,23 @@ class QueueGauge(Protocol):
     @property
     def refused(self) -> int:
         """Calls refused so far because the queue was full."""
+
+
+class EngineProcessGauge(Protocol):
+    """What the metrics read of an engine's process when scraped (`_engines.process.ProcessEngine`
+    has it); a protocol for the reason `QueueGauge` is one."""
+
+    @property
+    def serving(self) -> bool:
+        """Whether the engine's process answers calls now."""
+
+    @property
+    def restarts(self) -> int:
+        """Engine processes started after the first."""
+
+    @property
+    def crashes(self) -> Mapping[str, int]:
+        """Engine processes that ended unasked, by reason."""
 
 
 class ChatTimer:
@@ -106,7 +123,7 @@ class Metrics:
     def watch_queue(self, queue: QueueGauge) -> None:
         """Report the engine queue's depth and refusals (read when scraped)."""
 
-    def watch_engine_process(self, engine: ProcessEngine) -> None:
+    def watch_engine_process(self, engine: EngineProcessGauge) -> None:
         """Report whether the engine's process is up, its restarts and crashes (when scraped)."""
 
 
