@@ -20,6 +20,7 @@ from . import (
     _first_chunk,
     _fleet,
     _hostile,
+    _http,
     _otel,
     _per_call,
     _process_metrics,
@@ -33,7 +34,16 @@ from ._server import echo_server
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
 SECTIONS = (
-    *("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "hostile", "model"),
+    "client",
+    "bursts",
+    "cpu",
+    "otel",
+    "tls",
+    "fleet",
+    "storage",
+    "hostile",
+    "http",
+    "model",
     "engine",
 )
 """Parts of the run that `--only` can pick."""
@@ -196,6 +206,10 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         from ._engine_process import measure as engine_process
 
         rows += engine_process(args.engine_rounds, args.engine_tokens, args.engine_samples)
+    if "http" in args.only:
+        rows += _http.measure(
+            args.http_rounds, args.http_slices, args.http_seconds, args.http_samples
+        )
     if args.model:
         from ._model import model_tokens_per_second
 
@@ -254,6 +268,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.otel_rounds = 1 if quick else max(args.rounds, 9)
     args.tls_rounds, args.tls_seconds = (1, 0.3) if quick else (3, 3.0)
     args.storage_rounds, args.storage_calls = (1, 30) if quick else (5, 200)
+    # The HTTP face: short slices alternating between the sides, many per round.
+    args.http_rounds, args.http_slices = (1, 2) if quick else (7, 20)
+    args.http_seconds, args.http_samples = (0.05, 20) if quick else (0.1, 500)
     return args
 
 

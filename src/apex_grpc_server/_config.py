@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,14 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    # The HTTP face (extra ``http``): every RPC over Connect (JSON and binary) and
+    # gRPC-Web on http://host:http_port/apex.v1.ApexService/<Method>, beside the gRPC
+    # port (None: off; 0 picks a free port, read it back from ``RunningServer.http_port``).
+    # Browser pages may call it only from ``cors_origins`` ("https://app.example:8443",
+    # or "*" for any origin); none by default.
+    http_port: int | None = None
+    cors_origins: tuple[str, ...] = ()
+
     # Resolved once from database_url and data_dir when the config is made: where the
     # store is (``describe()`` is the log line's form, password redacted). None when
     # database_url cannot be parsed; ``validate()`` then raises the reason.
@@ -146,6 +155,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
         try:
             target, error = parse(self.database_url, self.data_dir), None
         except ValueError as reason:
@@ -191,6 +201,7 @@ class ServerConfig:
             raise ValueError(f"port: must be in [0, 65535], got {self.port}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port: must be in [0, 65535], got {self.metrics_port}")
+        _check_http(self)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key: give both PEM files or neither")
         if self.engine == "openai" and not self.openai_base_url:
@@ -232,6 +243,27 @@ def _check_database(config: ServerConfig) -> None:
         )
     if config.job_poll_s <= 0:
         raise ValueError(f"job_poll_s: must be above 0, got {config.job_poll_s}")
+
+
+def _check_http(config: ServerConfig) -> None:
+    if config.http_port is not None and not 0 <= config.http_port <= 65535:
+        raise ValueError(f"http_port: must be in [0, 65535], got {config.http_port}")
+    if config.http_port is not None and config.unix_socket:
+        raise ValueError("http_port: the HTTP face listens on host, not beside a unix socket")
+    missing = [m for m in ("connectrpc", "hypercorn") if importlib.util.find_spec(m) is None]
+    if config.http_port is not None and missing:
+        raise ValueError(
+            f"http_port: the HTTP face needs {' and '.join(missing)}: pip install 'apex-grpc[http]'"
+        )
+    if config.cors_origins and config.http_port is None:
+        raise ValueError("cors_origins: set http_port too (CORS is for the HTTP face)")
+    for origin in config.cors_origins:
+        scheme, _, rest = origin.partition("://")
+        if origin != "*" and (scheme not in ("http", "https") or not rest or "/" in rest):
+            raise ValueError(
+                f"cors_origins: {origin!r} is not an origin (expected scheme://host[:port],"
+                " e.g. http://localhost:5173, without a path; or *)"
+            )
 
 
 def _positive(name: str, value: int) -> None:

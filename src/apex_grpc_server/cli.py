@@ -39,6 +39,10 @@ def _env(name: str) -> str | None:
     return value if value else None
 
 
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in (os.environ.get(name) or "").split(",") if item.strip()]
+
+
 def _env_flag(name: str) -> bool:
     return (os.environ.get(name) or "").strip().lower() in TRUE
 
@@ -74,6 +78,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("APEX_GRPC_METRICS_HOST") or "127.0.0.1",
         metavar="HOST",
         help="the address of the metrics endpoint (%(default)s)",
+    )
+
+    listen.add_argument(
+        "--http-port",
+        type=int,
+        default=_env("APEX_GRPC_HTTP_PORT"),
+        metavar="N",
+        help="also serve every RPC over HTTP on port N, 0 for any free port: Connect (JSON and"
+        " binary, curl and browsers) and gRPC-Web (needs the http extra; default: off)",
+    )
+    listen.add_argument(
+        "--cors-origin",
+        action="append",
+        default=_env_list("APEX_GRPC_CORS_ORIGINS"),
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (e.g. http://localhost:5173, or *) call the HTTP port"
+        " (repeatable; or APEX_GRPC_CORS_ORIGINS=o1,o2; default: no other origin)",
     )
 
     auth = parser.add_argument_group("authentication")
@@ -349,6 +370,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         test_knobs=args.test_knobs,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        http_port=None if args.http_port is None else int(args.http_port),
+        cors_origins=tuple(args.cors_origin),
     )
 
 

@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -27,7 +27,28 @@ from apex_grpc_server._rpc.api_keys import Authenticator
 from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 from apex_grpc_server._wire.fault_injection import FailureCounter, Knobs, has_knobs, parse_knobs
 
-Context = grpc.aio.ServicerContext[Any, Any]
+
+class Context(Protocol):
+    """What the plumbing uses of a call's context: grpc.aio's, or the HTTP face's (`_http`)."""
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]] | None:
+        """The call's metadata (HTTP: its headers)."""
+
+    async def send_initial_metadata(self, initial_metadata: MetadataPairs) -> None:
+        """Send the response's headers now."""
+
+    def set_trailing_metadata(self, trailing_metadata: MetadataPairs) -> None:
+        """The metadata sent with the call's status."""
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: MetadataPairs = ()
+    ) -> NoReturn:
+        """End the call with `code` (raises)."""
+
+    def peer(self) -> str:
+        """Who called, for the log line."""
+
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -226,11 +247,23 @@ def request_class(method_name: str) -> type[Message]:
     return message_factory.GetMessageClass(method.input_type)
 
 
+class JsonBody(bytes):
+    """A request body in protobuf's JSON form (the HTTP face's Connect JSON), not its binary."""
+
+    __slots__ = ()
+
+
 def parse(request_type: type[Req], raw: bytes) -> Req:
-    """The request in `raw`; a body that is not one is the caller's INVALID_ARGUMENT."""
+    """The request in `raw`; a body that is not one is the caller's INVALID_ARGUMENT.
+
+    A `JsonBody` is read as protobuf JSON, refusing fields the message does not
+    have (a misspelt field is the caller's mistake, not something to ignore).
+    """
     try:
+        if isinstance(raw, JsonBody):
+            return json_format.Parse(raw, request_type())  # type: ignore[type-var]
         return request_type.FromString(raw)  # type: ignore[attr-defined,no-any-return]
-    except DecodeError as error:
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as error:
         reason = str(error)[:MAX_DECODE_ERROR] or "malformed protobuf"
         name = request_type.DESCRIPTOR.full_name  # type: ignore[attr-defined]
         raise RpcAbort(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -20,6 +20,7 @@ from apex_grpc_server._chat.completions import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._engines import ChatEngine, create_engine
 from apex_grpc_server._engines.process import ProcessEngine
+from apex_grpc_server._http import bind_http, start_http
 from apex_grpc_server._metrics import create_metrics
 from apex_grpc_server._metrics.recorder import Metrics
 from apex_grpc_server._research.jobs import ResearchJobs
@@ -27,10 +28,14 @@ from apex_grpc_server._rpc.api_keys import Authenticator
 from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
+from apex_grpc_server._runtime.addresses import bind_address
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
 from apex_grpc_server._store import Storage, open_store
+
+if TYPE_CHECKING:  # the HTTP face is loaded only with http_port
+    from apex_grpc_server._http.server import HttpFace
 
 logger = logging.getLogger("apex_grpc_server")
 
@@ -48,6 +53,8 @@ class ServerInfo:
     config: ServerConfig
     metrics_port: int | None = None
     """The bound port of http://HOST:PORT/metrics (None: metrics are off)."""
+    http_port: int | None = None
+    """The bound port of the HTTP face (None: off)."""
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -84,20 +91,6 @@ def metrics_url(config: ServerConfig, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
 
-def _bind_address(config: ServerConfig) -> tuple[str, str]:
-    """(address to bind, target for clients)."""
-    if config.unix_socket:
-        path = str(Path(config.unix_socket).expanduser().absolute())
-        return f"unix:{path}", f"unix:{path}"
-    host = config.host
-    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    if ":" in host:
-        host = f"[{host}]"
-    if ":" in connect:
-        connect = f"[{connect}]"
-    return f"{host}:{config.port}", connect
-
-
 class ApexServer:
     """One server's parts and lifecycle, on the running event loop."""
 
@@ -113,6 +106,7 @@ class ApexServer:
         self._lock: DataDirectoryLock | None = None
         self._metrics: Metrics | None = None
         self._metrics_port: int | None = None
+        self._http: HttpFace | None = None
         self.info: ServerInfo | None = None
 
     @property
@@ -141,7 +135,7 @@ class ApexServer:
         )
         server = grpc.aio.server(options=server_options(config), compression=compression)
         self._server = server
-        address, target = _bind_address(config)
+        address, target = bind_address(config)
         if config.tls_cert and config.tls_key:
             key, cert = await asyncio.to_thread(_read_pair, config.tls_key, config.tls_cert)
             credentials = grpc.ssl_server_credentials([(key, cert)])
@@ -152,19 +146,22 @@ class ApexServer:
             port = 0
         else:
             target = f"{target}:{port}"
+        http_socket = bind_http(config)  # None without http_port
         routes = await self.open_service()
         assert self._research is not None  # opened just now
         assert self._engine is not None
         server.add_generic_rpc_handlers((routes,))
         self._health = _add_health_and_reflection(server)
         await server.start()
+        self._http = await start_http(config, routes, http_socket, self._health)
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
             await self._health.report_engine(serving=self._engine.serving)
             self._engine.watch_serving(self._health.report_engine)
         metrics_port = self._metrics_port
-        self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
+        http_port = self._http.port if self._http else None
+        self.info = ServerInfo(port, target, config, metrics_port, http_port)
         if config.allow_any_key:
             logger.warning("development mode: any non-empty API key is accepted")
         logger.info(
@@ -259,12 +256,16 @@ class ApexServer:
                 await _turn_away_new_calls(self._policy)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
-            await self._server.stop(grace)
+            http = self._http.stop(grace) if self._http else asyncio.sleep(0)
+            await asyncio.gather(self._server.stop(grace), http)
             self._server = None
         await self._close_parts()
         logger.info("server stopped")
 
     async def _close_parts(self) -> None:
+        if self._http is not None:
+            await self._http.stop(0)
+            self._http = None
         if self._server is not None:
             await self._server.stop(None)
             self._server = None
@@ -434,6 +435,12 @@ class RunningServer:
         """The bound port of the /metrics endpoint (None: ``metrics_port`` was not set)."""
         assert self._info is not None
         return self._info.metrics_port
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound port of the HTTP face (None: ``http_port`` was not set)."""
+        assert self._info is not None
+        return self._info.http_port
 
     @property
     def target(self) -> str:
