@@ -123,8 +123,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default=_env("APEX_GRPC_ENGINE") or "local",
-        help="local (llama.cpp in-process), openai (an OpenAI-compatible upstream) or echo"
+        help="local (llama.cpp), openai (an OpenAI-compatible upstream) or echo"
         " (deterministic, for tests); default %(default)s",
+    )
+    engine.add_argument(
+        "--engine-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the engine in a child process that the server restarts when it crashes, so"
+        " a crash ends only the calls it was answering (default: on for local, off for echo"
+        " and openai; --no-engine-process runs it in the server's process, for debugging)",
     )
     engine.add_argument(
         "--max-new-tokens",
@@ -342,6 +350,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_keys=_api_keys(args),
         allow_any_key=args.allow_any_key,
         engine=args.engine,
+        engine_process=args.engine_process,
         max_new_tokens=args.max_new_tokens,
         queue_size=args.queue_size,
         max_concurrent_streams=args.max_concurrent_streams,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -195,6 +195,14 @@ class ChatEngine(abc.ABC):
         The queue's first pushback estimates use it until real turns are measured.
         """
         return None
+
+    @property
+    def serving(self) -> bool:
+        """Whether the engine can answer now (one in a child process cannot while it restarts)."""
+        return True
+
+    def watch_serving(self, listener: Callable[[bool], Awaitable[None]]) -> None:  # noqa: B027
+        """Have ``listener(serving)`` awaited whenever ``serving`` changes (never, here)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (load a model, open connections) before serving."""

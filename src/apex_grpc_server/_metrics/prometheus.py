@@ -22,7 +22,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from apex_grpc_server._metrics.recorder import ChatTimer, Metrics, QueueGauge, error_type
+from apex_grpc_server._metrics.recorder import (
+    ChatTimer,
+    EngineProcessGauge,
+    Metrics,
+    QueueGauge,
+    error_type,
+)
 
 if TYPE_CHECKING:
     from apex_grpc_server._engines import Usage
@@ -185,6 +191,10 @@ class PrometheusMetrics(Metrics):
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""
         self.registry.register(_QueueCollector(queue))
 
+    def watch_engine_process(self, engine: EngineProcessGauge) -> None:
+        """Report ``engine``'s process: up or not, restarts, crashes by reason (when scraped)."""
+        self.registry.register(_EngineProcessCollector(engine))
+
 
 class _ModelSeries:
     """The series of one model, looked up once (labels() per chunk would cost a lock each)."""
@@ -249,3 +259,32 @@ class _QueueCollector(Collector):
             "Calls refused with RESOURCE_EXHAUSTED because the engine's queue was full.",
             queue.refused,
         )
+
+
+class _EngineProcessCollector(Collector):
+    """The engine process's state and its restart and crash counts, read at each scrape."""
+
+    def __init__(self, engine: EngineProcessGauge) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        yield GaugeMetricFamily(
+            "apex_server_engine_up",
+            "1 while the chat engine's process answers calls, 0 while it is down or restarting.",
+            int(engine.serving),
+        )
+        yield CounterMetricFamily(
+            "apex_server_engine_restarts",
+            "Chat engine processes started after the first (after crashes or failed starts).",
+            engine.restarts,
+        )
+        crashes = CounterMetricFamily(
+            "apex_server_engine_crashes",
+            "Chat engine processes that ended without being asked to, by reason: the signal"
+            " that killed them (SIGSEGV, SIGKILL, ...), exit_N, or start_failed.",
+            labels=("reason",),
+        )
+        for reason, count in sorted(engine.crashes.items()):
+            crashes.add_metric((reason,), count)
+        yield crashes

@@ -19,6 +19,7 @@ import grpc
 from apex_grpc_server._chat.completions import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._engines import ChatEngine, create_engine
+from apex_grpc_server._engines.process import ProcessEngine
 from apex_grpc_server._http import bind_http, start_http
 from apex_grpc_server._metrics import create_metrics
 from apex_grpc_server._metrics.recorder import Metrics
@@ -156,6 +157,8 @@ class ApexServer:
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
+            await self._health.report_engine(serving=self._engine.serving)
+            self._engine.watch_serving(self._health.report_engine)
         metrics_port = self._metrics_port
         http_port = self._http.port if self._http else None
         self.info = ServerInfo(port, target, config, metrics_port, http_port)
@@ -191,6 +194,8 @@ class ApexServer:
         self._store = await open_store(config.database)
         self._engine = create_engine(config)
         await self._engine.start()
+        if isinstance(self._engine, ProcessEngine):
+            metrics.watch_engine_process(self._engine)
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())
