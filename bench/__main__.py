@@ -24,6 +24,7 @@ from . import (
     _otel,
     _per_call,
     _process_metrics,
+    _resume,
     _scenarios,
     _storage,
 )
@@ -40,10 +41,12 @@ SECTIONS = (
     "otel",
     "tls",
     "fleet",
+    "resume",
     "storage",
     "hostile",
     "http",
     "model",
+    "engine",
 )
 """Parts of the run that `--only` can pick."""
 
@@ -197,10 +200,16 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "resume" in args.only:
+        rows += _resume.measure(args.quick)
     if "hostile" in args.only:
         rows += _hostile.measure(args.quick)
     if "storage" in args.only:
         rows += _storage.measure(args.storage_rounds, args.storage_calls)
+    if args.engine:
+        from ._engine_process import measure as engine_process
+
+        rows += engine_process(args.engine_rounds, args.engine_tokens, args.engine_samples)
     if "http" in args.only:
         rows += _http.measure(
             args.http_rounds, args.http_slices, args.http_seconds, args.http_samples
@@ -251,6 +260,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.import_runs = 2 if quick else 10
     args.streams = 100 if quick else 1000
     args.model_runs = 3
+    # The engine process against llama.cpp direct: the local model, so not in --quick.
+    args.engine = "engine" in args.only and not quick
+    args.engine_rounds, args.engine_tokens, args.engine_samples = 6, 200, 40
     # Bursts: quick mode keeps the 100-stream limit but sends 2 connections' worth of calls.
     args.burst_calls, args.burst_threads = (200, 120) if quick else (1000, 250)
     args.burst_call_s = 0.2 if quick else 1.0

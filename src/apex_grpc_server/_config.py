@@ -55,7 +55,7 @@ class ServerConfig:
     api_keys: frozenset[str] = field(default=frozenset(), repr=False)
     allow_any_key: bool = False
 
-    # The chat engine: "local" (llama.cpp in-process), "openai" (an
+    # The chat engine: "local" (llama.cpp), "openai" (an
     # OpenAI-compatible upstream) or "echo" (deterministic, for tests).
     engine: str = "local"
     # The longest answer, in tokens: every engine clamps a request's
@@ -78,11 +78,21 @@ class ServerConfig:
     n_ctx: int = 2048
     # OpenAI-compatible engine: base URL ("http://host:8000" or ".../v1"),
     # upstream key, model (default: the request's model, else the first one
-    # the upstream lists) and the per-request upstream timeout.
+    # the upstream lists) and the per-request upstream timeout. ``openai_continue``:
+    # the upstream can continue a final assistant message (vLLM, llama.cpp's server);
+    # off (OpenAI's own API cannot), a client's resume is refused FAILED_PRECONDITION.
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     openai_model: str | None = None
     openai_timeout_s: float = 120.0
+    openai_continue: bool = True
+    # Run the engine in a child process the server supervises: a native crash
+    # (SIGSEGV, an out-of-memory kill) then ends the calls it was answering
+    # (UNAVAILABLE, with a retry hint) and the server restarts it, instead of
+    # the whole server dying. None: on for the local engine (llama.cpp), off
+    # for echo and openai; False runs the local engine in the server's
+    # process (for a debugger or a profiler).
+    engine_process: bool | None = None
     # Echo engine: answers are ``echo_chunks`` deltas of ``echo_chunk_size``
     # characters, ``echo_delay_s`` apart.
     # ``echo_concurrency`` answers at a time (None: all at once; 1 queues
@@ -167,6 +177,11 @@ class ServerConfig:
     def job_renew_interval(self) -> float:
         """Seconds between a running job's lease renewals."""
         return self.job_lease_s / 3 if self.job_renew_s is None else self.job_renew_s
+
+    @property
+    def engine_in_child(self) -> bool:
+        """Whether the engine runs in a supervised child process (see ``engine_process``)."""
+        return self.engine == "local" if self.engine_process is None else self.engine_process
 
     @property
     def knobs_enabled(self) -> bool:

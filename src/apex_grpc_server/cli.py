@@ -124,8 +124,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default=_env("APEX_GRPC_ENGINE") or "local",
-        help="local (llama.cpp in-process), openai (an OpenAI-compatible upstream) or echo"
+        help="local (llama.cpp), openai (an OpenAI-compatible upstream) or echo"
         " (deterministic, for tests); default %(default)s",
+    )
+    engine.add_argument(
+        "--engine-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the engine in a child process that the server restarts when it crashes, so"
+        " a crash ends only the calls it was answering (default: on for local, off for echo"
+        " and openai; --no-engine-process runs it in the server's process, for debugging)",
     )
     engine.add_argument(
         "--max-new-tokens",
@@ -170,6 +178,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     engine.add_argument(
         "--openai-timeout", type=float, default=120.0, help="openai: seconds (%(default)s)"
+    )
+    engine.add_argument(
+        "--no-openai-continue",
+        dest="openai_continue",
+        action="store_false",
+        help="openai: the upstream cannot continue an answer (continue_final_message, as"
+        " vLLM and llama.cpp's server can): refuse clients' resumes",
     )
     engine.add_argument("--echo-chunks", type=int, default=8, help="echo: chunks (%(default)s)")
     engine.add_argument(
@@ -345,6 +360,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_keys=_api_keys(args),
         allow_any_key=args.allow_any_key,
         engine=args.engine,
+        engine_process=args.engine_process,
         max_new_tokens=args.max_new_tokens,
         queue_size=args.queue_size,
         max_concurrent_streams=args.max_concurrent_streams,
@@ -355,6 +371,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         openai_api_key=_env("APEX_GRPC_OPENAI_API_KEY") or _env("OPENAI_API_KEY"),
         openai_model=args.openai_model,
         openai_timeout_s=args.openai_timeout,
+        openai_continue=args.openai_continue,
         echo_chunks=args.echo_chunks,
         echo_chunk_size=args.echo_chunk_size,
         echo_delay_s=args.echo_delay,

@@ -96,17 +96,18 @@ def test_stream_failing_after_first_chunk_is_not_retried(
     client: mc.ApexClient, apex_fake: FakeApex, code: grpc.StatusCode
 ) -> None:
     apex_fake.on("ChatCompletionStream").reply(chunks(2, then=error(code, "lost the miner")))
-    stream = client.chat.completions.create(messages=USER, stream=True)
+    stream = client.chat.completions.create(messages=USER, stream=True, resume=False)
     got = []
     with pytest.raises(mc.APIError) as caught:
         for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["c0 ", "c1 "]  # nothing duplicated, nothing lost before the failure
     assert caught.value.code is code and caught.value.details == "lost the miner"
-    # UNAVAILABLE mid-answer says the stream cannot be resumed; another failure is its own class.
+    # UNAVAILABLE mid-answer says how far it got and that resuming is off; another failure
+    # is its own class.
     interrupted = isinstance(caught.value, mc.StreamInterruptedError)
     assert interrupted is (code is grpc.StatusCode.UNAVAILABLE)
-    assert ("cannot be resumed" in str(caught.value)) is interrupted
+    assert ("after 2 chunks (6 characters); resuming is off" in str(caught.value)) is interrupted
     assert len(apex_fake.calls_to("ChatCompletionStream")) == 1
 
 
@@ -114,9 +115,9 @@ async def test_async_stream_failing_after_first_chunk_is_not_retried(
     aclient: mc.AsyncApexClient, apex_fake: FakeApex
 ) -> None:
     apex_fake.on("ChatCompletionStream").reply(chunks(1, then=error("UNAVAILABLE", "gone")))
-    stream = await aclient.chat.completions.create(messages=USER, stream=True)
+    stream = await aclient.chat.completions.create(messages=USER, stream=True, resume=False)
     got = []
-    with pytest.raises(mc.StreamInterruptedError, match="cannot be resumed"):
+    with pytest.raises(mc.StreamInterruptedError, match="resuming is off"):
         async for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["c0 "]

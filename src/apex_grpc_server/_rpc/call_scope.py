@@ -27,6 +27,7 @@ from apex_grpc_server._rpc.api_keys import Authenticator
 from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
 from apex_grpc_server._store.interface import ConnectionLost, StoreBusy, StoreUnavailable
 from apex_grpc_server._wire.fault_injection import FailureCounter, Knobs, has_knobs, parse_knobs
+from apex_grpc_server._wire.validation import CONTINUE_KEY
 
 
 class Context(Protocol):
@@ -59,6 +60,13 @@ ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 SERVICE = "apex.v1.ApexService"
 SHUTTING_DOWN = (
     "the server is shutting down and did not start this call; retry it on another replica"
+)
+HANDOVER_S = 0.25
+"""Seconds a stopping server gives the streams it ends at the end of its grace period
+(`CallPolicy.hand_over`) to send their UNAVAILABLE, before grpc cancels every call left."""
+HANDED_OVER = (
+    "the server is shutting down and its grace period ended before this stream did;"
+    " a client resumes the answer on another replica"
 )
 
 
@@ -93,6 +101,26 @@ class CallPolicy:
         """False while the server shuts down: new calls are answered UNAVAILABLE, unstarted."""
         self.turned_away = 0
         """Calls answered UNAVAILABLE because the server no longer accepted calls."""
+        self.streams: set[asyncio.Task[Any]] = set()
+        """The tasks of the streams in flight (what `hand_over` ends)."""
+        self.handing_over = False
+
+    def hand_over(self) -> int:
+        """End every stream still in flight with UNAVAILABLE (HANDED_OVER); returns how many.
+
+        What a stopping server does when its grace period ends: a stream's task is
+        cancelled, and `_serve_stream` turns that cancel into the explicit status, which
+        a client resumes on another replica (grpc's own end of a call at the same moment
+        is an UNAVAILABLE with no reason given, or none at all for a call it never saw
+        end).
+        """
+        self.handing_over = True
+        streams = list(self.streams)
+        for task in streams:
+            task.cancel()
+        if streams:
+            logger.info("grace period over: %d streams handed over (UNAVAILABLE)", len(streams))
+        return len(streams)
 
     def admit(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
         """The caller's user id, from the call's metadata alone, before its body is read.
@@ -130,6 +158,8 @@ class CallPolicy:
         echo_trailing = metadata.get(ECHO_TRAILING)
         if echo_trailing is not None:
             trailing.append((ECHO_TRAILING, echo_trailing))
+        if streaming and metadata.get(CONTINUE_KEY) == "1":  # "I continue answers"
+            initial.append((CONTINUE_KEY, "1"))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
         call = CallContext(context, user_id, request_id, metadata, None, trailing)
@@ -376,20 +406,36 @@ async def _serve_stream(
     context: Context,
     user_id: str,
 ) -> AsyncGenerator[Resp, None]:
-    """One server-streaming call of `fn` (as `_serve_unary`), its messages passed on."""
-    async with _CallScope(servicer.policy, context, method) as scope:
-        call = await scope.open(user_id, streaming=True)
-        request = parse(request_type, raw)
-        injected = _failure_abort(call)
-        fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
-        if injected is not None and fail_after == 0:
-            raise injected
-        sent = 0
-        async with contextlib.aclosing(fn(servicer, request, call)) as messages:
-            async for message in messages:
-                yield message
-                sent += 1
-                if injected is not None and sent >= fail_after:
+    """One server-streaming call of `fn` (as `_serve_unary`), its messages passed on.
+
+    Its task is in ``policy.streams`` while it runs, for `CallPolicy.hand_over`.
+    """
+    policy = servicer.policy
+    task = asyncio.current_task()
+    if task is not None:
+        policy.streams.add(task)
+    try:
+        async with _CallScope(policy, context, method) as scope:
+            try:
+                call = await scope.open(user_id, streaming=True)
+                request = parse(request_type, raw)
+                injected = _failure_abort(call)
+                fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
+                if injected is not None and fail_after == 0:
                     raise injected
-        if injected is not None:
-            raise injected
+                sent = 0
+                async with contextlib.aclosing(fn(servicer, request, call)) as messages:
+                    async for message in messages:
+                        yield message
+                        sent += 1
+                        if injected is not None and sent >= fail_after:
+                            raise injected
+                if injected is not None:
+                    raise injected
+            except asyncio.CancelledError:
+                if not policy.handing_over:
+                    raise
+                raise RpcAbort(grpc.StatusCode.UNAVAILABLE, HANDED_OVER) from None
+    finally:
+        if task is not None:
+            policy.streams.discard(task)

@@ -6,7 +6,8 @@
   period) and stops.
 - ``startup.py``: the checks done before anything touches the disk (the port, the keys).
 - ``addresses.py``: where the gRPC server binds and what its clients dial.
-- ``health.py``: the gRPC health service and its watchers.
+- ``health.py``: the gRPC health service and its watchers; the chat engine's own health
+  (``apex.v1.ApexService/chat``, NOT_SERVING while its process restarts).
 - ``datalock.py``: one server per data folder (an advisory file lock).
 
 A drain or shutdown change goes here; what one call does goes in ``_rpc``.

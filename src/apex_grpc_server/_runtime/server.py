@@ -19,12 +19,13 @@ import grpc
 from apex_grpc_server._chat.completions import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._engines import ChatEngine, create_engine
+from apex_grpc_server._engines.process import ProcessEngine
 from apex_grpc_server._http import bind_http, start_http
 from apex_grpc_server._metrics import create_metrics
 from apex_grpc_server._metrics.recorder import Metrics
 from apex_grpc_server._research.jobs import ResearchJobs
 from apex_grpc_server._rpc.api_keys import Authenticator
-from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy
+from apex_grpc_server._rpc.call_scope import HANDOVER_S, SERVICE, CallPolicy
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
 from apex_grpc_server._runtime.addresses import bind_address
@@ -159,6 +160,8 @@ class ApexServer:
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
+            await self._health.report_engine(serving=self._engine.serving)
+            self._engine.watch_serving(self._health.report_engine)
         assert self._monitor is not None
         await self._monitor.start(self._health)
         metrics_port = self._metrics_port
@@ -197,6 +200,8 @@ class ApexServer:
         self._monitor = StoreMonitor(self._store, metrics, timeout_s=config.store_wait_s)
         self._engine = create_engine(config)
         await self._engine.start()
+        if isinstance(self._engine, ProcessEngine):
+            metrics.watch_engine_process(self._engine)
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())
@@ -242,6 +247,8 @@ class ApexServer:
            of ``grace`` seconds (default: the config's; step 3 spends at most half of
            it); it stops as soon as they are done (health watches, which never end by
            themselves, are ended first).
+        5. Streams still answering then end UNAVAILABLE (`CallPolicy.hand_over`): a client
+           resumes them elsewhere; grpc cancels what is left HANDOVER_S later.
         """
         if self._server is None and self._lock is None:
             return  # stopped already
@@ -258,8 +265,11 @@ class ApexServer:
                 grace -= await turn_away_new_calls(self._policy, grace)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
+            # stop(0): grpc cancels every call at once; nothing is left to hand over.
+            handover = asyncio.get_running_loop().call_later(grace, self._policy.hand_over)
             http = self._http.stop(grace) if self._http else asyncio.sleep(0)
-            await asyncio.gather(self._server.stop(grace), http)
+            await asyncio.gather(self._server.stop(grace + HANDOVER_S if grace > 0 else 0), http)
+            handover.cancel()
             self._server = None
         await self._close_parts()
         logger.info("server stopped")

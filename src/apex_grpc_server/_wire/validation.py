@@ -9,7 +9,7 @@ in the other (docs/server.md).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -52,7 +52,23 @@ class SearchCall:
     budget_s: float
 
 
-def chat(request: pb.ChatCompletionRequest) -> ChatCall:
+CONTINUE_KEY = "x-apex-continue"
+"""Request metadata "1": continue the final assistant message instead of starting a new turn
+(a client resuming a cut stream). A stream that has it gets it back in its initial metadata,
+so the client knows the server continues rather than starting the answer over."""
+
+
+def continuing(metadata: Mapping[str, str | bytes]) -> bool:
+    """Whether a call's metadata asks to continue the final assistant message."""
+    value = metadata.get(CONTINUE_KEY)
+    if value is None:
+        return False
+    if value not in ("1", b"1"):
+        raise invalid_argument(f"{CONTINUE_KEY}: must be 1 when given, got {shown(str(value))}")
+    return True
+
+
+def chat(request: pb.ChatCompletionRequest, *, continue_final: bool = False) -> ChatCall:
     """Validate a ChatCompletionRequest (also used by SubmitDeepResearcherJob).
 
     Proto3 zero values of plain fields mean "unset": top_p 0 means 1 (no
@@ -61,10 +77,17 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
     greedy decoding (temperature 0). uids, task, inference_mode, mixture,
     test_time_inference and stream are checked but do not change the answer
     (there are no miners here); model is advisory: responses name the model
-    that actually answered.
+    that actually answered. With `continue_final` (``x-apex-continue``) the
+    last message is the start of the answer: an assistant message after
+    at least one other, held to the same limits as any message.
     """
     if not request.messages:
         raise invalid_argument("messages: must not be empty")
+    if continue_final and (len(request.messages) < 2 or request.messages[-1].role != "assistant"):
+        raise invalid_argument(
+            f"messages: {CONTINUE_KEY} continues the answer begun in the final message, which"
+            " must be the assistant's, after the conversation it answers"
+        )
     if len(request.messages) > MAX_MESSAGES:
         raise invalid_argument(
             f"messages: at most {MAX_MESSAGES} messages, got {len(request.messages)}"
@@ -123,6 +146,7 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
             do_sample=do_sample,
             json_format=request.json_format,
             model=request.model or None,
+            continue_final=continue_final,
         ),
         timeout_s,
     )
