@@ -30,6 +30,7 @@ from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
 from apex_grpc_server._runtime.addresses import bind_address
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
+from apex_grpc_server._runtime.drain import turn_away_new_calls
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
 from apex_grpc_server._store import Storage, open_store
@@ -255,7 +256,7 @@ class ApexServer:
                 logger.info("draining: NOT_SERVING, still serving for %.1f s", drain_delay)
                 await asyncio.sleep(drain_delay)
             if grace > 0:  # stop(0) stops at once: calls in flight are cancelled anyway
-                await _turn_away_new_calls(self._policy)
+                await turn_away_new_calls(self._policy)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
             # stop(0): grpc cancels every call at once; nothing is left to hand over.
@@ -293,30 +294,6 @@ class ApexServer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-SETTLE_S = 0.2
-"""How long no new call may arrive before a stopping server closes its connections (long
-enough for a server starved of CPU to have taken in what reached it)."""
-SETTLE_MAX_S = 2.0
-"""The longest a stopping server keeps answering new calls UNAVAILABLE before it closes."""
-
-
-async def _turn_away_new_calls(policy: CallPolicy) -> None:
-    """Answer new calls UNAVAILABLE (unstarted) until none has arrived for SETTLE_S.
-
-    grpc's server cancels the calls it has received but not yet handed to a
-    handler when it stops (the client sees CANCELLED, which it cannot safely
-    retry). While calls still arrive, they are taken in and turned away with a
-    retryable status instead; only then are the connections closed.
-    """
-    policy.accepting = False
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + SETTLE_MAX_S
-    seen = -1
-    while policy.turned_away != seen and loop.time() < give_up:
-        seen = policy.turned_away
-        await asyncio.sleep(SETTLE_S)
 
 
 def _read_pair(key: str, cert: str) -> tuple[bytes, bytes]:
