@@ -30,7 +30,8 @@ from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
 from apex_grpc_server._runtime.addresses import bind_address
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
-from apex_grpc_server._runtime.shutdown import EXIT_MARGIN_S, exit_watchdog, turn_away_new_calls
+from apex_grpc_server._runtime.drain import turn_away_new_calls
+from apex_grpc_server._runtime.shutdown import EXIT_MARGIN_S, exit_watchdog
 from apex_grpc_server._runtime.store_monitor import StoreMonitor
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
