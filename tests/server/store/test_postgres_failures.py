@@ -8,6 +8,7 @@ server chose is seen). Skipped where PostgreSQL is not installed; failing on CI.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import urllib.request
@@ -102,9 +103,15 @@ def test_a_restart_under_writes_is_invisible_to_the_default_client(
 
 
 def test_a_stopped_database_is_unavailable_in_seconds_and_only_the_store_stops_serving(
-    start_server: Any, own_postgres: Any, own_url: str, auth: Any, chat: Any
+    start_server: Any,
+    own_postgres: Any,
+    own_url: str,
+    auth: Any,
+    chat: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = start_server(database_url=own_url, store_wait_s=WAIT_S, metrics_port=0)
+    caplog.set_level(logging.INFO, logger="apex_grpc_server")
+    server = start_server(database_url=own_url, store_wait_s=WAIT_S, metrics_port=0, job_poll_s=0.2)
     metrics = f"http://127.0.0.1:{server.metrics_port}/metrics"
 
     def store_up() -> str:
@@ -147,6 +154,10 @@ def test_a_stopped_database_is_unavailable_in_seconds_and_only_the_store_stops_s
         )
     assert healed < 2.0 + SLACK_S
     assert store_up() == "apex_server_store_up 1.0"
+    # The job runner polled the store a dozen times meanwhile: one line says so, no traceback.
+    claims = [r for r in caplog.records if "claim deep-research jobs" in r.getMessage()]
+    assert len(claims) == 1, [r.getMessage() for r in claims]
+    assert claims[0].levelno == logging.WARNING and claims[0].exc_info is None
 
 
 def test_every_connection_held_by_a_lock_is_resource_exhausted_with_a_hint_in_seconds(
