@@ -155,7 +155,7 @@ def test_a_stopped_database_is_unavailable_in_seconds_and_only_the_store_stops_s
     assert healed < 2.0 + SLACK_S
     assert store_up() == "apex_server_store_up 1.0"
     # The job runner polled the store a dozen times meanwhile: one line says so, no traceback.
-    claims = [r for r in caplog.records if "claim deep-research jobs" in r.getMessage()]
+    claims = [r for r in caplog.records if "deep-research jobs" in r.getMessage()]
     assert len(claims) == 1, [r.getMessage() for r in claims]
     assert claims[0].levelno == logging.WARNING and claims[0].exc_info is None
 
