@@ -123,13 +123,31 @@ async def test_stream_failing_after_first_chunk_is_not_retried(
         ("x-echo-chunks", "10"),
     )
     try:
-        stream = await side.open_stream(messages=user("partial"), metadata=knobs)
+        # With resuming off (test_resume.py: on, the default) a started stream's failure is final.
+        stream = await side.open_stream(messages=user("partial"), metadata=knobs, resume=False)
         got = []
         with pytest.raises(mc.UnavailableError) as caught:
             for _ in range(20):
                 got.append((await side.next_chunk(stream)).choices[0].delta.content)
         assert caught.value.attempts == 1
         assert len(got) == 3 and "".join(got) == ("partial" * 10)[:48]
+    finally:
+        await side.close()
+
+
+@pytest.mark.parametrize("kind", SIDES)
+async def test_stream_failing_after_first_chunk_is_resumed_whole_by_default(
+    echo_target: str, api_key: str, kind: str
+) -> None:
+    side = make_side(kind, echo_target, api_key)
+    knobs = (
+        ("x-echo-fail-code", "UNAVAILABLE"),
+        ("x-echo-fail-after", "3"),  # every attempt, the continuations too
+        ("x-echo-chunks", "10"),
+    )
+    try:
+        parts, _ = await side.stream(messages=user("partial"), metadata=knobs)
+        assert "".join(parts) == ("partial" * 30)[:160]
     finally:
         await side.close()
 
@@ -210,7 +228,8 @@ async def test_connection_reset_mid_stream(
     side = make_side(kind, link.target, api_key, keepalive=RESET_KEEPALIVE)
     knobs = (("x-echo-chunks", "40"), ("x-echo-delay-ms", "50"))
     try:
-        stream = await side.open_stream(messages=user("reset me"), metadata=knobs)
+        # Resuming off: the reset itself is what this test sees (test_resume.py: resumed).
+        stream = await side.open_stream(messages=user("reset me"), metadata=knobs, resume=False)
         await side.next_chunk(stream)
         assert link.reset_all() >= 1
         started = time.monotonic()
