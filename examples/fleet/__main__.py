@@ -78,7 +78,7 @@ def database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    from apex_grpc_server._local_postgres import LocalPostgres
+    from tools.local_postgres import LocalPostgres
 
     with LocalPostgres() as postgres:
         yield postgres.create_database("apex_fleet")

@@ -63,20 +63,20 @@ if TYPE_CHECKING:
     from apex_grpc_server._engines import Finish as Finish
     from apex_grpc_server._engines import Message as Message
     from apex_grpc_server._engines import Usage as Usage
-    from apex_grpc_server._runner import RunningServer as RunningServer
-    from apex_grpc_server._runner import ServerInfo as ServerInfo
-    from apex_grpc_server._runner import run_server as run_server
-    from apex_grpc_server._runner import serve as serve
+    from apex_grpc_server._runtime.server import RunningServer as RunningServer
+    from apex_grpc_server._runtime.server import ServerInfo as ServerInfo
+    from apex_grpc_server._runtime.server import run_server as run_server
+    from apex_grpc_server._runtime.server import serve as serve
 
-# Public names load lazily, so ``apex_grpc_server._cli`` (imported by the
+# Public names load lazily, so ``apex_grpc_server.cli`` (imported by the
 # top-level CLI to register its sub-commands) stays a stdlib-only import.
 _EXPORTS = {
     "ServerConfig": "apex_grpc_server._config",
     "default_data_dir": "apex_grpc_server._config",
-    "RunningServer": "apex_grpc_server._runner",
-    "ServerInfo": "apex_grpc_server._runner",
-    "run_server": "apex_grpc_server._runner",
-    "serve": "apex_grpc_server._runner",
+    "RunningServer": "apex_grpc_server._runtime.server",
+    "ServerInfo": "apex_grpc_server._runtime.server",
+    "run_server": "apex_grpc_server._runtime.server",
+    "serve": "apex_grpc_server._runtime.server",
     "ChatEngine": "apex_grpc_server._engines",
     "ChatRequest": "apex_grpc_server._engines",
     "Delta": "apex_grpc_server._engines",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from apex_grpc_server._cli import main
+from apex_grpc_server.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apex_grpc_server import _database
+from apex_grpc_server._store import url as _database
 
 ENGINES = ("local", "openai", "echo")
 """The chat engines ``--engine`` accepts."""

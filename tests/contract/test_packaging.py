@@ -74,7 +74,7 @@ def test_wheel_ships_our_packages_under_our_names(wheel: Path) -> None:
         "apex_grpc_proto/apex/v1/apex_pb2_grpc.py",
         "apex_grpc_proto/apex/v1/apex_pb2_grpc.pyi",
         "apex_grpc_server/__init__.py",
-        "apex_grpc_server/_corpus/apex.md",
+        "apex_grpc_server/_search/corpus/apex.md",
         # The contract and the well-known types it imports (apex-grpc proto --out).
         "apex_grpc_proto/protos/apex/v1/apex.proto",
         "apex_grpc_proto/protos/google/protobuf/empty.proto",
@@ -224,7 +224,7 @@ def modules_loaded(imports: str, prefix: str) -> list[str]:
 
 def test_the_server_package_never_imports_the_client() -> None:
     """`apex_grpc_server` shares only the generated messages with the client."""
-    imports = "apex_grpc_server, apex_grpc_server._runner, apex_grpc_server._cli"
+    imports = "apex_grpc_server, apex_grpc_server._runtime.server, apex_grpc_server.cli"
     assert modules_loaded(imports, "apex_grpc") == []
 
 

@@ -37,9 +37,9 @@ from google.protobuf.message import Message
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server import ServerConfig
-from apex_grpc_server._routes import ApexRoutes
-from apex_grpc_server._runner import ApexServer
-from apex_grpc_server._service import ApexServicer
+from apex_grpc_server._rpc.routes import ApexRoutes
+from apex_grpc_server._rpc.servicer import ApexServicer
+from apex_grpc_server._runtime.server import ApexServer
 from apex_grpc_server._store import Storage
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ from contextlib import closing
 from typing import Any
 
 from apex_grpc_server._store import Storage
-from apex_grpc_server._store._sql import qmark
+from apex_grpc_server._store.sql import qmark
 
 
 async def scalar(store: Storage, query: str, *params: Any) -> Any:

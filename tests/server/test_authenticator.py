@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from apex_grpc_server._auth import (
+from apex_grpc_server._rpc.api_keys import (
     INVALID,
     MALFORMED,
     MISSING,

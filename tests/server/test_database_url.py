@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from apex_grpc_server import ServerConfig
-from apex_grpc_server._database import parse, redact
-from apex_grpc_server._store._migrations import Migration, SchemaTooNew, to_apply
+from apex_grpc_server._store.migrations import Migration, SchemaTooNew, to_apply
+from apex_grpc_server._store.url import parse, redact
 
 pytestmark = pytest.mark.oldest
 

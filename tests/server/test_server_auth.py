@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import ServerConfig, run_server
-from apex_grpc_server._auth import Authenticator, user_id_for_key
+from apex_grpc_server._rpc.api_keys import Authenticator, user_id_for_key
 from apex_grpc_server._status import RpcAbort
 
 pytestmark = pytest.mark.oldest
@@ -173,7 +173,7 @@ def test_user_ids_are_stable_distinct_and_do_not_reveal_the_key() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from apex_grpc_server._auth import user_id_for_key as u;"
+            "import sys; from apex_grpc_server._rpc.api_keys import user_id_for_key as u;"
             ' print(*(u(k, b"a database\'s user-id secret") for k in sys.argv[1:]))',
             *keys,
         ],

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
-from apex_grpc_server import _cli
+from apex_grpc_server import cli as _cli
 
 pytestmark = pytest.mark.oldest
 
@@ -279,7 +279,7 @@ def test_index_takes_what_help_lists_and_skips_binary_files(
 
 
 def test_index_help_lists_exactly_what_it_indexes() -> None:
-    from apex_grpc_server._documents import FILE_SUFFIXES
+    from apex_grpc_server._search.documents import FILE_SUFFIXES
 
     assert FILE_SUFFIXES == (".txt", ".md", ".markdown", ".html", ".htm")
     helped = subprocess.run(
@@ -347,8 +347,8 @@ def test_register_adds_serve_and_index() -> None:
 
 def test_cli_module_imports_only_the_standard_library() -> None:
     code = (
-        "import sys; import apex_grpc_server._cli; "
-        "mods = [m for m in ('apex_grpc_server._runner', 'llama_cpp', 'httpx', 'sqlite3') "
+        "import sys; import apex_grpc_server.cli; "
+        "mods = [m for m in ('apex_grpc_server._runtime.server', 'llama_cpp', 'httpx', 'sqlite3') "
         "if m in sys.modules]; print(mods)"
     )
     out = subprocess.run(

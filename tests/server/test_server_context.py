@@ -13,7 +13,7 @@ import pytest
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server import ChatRequest, EchoEngine, Message
-from apex_grpc_server._engines._base import (
+from apex_grpc_server._engines.base import (
     CONTEXT_OVERFLOW,
     CONTEXT_TOKENS_KEY,
     PROMPT_TOKENS_KEY,

@@ -10,9 +10,9 @@ import pytest
 
 from apex_grpc_server import ChatRequest, EchoEngine, Message, ServerConfig, run_server
 from apex_grpc_server._engines import EngineUnavailable, create_engine
-from apex_grpc_server._engines._llama import LlamaEngine
-from apex_grpc_server._engines._model import model_name
-from apex_grpc_server._engines._openai import endpoint, grpc_status_for_http
+from apex_grpc_server._engines.llama import LlamaEngine
+from apex_grpc_server._engines.model import model_name
+from apex_grpc_server._engines.openai import endpoint, grpc_status_for_http
 
 pytestmark = pytest.mark.oldest
 

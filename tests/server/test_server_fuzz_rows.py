@@ -35,7 +35,7 @@ OK, INVALID, NOT_FOUND = (
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
 )
-# The server's documented limits (src/apex_grpc_server/_validation.py and _service.py).
+# The server's documented limits (src/apex_grpc_server/_wire/validation.py and _service.py).
 MAX_TITLE_CHARS = 1024
 MAX_ID_CHARS = 128
 MAX_METADATA_BYTES = 256 * 1024

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import apex_grpc as mc
-from apex_grpc_server._convert import MAX_METADATA_DEPTH
+from apex_grpc_server._wire.convert import MAX_METADATA_DEPTH
 
 pytestmark = pytest.mark.oldest
 

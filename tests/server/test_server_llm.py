@@ -19,9 +19,9 @@ import apex_grpc as mc
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import ChatRequest, Message, RunningServer, ServerConfig, run_server
-from apex_grpc_server._engines._base import CONTEXT_OVERFLOW, CONTEXT_TOKENS_KEY
-from apex_grpc_server._engines._llama import LlamaEngine
-from apex_grpc_server._engines._model import default_model_path
+from apex_grpc_server._engines.base import CONTEXT_OVERFLOW, CONTEXT_TOKENS_KEY
+from apex_grpc_server._engines.llama import LlamaEngine
+from apex_grpc_server._engines.model import default_model_path
 
 pytestmark = pytest.mark.llm
 

@@ -240,7 +240,8 @@ def test_serve_metrics_port_logs_where_to_scrape(tmp_path: Path) -> None:
 
 
 def test_metrics_flags_environment_and_checks(monkeypatch, capsys) -> None:
-    from apex_grpc_server import ServerConfig, _cli
+    from apex_grpc_server import ServerConfig
+    from apex_grpc_server import cli as _cli
 
     def parse(*argv: str) -> ServerConfig:
         parser = argparse.ArgumentParser()

@@ -18,8 +18,8 @@ import pytest
 import apex_grpc as mc
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
+from apex_grpc_server._chat.queue import FIRST_ESTIMATE_S, JITTER, PRIOR_MARGIN, EngineQueue
 from apex_grpc_server._config import DEFAULT_QUEUE_SIZE
-from apex_grpc_server._queue import FIRST_ESTIMATE_S, JITTER, PRIOR_MARGIN, EngineQueue
 from apex_grpc_server._status import RpcAbort
 
 pytestmark = pytest.mark.oldest

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import ServerConfig
-from apex_grpc_server._runner import SETTLE_S, server_options
+from apex_grpc_server._runtime.server import SETTLE_S, server_options
 
 pytestmark = pytest.mark.oldest
 
@@ -252,7 +252,7 @@ def test_one_log_line_per_call_without_the_key(caplog, stub, auth, api_key) -> N
 def test_one_server_per_data_directory(start_server, tmp_path) -> None:
     import os
 
-    from apex_grpc_server._datalock import DataDirectoryInUse
+    from apex_grpc_server._runtime.datalock import DataDirectoryInUse
 
     first = start_server(data_dir=tmp_path)
     with pytest.raises(DataDirectoryInUse, match=rf"\(PID {os.getpid()}\)"):

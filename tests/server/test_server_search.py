@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
-from apex_grpc_server._documents import Document, html_to_text
-from apex_grpc_server._search import SearchIndex, fts_query, split_passages
+from apex_grpc_server._search.documents import Document, html_to_text
+from apex_grpc_server._search.index import SearchIndex, fts_query, split_passages
 
 pytestmark = pytest.mark.oldest
 

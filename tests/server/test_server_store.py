@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from apex_grpc_server._sqlite import SqliteWorker, on_worker
-from apex_grpc_server._store import NewCompletion, SqliteStore
+from apex_grpc_server._store import NewCompletion
+from apex_grpc_server._store.sqlite.connection import SqliteWorker, on_worker
+from apex_grpc_server._store.sqlite.store import SqliteStore
 
 pytestmark = pytest.mark.oldest
 

@@ -84,7 +84,7 @@ def test_postgresql_replicas_share_the_user_ids_and_databases_do_not(
 
 @pytest.mark.oldest
 def test_a_database_that_held_chats_keeps_the_old_ids_and_its_users_their_chats(dirs) -> None:
-    from apex_grpc_server._store.sqlite._schema import MIGRATIONS
+    from apex_grpc_server._store.sqlite.schema import MIGRATIONS
 
     old, empty = dirs(), dirs()
     for data_dir, rows in ((old, True), (empty, False)):

@@ -18,10 +18,10 @@ from _socketless import OTHER_API_KEY
 from google.protobuf import empty_pb2
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
-from apex_grpc_server import _validation as validate
-from apex_grpc_server._auth import INVALID, MALFORMED, MISSING
-from apex_grpc_server._calls import SHUTTING_DOWN
-from apex_grpc_server._metrics import Metrics
+from apex_grpc_server._metrics.recorder import Metrics
+from apex_grpc_server._rpc.api_keys import INVALID, MALFORMED, MISSING
+from apex_grpc_server._rpc.call_scope import SHUTTING_DOWN
+from apex_grpc_server._wire import validation as validate
 
 OK = grpc.StatusCode.OK
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT

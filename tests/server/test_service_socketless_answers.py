@@ -20,7 +20,7 @@ from _requests import chat_request as chat
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._engines import ChatEngine, ChatRequest, Delta, EchoEngine, Message
-from apex_grpc_server._search import SearchTimeout
+from apex_grpc_server._search.index import SearchTimeout
 
 OK = grpc.StatusCode.OK
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT

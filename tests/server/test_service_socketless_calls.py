@@ -19,7 +19,7 @@ import pytest
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._engines import EchoEngine
-from apex_grpc_server._metrics import Metrics
+from apex_grpc_server._metrics.recorder import Metrics
 
 SERVICE = "/apex.v1.ApexService"
 

@@ -20,11 +20,11 @@ import pytest
 from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
-from apex_grpc_server import _convert as convert
-from apex_grpc_server import _validation as validate
-from apex_grpc_server._calls import CallContext, request_class, server_stream, unary
 from apex_grpc_server._engines import ChatRequest, Message
-from apex_grpc_server._metrics import Metrics
+from apex_grpc_server._metrics.recorder import Metrics
+from apex_grpc_server._rpc.call_scope import CallContext, request_class, server_stream, unary
+from apex_grpc_server._wire import convert
+from apex_grpc_server._wire import validation as validate
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

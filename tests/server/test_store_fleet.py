@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apex_grpc_server._listings import ListingLimit, ListingTooLarge
 from apex_grpc_server._store import CompletionRow, Listings, NewCompletion
-from apex_grpc_server._store._interface import Check
+from apex_grpc_server._store.interface import Check
+from apex_grpc_server._wire.reply_limits import ListingLimit, ListingTooLarge
 
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
-    from apex_grpc_server._store.postgres import PostgresStore
+    from apex_grpc_server._store.postgres.store import PostgresStore
 
 Opener = Callable[[], Awaitable["PostgresStore"]]
 
@@ -31,7 +31,7 @@ Opener = Callable[[], Awaitable["PostgresStore"]]
 @pytest.fixture
 async def replicas(postgres_url: str) -> AsyncIterator[Opener]:
     """Open replicas' stores on one fresh database: ``a = await replicas()``."""
-    from apex_grpc_server._store.postgres import PostgresStore
+    from apex_grpc_server._store.postgres.store import PostgresStore
 
     opened: list[PostgresStore] = []
 
@@ -50,7 +50,7 @@ def answer(prompt: str = "p", text: str = "a") -> NewCompletion:
 
 async def in_a_replica(url: str, action: Callable[[PostgresStore], Awaitable[Any]]) -> Any:
     """Run ``action`` on a replica's store of its own, opened and closed around it."""
-    from apex_grpc_server._store.postgres import PostgresStore
+    from apex_grpc_server._store.postgres.store import PostgresStore
 
     store = await PostgresStore.open(url)
     try:
@@ -150,8 +150,8 @@ async def test_a_dead_runners_job_is_taken_over_and_its_result_stored_once(repli
 async def test_replicas_starting_together_migrate_the_schema_once(postgres_url: str) -> None:
     import psycopg
 
-    from apex_grpc_server._store.postgres import PostgresStore
-    from apex_grpc_server._store.postgres._schema import MIGRATIONS
+    from apex_grpc_server._store.postgres.schema import MIGRATIONS
+    from apex_grpc_server._store.postgres.store import PostgresStore
 
     opened = await asyncio.gather(
         *(PostgresStore.open(postgres_url) for _ in range(4)), return_exceptions=True
@@ -389,7 +389,7 @@ def test_a_deep_research_write_queues_behind_its_own_users_listing_lock_only(
 ) -> None:
     import psycopg
 
-    from apex_grpc_server._store.postgres._chats import deep_research_lock_key
+    from apex_grpc_server._store.postgres.chats import deep_research_lock_key
 
     def submit(user_id: str) -> Callable[[PostgresStore], Awaitable[Any]]:
         async def act(store: PostgresStore) -> Any:

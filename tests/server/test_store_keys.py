@@ -15,8 +15,8 @@ import pytest
 from _stores import scalar
 
 from apex_grpc_server._store import NewCompletion, Storage, open_store
-from apex_grpc_server._store import _keys as keys
-from apex_grpc_server._store._keys import KeyRecord, KeyTaken
+from apex_grpc_server._store import idempotency_keys as keys
+from apex_grpc_server._store.idempotency_keys import KeyRecord, KeyTaken
 
 
 def record(key: str = "k1", method: str = "Create", fingerprint: str = "f1") -> KeyRecord:
@@ -147,7 +147,7 @@ async def test_expired_keys_are_deleted_once_a_minute_at_most(
 ) -> None:
     clock_us, monotonic = [10**15], [1000.0]
     monkeypatch.setattr(keys, "now_us", lambda: clock_us[0])
-    module = sys.modules[type(store.keys).__module__]  # sqlite._keys or postgres._keys
+    module = sys.modules[type(store.keys).__module__]  # either store
     monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: monotonic[0]))
     lifetime = keys.KEY_TTL_S * 1_000_000 + 1
 

@@ -19,11 +19,11 @@ from apex_grpc_server._store import (
     SCHEMA_VERSION,
     Listings,
     NewCompletion,
-    SqliteStore,
     Storage,
     default_title,
 )
-from apex_grpc_server._store._rows import now_us
+from apex_grpc_server._store.rows import now_us
+from apex_grpc_server._store.sqlite.store import SqliteStore
 
 Store = Storage
 
@@ -381,7 +381,7 @@ def test_now_is_counted_in_whole_microseconds() -> None:
 async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> None:
     import sqlite3
 
-    from apex_grpc_server._store.sqlite._schema import MIGRATIONS
+    from apex_grpc_server._store.sqlite.schema import MIGRATIONS
 
     path = tmp_path / "apex.sqlite3"
     with sqlite3.connect(path) as old:  # the schema as servers before migrations left it

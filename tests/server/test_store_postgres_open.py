@@ -18,7 +18,7 @@ from apex_grpc_server._store import open_store
 async def test_an_unreachable_database_is_named_without_its_password(
     local_postgres, tmp_path
 ) -> None:
-    from apex_grpc_server._store.postgres import DatabaseUnavailable
+    from apex_grpc_server._store.postgres.store import DatabaseUnavailable
 
     url = "postgresql://apex:s3cret@127.0.0.1:1/apex"
     with pytest.raises(DatabaseUnavailable) as caught:
@@ -33,8 +33,8 @@ async def test_a_database_that_answers_nothing_is_given_up_on_after_the_connect_
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("psycopg")
-    from apex_grpc_server._store import postgres
-    from apex_grpc_server._store.postgres import DatabaseUnavailable
+    from apex_grpc_server._store.postgres import store as postgres
+    from apex_grpc_server._store.postgres.store import DatabaseUnavailable
 
     monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 1)
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never speaks
@@ -48,8 +48,8 @@ async def test_a_schema_that_cannot_be_migrated_is_named_with_the_reason(
 ) -> None:
     import psycopg
 
-    from apex_grpc_server._database import redact
-    from apex_grpc_server._store.postgres import DatabaseUnavailable
+    from apex_grpc_server._store.postgres.store import DatabaseUnavailable
+    from apex_grpc_server._store.url import redact
 
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
         await conn.execute("CREATE TABLE schema_migrations (not_a_version TEXT)")
@@ -65,7 +65,7 @@ async def test_a_store_opens_its_pool_as_configured_whatever_the_database_defaul
 ) -> None:
     import psycopg
 
-    from apex_grpc_server._store.postgres import POOL_SIZE, PostgresStore
+    from apex_grpc_server._store.postgres.store import POOL_SIZE, PostgresStore
 
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
         database = postgres_url.rpartition("/")[2]
@@ -98,7 +98,7 @@ async def test_a_libpq_without_pipeline_mode_is_refused_naming_the_fix(
     # psycopg built on a system libpq older than 14 cannot pipeline (Database.transaction).
     import psycopg
 
-    from apex_grpc_server._store.postgres import DatabaseUnavailable
+    from apex_grpc_server._store.postgres.store import DatabaseUnavailable
 
     monkeypatch.setattr(psycopg.AsyncPipeline, "is_supported", classmethod(lambda cls: False))
     fix = r", which has no pipeline mode \(libpq 14 or newer has it\): .*'psycopg\[binary\]>=3\.2'$"
@@ -108,7 +108,7 @@ async def test_a_libpq_without_pipeline_mode_is_refused_naming_the_fix(
 
 def test_a_drivers_error_is_told_by_its_first_line_without_a_password() -> None:
     psycopg = pytest.importorskip("psycopg")
-    from apex_grpc_server._store.postgres import _reason
+    from apex_grpc_server._store.postgres.store import _reason
 
     error = psycopg.OperationalError(" failed at postgresql://apex:s3cret@h/db\n\thint \n")
     assert _reason(error) == "failed at postgresql://apex:***@h/db"
@@ -122,7 +122,7 @@ async def test_a_pool_that_cannot_connect_after_the_migration_is_named(
     # the pool alone is pointed at a port where nothing listens.
     from psycopg_pool import AsyncConnectionPool
 
-    from apex_grpc_server._store import postgres
+    from apex_grpc_server._store.postgres import store as postgres
 
     gone = "postgresql://apex:s3cret@127.0.0.1:1/apex"
 

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from apex_grpc_server._store import Listings, NewCompletion, Storage, open_store
-from apex_grpc_server._store import _sql as sql
-from apex_grpc_server._store._keys import KeyRecord
+from apex_grpc_server._store import Listings, NewCompletion, Storage, open_store, sql
+from apex_grpc_server._store.idempotency_keys import KeyRecord
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ async def test_a_statement_failing_in_a_pipelined_write_undoes_all_of_it(
 ) -> None:
     import psycopg
 
-    from apex_grpc_server._store.postgres import _jobs
+    from apex_grpc_server._store.postgres import jobs as _jobs
 
     first, _ = await postgres.jobs.create("u1", b"r", "first", "t")
     before = (
@@ -103,7 +102,7 @@ async def test_an_error_arriving_before_the_block_ends_is_raised_there_and_undoe
 ) -> None:
     import psycopg
 
-    from apex_grpc_server._store.postgres._chats import chat_params
+    from apex_grpc_server._store.postgres.chats import chat_params
 
     chat, _ = await postgres.chats.create("u1", "kept", "apex", answer())
     with caplog.at_level(logging.WARNING), pytest.raises(psycopg.errors.UniqueViolation):

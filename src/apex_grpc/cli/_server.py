@@ -15,7 +15,7 @@ from apex_grpc.cli._parser import PROG
 
 def run_server_command(command: str, arguments: Sequence[str]) -> int:
     """Parse ``command arguments...`` with the server's parser and run it."""
-    from apex_grpc_server._cli import register
+    from apex_grpc_server.cli import register
 
     parser = argparse.ArgumentParser(prog=PROG)
     register(parser.add_subparsers(dest="command", required=True))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apex_grpc_server._config import ServerConfig
-from apex_grpc_server._engines._base import (
+from apex_grpc_server._engines.base import (
     ChatEngine,
     ChatRequest,
     Delta,
@@ -12,7 +12,7 @@ from apex_grpc_server._engines._base import (
     Message,
     Usage,
 )
-from apex_grpc_server._engines._echo import EchoEngine
+from apex_grpc_server._engines.echo import EchoEngine
 
 
 def create_engine(config: ServerConfig) -> ChatEngine:
@@ -26,11 +26,11 @@ def create_engine(config: ServerConfig) -> ChatEngine:
             context=config.echo_context,
         )
     if config.engine == "local":
-        from apex_grpc_server._engines._llama import LlamaEngine
+        from apex_grpc_server._engines.llama import LlamaEngine
 
         return LlamaEngine.from_config(config)
     if config.engine == "openai":
-        from apex_grpc_server._engines._openai import OpenAIEngine
+        from apex_grpc_server._engines.openai import OpenAIEngine
 
         return OpenAIEngine.from_config(config)
     raise ValueError(f"engine: unknown engine {config.engine!r}")

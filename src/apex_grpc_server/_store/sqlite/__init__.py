@@ -1,45 +1,8 @@
-"""Chats, stored completions and deep-research jobs in one SQLite file (WAL mode).
+"""The SQLite store: chats, stored completions and deep-research jobs in one file (WAL mode).
 
-The embedded default: nothing to set up, one server per file. Every
-operation is written once, as a method taking the connection, and awaited by
-callers: it runs on the store's one SQLite worker thread (``_sqlite.on_worker``).
+- ``store.py``: `SqliteStore`, the store (``await SqliteStore.open(path)``).
+- ``chats.py``, ``jobs.py``, ``idempotency_keys.py``: its tables, one method per operation.
+- ``schema.py``: its numbered migrations.
+- ``connection.py``: `SqliteWorker`, one SQLite connection on its own thread (the search
+  index uses it too).
 """
-
-from __future__ import annotations
-
-import asyncio
-from pathlib import Path
-
-from apex_grpc_server._sqlite import SqliteWorker
-from apex_grpc_server._store._rows import SELECT_USER_IDS, user_id_secret
-from apex_grpc_server._store.sqlite._chats import ChatTable, CompletionTable
-from apex_grpc_server._store.sqlite._jobs import JobTable
-from apex_grpc_server._store.sqlite._keys import KeyTable
-from apex_grpc_server._store.sqlite._schema import migrate
-
-
-class SqliteStore:
-    """The server's database in one SQLite file (``apex.sqlite3`` in the data directory)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.worker = SqliteWorker(path, "apex-grpc-store")
-        try:
-            self.schema_version = self.worker.call(lambda: migrate(self.worker.conn))
-            meta = self.worker.call(lambda: self.worker.conn.execute(SELECT_USER_IDS).fetchall())
-        except BaseException:
-            self.worker.close()
-            raise
-        self.chats = ChatTable(self.worker)
-        self.completions = CompletionTable(self.worker)
-        self.jobs = JobTable(self.worker)
-        self.keys = KeyTable(self.worker)
-        self.user_id_secret = user_id_secret(dict(meta))
-        """The secret of this database's user ids (None: the old unsalted ids)."""
-
-    async def close(self) -> None:
-        """Close the database."""
-        await asyncio.to_thread(self.worker.close)
-
-
-__all__ = ["SqliteStore"]

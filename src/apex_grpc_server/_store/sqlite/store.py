@@ -1,0 +1,45 @@
+"""Chats, stored completions and deep-research jobs in one SQLite file (WAL mode).
+
+The embedded default: nothing to set up, one server per file. Every
+operation is written once, as a method taking the connection, and awaited by
+callers: it runs on the store's one SQLite worker thread (``_sqlite.on_worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from apex_grpc_server._store.rows import SELECT_USER_IDS, user_id_secret
+from apex_grpc_server._store.sqlite.chats import ChatTable, CompletionTable
+from apex_grpc_server._store.sqlite.connection import SqliteWorker
+from apex_grpc_server._store.sqlite.idempotency_keys import KeyTable
+from apex_grpc_server._store.sqlite.jobs import JobTable
+from apex_grpc_server._store.sqlite.schema import migrate
+
+
+class SqliteStore:
+    """The server's database in one SQLite file (``apex.sqlite3`` in the data directory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.worker = SqliteWorker(path, "apex-grpc-store")
+        try:
+            self.schema_version = self.worker.call(lambda: migrate(self.worker.conn))
+            meta = self.worker.call(lambda: self.worker.conn.execute(SELECT_USER_IDS).fetchall())
+        except BaseException:
+            self.worker.close()
+            raise
+        self.chats = ChatTable(self.worker)
+        self.completions = CompletionTable(self.worker)
+        self.jobs = JobTable(self.worker)
+        self.keys = KeyTable(self.worker)
+        self.user_id_secret = user_id_secret(dict(meta))
+        """The secret of this database's user ids (None: the old unsalted ids)."""
+
+    async def close(self) -> None:
+        """Close the database."""
+        await asyncio.to_thread(self.worker.close)
+
+
+__all__ = ["SqliteStore"]
