@@ -150,7 +150,9 @@ def test_the_build_gets_llama_cpps_flags_for_this_cpu_unless_the_user_set_them(
     else:  # llama.cpp's own defaults elsewhere
         assert seen.read_text() in ("-", "")
     mine = "-DGGML_NATIVE=ON"
-    done = install(str(project), tmp_path / "site2", TINY_CMAKE_ARGS_FILE=str(seen), CMAKE_ARGS=mine)
+    done = install(
+        str(project), tmp_path / "site2", TINY_CMAKE_ARGS_FILE=str(seen), CMAKE_ARGS=mine
+    )
     assert done.returncode == 0, done.stderr
     assert seen.read_text() == mine
 
