@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,41 +121,31 @@ def run_snippet(path: Path, env: dict[str, str], timeout: float, server: ServerP
 
     It runs in its own session, so Ctrl-C reaches the demo only, which then
     stops the snippet itself (no traceback from the child). Its stderr is
-    shown once it ends, unless the server died meanwhile: then the snippet is
-    stopped, and its client error (nothing listening) is not the story.
+    shown once it ends, unless the server died meanwhile: then the client's
+    error (nothing listening) is not the story, the server's report is.
     """
     sys.stdout.flush()
     child = subprocess.Popen(
         [sys.executable, str(path)], env=env, stderr=subprocess.PIPE, start_new_session=True
     )
-    errors = bytearray()
-    stderr = child.stderr
-    assert stderr is not None  # stderr=PIPE
-    reader = threading.Thread(target=lambda: errors.extend(stderr.read()), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + timeout
-    timed_out = False
     try:
-        while child.poll() is None:
-            timed_out = time.monotonic() > deadline
-            if timed_out or not server.alive():
-                child.kill()
-                child.wait()
-            time.sleep(0.05)
+        _, errors = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return -1
     except BaseException:
         child.terminate()
         try:
-            child.wait(timeout=5)
+            child.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.wait()
+            child.communicate()
         raise
-    finally:
-        reader.join()
     if server.alive():
         sys.stderr.write(errors.decode(errors="replace"))
         sys.stderr.flush()
-    return -1 if timed_out else child.returncode
+    return child.returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
