@@ -6,10 +6,11 @@ prompt of several tokens with a few tokens: a one-token prompt is not enough,
 since llama.cpp's AMX kernels, the ones that crash, only run for batches of
 two tokens or more. When the child dies of a signal (a native crash, e.g.
 SIGSEGV or SIGILL), one paragraph says what crashed and what is done about
-it, and llama-cpp-python is rebuilt from source with conservative flags
-(tools/llama_build.py), bypassing pip's wheel cache (CMAKE_ARGS is not part
-of its key, so a wheel built earlier with the bad flags would come back),
-then checked again. The exit status is 0 only when the engine answers (or is
+it, and llama-cpp-python is rebuilt from source (tools/llama_build.py: for
+this CPU without AMX if the crashed build had AMX, else, or if that crashes
+too, with conservative flags), bypassing pip's wheel cache (CMAKE_ARGS is not
+part of its key, so a wheel built earlier with the bad flags would come
+back), then checked again. The exit status is 0 only when the engine answers (or is
 not installed: the check is then skipped), so `make venv` writes no stamp on
 a venv whose engine crashes. When the user chose CMAKE_ARGS, nothing is
 rebuilt: the paragraph gives the command instead.
@@ -192,30 +193,46 @@ def check(environ: Mapping[str, str], timeout_s: float) -> int:
         )
         print(crash_paragraph(outcome, version, action), file=sys.stderr)
         return 1
-    action = (
-        f"Rebuilding it from source with conservative flags (CMAKE_ARGS={shlex.quote(safe)}),"
-        " without pip's wheel cache, then checking again (about 5-10 minutes on 2 cores);"
-        f" by hand: {by_hand(safe, pip_args)}"
-    )
-    print(crash_paragraph(outcome, version, action), file=sys.stderr, flush=True)
-    status = run_pip(pip_args, build_env(environ, safe))
-    if status != 0:
-        print(f"The rebuild of {LLAMA} failed (pip exit status {status}).", file=sys.stderr)
-        return 1
-    again = run_probe(probe_command(), timeout_s)
-    if again.returncode == 0:
-        print("engine check: the rebuilt local engine answers")
-        return 0
-    if again.crashed:
+    for label, cmake_args in repair_plans(outcome.features(), this_machine_args(), safe):
         action = (
-            "The conservative rebuild crashes too: report it with this paragraph, or set up"
-            " without the local engine (pip install -e '.[server,test]') and serve with"
-            " --engine echo or --engine openai."
+            f"Rebuilding it from source {label} (CMAKE_ARGS={shlex.quote(cmake_args)}),"
+            " without pip's wheel cache, then checking again (about 5-10 minutes on 2"
+            f" cores); by hand: {by_hand(cmake_args, pip_args)}"
         )
-        print(crash_paragraph(again, version, action), file=sys.stderr)
-    else:
-        print(failure_paragraph(again, version), file=sys.stderr)
+        print(crash_paragraph(outcome, version, action), file=sys.stderr, flush=True)
+        status = run_pip(pip_args, build_env(environ, cmake_args))
+        if status != 0:
+            print(f"The rebuild of {LLAMA} failed (pip exit status {status}).", file=sys.stderr)
+            return 1
+        outcome = run_probe(probe_command(), timeout_s)
+        if outcome.returncode == 0:
+            print("engine check: the rebuilt local engine answers")
+            return 0
+        if not outcome.crashed:
+            print(failure_paragraph(outcome, version), file=sys.stderr)
+            return 1
+    action = (
+        "The conservative rebuild crashes too: report it with this paragraph, or set up"
+        " without the local engine (pip install -e '.[server,test]') and serve with"
+        " --engine echo or --engine openai."
+    )
+    print(crash_paragraph(outcome, version, action), file=sys.stderr)
     return 1
+
+
+def repair_plans(features: str, best: str | None, safe: str) -> list[tuple[str, str]]:
+    """The rebuilds to try, in order: (how, CMAKE_ARGS).
+
+    A crashed build with AMX in it is most likely one compiled with llama.cpp's
+    defaults (pip's wheel cache keeps such a build from before): rebuilt for this
+    CPU without AMX first, the fastest safe build. Then the conservative flags.
+    """
+    plans = []
+    if best and "AMX_INT8 = 1" in features:
+        plans.append(("for this CPU without AMX", best))
+    if safe not in (args for _, args in plans):
+        plans.append(("with conservative flags", safe))
+    return plans
 
 
 def main(argv: Sequence[str] | None = None) -> int:

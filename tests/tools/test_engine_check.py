@@ -27,15 +27,16 @@ from pathlib import Path
 if Path(sys.argv[1]).exists():
     print("answer: Hello")
 else:
-    print("features: CPU : AVX512 = 1 | AMX_INT8 = 1 |", flush=True)
+    print("features: " + os.environ.get("FAKE_FEATURES", "CPU : AVX2 = 1 |"), flush=True)
     os.kill(os.getpid(), signal.SIGSEGV)
 """
 
 FAKE_PIP = """\
 import json, os, sys
 from pathlib import Path
-log = Path(os.environ["FAKE_PIP_LOG"])
-log.write_text(json.dumps({"argv": sys.argv[1:], "cmake_args": os.environ.get("CMAKE_ARGS")}))
+call = {"argv": sys.argv[1:], "cmake_args": os.environ.get("CMAKE_ARGS")}
+with open(os.environ["FAKE_PIP_LOG"], "a") as log:
+    log.write(json.dumps(call) + "\\n")
 print("  Building wheel for llama_cpp_python (pyproject.toml): started", flush=True)
 print("  Building wheel for llama_cpp_python (pyproject.toml): finished with status 'done'")
 if os.environ.get("FAKE_PIP_FIXES"):
@@ -62,8 +63,8 @@ class Fakes:
             FAKE_PIP_FIXES=str(self.fixed),
         )
 
-    def pip_call(self) -> dict[str, object]:
-        return dict(json.loads(self.pip_log.read_text()))
+    def pip_calls(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.pip_log.read_text().splitlines()]
 
 
 @pytest.fixture
@@ -91,9 +92,9 @@ def test_a_crash_is_one_paragraph_then_a_conservative_rebuild_without_the_cache(
     assert "\n" not in paragraph and "Traceback" not in paragraph
     assert paragraph.startswith("The local engine crashed: llama-cpp-python")
     assert "killed by SIGSEGV (signal 11)" in paragraph
-    assert "its llama.cpp was compiled for: CPU : AVX512 = 1 | AMX_INT8 = 1" in paragraph
+    assert "its llama.cpp was compiled for: CPU : AVX2 = 1)" in paragraph
     assert "Rebuilding it from source with conservative flags" in paragraph
-    call = fakes.pip_call()
+    [call] = fakes.pip_calls()
     argv = call["argv"]
     assert isinstance(argv, list)
     assert argv[0] == "install"
@@ -110,16 +111,43 @@ def test_a_crash_is_one_paragraph_then_a_conservative_rebuild_without_the_cache(
     assert done.stdout.strip().endswith("engine check: the rebuilt local engine answers")
 
 
-def test_when_the_rebuild_crashes_too_set_up_fails_with_the_paragraph(fakes: Fakes) -> None:
+AMX_BUILD = "CPU : AVX512 = 1 | AMX_INT8 = 1 |"  # llama.cpp's defaults on an AMX Xeon
+
+
+def test_a_crashed_build_with_amx_is_rebuilt_for_this_cpu_without_amx(fakes: Fakes) -> None:
+    # pip's wheel cache may hand back a build made with llama.cpp's defaults before: the
+    # fastest safe build comes first.
+    fakes.env["FAKE_FEATURES"] = AMX_BUILD
+    done = check(fakes.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "its llama.cpp was compiled for: CPU : AVX512 = 1 | AMX_INT8 = 1)" in done.stderr
+    [call] = fakes.pip_calls()
+    sys.path.insert(0, str(ROOT / "tools"))
+    from llama_build import this_machine_args
+
+    best = this_machine_args()
+    if best is not None:
+        assert "Rebuilding it from source for this CPU without AMX" in done.stderr
+        assert call["cmake_args"] == best
+        assert "-DGGML_AMX_INT8=OFF" in best
+    else:  # llama.cpp's defaults elsewhere: only the conservative build is left
+        assert call["cmake_args"] == "-DGGML_NATIVE=OFF"
+
+
+def test_when_the_rebuilds_crash_too_set_up_fails_with_the_paragraph(fakes: Fakes) -> None:
     del fakes.env["FAKE_PIP_FIXES"]
+    fakes.env["FAKE_FEATURES"] = AMX_BUILD
     done = check(fakes.env)
     assert done.returncode == 1
     paragraphs = done.stderr.strip().split("\n")
-    assert len(paragraphs) == 2  # the first crash, then the rebuilt one's
-    assert "Rebuilding it" in paragraphs[0]
-    assert "killed by SIGSEGV (signal 11)" in paragraphs[1]
-    assert "The conservative rebuild crashes too" in paragraphs[1]
-    assert "--engine echo" in paragraphs[1]
+    calls = fakes.pip_calls()
+    assert 1 <= len(calls) <= 2  # for this CPU without AMX (on Linux x86_64), conservative
+    assert len(paragraphs) == len(calls) + 1  # one per crash
+    assert "Rebuilding it from source with conservative flags" in paragraphs[-2]
+    assert f"CMAKE_ARGS={shlex.quote(str(calls[-1]['cmake_args']))})" in paragraphs[-2]
+    assert "killed by SIGSEGV (signal 11)" in paragraphs[-1]
+    assert "The conservative rebuild crashes too" in paragraphs[-1]
+    assert "--engine echo" in paragraphs[-1]
     assert "Traceback" not in done.stdout + done.stderr
 
 
