@@ -9,7 +9,7 @@ running interpreter's environment.
 
 It also writes the client's RPC table, src/apex_grpc/_methods.py, and its
 resource classes, src/apex_grpc/_resources/ (from the service descriptor and
-the table in tools/resource_codegen.py), so neither can drift from the
+the table in tools/resource_table.py), so neither can drift from the
 proto; the check covers them too.
 
 The generated package is `apex_grpc_proto` (not a top-level `apex`, which

@@ -11,6 +11,12 @@ removes the directory::
 As root (as CI runs) the server runs as the ``postgres`` user: PostgreSQL
 refuses to run as root. The binaries are ``initdb``/``pg_ctl`` on PATH, else
 the newest /usr/lib/postgresql/*/bin (Debian's layout).
+
+It does not outlive its owner: a small watcher process (this file run with
+``--watch``) holds the read end of a pipe whose write end only the owner holds.
+When the owner ends without ``stop()`` (a crash, SIGKILL, a segfault in a test
+run), the kernel closes the write end, the watcher reads end-of-file, stops
+PostgreSQL (``pg_ctl stop -m immediate``) and removes the directory.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +36,8 @@ INSTALL_HINT = "apt-get install postgresql"
 
 SUPERUSER = "postgres"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_STOPPED = b"stopped"
+"""What the owner writes to its watcher once it stopped PostgreSQL itself."""
 
 
 class PostgresUnavailable(RuntimeError):
@@ -81,7 +90,9 @@ class LocalPostgres:
             shutil.chown(self.directory, SUPERUSER, SUPERUSER)
         self.data = self.directory / "data"
         self._started = False
+        self._watcher: subprocess.Popen[bytes] | None = None
         try:
+            self._watcher = self._watch()
             self._start()
         except BaseException:
             self.stop()
@@ -116,6 +127,14 @@ class LocalPostgres:
                 capture_output=True,
             )
         shutil.rmtree(self.directory, ignore_errors=True)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher.stdin is not None:
+            try:
+                watcher.stdin.write(_STOPPED)
+                watcher.stdin.close()
+            except OSError:  # the watcher is gone: nothing left for it to do anyway
+                pass
+            watcher.wait()
 
     def __enter__(self) -> LocalPostgres:
         return self
@@ -145,6 +164,26 @@ class LocalPostgres:
         )  # fmt: skip
         self._started = True
 
+    def _watch(self) -> subprocess.Popen[bytes]:
+        """Start the watcher that stops PostgreSQL and removes the directory if this process
+        ends without `stop()`. In a session of its own: a Ctrl-C or a kill of the owner's
+        process group does not end it before it has cleaned up."""
+        stop = self._command("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
+        return subprocess.Popen(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--watch",
+                str(self.directory),
+                "--",
+                *stop,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     def _command(self, program: str, *args: str) -> list[str]:
         command = [str(self.bin_dir / program), *args]
         return ["runuser", "-u", SUPERUSER, "--", *command] if self._as_user else command
@@ -159,3 +198,18 @@ class LocalPostgres:
             raise PostgresUnavailable(
                 f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{tail}"
             )
+
+
+def _watcher_main(directory: str, stop: list[str]) -> None:
+    """Wait for the owner's pipe to end; unless the owner wrote that it stopped PostgreSQL
+    itself, stop it at once and remove `directory`."""
+    if sys.stdin.buffer.read() == _STOPPED:
+        return
+    subprocess.run(stop, check=False, capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] != "--watch" or sys.argv[3] != "--":
+        sys.exit("usage: local_postgres.py --watch DIRECTORY -- STOP-COMMAND...")
+    _watcher_main(sys.argv[2], sys.argv[4:])

@@ -14,7 +14,7 @@ tests/MUTATION.md between its markers.
 
 Every path in GROUPS must exist: a group naming a moved file is refused
 before mutmut runs (mutmut would write no mutants for it, and the group would
-score 100% of almost nothing); tests/test_mutate_groups.py checks it in
+score 100% of almost nothing); tests/tools/test_mutate_groups.py checks it in
 `make test`.
 
 mutmut leaves decorated functions alone. The SQLite store's operations are

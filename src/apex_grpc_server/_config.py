@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apex_grpc_server._store import url as _database
+from apex_grpc_server._store.url import DatabaseTarget, check_driver, parse
 
 ENGINES = ("local", "openai", "echo")
 """The chat engines ``--engine`` accepts."""
@@ -130,9 +130,21 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    # Resolved once from database_url and data_dir when the config is made: where the
+    # store is (``describe()`` is the log line's form, password redacted). None when
+    # database_url cannot be parsed; ``validate()`` then raises the reason.
+    database: DatabaseTarget | None = field(init=False, repr=False, compare=False)
+    _database_error: str | None = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        try:
+            target, error = parse(self.database_url, self.data_dir), None
+        except ValueError as reason:
+            target, error = None, str(reason)
+        object.__setattr__(self, "database", target)
+        object.__setattr__(self, "_database_error", error)
         if self.test_knobs is None:
             object.__setattr__(self, "test_knobs", self.engine == "echo")
 
@@ -198,8 +210,9 @@ class ServerConfig:
 
 
 def _check_database(config: ServerConfig) -> None:
-    target = _database.parse(config.database_url, config.data_dir)
-    _database.check_driver(target)
+    if config.database is None:
+        raise ValueError(config._database_error)
+    check_driver(config.database)
     if not 0 < config.job_renew_interval < config.job_lease_s:
         raise ValueError(
             f"job_renew_s: must be above 0 and below job_lease_s ({config.job_lease_s}),"

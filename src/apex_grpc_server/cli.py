@@ -1,5 +1,8 @@
 """``apex-grpc serve`` and ``apex-grpc index``: argparse wiring (stdlib-only until a command runs).
 
+The server's public command-line entry: ``apex-grpc`` (the client's CLI) calls
+`register` to add these sub-commands; ``python -m apex_grpc_server`` calls `main`.
+
 Flags win over environment variables, which win over the ServerConfig
 defaults. API keys never go in flags' help output or logs; the upstream
 key of the openai engine is read from the environment only.
@@ -19,6 +22,7 @@ from apex_grpc_server._config import (
     DEFAULT_DRAIN_DELAY_S,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_QUEUE_SIZE,
+    ENGINES,
     default_data_dir,
 )
 from apex_grpc_server._store.url import DATABASE_URL_ENV
@@ -27,7 +31,6 @@ if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
     from apex_grpc_server._runtime.server import ServerInfo
 
-ENGINES = ("local", "openai", "echo")
 TRUE = frozenset({"1", "true", "yes", "y", "on"})
 
 
@@ -454,3 +457,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_serve_arguments(parser)
     return run_serve(parser.parse_args(arguments))
+
+
+__all__ = ["add_serve_arguments", "config_from_args", "main", "register"]

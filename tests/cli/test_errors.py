@@ -240,6 +240,7 @@ def test_works_without_rich_and_without_the_server_package(cli_env: Mapping[str,
         assert result.stderr.endswith("server modules: []\n"), result.stderr
 
 
+@pytest.mark.parametrize("given", ["--api-key", "APEX_API_KEY", "MACROCOSMOS_API_KEY"])
 @pytest.mark.parametrize(
     ("args", "rpcs"),
     [
@@ -247,9 +248,11 @@ def test_works_without_rich_and_without_the_server_package(cli_env: Mapping[str,
         (["chat", "hi"], ["ChatCompletionStream"]),
     ],
 )
-def test_the_error_line_scrubs_the_key_a_server_echoes(args: list[str], rpcs: list[str]) -> None:
+def test_the_error_line_scrubs_the_key_a_server_echoes(
+    args: list[str], rpcs: list[str], given: str
+) -> None:
     # A server (or a proxy) that repeats the caller's key in its error message: the CLI's
-    # one line must not print it, on the terminal or in a CI log.
+    # one line must not print it, on the terminal or in a CI log, however the key was given.
     from apex_grpc.testing import FakeApex, error
 
     with FakeApex() as fake:
@@ -257,7 +260,12 @@ def test_the_error_line_scrubs_the_key_a_server_echoes(args: list[str], rpcs: li
             fake.on(rpc).reply(
                 error("PERMISSION_DENIED", f"key {fake.api_key} may not do this ({fake.api_key})")
             )
-        result = run([*CLI, *args], client_env(fake.target, fake.api_key))
+        env = client_env(fake.target, None)
+        if given == "--api-key":
+            args = ["--api-key", fake.api_key, *args]
+        else:
+            env[given] = fake.api_key
+        result = run([*CLI, *args], env)
 
     line = one_error_line(result)
     assert result.returncode != 0

@@ -33,6 +33,7 @@ def written_names() -> list[str]:
 def test_all_is_sorted_and_names_only_what_exists() -> None:
     names = written_names()
     assert names == sorted(names)
+    assert mc.__all__ == sorted(mc.__all__), "sorted as written, and at run time"
     assert len(mc.__all__) == len(set(mc.__all__)), "a name is exported twice"
     for name in mc.__all__:
         assert getattr(mc, name) is not None, name

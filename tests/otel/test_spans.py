@@ -89,12 +89,16 @@ async def test_chat_without_a_model_is_named_after_the_responding_model(
     assert span.name == f"chat {response.model}"
 
 
+GAP_S = 0.15
+"""Seconds between a test stream's chunks."""
+
+
 async def test_stream_times_its_chunks_and_reports_finish_reasons(
     telemetry: Telemetry, connect: Any
 ) -> None:
     with FakeApex() as fake:
         fake.on("ChatCompletionStream").reply(
-            stream("one ", "two ", "three", first_delay=0.05, finish_reason="length")
+            stream("one ", "two ", "three", first_delay=0.05, delay=GAP_S, finish_reason="length")
         )
         client = connect(fake.target, api_key=fake.api_key)
         chunks = await drain(client.chat.completions.create(messages=MESSAGES, stream=True))
@@ -108,9 +112,11 @@ async def test_stream_times_its_chunks_and_reports_finish_reasons(
     (first,) = telemetry.points("gen_ai.client.operation.time_to_first_chunk")
     assert first.count == 1 and first.sum >= 0.04
     (per_chunk,) = telemetry.points("gen_ai.client.operation.time_per_output_chunk")
-    assert per_chunk.count == 2
+    assert per_chunk.count == 2 and per_chunk.sum >= 2 * GAP_S * 0.9
     (duration,) = telemetry.points("gen_ai.client.operation.duration")
-    assert duration.count == 1 and duration.sum >= first.sum
+    assert duration.count == 1
+    # Timed when the first chunk came, not when the stream ended: both gaps come after it.
+    assert duration.sum - first.sum >= 2 * GAP_S * 0.9, (first.sum, duration.sum)
 
 
 async def test_a_stream_closed_early_ends_its_span(telemetry: Telemetry, connect: Any) -> None:

@@ -173,7 +173,9 @@ async def test_sigterm_during_a_burst_fails_no_call(
     Those were calls the stopping server had received but not yet started: grpc
     cancels them when it stops. With a drain delay they are served; with none,
     the server answers them UNAVAILABLE, unstarted, and the client retries them
-    on another replica.
+    on another replica. Whether any call lands on the stopping replica here is
+    chance (the client's health watch moves calls away within milliseconds):
+    tests/server/runtime/test_shutdown_turn_away.py checks the turning away every run.
     """
     replicas = fleet(3, "--echo-delay", "0.05", "--drain-delay", drain_delay)
     client = await warm_client(replicas)

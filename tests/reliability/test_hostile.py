@@ -2,7 +2,7 @@
 ever escape) and oversized messages in both directions (RESOURCE_EXHAUSTED, not a crash).
 
 The server side of this (hypothesis-generated requests over the wire, database
-integrity afterwards) is tests/server/test_server_fuzz.py.
+integrity afterwards) is tests/server/wire/test_fuzz_requests.py.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from _requests import chat_request
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server._store import Storage, open_store
+from apex_grpc_server._store.url import parse
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -21,7 +22,7 @@ try:  # the dev extra has it; the oldest-dependency venv cannot (it needs grpcio
 except ImportError:
     # Those modules drive the service through grpc_testing and build messages the oldest
     # protobuf cannot: not collected there (the oldest suite runs `-m oldest` tests only).
-    collect_ignore_glob = ["test_service_socketless*.py"]
+    collect_ignore_glob = ["rpc/test_servicer*.py", "rpc/test_call_scope.py"]
 
 
 STORE_BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"]
@@ -32,7 +33,7 @@ STORE_BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     """A fresh store on each backend: SQLite in `tmp_path`, and the session's PostgreSQL."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    opened = await open_store(url, tmp_path)
+    opened = await open_store(parse(url, tmp_path))
     yield opened
     await opened.close()
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Required, TypedDict
 
 from apex_grpc import _methods as m
 from apex_grpc._errors import ValidationError
 from apex_grpc._requests import Prepared
-from apex_grpc._requests.validate import flag, integer, number, text
+from apex_grpc._requests.validate import flag, integer, number, text, unencodable
 from apex_grpc._requests.validate import uids as check_uids
 from apex_grpc._settings.call import CallOptions, GivenOptions, StreamOptions
 from apex_grpc._settings.checks import NOT_GIVEN
@@ -63,7 +64,8 @@ class ChatRequestFields(TypedDict, total=False):
     sampling_parameters: dict (merged over the defaults: temperature 0.7,
         top_p 0.95, max_new_tokens 4096, do_sample True) or SamplingParameters
         (used as given).
-    seed: sampling seed; None draws one in [0, 65535] as the official SDK (2.1.0) does.
+    seed: sampling seed; None draws one in [0, 65535] as the official SDK (2.1.0) does,
+        or, for a write given its own ``idempotency_key``, derives it from the key.
     model, task, inference_mode: names passed to the server (None: its default).
     uids: miner UIDs to ask (None or empty: the validator chooses).
     test_time_inference, mixture, json_format: booleans passed through.
@@ -115,16 +117,21 @@ def prepare_chat(
     json_format: bool | None = None,
     sampling_defaults: SamplingParams = CHAT_SAMPLING_DEFAULTS,
     stream_options: bool = True,
+    method: m.Method[pb.ChatCompletionRequest, Any] | None = None,
 ) -> ChatCall:
     """Validate the arguments of ``chat.completions.create`` and build the call.
 
     `options`: the call options given (and, when `stream_options`,
     first_chunk_timeout / idle_timeout); the request fields are
-    ChatRequestFields, None meaning "the server's default".
+    ChatRequestFields, None meaning "the server's default". `method`: the RPC
+    (default: ChatCompletionStream or ChatCompletion, as `stream` says; deep research
+    sends its streamed request through the unary SubmitDeepResearcherJob).
     """
     if not isinstance(stream, bool):
         raise ValidationError("stream", f"must be True or False, got {stream!r}")
-    if stream and options.get("call_info") is not None:
+    if method is None:
+        method = m.CHAT_COMPLETION_STREAM if stream else m.CHAT_COMPLETION
+    if method.server_streaming and options.get("call_info") is not None:
         raise ValidationError(
             "call_info",
             "is for unary calls; a stream has initial_metadata() and trailing_metadata()",
@@ -139,23 +146,35 @@ def prepare_chat(
         sampling = DEFAULT_SAMPLING
     else:
         sampling = build_sampling(sampling_parameters, sampling_defaults)
-    request = pb.ChatCompletionRequest(
-        # protobuf's constructors take a dict for a message (its stubs say only messages).
-        messages=build_messages(messages),  # type: ignore[arg-type]
-        sampling_parameters=sampling,
-        seed=(
-            random.getrandbits(16)  # [0, 65535], as the official SDK draws it, 30x faster
-            if seed is None
-            else integer(seed, "seed", minimum=0, maximum=MAX_SEED)
-        ),
-        stream=stream,
-    )
-    if model is not None:
-        request.model = text(model, "model")
-    if task is not None:
-        request.task = text(task, "task")
-    if inference_mode is not None:
-        request.inference_mode = text(inference_mode, "inference_mode")
+    conversation = build_messages(messages)
+    if seed is not None:
+        seed = integer(seed, "seed", minimum=0, maximum=MAX_SEED)
+    elif call_settings.idempotency_key is not None:
+        seed = seed_of_key(call_settings.idempotency_key)
+    else:
+        seed = random.getrandbits(16)  # [0, 65535], as the official SDK draws it, 30x faster
+    try:  # free unless it raises: text protobuf cannot encode is looked for only then
+        request = pb.ChatCompletionRequest(
+            # protobuf's constructors take a dict for a message (its stubs say only messages).
+            messages=conversation,  # type: ignore[arg-type]
+            sampling_parameters=sampling,
+            seed=seed,
+            stream=stream,
+        )
+        if model is not None:
+            request.model = text(model, "model")
+        if task is not None:
+            request.task = text(task, "task")
+        if inference_mode is not None:
+            request.inference_mode = text(inference_mode, "inference_mode")
+    except ValueError as error:
+        texts: dict[str, object] = {
+            f"messages[{index}].content": message["content"]
+            for index, message in enumerate(conversation)
+            if isinstance(message, dict)
+        }
+        texts.update(model=model, task=task, inference_mode=inference_mode)
+        raise unencodable(error, texts) from None
     if uids is not None:
         request.uids.extend(check_uids(uids))
     if test_time_inference is not None:
@@ -168,8 +187,15 @@ def prepare_chat(
     budget = options.get("timeout", settings.timeout)
     if budget is not NOT_GIVEN and budget is not None:
         request.timeout = max(1, math.ceil(call_settings.timeout or 0))
-    method = m.CHAT_COMPLETION_STREAM if stream else m.CHAT_COMPLETION
     return Prepared(method, request, call_settings)
+
+
+def seed_of_key(key: str) -> int:
+    """The seed of a call given its own idempotency key and no seed: drawn from the key
+    (CRC-32's low 16 bits, in the official SDK's [0, 65535]), so a repeat of the call
+    is the same request and the server replays the first answer instead of refusing
+    a different request under a used key."""
+    return zlib.crc32(key.encode()) & 0xFFFF
 
 
 _sampling_cache: dict[tuple[tuple[str, object], ...], pb.SamplingParameters] = {}

@@ -20,7 +20,10 @@ def list_sessions(
     settings: ClientSettings, options: GivenOptions, chat_type: str = ""
 ) -> Prepared[pb.GetChatSessionsRequest, pb.GetChatSessionsResponse]:
     """List your chats, optionally only those of one `chat_type` (e.g. "apex")."""
-    request = pb.GetChatSessionsRequest(chat_type=v.text(chat_type, "chat_type"))
+    try:
+        request = pb.GetChatSessionsRequest(chat_type=v.text(chat_type, "chat_type"))
+    except ValueError as error:
+        raise v.unencodable(error, {"chat_type": chat_type}) from None
     return Prepared(m.GET_CHAT_SESSIONS, request, settings.for_call(options))
 
 
@@ -28,7 +31,10 @@ def list_completions(
     settings: ClientSettings, options: GivenOptions, chat_id: str
 ) -> Prepared[pb.GetStoredChatCompletionsRequest, pb.GetStoredChatCompletionsResponse]:
     """List the stored completions of one of your chats."""
-    request = pb.GetStoredChatCompletionsRequest(chat_id=v.required_text(chat_id, "chat_id"))
+    try:
+        request = pb.GetStoredChatCompletionsRequest(chat_id=v.required_text(chat_id, "chat_id"))
+    except ValueError as error:
+        raise v.unencodable(error, {"chat_id": chat_id}) from None
     return Prepared(m.GET_STORED_CHAT_COMPLETIONS, request, settings.for_call(options))
 
 
@@ -36,9 +42,12 @@ def get_completion(
     settings: ClientSettings, options: GivenOptions, completion_id: str
 ) -> Prepared[pb.GetChatCompletionRequest, pb.StoredChatCompletion]:
     """Fetch one stored completion by id."""
-    request = pb.GetChatCompletionRequest(
-        completion_id=v.required_text(completion_id, "completion_id")
-    )
+    try:
+        request = pb.GetChatCompletionRequest(
+            completion_id=v.required_text(completion_id, "completion_id")
+        )
+    except ValueError as error:
+        raise v.unencodable(error, {"completion_id": completion_id}) from None
     return Prepared(m.GET_CHAT_COMPLETION, request, settings.for_call(options))
 
 
@@ -51,9 +60,12 @@ def update_chat(
     for key, value in attributes.items():
         if not isinstance(key, str) or not key or not isinstance(value, str):
             raise ValidationError(f"attributes[{key!r}]", "keys and values must be strings")
-    request = pb.UpdateChatAttributesRequest(
-        chat_id=v.required_text(chat_id, "chat_id"), attributes=dict(attributes)
-    )
+    try:
+        request = pb.UpdateChatAttributesRequest(
+            chat_id=v.required_text(chat_id, "chat_id"), attributes=dict(attributes)
+        )
+    except ValueError as error:
+        raise v.unencodable(error, {"chat_id": chat_id, "attributes": attributes}) from None
     return Prepared(m.UPDATE_CHAT_ATTRIBUTES, request, settings.for_call(options))
 
 
@@ -61,7 +73,10 @@ def delete_chats(
     settings: ClientSettings, options: GivenOptions, chat_ids: str | Sequence[str]
 ) -> Prepared[pb.DeleteChatsRequest, pb.DeleteChatsResponse]:
     """Delete chats (one id or a list), with their completions."""
-    request = pb.DeleteChatsRequest(chat_ids=v.ids(chat_ids, "chat_ids"))
+    try:
+        request = pb.DeleteChatsRequest(chat_ids=v.ids(chat_ids, "chat_ids"))
+    except ValueError as error:
+        raise v.unencodable(error, {"chat_ids": chat_ids}) from None
     return Prepared(m.DELETE_CHATS, request, settings.for_call(options))
 
 
@@ -75,13 +90,22 @@ def create_chat(
     title: str | None = None,
 ) -> Prepared[pb.CreateChatAndCompletionRequest, pb.CreateChatAndCompletionResponse]:
     """Start a chat with its first prompt; returns the chat and its completion."""
-    request = pb.CreateChatAndCompletionRequest(
-        user_prompt=v.required_text(user_prompt, "user_prompt"),
-        chat_type=v.text(chat_type, "chat_type"),
-        completion_type=v.text(completion_type, "completion_type"),
-    )
-    if title is not None:
-        request.title = v.text(title, "title")
+    try:
+        request = pb.CreateChatAndCompletionRequest(
+            user_prompt=v.required_text(user_prompt, "user_prompt"),
+            chat_type=v.text(chat_type, "chat_type"),
+            completion_type=v.text(completion_type, "completion_type"),
+        )
+        if title is not None:
+            request.title = v.text(title, "title")
+    except ValueError as error:
+        texts = {
+            "user_prompt": user_prompt,
+            "chat_type": chat_type,
+            "completion_type": completion_type,
+            "title": title,
+        }
+        raise v.unencodable(error, texts) from None
     return Prepared(m.CREATE_CHAT_AND_COMPLETION, request, settings.for_call(options))
 
 
@@ -94,11 +118,19 @@ def create_completion(
     completion_type: str = "basic",
 ) -> Prepared[pb.CreateCompletionRequest, pb.CreateCompletionResponse]:
     """Add a prompt (and its completion) to one of your chats."""
-    request = pb.CreateCompletionRequest(
-        chat_id=v.required_text(chat_id, "chat_id"),
-        user_prompt=v.required_text(user_prompt, "user_prompt"),
-        completion_type=v.text(completion_type, "completion_type"),
-    )
+    try:
+        request = pb.CreateCompletionRequest(
+            chat_id=v.required_text(chat_id, "chat_id"),
+            user_prompt=v.required_text(user_prompt, "user_prompt"),
+            completion_type=v.text(completion_type, "completion_type"),
+        )
+    except ValueError as error:
+        texts = {
+            "chat_id": chat_id,
+            "user_prompt": user_prompt,
+            "completion_type": completion_type,
+        }
+        raise v.unencodable(error, texts) from None
     return Prepared(m.CREATE_COMPLETION, request, settings.for_call(options))
 
 
@@ -106,7 +138,12 @@ def delete_completions(
     settings: ClientSettings, options: GivenOptions, completion_ids: str | Sequence[str]
 ) -> Prepared[pb.DeleteCompletionsRequest, pb.DeleteCompletionsResponse]:
     """Delete stored completions (one id or a list)."""
-    request = pb.DeleteCompletionsRequest(completion_ids=v.ids(completion_ids, "completion_ids"))
+    try:
+        request = pb.DeleteCompletionsRequest(
+            completion_ids=v.ids(completion_ids, "completion_ids")
+        )
+    except ValueError as error:
+        raise v.unencodable(error, {"completion_ids": completion_ids}) from None
     return Prepared(m.DELETE_COMPLETIONS, request, settings.for_call(options))
 
 
@@ -117,9 +154,12 @@ def search_chats(
     pb.SearchChatIdsByPromptAndCompletionTextResponse,
 ]:
     """Ids of your chats whose prompts or answers match `search_term`."""
-    request = pb.SearchChatIdsByPromptAndCompletionTextRequest(
-        search_term=v.required_text(search_term, "search_term")
-    )
+    try:
+        request = pb.SearchChatIdsByPromptAndCompletionTextRequest(
+            search_term=v.required_text(search_term, "search_term")
+        )
+    except ValueError as error:
+        raise v.unencodable(error, {"search_term": search_term}) from None
     return Prepared(
         m.SEARCH_CHAT_IDS_BY_PROMPT_AND_COMPLETION_TEXT, request, settings.for_call(options)
     )
@@ -144,13 +184,21 @@ def update_completion(
             "completion_id",
             "nothing to update: give completion_text, user_prompt_text or completion_metadata",
         )
-    request = pb.UpdateCompletionAttributesRequest(
-        completion_id=v.required_text(completion_id, "completion_id")
-    )
-    if completion_text is not None:
-        request.completion_text = v.text(completion_text, "completion_text")
-    if user_prompt_text is not None:
-        request.user_prompt_text = v.text(user_prompt_text, "user_prompt_text")
+    try:
+        request = pb.UpdateCompletionAttributesRequest(
+            completion_id=v.required_text(completion_id, "completion_id")
+        )
+        if completion_text is not None:
+            request.completion_text = v.text(completion_text, "completion_text")
+        if user_prompt_text is not None:
+            request.user_prompt_text = v.text(user_prompt_text, "user_prompt_text")
+    except ValueError as error:
+        texts = {
+            "completion_id": completion_id,
+            "completion_text": completion_text,
+            "user_prompt_text": user_prompt_text,
+        }
+        raise v.unencodable(error, texts) from None
     if completion_metadata is not None:
         request.metadata.CopyFrom(_struct(completion_metadata, "completion_metadata"))
     return Prepared(m.UPDATE_COMPLETION_ATTRIBUTES, request, settings.for_call(options))
@@ -174,7 +222,14 @@ def _struct(value: object, argument: str) -> struct_pb2.Struct:
     result = struct_pb2.Struct()
     try:
         result.update(value)
-    except (ValueError, TypeError, AttributeError) as error:
+    except ValueError as error:
+        found = v.unencodable(error, {argument: value})
+        if found is not error:
+            raise found from None
+        raise ValidationError(
+            argument, f"must be JSON-like (str/number/bool/None/list/dict): {error}"
+        ) from None
+    except (TypeError, AttributeError) as error:
         raise ValidationError(
             argument, f"must be JSON-like (str/number/bool/None/list/dict): {error}"
         ) from None

@@ -34,21 +34,24 @@ def submit_deep_research(
         fields["inference_mode"] = "Chain-of-Thought"
     if fields.get("mixture") is None:
         fields["mixture"] = False
-    chat = prepare_chat(
+    return prepare_chat(
         settings,
         options,
         messages,
         stream=True,
         sampling_defaults=DEEP_RESEARCH_SAMPLING_DEFAULTS,
         stream_options=False,
+        method=m.SUBMIT_DEEP_RESEARCHER_JOB,
         **fields,
     )
-    return Prepared(m.SUBMIT_DEEP_RESEARCHER_JOB, chat.request, chat.settings)
 
 
 def get_deep_research(
     settings: ClientSettings, options: GivenOptions, job_id: str
 ) -> Prepared[pb.GetDeepResearcherJobRequest, pb.GetDeepResearcherJobResponse]:
     """Fetch a deep-research job: its status and the result chunks so far."""
-    request = pb.GetDeepResearcherJobRequest(job_id=v.required_text(job_id, "job_id"))
+    try:
+        request = pb.GetDeepResearcherJobRequest(job_id=v.required_text(job_id, "job_id"))
+    except ValueError as error:
+        raise v.unencodable(error, {"job_id": job_id}) from None
     return Prepared(m.GET_DEEP_RESEARCHER_JOB, request, settings.for_call(options))

@@ -35,12 +35,15 @@ def web_search(
         raise ValidationError("max_results_per_miner", "is an alias of n_results; give one of them")
     if n_results is None:
         n_results = max_results_per_miner
-    request = pb.WebRetrievalRequest(
-        search_query=v.required_text(search_query, "search_query"),
-        n_results=v.integer(_or(n_results, "n_results"), "n_results", minimum=1),
-        n_miners=v.integer(_or(n_miners, "n_miners"), "n_miners", minimum=1),
-        max_response_time=_whole_seconds(_or(max_response_time, "max_response_time")),
-    )
+    try:
+        request = pb.WebRetrievalRequest(
+            search_query=v.required_text(search_query, "search_query"),
+            n_results=v.integer(_or(n_results, "n_results"), "n_results", minimum=1),
+            n_miners=v.integer(_or(n_miners, "n_miners"), "n_miners", minimum=1),
+            max_response_time=_whole_seconds(_or(max_response_time, "max_response_time")),
+        )
+    except ValueError as error:
+        raise v.unencodable(error, {"search_query": search_query}) from None
     if uids:
         request.uids.extend(v.uids(uids))
     call = settings.for_call(options, request.max_response_time + WEB_SEARCH_DEADLINE_MARGIN)

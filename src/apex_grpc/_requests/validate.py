@@ -7,7 +7,7 @@ names the argument.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from apex_grpc._errors import ValidationError
 
@@ -77,3 +77,46 @@ def ids(value: object, argument: str) -> list[str]:
     if not items:
         raise ValidationError(argument, "must not be empty")
     return [required_text(item, f"{argument}[{i}]") for i, item in enumerate(items)]
+
+
+def unencodable(error: ValueError, arguments: Mapping[str, object]) -> ValueError:
+    """The error to raise for `error`, which protobuf raised building a request from
+    `arguments` (name -> value): a ValidationError naming the first text in them that UTF-8
+    cannot encode (a lone surrogate such as ``"\\ud800"``; protobuf's upb raises
+    UnicodeEncodeError, its Python implementation ValueError), found by a walk through
+    their lists and dicts; `error` itself if no text is at fault.
+
+    Builders call it only once protobuf has raised, so valid text pays nothing for the check.
+    """
+    if isinstance(error, ValidationError):
+        return error
+    for name, value in arguments.items():
+        found = _unencodable_in(value, name)
+        if found is not None:
+            return found
+    return error
+
+
+def _unencodable_in(value: object, where: str) -> ValidationError | None:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as bad:
+            character = value[bad.start]
+            return ValidationError(
+                where, f"cannot be encoded as UTF-8: {character!r} at index {bad.start}"
+            )
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _unencodable_in(key, f"{where}[{key!r}]") or _unencodable_in(
+                item, f"{where}[{key!r}]"
+            )
+            if found is not None:
+                return found
+    elif isinstance(value, Sequence) and not isinstance(value, bytes):
+        for index, item in enumerate(value):
+            found = _unencodable_in(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None

@@ -22,10 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from apex_grpc_server._metrics.recorder import ChatTimer, Metrics, error_type
+from apex_grpc_server._metrics.recorder import ChatTimer, Metrics, QueueGauge, error_type
 
 if TYPE_CHECKING:
-    from apex_grpc_server._chat.queue import EngineQueue
     from apex_grpc_server._engines import Usage
 
 OPERATION = "chat"
@@ -170,7 +169,7 @@ class PrometheusMetrics(Metrics):
             series = self._model_series[model] = _ModelSeries(self, model)
         return _ChatTimer(series)
 
-    def watch_queue(self, queue: EngineQueue) -> None:
+    def watch_queue(self, queue: QueueGauge) -> None:
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""
         self.registry.register(_QueueCollector(queue))
 
@@ -220,7 +219,7 @@ class _ChatTimer(ChatTimer):
 class _QueueCollector(Collector):
     """The engine queue's gauges and refusal count, read from the queue at each scrape."""
 
-    def __init__(self, queue: EngineQueue) -> None:
+    def __init__(self, queue: QueueGauge) -> None:
         self.queue = queue
 
     def collect(self) -> Iterator[Metric]:

@@ -14,13 +14,36 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from apex_grpc_server._status import RpcAbort
 
 if TYPE_CHECKING:
-    from apex_grpc_server._chat.queue import EngineQueue
     from apex_grpc_server._engines import Usage
+
+
+class QueueGauge(Protocol):
+    """What the metrics read of an engine queue when scraped (`_chat.queue.EngineQueue` has it).
+
+    A protocol, so the metrics, which the chat feature reports to, never import the
+    chat feature back.
+    """
+
+    @property
+    def concurrency(self) -> int:
+        """How many calls the engine answers at once."""
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a turn now."""
+
+    @property
+    def running(self) -> int:
+        """Calls holding a turn now."""
+
+    @property
+    def refused(self) -> int:
+        """Calls refused so far because the queue was full."""
 
 
 class ChatTimer:
@@ -78,7 +101,7 @@ class Metrics:
         """Time one chat completion answered by ``model``."""
         return NO_TIMER
 
-    def watch_queue(self, queue: EngineQueue) -> None:
+    def watch_queue(self, queue: QueueGauge) -> None:
         """Report the engine queue's depth and refusals (read when scraped)."""
 
 

@@ -72,7 +72,7 @@ class ResearchJobs:
     found by polling every ``poll_s``. Closing releases the leases, so
     another replica (or this server after a restart) takes the jobs over at once.
 
-    A job's answer is held to what the server can send back (``_listings``): its
+    A job's answer is held to what the server can send back (``_wire.reply_limits``): its
     chunks to one GetDeepResearcherJob reply, and the stored answer to the listings
     that carry it (the job's chat; the user's deep-research entries across chats).
     An answer past either fails the job with an error naming the limit rather than

@@ -30,7 +30,6 @@ from apex_grpc_server._runtime.datalock import DataDirectoryLock
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
 from apex_grpc_server._store import Storage, open_store
-from apex_grpc_server._store import url as _database
 
 logger = logging.getLogger("apex_grpc_server")
 
@@ -171,7 +170,7 @@ class ApexServer:
             config.engine,
             self._engine.model,
             config.data_dir,
-            _database.parse(config.database_url, config.data_dir).describe(),
+            config.database.describe() if config.database else config.database_url,
             "" if metrics_port is None else f", metrics on {metrics_url(config, metrics_port)}",
         )
         return self.info
@@ -191,7 +190,8 @@ class ApexServer:
         self._lock = DataDirectoryLock(config.data_dir)
         self._lock.acquire()  # before anything in it is opened
         # The database first: an unreachable one fails before the engine and index load.
-        self._store = await open_store(config.database_url, config.data_dir)
+        assert config.database is not None  # validate() refuses a URL that does not parse
+        self._store = await open_store(config.database)
         self._engine = create_engine(config)
         await self._engine.start()
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)

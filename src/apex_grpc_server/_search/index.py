@@ -12,6 +12,7 @@ from pathlib import Path
 
 from apex_grpc_server._search.documents import Document
 from apex_grpc_server._store.sqlite.connection import SqliteWorker, on_worker, transaction
+from apex_grpc_server._store.words import fts_query
 
 TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0
@@ -19,46 +20,6 @@ PASSAGE_TARGET = 1000
 PASSAGE_MAX = 1600
 CONTENT_CAP = 20_000
 SNIPPET_TOKENS = 48
-MAX_QUERY_TERMS = 32
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "with",
-        "you",
-        "your",
-    ]
-)
-_WORD = re.compile(r"\w+")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -114,29 +75,6 @@ class IndexStats:
 
 class SearchTimeout(Exception):
     """The query ran past its time budget."""
-
-
-def query_words(text: str) -> list[str]:
-    """The distinct words of a query, lower-cased, stopwords dropped unless nothing else is left.
-
-    Words are runs of letters, digits and underscores, so they never contain
-    FTS5 syntax (quotes, parentheses, operators).
-    """
-    words: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        if word not in words:
-            words.append(word)
-    content = [word for word in words if word not in STOPWORDS] or words
-    return content[:MAX_QUERY_TERMS]
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression that cannot be a syntax error: quoted words OR-ed.
-
-    None when the text has no searchable word (only punctuation, say).
-    """
-    words = query_words(text)
-    return " OR ".join(f'"{word}"' for word in words) if words else None
 
 
 def split_passages(text: str) -> list[str]:

@@ -1,19 +1,18 @@
 """Chats, stored completions and deep-research jobs: one interface, two backends.
 
-``await open_store(database_url, data_dir)`` returns a ``Storage``
-(``_store.interface``): SQLite in one file (the embedded default, one
-server) or PostgreSQL (``postgresql://...``, shared by a fleet of replicas).
-Its tables are attributes: ``store.chats`` (chats and the completions in
-them), ``store.completions`` (completions by id) and ``store.jobs``
-(deep-research jobs and their leases); every operation is awaited.
+``await open_store(config.database)`` (the target ``ServerConfig`` parsed once
+from its ``database_url``, see ``url.py``) returns a ``Storage``
+(``interface.py``): SQLite in one file (the embedded default, one server,
+``sqlite/``) or PostgreSQL (``postgresql://...``, shared by a fleet of replicas,
+``postgres/``). Both open the same way (``await SqliteStore.open(path)``,
+``await PostgresStore.open(url)``) and name their tables alike (``SqliteChats`` /
+``PostgresChats``, ...). Its tables are attributes: ``store.chats`` (chats and
+the completions in them), ``store.completions`` (completions by id) and
+``store.jobs`` (deep-research jobs and their leases); every operation is awaited.
 """
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-from apex_grpc_server._store import url as _database
 from apex_grpc_server._store.interface import (
     ChatStore,
     CompletionStore,
@@ -31,17 +30,16 @@ from apex_grpc_server._store.rows import (
     NewCompletion,
     default_title,
 )
+from apex_grpc_server._store.url import DatabaseTarget
 
 
-async def open_store(database_url: str | None, data_dir: Path) -> Storage:
-    """Open (and migrate) the database ``database_url`` names; None: SQLite in ``data_dir``."""
-    target = _database.parse(database_url, data_dir)
+async def open_store(target: DatabaseTarget) -> Storage:
+    """Open (and migrate) the database ``target`` names (``ServerConfig.database``)."""
     if target.kind == "sqlite":
         from apex_grpc_server._store.sqlite.store import SqliteStore
 
         assert target.path is not None
-        return await asyncio.to_thread(SqliteStore, target.path)
-    _database.check_driver(target)
+        return await SqliteStore.open(target.path)
     from apex_grpc_server._store.postgres.store import PostgresStore
 
     assert target.url is not None

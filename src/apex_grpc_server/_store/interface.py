@@ -1,7 +1,7 @@
 """What the service layer may ask of storage: the one interface both backends implement.
 
 ``Storage.chats``, ``.completions`` and ``.jobs`` are awaited by the service
-(``_service.py``) and the deep-research runner (``_research.py``), which
+(``_rpc/servicer.py``) and the deep-research runner (``_research/jobs.py``), which
 never know whether SQLite (one file, one server) or PostgreSQL (a fleet of
 replicas) answers. Every read and write is scoped by the caller's user id; a
 row of another user is indistinguishable from a missing one. Every write is

@@ -20,7 +20,7 @@ protobuf parsers refuse a message nested more than 100 messages deep, counting t
 reply around the metadata: a JSON object costs 3 (Struct, map entry, Value), an array
 2. The deepest reply that carries metadata (GetStoredChatCompletions: response,
 completion, metadata) still parses with 32 levels below the metadata object, whether
-objects or arrays; 33 object levels do not (tests/server/test_server_listing_limits.py).
+objects or arrays; 33 object levels do not (tests/server/wire/test_reply_limits.py).
 """
 
 

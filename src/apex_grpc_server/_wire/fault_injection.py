@@ -4,7 +4,7 @@ The failure message is passed through unchanged: ``x-echo-fail-message`` for
 printable ASCII, ``x-echo-fail-message-bin`` (UTF-8 bytes) for anything else.
 Honoured only when ``ServerConfig.test_knobs`` is on (the default for the
 echo engine). The interop echo headers (``x-grpc-test-echo-*``) are always on
-and handled with the request id in ``_calls``.
+and handled with the request id in ``_rpc.call_scope``.
 """
 
 from __future__ import annotations

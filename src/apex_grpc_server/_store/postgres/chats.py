@@ -14,7 +14,6 @@ import hashlib
 import uuid
 from typing import Any
 
-from apex_grpc_server._search.index import query_words
 from apex_grpc_server._store import sql
 from apex_grpc_server._store.idempotency_keys import KeyRecord
 from apex_grpc_server._store.interface import Check
@@ -31,9 +30,10 @@ from apex_grpc_server._store.rows import (
     missing_ids,
     now_us,
 )
+from apex_grpc_server._store.words import query_words
 
 
-class PgChats:
+class PostgresChats:
     """The ``chats`` table, with the completions each chat holds."""
 
     def __init__(self, db: Database) -> None:
@@ -166,7 +166,7 @@ class PgChats:
             return [row[0] for row in await cur.fetchall()]
 
 
-class PgCompletions:
+class PostgresCompletions:
     """The ``completions`` table, addressed by completion id."""
 
     def __init__(self, db: Database) -> None:

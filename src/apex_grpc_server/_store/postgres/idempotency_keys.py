@@ -15,7 +15,7 @@ from apex_grpc_server._store import idempotency_keys as keys
 from apex_grpc_server._store.postgres.pool import Database, PipelinedCursor
 
 
-class PgKeys:
+class PostgresKeys:
     """The ``idempotency_keys`` table."""
 
     def __init__(self, db: Database) -> None:

@@ -42,7 +42,7 @@ DB_NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 """Now on the database's clock, in microseconds (the clock every lease is measured by)."""
 
 
-class PgJobs:
+class PostgresJobs:
     """The ``jobs`` and ``job_chunks`` tables."""
 
     def __init__(self, db: Database) -> None:

@@ -88,7 +88,7 @@ class Database:
         """A cursor outside any transaction: each statement commits on its own (autocommit).
 
         For reads, and for a write that one statement makes whole (a new chat
-        with its first completion, ``PgChats.create``).
+        with its first completion, ``PostgresChats.create``).
         """
         async with self.pool.connection() as conn, conn.cursor() as cursor:
             yield cursor

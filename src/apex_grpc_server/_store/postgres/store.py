@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from apex_grpc_server._store.postgres.chats import PgChats, PgCompletions
-from apex_grpc_server._store.postgres.idempotency_keys import PgKeys
-from apex_grpc_server._store.postgres.jobs import PgJobs
+from apex_grpc_server._store.postgres.chats import PostgresChats, PostgresCompletions
+from apex_grpc_server._store.postgres.idempotency_keys import PostgresKeys
+from apex_grpc_server._store.postgres.jobs import PostgresJobs
 from apex_grpc_server._store.postgres.pool import Database, Pool
 from apex_grpc_server._store.postgres.schema import migrate
 from apex_grpc_server._store.rows import SELECT_USER_IDS, user_id_secret
@@ -41,10 +41,10 @@ class PostgresStore:
         self.user_id_secret = user_id_secret
         """The secret of this database's user ids (None: the old unsalted ids)."""
         self.db = Database(pool)
-        self.chats = PgChats(self.db)
-        self.completions = PgCompletions(self.db)
-        self.jobs = PgJobs(self.db)
-        self.keys = PgKeys(self.db)
+        self.chats = PostgresChats(self.db)
+        self.completions = PostgresCompletions(self.db)
+        self.jobs = PostgresJobs(self.db)
+        self.keys = PostgresKeys(self.db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:

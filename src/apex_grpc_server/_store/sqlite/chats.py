@@ -11,7 +11,6 @@ import sqlite3
 import uuid
 from typing import Any
 
-from apex_grpc_server._search.index import query_words
 from apex_grpc_server._store import sql
 from apex_grpc_server._store.idempotency_keys import KeyRecord
 from apex_grpc_server._store.interface import Check
@@ -29,9 +28,10 @@ from apex_grpc_server._store.rows import (
 from apex_grpc_server._store.sql import qmark
 from apex_grpc_server._store.sqlite.connection import SqliteWorker, on_worker, transaction
 from apex_grpc_server._store.sqlite.idempotency_keys import remember
+from apex_grpc_server._store.words import query_words
 
 
-class ChatTable:
+class SqliteChats:
     """The ``chats`` table, with the completions each chat holds."""
 
     def __init__(self, worker: SqliteWorker) -> None:
@@ -170,7 +170,7 @@ class ChatTable:
         return list(found)
 
 
-class CompletionTable:
+class SqliteCompletions:
     """The ``completions`` table, addressed by completion id."""
 
     def __init__(self, worker: SqliteWorker) -> None:

@@ -11,7 +11,7 @@ from apex_grpc_server._store.sql import qmark
 from apex_grpc_server._store.sqlite.connection import SqliteWorker, on_worker
 
 
-class KeyTable:
+class SqliteKeys:
     """The ``idempotency_keys`` table."""
 
     def __init__(self, worker: SqliteWorker) -> None:

@@ -35,7 +35,7 @@ from apex_grpc_server._store.sqlite.connection import SqliteWorker, on_worker, t
 from apex_grpc_server._store.sqlite.idempotency_keys import remember
 
 
-class JobTable:
+class SqliteJobs:
     """The ``jobs`` and ``job_chunks`` tables."""
 
     def __init__(self, worker: SqliteWorker) -> None:

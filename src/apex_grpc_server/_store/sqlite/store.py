@@ -11,15 +11,24 @@ import asyncio
 from pathlib import Path
 
 from apex_grpc_server._store.rows import SELECT_USER_IDS, user_id_secret
-from apex_grpc_server._store.sqlite.chats import ChatTable, CompletionTable
+from apex_grpc_server._store.sqlite.chats import SqliteChats, SqliteCompletions
 from apex_grpc_server._store.sqlite.connection import SqliteWorker
-from apex_grpc_server._store.sqlite.idempotency_keys import KeyTable
-from apex_grpc_server._store.sqlite.jobs import JobTable
+from apex_grpc_server._store.sqlite.idempotency_keys import SqliteKeys
+from apex_grpc_server._store.sqlite.jobs import SqliteJobs
 from apex_grpc_server._store.sqlite.schema import migrate
 
 
 class SqliteStore:
-    """The server's database in one SQLite file (``apex.sqlite3`` in the data directory)."""
+    """The server's database in one SQLite file (``apex.sqlite3`` in the data directory).
+
+    Open it as the PostgreSQL store opens: ``await SqliteStore.open(path)``. The
+    constructor does the same synchronously (it blocks on the migration).
+    """
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating and migrating) the SQLite file at ``path``, off the event loop."""
+        return await asyncio.to_thread(cls, path)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -30,10 +39,10 @@ class SqliteStore:
         except BaseException:
             self.worker.close()
             raise
-        self.chats = ChatTable(self.worker)
-        self.completions = CompletionTable(self.worker)
-        self.jobs = JobTable(self.worker)
-        self.keys = KeyTable(self.worker)
+        self.chats = SqliteChats(self.worker)
+        self.completions = SqliteCompletions(self.worker)
+        self.jobs = SqliteJobs(self.worker)
+        self.keys = SqliteKeys(self.worker)
         self.user_id_secret = user_id_secret(dict(meta))
         """The secret of this database's user ids (None: the old unsalted ids)."""
 

@@ -17,6 +17,7 @@ from _stores import scalar
 from apex_grpc_server._store import NewCompletion, Storage, open_store
 from apex_grpc_server._store import idempotency_keys as keys
 from apex_grpc_server._store.idempotency_keys import KeyRecord, KeyTaken
+from apex_grpc_server._store.url import parse
 
 
 def record(key: str = "k1", method: str = "Create", fingerprint: str = "f1") -> KeyRecord:
@@ -105,7 +106,7 @@ async def test_an_expired_key_is_forgotten_and_may_be_used_again(
 
 
 async def test_two_replicas_racing_on_one_key_write_once(postgres_url: str, tmp_path) -> None:
-    stores = [await open_store(postgres_url, tmp_path) for _ in range(2)]
+    stores = [await open_store(parse(postgres_url, tmp_path)) for _ in range(2)]
     try:
         outcomes = await asyncio.gather(
             *(

@@ -13,6 +13,7 @@ import socket
 import pytest
 
 from apex_grpc_server._store import open_store
+from apex_grpc_server._store.url import parse
 
 
 async def test_an_unreachable_database_is_named_without_its_password(
@@ -22,7 +23,7 @@ async def test_an_unreachable_database_is_named_without_its_password(
 
     url = "postgresql://apex:s3cret@127.0.0.1:1/apex"
     with pytest.raises(DatabaseUnavailable) as caught:
-        await open_store(url, tmp_path)
+        await open_store(parse(url, tmp_path))
     message = str(caught.value)
     assert message.startswith("cannot connect to PostgreSQL at postgresql://apex:***@127.0.0.1:1/")
     assert "s3cret" not in message
@@ -40,7 +41,7 @@ async def test_a_database_that_answers_nothing_is_given_up_on_after_the_connect_
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never speaks
         url = f"postgresql://apex@127.0.0.1:{silent.getsockname()[1]}/apex"
         with pytest.raises(DatabaseUnavailable, match="cannot connect to PostgreSQL"):
-            await asyncio.wait_for(open_store(url, tmp_path), 10)
+            await asyncio.wait_for(open_store(parse(url, tmp_path)), 10)
 
 
 async def test_a_schema_that_cannot_be_migrated_is_named_with_the_reason(
@@ -54,7 +55,7 @@ async def test_a_schema_that_cannot_be_migrated_is_named_with_the_reason(
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
         await conn.execute("CREATE TABLE schema_migrations (not_a_version TEXT)")
     with pytest.raises(DatabaseUnavailable) as caught:
-        await open_store(postgres_url, tmp_path)
+        await open_store(parse(postgres_url, tmp_path))
     message = str(caught.value)
     assert message.startswith(f"cannot migrate the schema of {redact(postgres_url)}: ")
     assert '"version" does not exist' in message
@@ -103,7 +104,7 @@ async def test_a_libpq_without_pipeline_mode_is_refused_naming_the_fix(
     monkeypatch.setattr(psycopg.AsyncPipeline, "is_supported", classmethod(lambda cls: False))
     fix = r", which has no pipeline mode \(libpq 14 or newer has it\): .*'psycopg\[binary\]>=3\.2'$"
     with pytest.raises(DatabaseUnavailable, match=fix):
-        await open_store(local_postgres.create_database("apex_old_libpq"), tmp_path)
+        await open_store(parse(local_postgres.create_database("apex_old_libpq"), tmp_path))
 
 
 def test_a_drivers_error_is_told_by_its_first_line_without_a_password() -> None:
@@ -133,7 +134,7 @@ async def test_a_pool_that_cannot_connect_after_the_migration_is_named(
     monkeypatch.setattr(postgres, "AsyncConnectionPool", PoolOfAGoneDatabase)
     monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 1)
     try:
-        store = await asyncio.wait_for(open_store(postgres_url, tmp_path), 10)
+        store = await asyncio.wait_for(open_store(parse(postgres_url, tmp_path)), 10)
     except postgres.DatabaseUnavailable as refused:
         message = str(refused)
     else:  # closed here, or its pool would keep trying to connect

@@ -1,6 +1,6 @@
 """The service layer without sockets: the stored-chat RPCs and idempotent writes.
 
-See test_service_socketless.py; these run per mutant in `make mutate` too.
+See test_servicer.py; these run per mutant in `make mutate` too.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The service layer without sockets: what reaches the engine and the index, and what comes back.
 
-See test_service_socketless.py. These pin what the answers depend on: the
+See test_servicer.py. These pin what the answers depend on: the
 x-echo-* knobs of every RPC that asks the engine, the earlier turns a stored
 chat's new prompt is sent with (`ApexServicer._answer`, seen by an engine that
 records its requests), the sampling parameters' ranges, usage totals and a

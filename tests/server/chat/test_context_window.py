@@ -1,6 +1,6 @@
 """The context window: reported on every chat call, a machine-recognisable overflow, and
 stored chats whose history is trimmed to fit (the echo engine's ``echo_context`` stands in
-for the local model's window; test_server_llm.py checks the real one)."""
+for the local model's window; test_llama.py checks the real one)."""
 
 from __future__ import annotations
 

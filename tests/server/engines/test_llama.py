@@ -25,7 +25,7 @@ from apex_grpc_server._engines.model import default_model_path
 
 pytestmark = pytest.mark.llm
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SEED_PROMPT = "Write a short story about a cosmonaut learning to paint."
 
 

@@ -1,6 +1,6 @@
 """The service layer without sockets: limits at their edges, timestamps, the plumbing's own code.
 
-See test_service_socketless.py. Each limit is tried on both sides of its
+See test_servicer.py. Each limit is tried on both sides of its
 bound; each write that stores a completion is tried against the listing
 check; the per-call wrappers (`unary`, `server_stream`) are applied here, at
 test time, so what they build is checked and not only what they built at import.

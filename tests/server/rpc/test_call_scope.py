@@ -1,6 +1,6 @@
 """The service layer without sockets: each call's own record (log line, metrics) and its handlers.
 
-See test_service_socketless.py. These pin what a call leaves behind besides its
+See test_servicer.py. These pin what a call leaves behind besides its
 answer: the one INFO line and the metrics report with its method, status,
 duration, peer and request id; the test knobs that are not failures; and the
 serializers of the handlers `ApexRoutes` gives grpc (grpc_testing never calls them).

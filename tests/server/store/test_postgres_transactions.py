@@ -22,11 +22,12 @@ import pytest
 
 from apex_grpc_server._store import Listings, NewCompletion, Storage, open_store, sql
 from apex_grpc_server._store.idempotency_keys import KeyRecord
+from apex_grpc_server._store.url import parse
 
 
 @pytest.fixture
 async def postgres(postgres_url: str, tmp_path) -> AsyncIterator[Any]:
-    opened = await open_store(postgres_url, tmp_path)
+    opened = await open_store(parse(postgres_url, tmp_path))
     yield opened
     await opened.close()
 

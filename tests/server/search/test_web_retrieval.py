@@ -7,7 +7,8 @@ import pytest
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._search.documents import Document, html_to_text
-from apex_grpc_server._search.index import SearchIndex, fts_query, split_passages
+from apex_grpc_server._search.index import SearchIndex, split_passages
+from apex_grpc_server._store.words import fts_query
 
 pytestmark = pytest.mark.oldest
 

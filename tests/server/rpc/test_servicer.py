@@ -2,8 +2,8 @@
 
 Driven through grpc_testing (tests/server/_socketless.py) against the real
 ApexRoutes, ApexServicer, store, echo engine and index, so `make mutate` can
-run these per mutant of _service.py, _calls.py, _routes.py, _validation.py and
-_convert.py. The stored-chat RPCs are in test_service_socketless_chats.py.
+run these per mutant of _rpc/servicer.py, _rpc/call_scope.py, _rpc/routes.py,
+_wire/validation.py and _wire/convert.py. The stored-chat RPCs are in test_servicer_chats.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The queue in front of a one-at-a-time engine: order, leaving, pushback; and under load.
 
 The echo engine with ``echo_concurrency=1`` queues exactly like the local
-model, so these run without the model (tests/server/test_server_llm.py runs
+model, so these run without the model (tests/server/engines/test_llama.py runs
 the same load on the real one).
 """
 
