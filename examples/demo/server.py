@@ -64,10 +64,13 @@ class ServerProcess:
             # The demo's own server: no load balancer to wait for, little to drain.
             "--drain-delay", "0", "--grace-period", "1",
         ]  # fmt: skip
+        # Only the flags above: no database, keys or model of the user's APEX_GRPC_* settings.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_GRPC_")}
         with self.log_path.open("wb") as log:
             # Its own session: Ctrl-C reaches the demo, which then stops the server.
             self._process = subprocess.Popen(
                 command,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -136,6 +136,7 @@ import os, signal, socket, sys
 args = sys.argv[1:]
 print("INFO apex_grpc_server: loading SmolLM2-135M-Instruct", flush=True)
 if os.environ.get("FAKE_SERVER_EXIT"):
+    print("settings:", sorted(k for k in os.environ if k.startswith("APEX_GRPC_")))
     print("ERROR apex_grpc_server: no such model file", flush=True)
     sys.exit(int(os.environ["FAKE_SERVER_EXIT"]))
 listener = socket.create_server(("127.0.0.1", 0))
@@ -179,7 +180,9 @@ def test_a_server_that_dies_is_reported_not_a_client_traceback(tmp_path: Path) -
 
 
 def test_a_server_that_exits_before_serving_is_reported(tmp_path: Path) -> None:
-    env = crashing_server_env(tmp_path, FAKE_SERVER_EXIT="2")
+    env = crashing_server_env(
+        tmp_path, FAKE_SERVER_EXIT="2", APEX_GRPC_DATABASE_URL="postgresql://db.internal/apex"
+    )
     result = run([*DEMO, "--engine", "echo"], env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.splitlines()[:4] == [
@@ -189,4 +192,5 @@ def test_a_server_that_exits_before_serving_is_reported(tmp_path: Path) -> None:
         "    INFO apex_grpc_server: loading SmolLM2-135M-Instruct",
     ]
     assert "no such model file" in result.stderr
+    assert "    settings: []" in result.stderr  # the user's database is not the demo's
     assert "serving apex.v1.ApexService" not in result.stdout
