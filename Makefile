@@ -6,7 +6,7 @@
 #   make bench      benchmarks against raw grpcio (add ARGS=--quick)
 #   make generate   regenerate generated/ from protos/
 #   make docs       the documentation site (docs/, mkdocs.yml) into build/site
-#   make polyglot   the TypeScript and Go examples, generated, built and run
+#   make polyglot   the TypeScript, browser and Go examples, generated, built and run
 #   make mutate     mutation testing of the costliest modules (ARGS=retry ...)
 
 SHELL := /bin/bash

@@ -20,9 +20,11 @@ from . import (
     _first_chunk,
     _fleet,
     _hostile,
+    _http,
     _otel,
     _per_call,
     _process_metrics,
+    _resume,
     _scenarios,
     _storage,
 )
@@ -32,7 +34,20 @@ from ._server import echo_server
 
 ROOT = Path(__file__).resolve().parent
 CHUNKS, CHUNK_SIZE = 100, 16
-SECTIONS = ("client", "bursts", "cpu", "otel", "tls", "fleet", "storage", "hostile", "model")
+SECTIONS = (
+    "client",
+    "bursts",
+    "cpu",
+    "otel",
+    "tls",
+    "fleet",
+    "resume",
+    "storage",
+    "hostile",
+    "http",
+    "model",
+    "engine",
+)
 """Parts of the run that `--only` can pick."""
 
 CLIENT_OVERHEAD = {
@@ -185,10 +200,20 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, A
         rows += over_tls(args)
     if "fleet" in args.only:
         rows += _fleet.measure(args.quick)
+    if "resume" in args.only:
+        rows += _resume.measure(args.quick)
     if "hostile" in args.only:
         rows += _hostile.measure(args.quick)
     if "storage" in args.only:
         rows += _storage.measure(args.storage_rounds, args.storage_calls)
+    if args.engine:
+        from ._engine_process import measure as engine_process
+
+        rows += engine_process(args.engine_rounds, args.engine_tokens, args.engine_samples)
+    if "http" in args.only:
+        rows += _http.measure(
+            args.http_rounds, args.http_slices, args.http_seconds, args.http_samples
+        )
     if args.model:
         from ._model import model_tokens_per_second
 
@@ -235,6 +260,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.import_runs = 2 if quick else 10
     args.streams = 100 if quick else 1000
     args.model_runs = 3
+    # The engine process against llama.cpp direct: the local model, so not in --quick.
+    args.engine = "engine" in args.only and not quick
+    args.engine_rounds, args.engine_tokens, args.engine_samples = 6, 200, 40
     # Bursts: quick mode keeps the 100-stream limit but sends 2 connections' worth of calls.
     args.burst_calls, args.burst_threads = (200, 120) if quick else (1000, 250)
     args.burst_call_s = 0.2 if quick else 1.0
@@ -244,6 +272,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.otel_rounds = 1 if quick else max(args.rounds, 9)
     args.tls_rounds, args.tls_seconds = (1, 0.3) if quick else (3, 3.0)
     args.storage_rounds, args.storage_calls = (1, 30) if quick else (5, 200)
+    # The HTTP face: short slices alternating between the sides, many per round.
+    args.http_rounds, args.http_slices = (1, 2) if quick else (7, 20)
+    args.http_seconds, args.http_samples = (0.05, 20) if quick else (0.1, 500)
     return args
 
 

@@ -4,10 +4,10 @@ Three rows. Throughput against 1 and against 3 replicas when the server is the
 bottleneck (each replica answers 2 calls at a time), interleaved round by round.
 SIGTERM of one of 3 replicas under a closed loop of mixed streams and unary
 calls: the replica drains, and no call may fail. SIGKILL of one under the same
-load: every unary call and every stream not yet started must be answered by
-the survivors; a stream cut after its first chunk must end in
-StreamInterruptedError. Every answer is checked against what the echo engine
-must send.
+load: every unary call and every stream must be answered by the survivors (a
+stream cut after its first chunk resumes; with resuming off it would end in
+StreamInterruptedError, counted as cut). Every answer is checked against what
+the echo engine must send.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
 """A production-like server for the burst rows: slow calls, 100 streams per connection.
 
 Built only from the published stubs (apex_pb2_grpc), as a user's own server
-or a front end would be, and run in a process of its own:
+or a front end would be, and run in a process of its own. It is the one
+hand-written apex.v1 server left outside ``apex_grpc.testing`` (the tests use
+``FakeApex(max_concurrent_streams=...)``): the burst rows time 1,000 calls
+against it, so it does no more per call than a server must. The fake records
+every call, its metadata and deadline, and routes it under a lock: about 50 us
+more server CPU per call (240 against 190 us, 2,000 unary calls 200 at a time
+on 2 busy cores). Run as
 ``python -m bench._slow_server LIMIT CALL_SECONDS CHUNKS``. ChatCompletion
 answers after CALL_SECONDS; ChatCompletionStream sends CHUNKS chunks spread
 over CALL_SECONDS. grpc.aio advertises MAX_CONCURRENT_STREAMS = LIMIT on each
@@ -56,7 +62,8 @@ class SlowService(pbg.ApexServiceServicer):
         self.ended: list[float] = []
 
     def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """Record a call's connection and start (before any await: see tests' LimitedServer)."""
+        """Record a call's connection and start (before any await: grpc.aio may fail on
+        peer() once a call is cancelled)."""
         self.calls_by_peer[context.peer()] += 1
         self.started.append(time.monotonic())
 

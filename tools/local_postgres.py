@@ -152,6 +152,10 @@ class LocalPostgres:
             "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--locale=C", "--no-sync",
         )  # fmt: skip
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server (again, after `stop_server`) on the same port and data."""
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.directory}"
@@ -163,6 +167,23 @@ class LocalPostgres:
             "-l", str(self.directory / "log"), "-o", options,
         )  # fmt: skip
         self._started = True
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is up (started, and not stopped with `stop_server` or `stop`)."""
+        return self._started
+
+    def stop_server(self) -> None:
+        """Shut the server down fast (every session ended), keeping its data for `start_server`."""
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
+        self._started = False
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session is ended, as an operator's restart does."""
+        self._run(
+            "pg_ctl", "restart", "-D", str(self.data), "-m", "fast", "-w", "-t", "60",
+            "-l", str(self.directory / "log"),
+        )  # fmt: skip
 
     def _watch(self) -> subprocess.Popen[bytes]:
         """Start the watcher that stops PostgreSQL and removes the directory if this process

@@ -66,11 +66,11 @@ ALL = None
 GROUPS: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {
     "retry": [
         ("src/apex_grpc/_retry.py", ALL),
-        ("src/apex_grpc/_unary.py", ALL),
+        ("src/apex_grpc/_calls/unary.py", ALL),
         ("src/apex_grpc/_settings/call.py", ("choose_timeout", "resolve", "_joined")),
     ],
     "stream-state": [
-        ("src/apex_grpc/_streaming/state.py", ALL),
+        ("src/apex_grpc/_calls/stream.py", ALL),
         ("src/apex_grpc/_streaming/accumulator.py", ALL),
     ],
     "watchdog": [("src/apex_grpc/_streaming/watchdog.py", ALL)],

@@ -175,7 +175,7 @@ CREATE_DOC = (
     "test_time_inference, mixture, json_format: booleans passed through.\n"
     "The call options (timeout, metadata, max_retries, retry, compression,\n"
     "wait_for_ready, call_info); ``timeout`` also tells the server its time\n"
-    "budget. For streams, first_chunk_timeout and idle_timeout."
+    "budget. For streams, first_chunk_timeout, idle_timeout and resume."
 )
 
 

@@ -43,6 +43,7 @@ class ClientDefaults(TypedDict, total=False):
     wait_for_ready: bool
     stream_first_chunk_timeout: float | None
     stream_idle_timeout: float | None
+    stream_resume: bool
 
 
 class ClientOptions(ClientDefaults, total=False):

@@ -55,6 +55,7 @@ class ClientConstructor:
         wait_for_ready: bool = False,
         stream_first_chunk_timeout: float | None = None,
         stream_idle_timeout: float | None = None,
+        stream_resume: bool = True,
     ) -> None:
         """Create a client; no connection is made until the first call.
 
@@ -97,6 +98,9 @@ class ClientConstructor:
         stream_first_chunk_timeout: seconds a stream may wait for its first chunk
             (StreamTimeoutError after; None: no limit).
         stream_idle_timeout: seconds a stream may wait between chunks (None: no limit).
+        stream_resume: continue a stream cut after its first chunk (lost connection,
+            UNAVAILABLE, a drain) on another replica from the text received (False:
+            StreamInterruptedError).
         """
         self._start(
             ClientSettings.create(
@@ -123,6 +127,7 @@ class ClientConstructor:
                 wait_for_ready=wait_for_ready,
                 stream_first_chunk_timeout=stream_first_chunk_timeout,
                 stream_idle_timeout=stream_idle_timeout,
+                stream_resume=stream_resume,
             )
         )
 

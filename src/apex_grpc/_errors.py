@@ -346,16 +346,18 @@ class UnavailableError(APIError):
 
 
 class StreamInterruptedError(UnavailableError):
-    """A stream broke after its first chunk: its server or connection went away mid-answer.
+    """A stream broke after its first chunk and could not be resumed.
 
-    It is not retried, and cannot be resumed: a new call would generate the
-    answer again from its start, repeating what was already received. `details`
-    is what grpc reported; `hint` says so. Start a new call for a whole answer.
+    Its server or connection went away mid-answer, and continuing the answer on
+    another replica was off (``resume=False``), impossible (another status, the
+    deadline spent, a server that cannot continue) or failed. `details` is what
+    grpc reported; `hint` names how far the answer got and why it stopped. A
+    new call generates the answer again from its start.
     """
 
     def _hint(self) -> str | None:
         return (
-            "the stream was cut off after its first chunk and cannot be resumed: "
+            "the stream was cut off after its first chunk and was not resumed: "
             "a new call starts the answer over"
         )
 

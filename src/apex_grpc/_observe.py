@@ -54,6 +54,10 @@ class StreamObservation(CallObservation, Protocol):
     def abandoned(self) -> None:
         """The stream was closed or dropped before its end (a no-op once ended)."""
 
+    def resumed(self, resume: int, code: str, characters: int) -> None:
+        """The stream was cut with status `code` and resumes (its `resume`-th time) on
+        another attempt, continuing from the `characters` received so far."""
+
 
 class Observer(Protocol):
     """Starts the observation of each call (one span per logical call)."""

@@ -4,7 +4,7 @@
 logical call: the overall deadline shared by all its attempts, how many
 attempts were made, and whether (and how long to wait before) trying again.
 The unary and stream decision objects (`_unary.UnaryAttempts`,
-`_streaming.state.StreamState`) are built on it.
+`_calls.stream.StreamState`) are built on it.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apex_grpc_server._store import DEFAULT_WAIT_S
 from apex_grpc_server._store.url import DatabaseTarget, check_driver, parse
 
 ENGINES = ("local", "openai", "echo")
@@ -53,7 +55,7 @@ class ServerConfig:
     api_keys: frozenset[str] = field(default=frozenset(), repr=False)
     allow_any_key: bool = False
 
-    # The chat engine: "local" (llama.cpp in-process), "openai" (an
+    # The chat engine: "local" (llama.cpp), "openai" (an
     # OpenAI-compatible upstream) or "echo" (deterministic, for tests).
     engine: str = "local"
     # The longest answer, in tokens: every engine clamps a request's
@@ -76,11 +78,21 @@ class ServerConfig:
     n_ctx: int = 2048
     # OpenAI-compatible engine: base URL ("http://host:8000" or ".../v1"),
     # upstream key, model (default: the request's model, else the first one
-    # the upstream lists) and the per-request upstream timeout.
+    # the upstream lists) and the per-request upstream timeout. ``openai_continue``:
+    # the upstream can continue a final assistant message (vLLM, llama.cpp's server);
+    # off (OpenAI's own API cannot), a client's resume is refused FAILED_PRECONDITION.
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     openai_model: str | None = None
     openai_timeout_s: float = 120.0
+    openai_continue: bool = True
+    # Run the engine in a child process the server supervises: a native crash
+    # (SIGSEGV, an out-of-memory kill) then ends the calls it was answering
+    # (UNAVAILABLE, with a retry hint) and the server restarts it, instead of
+    # the whole server dying. None: on for the local engine (llama.cpp), off
+    # for echo and openai; False runs the local engine in the server's
+    # process (for a debugger or a profiler).
+    engine_process: bool | None = None
     # Echo engine: answers are ``echo_chunks`` deltas of ``echo_chunk_size``
     # characters, ``echo_delay_s`` apart.
     # ``echo_concurrency`` answers at a time (None: all at once; 1 queues
@@ -98,6 +110,10 @@ class ServerConfig:
     # server), "postgresql://user:pw@host/db" for a fleet of replicas sharing
     # one database, or "sqlite:///path". Not in repr(): it may hold a password.
     database_url: str | None = field(default=None, repr=False)
+    # The longest a call waits for the database (PostgreSQL: a pooled connection,
+    # or a lock another session holds); then it is answered UNAVAILABLE (the
+    # database cannot be reached) or RESOURCE_EXHAUSTED with a retry hint (busy).
+    store_wait_s: float = DEFAULT_WAIT_S
     # Build the offline default corpus into an empty search index at start.
     default_corpus: bool = True
     # Deep-research jobs running at the same time; more wait as "pending".
@@ -130,6 +146,14 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    # The HTTP face (extra ``http``): every RPC over Connect (JSON and binary) and
+    # gRPC-Web on http://host:http_port/apex.v1.ApexService/<Method>, beside the gRPC
+    # port (None: off; 0 picks a free port, read it back from ``RunningServer.http_port``).
+    # Browser pages may call it only from ``cors_origins`` ("https://app.example:8443",
+    # or "*" for any origin); none by default.
+    http_port: int | None = None
+    cors_origins: tuple[str, ...] = ()
+
     # Resolved once from database_url and data_dir when the config is made: where the
     # store is (``describe()`` is the log line's form, password redacted). None when
     # database_url cannot be parsed; ``validate()`` then raises the reason.
@@ -139,6 +163,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
         try:
             target, error = parse(self.database_url, self.data_dir), None
         except ValueError as reason:
@@ -152,6 +177,11 @@ class ServerConfig:
     def job_renew_interval(self) -> float:
         """Seconds between a running job's lease renewals."""
         return self.job_lease_s / 3 if self.job_renew_s is None else self.job_renew_s
+
+    @property
+    def engine_in_child(self) -> bool:
+        """Whether the engine runs in a supervised child process (see ``engine_process``)."""
+        return self.engine == "local" if self.engine_process is None else self.engine_process
 
     @property
     def knobs_enabled(self) -> bool:
@@ -179,6 +209,7 @@ class ServerConfig:
             raise ValueError(f"port: must be in [0, 65535], got {self.port}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port: must be in [0, 65535], got {self.metrics_port}")
+        _check_http(self)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key: give both PEM files or neither")
         if self.engine == "openai" and not self.openai_base_url:
@@ -218,8 +249,33 @@ def _check_database(config: ServerConfig) -> None:
             f"job_renew_s: must be above 0 and below job_lease_s ({config.job_lease_s}),"
             f" got {config.job_renew_interval}"
         )
+    if not 0 < config.store_wait_s < float("inf"):
+        raise ValueError(
+            f"store_wait_s: must be a finite number above 0, got {config.store_wait_s!r}"
+        )
     if config.job_poll_s <= 0:
         raise ValueError(f"job_poll_s: must be above 0, got {config.job_poll_s}")
+
+
+def _check_http(config: ServerConfig) -> None:
+    if config.http_port is not None and not 0 <= config.http_port <= 65535:
+        raise ValueError(f"http_port: must be in [0, 65535], got {config.http_port}")
+    if config.http_port is not None and config.unix_socket:
+        raise ValueError("http_port: the HTTP face listens on host, not beside a unix socket")
+    missing = [m for m in ("connectrpc", "hypercorn") if importlib.util.find_spec(m) is None]
+    if config.http_port is not None and missing:
+        raise ValueError(
+            f"http_port: the HTTP face needs {' and '.join(missing)}: pip install 'apex-grpc[http]'"
+        )
+    if config.cors_origins and config.http_port is None:
+        raise ValueError("cors_origins: set http_port too (CORS is for the HTTP face)")
+    for origin in config.cors_origins:
+        scheme, _, rest = origin.partition("://")
+        if origin != "*" and (scheme not in ("http", "https") or not rest or "/" in rest):
+            raise ValueError(
+                f"cors_origins: {origin!r} is not an origin (expected scheme://host[:port],"
+                " e.g. http://localhost:5173, without a path; or *)"
+            )
 
 
 def _positive(name: str, value: int) -> None:

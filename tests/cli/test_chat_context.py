@@ -1,6 +1,6 @@
 """A conversation that outgrows the model's context window goes on: the oldest turns are left out.
 
-The server is `ContextServer` (a 300-token window; tokens are characters;
+The server is `ContextWindow` (a 300-token window; tokens are characters;
 every answer is 100 characters), so the arithmetic in these tests is exact.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ._context_server import ContextServer
+from ._context_window import ContextWindow
 from ._helpers import CLI, Result, client_env, run
 from .conftest import Served
 
@@ -22,18 +22,18 @@ TRIM_NOTE = (
 
 
 @pytest.fixture
-def server() -> Iterator[ContextServer]:
-    with ContextServer(context=300, answer_chars=100) as running:
+def server() -> Iterator[ContextWindow]:
+    with ContextWindow(context=300, answer_chars=100) as running:
         yield running
 
 
-def chat(server: ContextServer, api_key: str, lines: list[str], *flags: str) -> Result:
+def chat(server: ContextWindow, api_key: str, lines: list[str], *flags: str) -> Result:
     """An interactive chat fed `lines` on stdin, with the system message SYSTEM."""
     command = [*CLI, "chat", "-i", "-s", SYSTEM, *flags]
     return run(command, client_env(server.target, api_key), input="".join(f"{x}\n" for x in lines))
 
 
-def sent(server: ContextServer) -> list[tuple[int, bool]]:
+def sent(server: ContextWindow) -> list[tuple[int, bool]]:
     """Each request's prompt tokens and whether it was refused."""
     return [(seen.prompt_tokens, seen.refused) for seen in server.seen]
 
@@ -41,7 +41,7 @@ def sent(server: ContextServer) -> list[tuple[int, bool]]:
 @pytest.mark.parametrize("headers", [False, True], ids=["refusal-text", "refusal-headers"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
 def test_a_refused_turn_is_sent_again_without_the_oldest_turn(
-    server: ContextServer, api_key: str, headers: bool, stream: bool
+    server: ContextWindow, api_key: str, headers: bool, stream: bool
 ) -> None:
     # Without headers the refusal is recognised by its text; with them, by the
     # x-apex-* trailers alone (the text is then one the CLI cannot parse).
@@ -59,7 +59,7 @@ def test_a_refused_turn_is_sent_again_without_the_oldest_turn(
 
 
 def test_a_window_announced_with_each_answer_is_never_overrun(
-    server: ContextServer, api_key: str
+    server: ContextWindow, api_key: str
 ) -> None:
     # x-apex-context-tokens on every answer: from the first one, the CLI keeps a quarter of
     # the window free for the answer (prompts of at most 225), and nothing is refused.
@@ -71,7 +71,7 @@ def test_a_window_announced_with_each_answer_is_never_overrun(
 
 
 def test_once_the_window_is_known_turns_are_left_out_before_sending(
-    server: ContextServer, api_key: str
+    server: ContextWindow, api_key: str
 ) -> None:
     # The first refusal tells the window (300); from then on the CLI keeps a quarter of it
     # free for the answer: a prompt is at most 225 tokens, and the server refuses no more.
@@ -84,7 +84,7 @@ def test_once_the_window_is_known_turns_are_left_out_before_sending(
 
 
 def test_a_message_too_long_on_its_own_fails_and_keeps_the_history(
-    server: ContextServer, api_key: str
+    server: ContextWindow, api_key: str
 ) -> None:
     long = "L" * 400
     result = chat(server, api_key, ["one", long, "two"])
@@ -99,7 +99,7 @@ def test_a_message_too_long_on_its_own_fails_and_keeps_the_history(
 
 
 def test_reset_forgets_the_turns_and_keeps_the_system_message(
-    server: ContextServer, api_key: str
+    server: ContextWindow, api_key: str
 ) -> None:
     result = chat(server, api_key, ["one", "/reset", "two"])
     assert result.returncode == 0, result.stderr
@@ -109,7 +109,7 @@ def test_reset_forgets_the_turns_and_keeps_the_system_message(
 
 @pytest.mark.parametrize("no_stream", [False, True])
 def test_an_answer_cut_by_the_token_limit_says_so(
-    server: ContextServer, api_key: str, no_stream: bool
+    server: ContextWindow, api_key: str, no_stream: bool
 ) -> None:
     flags = ["--no-stream"] if no_stream else []
     command = [*CLI, "chat", *flags, "--max-new-tokens", "7", "hello"]
@@ -124,7 +124,7 @@ def test_an_answer_cut_by_the_token_limit_says_so(
 
 def test_the_client_asks_for_4096_tokens_unless_told(api_key: str) -> None:
     # What `chat --help` says: without --max-new-tokens the request asks for 4096.
-    with ContextServer(context=10_000, answer_chars=5000) as server:
+    with ContextWindow(context=10_000, answer_chars=5000) as server:
         result = run([*CLI, "chat", "hello"], client_env(server.target, api_key))
     assert result.returncode == 0, result.stderr
     assert len(result.stdout) == 4096 + 1
@@ -136,7 +136,7 @@ def test_an_answer_cut_by_the_servers_own_cap_says_whose_limit_it_was(
     api_key: str, flags: tuple[str, ...], asked: int
 ) -> None:
     # Raising --max-new-tokens would not help: the server caps answers at 10 tokens.
-    with ContextServer(answer_chars=100, cap=10) as server:
+    with ContextWindow(answer_chars=100, cap=10) as server:
         result = run([*CLI, "chat", *flags, "hello"], client_env(server.target, api_key))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hellohello\n"

@@ -1,6 +1,6 @@
 """A failure to connect to this machine says what to do: the hint on `UnavailableError`.
 
-Both causes are real: TLS spoken to a plaintext server (the scripted server),
+Both causes are real: TLS spoken to a plaintext server (the testing kit's fake),
 and a loopback port where nothing listens (bound, then released). The hints
 are checked on the statuses grpc itself reports, for unary calls and streams.
 """
@@ -11,8 +11,8 @@ import pytest
 from cli._helpers import closed_port
 
 import apex_grpc as mc
+from apex_grpc.testing import FakeApex
 
-from ._scripted_server import ScriptedServer
 from .conftest import KEY
 
 USER = [{"role": "user", "content": "hello"}]
@@ -36,11 +36,11 @@ def nothing_listening(port: int) -> str:
     )
 
 
-def test_tls_to_a_plaintext_loopback_server_names_the_fix(scripted: ScriptedServer) -> None:
-    with mc.ApexClient(api_key=KEY, base_url=scripted.target, max_retries=0) as tls_client:
+def test_tls_to_a_plaintext_loopback_server_names_the_fix(apex_fake: FakeApex) -> None:
+    with mc.ApexClient(api_key=KEY, base_url=apex_fake.target, max_retries=0) as tls_client:
         errors = failures(tls_client)
     for error in errors:
-        assert error.hint is not None and scripted.target in error.hint
+        assert error.hint is not None and apex_fake.target in error.hint
         for fix in ("secure=False", "MACROCOSMOS_USE_HTTPS=false", "http://"):
             assert fix in error.hint and fix in str(error)
 

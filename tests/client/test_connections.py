@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 import apex_grpc as mc
+from apex_grpc.testing import FakeApex, RecordedCall, completion, stream
 
-from ._limited_server import LimitedServer
 from .conftest import KEY
 
 SIDES = ["sync", "async"]
@@ -27,6 +30,43 @@ SIDES = ["sync", "async"]
 
 def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+@contextmanager
+def limited(max_streams: int, delay: float = 0.3, chunks: int = 3) -> Iterator[FakeApex]:
+    """A fake that takes `max_streams` calls at once per connection, as front ends do.
+
+    ChatCompletion answers the last message after `delay` seconds; ChatCompletionStream
+    sends ``TEXT:0 ``... `chunks` chunks spread over `delay`.
+    """
+
+    def chunked(call: RecordedCall) -> object:
+        text = call.request.messages[-1].content
+        pause = delay / chunks
+        return stream(*(f"{text}:{i} " for i in range(chunks)), delay=pause, first_delay=pause)
+
+    with FakeApex(max_concurrent_streams=max_streams, assert_all_called=False) as fake:
+        fake.on("ChatCompletion", delay=delay).reply(
+            lambda call: completion(call.request.messages[-1].content)
+        )
+        fake.on("ChatCompletionStream").reply(chunked)
+        yield fake
+
+
+def connections(fake: FakeApex) -> int:
+    """How many client connections made calls."""
+    return len({call.peer for call in fake.requests})
+
+
+def peaks(fake: FakeApex) -> list[int]:
+    """Per connection, the most calls the fake served on it at once."""
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for call in fake.requests:
+        spans[call.peer].append((call.received_at, call.ended_at or math.inf))
+    return [
+        max(sum(1 for s, e in group if s <= start < e) for start, _ in group)
+        for group in spans.values()
+    ]
 
 
 def burst(
@@ -77,12 +117,12 @@ def answers(results: list[Any]) -> list[str]:
 
 @pytest.mark.parametrize("side", SIDES)
 def test_calls_past_the_limit_go_to_more_connections(side: str) -> None:
-    with LimitedServer(max_streams=10, delay=0.5) as server:
+    with limited(max_streams=10, delay=0.5) as server:
         results, _, _ = burst(side, server.target, 40, max_streams_per_connection=10)
     assert answers(results) == [f"q{i}" for i in range(40)]  # every answer, none lost
     # Four connections, none asked for more than the server takes at once (a fifth call on
     # one would wait in grpc's queue there); the time it saves is measured in `make bench`.
-    assert server.connections >= 4 and max(server.peak.values()) <= 10
+    assert connections(server) >= 4 and max(peaks(server)) <= 10
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -90,29 +130,29 @@ def test_a_refused_burst_is_retried_elsewhere_and_the_limit_is_learned(side: str
     # The client starts at 100 streams per connection; this server takes 10, and refuses
     # what a fresh connection sends before the client has its settings.
     pools: list[Any] = []
-    with LimitedServer(max_streams=10, delay=0.5) as server:
+    with limited(max_streams=10, delay=0.5) as server:
         results, infos, _ = burst(side, server.target, 60, max_retries=0, keep_pool=pools)
     assert answers(results) == [f"q{i}" for i in range(60)]  # max_retries=0, and none lost
     refused = sum(info.refused for info in infos)
     assert refused > 0, "the server refused nothing: the test did not test the retry"
     assert all(info.attempts == info.refused + 1 for info in infos)
-    assert server.connections > 1  # the retries went to other connections
+    assert connections(server) > 1  # the retries went to other connections
     assert pools[0].stream_limit <= 10  # what the server takes at once, learned from refusals
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_a_client_within_the_limit_opens_one_connection(side: str) -> None:
-    with LimitedServer(max_streams=10, delay=0.2) as server:
+    with limited(max_streams=10, delay=0.2) as server:
         results, infos, _ = burst(side, server.target, 8)
     assert answers(results) == [f"q{i}" for i in range(8)]
-    assert server.connections == 1 and sum(info.refused for info in infos) == 0
+    assert connections(server) == 1 and sum(info.refused for info in infos) == 0
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_refused_retries_share_the_calls_deadline(side: str) -> None:
     # One connection allowed, one stream at a time: the refused calls are retried on the same
     # full connection, where grpc queues them; none may outlive its 0.8 s deadline.
-    with LimitedServer(max_streams=1, delay=0.3) as server:
+    with limited(max_streams=1, delay=0.3) as server:
         results, _, elapsed = burst(
             side, server.target, 10, max_connections=1, timeout=0.8, max_retries=0
         )
@@ -120,7 +160,8 @@ def test_refused_retries_share_the_calls_deadline(side: str) -> None:
     assert outcomes <= {"ChatCompletionResponse", "DeadlineExceededError"}, results
     assert "DeadlineExceededError" in outcomes  # 10 x 0.3 s cannot fit in 0.8 s
     assert elapsed < 0.8 + 0.4  # the deadline, plus thread start-up and teardown on a busy box
-    assert all(d is None or d <= 0.85 for d in server.deadlines)  # each attempt: what was left
+    deadlines = [call.time_remaining for call in server.requests]
+    assert all(d is None or d <= 0.85 for d in deadlines)  # each attempt: what was left
 
 
 def pool_of(client: Any) -> Any:
@@ -136,7 +177,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 def test_sync_streams_give_their_slot_back_however_they_end() -> None:
     with (
-        LimitedServer(max_streams=10, delay=0.3, chunks=3) as server,
+        limited(max_streams=10, delay=0.3, chunks=3) as server,
         mc.ApexClient(api_key=KEY, base_url=server.target, secure=False, max_retries=0) as client,
     ):
         pool = pool_of(client)
@@ -158,11 +199,11 @@ def test_sync_streams_give_their_slot_back_however_they_end() -> None:
         with pytest.raises(mc.DeadlineExceededError):
             failing.text()
         assert wait_until(lambda: in_flight() == 0)  # failed
-        assert wait_until(lambda: server.cancelled >= 2)
+        assert wait_until(lambda: sum(call.cancelled for call in server.requests) >= 2)
 
 
 async def test_async_streams_give_their_slot_back_however_they_end() -> None:
-    with LimitedServer(max_streams=10, delay=0.3, chunks=3) as server:
+    with limited(max_streams=10, delay=0.3, chunks=3) as server:
         async with mc.AsyncApexClient(
             api_key=KEY, base_url=server.target, secure=False, max_retries=0
         ) as client:
@@ -207,7 +248,7 @@ async def test_async_streams_give_their_slot_back_however_they_end() -> None:
 
 def test_extra_connections_close_when_idle_and_with_options_shares_the_pool() -> None:
     with (
-        LimitedServer(max_streams=10, delay=0.2) as server,
+        limited(max_streams=10, delay=0.2) as server,
         mc.ApexClient(
             api_key=KEY,
             base_url=server.target,
@@ -231,7 +272,7 @@ def test_extra_connections_close_when_idle_and_with_options_shares_the_pool() ->
 
 async def test_async_extra_connections_close_when_idle() -> None:
     # The async twin of the test above: its sweep is a loop timer, not the sync watchdog.
-    with LimitedServer(max_streams=10, delay=0.2) as server:
+    with limited(max_streams=10, delay=0.2) as server:
         async with mc.AsyncApexClient(
             api_key=KEY,
             base_url=server.target,

@@ -20,15 +20,22 @@ import pytest
 
 import apex_grpc as mc
 from apex_grpc._transport.channels import FORK_SAFE_GRPC, GRPC_VERSION
+from apex_grpc.testing import FakeApex, Reply, completion, error
 
-from ._scripted_server import ScriptedServer
-from .conftest import KEY, Client, settle
+from .conftest import KEY, Client, chunks, echo, settle
 
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hello"}]
 
 
-async def test_one_channel_for_all_calls(either_client: Client) -> None:
+def chat_and_stream(fake: FakeApex) -> None:
+    """Chats echo the last message; streams send five chunks."""
+    fake.on("ChatCompletion").reply(echo)
+    fake.on("ChatCompletionStream").reply(chunks())
+
+
+async def test_one_channel_for_all_calls(either_client: Client, apex_fake: FakeApex) -> None:
+    chat_and_stream(apex_fake)
     channel = either_client.channel
     for _ in range(3):
         await settle(either_client.chat.completions.create(messages=USER))
@@ -37,7 +44,9 @@ async def test_one_channel_for_all_calls(either_client: Client) -> None:
     assert either_client.channel is channel
 
 
-def test_thread_safe_under_concurrent_use(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+def test_thread_safe_under_concurrent_use(client: mc.ApexClient, apex_fake: FakeApex) -> None:
+    chat_and_stream(apex_fake)
+
     def work(i: int) -> str:
         text = client.chat.completions.create(messages=[{"role": "user", "content": f"m{i}"}])
         streamed = client.chat.completions.create(messages=USER, stream=True).text()
@@ -48,8 +57,9 @@ def test_thread_safe_under_concurrent_use(client: mc.ApexClient, scripted: Scrip
     assert results == [f"m{i}|c0 c1 c2 c3 c4 " for i in range(64)]
 
 
-def test_async_client_survives_a_change_of_event_loop(scripted: ScriptedServer) -> None:
-    client = mc.AsyncApexClient(api_key=KEY, base_url=scripted.target, secure=False)
+def test_async_client_survives_a_change_of_event_loop(apex_fake: FakeApex) -> None:
+    apex_fake.on("ChatCompletion").reply(echo)
+    client = mc.AsyncApexClient(api_key=KEY, base_url=apex_fake.target, secure=False)
 
     async def call() -> tuple[str, object]:
         response = await client.chat.completions.create(messages=USER)
@@ -62,8 +72,9 @@ def test_async_client_survives_a_change_of_event_loop(scripted: ScriptedServer) 
     asyncio.run(client.close())
 
 
-def test_async_client_used_from_two_loops_at_once(scripted: ScriptedServer) -> None:
-    client = mc.AsyncApexClient(api_key=KEY, base_url=scripted.target, secure=False)
+def test_async_client_used_from_two_loops_at_once(apex_fake: FakeApex) -> None:
+    apex_fake.on("ChatCompletion").reply(echo)
+    client = mc.AsyncApexClient(api_key=KEY, base_url=apex_fake.target, secure=False)
 
     def in_thread() -> list[str]:
         async def run() -> list[str]:
@@ -80,9 +91,10 @@ def test_async_client_used_from_two_loops_at_once(scripted: ScriptedServer) -> N
     assert results == [["hello"] * 20] * 2
 
 
-async def test_async_client_built_outside_the_loop(scripted: ScriptedServer) -> None:
+async def test_async_client_built_outside_the_loop(apex_fake: FakeApex) -> None:
+    apex_fake.on("ChatCompletion").reply(echo)
     client = await asyncio.to_thread(
-        mc.AsyncApexClient, api_key=KEY, base_url=scripted.target, secure=False
+        mc.AsyncApexClient, api_key=KEY, base_url=apex_fake.target, secure=False
     )
     response = await client.chat.completions.create(messages=USER)
     assert response.choices[0].message.content == "hello"
@@ -92,14 +104,15 @@ async def test_async_client_built_outside_the_loop(scripted: ScriptedServer) -> 
 FORK_PARENT = Path(__file__).with_name("_fork_parent.py")
 
 
-def test_sync_client_works_in_a_forked_child(scripted: ScriptedServer) -> None:
+def test_sync_client_works_in_a_forked_child(apex_fake: FakeApex) -> None:
     # The parent side runs in a fresh interpreter. grpc runs its fork handlers only when no
     # other thread is inside gRPC at fork time ("Other threads are currently calling into
     # gRPC, skipping fork() handlers"), and without them the child's call can hang. In the
-    # test process the scripted server's thread, session servers and channels of earlier
+    # test process the fake's thread, session servers and channels of earlier
     # tests are such threads: with one thread making calls, 14 of 60 forks hung.
+    apex_fake.on("ChatCompletion").reply(echo)
     run = subprocess.run(
-        [sys.executable, str(FORK_PARENT), scripted.target, KEY],
+        [sys.executable, str(FORK_PARENT), apex_fake.target, KEY],
         capture_output=True,
         text=True,
         timeout=90,
@@ -142,29 +155,34 @@ class _AioAddHeader(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         return await continuation(_Details(details, metadata), request)
 
 
-def test_sync_interceptors_see_every_call(scripted: ScriptedServer) -> None:
+def test_sync_interceptors_see_every_call(apex_fake: FakeApex) -> None:
+    chat_and_stream(apex_fake)
     with mc.ApexClient(
-        api_key=KEY, base_url=scripted.target, secure=False, interceptors=[_AddHeader()]
+        api_key=KEY, base_url=apex_fake.target, secure=False, interceptors=[_AddHeader()]
     ) as c:
         c.chat.completions.create(messages=USER)
         c.chat.completions.create(messages=USER, stream=True).until_done()
-    assert [s.metadata.get("x-intercepted") for s in scripted.seen] == ["sync", "sync"]
+    assert [s.metadata.get("x-intercepted") for s in apex_fake.requests] == ["sync", "sync"]
 
 
-async def test_aio_interceptors_see_every_call(scripted: ScriptedServer) -> None:
+async def test_aio_interceptors_see_every_call(apex_fake: FakeApex) -> None:
+    apex_fake.on("GetChatSessions").reply(mc.GetChatSessionsResponse())
     async with mc.AsyncApexClient(
-        api_key=KEY, base_url=scripted.target, secure=False, interceptors=[_AioAddHeader()]
+        api_key=KEY, base_url=apex_fake.target, secure=False, interceptors=[_AioAddHeader()]
     ) as c:
         await c.chats.list_sessions()
-    assert scripted.seen[0].metadata.get("x-intercepted") == "aio"
+    assert apex_fake.requests[0].metadata.get("x-intercepted") == "aio"
 
 
 async def test_debug_log_line_per_attempt_without_the_key(
-    either_client: Client, scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+    either_client: Client, apex_fake: FakeApex, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ._scripted_server import Failure
-
-    scripted.fail("ChatCompletion", Failure(grpc.StatusCode.UNAVAILABLE, f"echo {KEY[:4]}"))
+    second_id = (("x-request-id", "req-2"),)
+    apex_fake.on("ChatCompletion").reply(
+        error("UNAVAILABLE", f"echo {KEY[:4]}"),
+        Reply(completion("hello"), initial_metadata=second_id),
+    )
+    apex_fake.on("ChatCompletionStream").reply(chunks())
     with caplog.at_level(logging.DEBUG, logger="apex_grpc"):
         await settle(either_client.chat.completions.create(messages=USER))
         stream = await settle(either_client.chat.completions.create(messages=USER, stream=True))
@@ -178,13 +196,11 @@ async def test_debug_log_line_per_attempt_without_the_key(
     assert not any(KEY in line for line in caplog.text.splitlines())
 
 
-def test_env_switches_the_logger_on(scripted: ScriptedServer, tmp_path: Any) -> None:
-    import subprocess
-    import sys
-
+def test_env_switches_the_logger_on(apex_fake: FakeApex, tmp_path: Any) -> None:
+    apex_fake.on("GetChatSessions").reply(mc.GetChatSessionsResponse())
     code = (
         "import apex_grpc as mc;"
-        f"c = mc.ApexClient(api_key={KEY!r}, base_url={scripted.target!r}, secure=False);"
+        f"c = mc.ApexClient(api_key={KEY!r}, base_url={apex_fake.target!r}, secure=False);"
         "c.chats.list_sessions()"
     )
     env = {**os.environ, "APEX_GRPC_LOG": "debug", "GRPC_VERBOSITY": "debug"}
@@ -209,9 +225,9 @@ def test_env_switches_the_logger_on(scripted: ScriptedServer, tmp_path: Any) -> 
 
 
 async def test_wait_until_ready(
-    client_type: type[mc.ApexClient] | type[mc.AsyncApexClient], scripted: ScriptedServer
+    client_type: type[mc.ApexClient] | type[mc.AsyncApexClient], apex_fake: FakeApex
 ) -> None:
-    alive = client_type(api_key=KEY, base_url=scripted.target, secure=False)
+    alive = client_type(api_key=KEY, base_url=apex_fake.target, secure=False)
     await settle(alive.wait_until_ready(timeout=5))
     await settle(alive.close())
     dead = client_type(api_key=KEY, base_url="127.0.0.1:9", secure=False)
@@ -234,10 +250,9 @@ async def test_unreachable_server_is_unavailable_not_a_hang(
     await settle(c.close())
 
 
-def test_close_from_another_thread_during_a_stream(scripted: ScriptedServer) -> None:
-    scripted.stream.chunks = 100
-    scripted.stream.delay = 0.02
-    client = mc.ApexClient(api_key=KEY, base_url=scripted.target, secure=False)
+def test_close_from_another_thread_during_a_stream(apex_fake: FakeApex) -> None:
+    apex_fake.on("ChatCompletionStream").reply(chunks(100, delay=0.02))
+    client = mc.ApexClient(api_key=KEY, base_url=apex_fake.target, secure=False)
     stream = client.chat.completions.create(messages=USER, stream=True)
     next(stream)
     threading.Timer(0.1, client.close).start()

@@ -9,8 +9,9 @@ import pytest
 
 import apex_grpc as mc
 from apex_grpc import _methods
+from apex_grpc.testing import FakeApex
 
-from ._scripted_server import ScriptedServer
+from .conftest import answer_every_rpc
 
 pytestmark = pytest.mark.oldest
 USER = [{"role": "user", "content": "hello"}]
@@ -51,75 +52,77 @@ def test_the_table_covers_the_whole_service() -> None:
         assert descriptor.server_streaming == method.server_streaming
 
 
+@pytest.mark.apex_fake(assert_all_called=False)
 @pytest.mark.parametrize("rpc", sorted(REACH))
-def test_sync_client_reaches(client: mc.ApexClient, scripted: ScriptedServer, rpc: str) -> None:
+def test_sync_client_reaches(client: mc.ApexClient, apex_fake: FakeApex, rpc: str) -> None:
+    answer_every_rpc(apex_fake)
     result = REACH[rpc](client)
     if isinstance(result, mc.ChatCompletionStream):
         result.until_done()
-    assert [s.method for s in scripted.seen] == [rpc]
+    assert [s.method for s in apex_fake.requests] == [rpc]
 
 
+@pytest.mark.apex_fake(assert_all_called=False)
 @pytest.mark.parametrize("rpc", sorted(REACH))
 async def test_async_client_reaches(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer, rpc: str
+    aclient: mc.AsyncApexClient, apex_fake: FakeApex, rpc: str
 ) -> None:
+    answer_every_rpc(apex_fake)
     result = await REACH[rpc](aclient)
     if isinstance(result, mc.AsyncChatCompletionStream):
         await result.until_done()
-    assert [s.method for s in scripted.seen] == [rpc]
+    assert [s.method for s in apex_fake.requests] == [rpc]
 
 
-def test_official_sdk_names_are_aliases(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+@pytest.mark.apex_fake(assert_all_called=False)
+def test_official_sdk_names_are_aliases(client: mc.ApexClient, apex_fake: FakeApex) -> None:
+    answer_every_rpc(apex_fake)
     client.deep_research.create_job(messages=USER)
     client.deep_research.get_job_results("job-1")
     client.completions.create(messages=USER)
     client.web_search.search(search_query="q", max_results_per_miner=4)
-    assert [s.method for s in scripted.seen] == [
+    assert [s.method for s in apex_fake.requests] == [
         "SubmitDeepResearcherJob",
         "GetDeepResearcherJob",
         "ChatCompletion",
         "WebRetrieval",
     ]
-    assert scripted.seen[-1].request.n_results == 4
+    assert apex_fake.requests[-1].request.n_results == 4
 
 
-def test_deep_research_wait_and_stream(client: mc.ApexClient, scripted: ScriptedServer) -> None:
+def test_deep_research_wait_and_stream(client: mc.ApexClient, apex_fake: FakeApex) -> None:
     import json
 
-    states = iter(
-        [
-            mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
-            mc.GetDeepResearcherJobResponse(
-                job_id="j",
-                status="running",
-                result=[
-                    mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}]))
-                ],
-            ),
-            mc.GetDeepResearcherJobResponse(
-                job_id="j",
-                status="completed",
-                result=[
-                    mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}])),
-                    mc.DeepResearcherResultChunk(seq_id=2, chunk=json.dumps([{"content": "b"}])),
-                ],
-            ),
-        ]
+    polls = apex_fake.on("GetDeepResearcherJob")
+    states = [
+        mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
+        mc.GetDeepResearcherJobResponse(
+            job_id="j",
+            status="running",
+            result=[mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}]))],
+        ),
+        mc.GetDeepResearcherJobResponse(
+            job_id="j",
+            status="completed",
+            result=[
+                mc.DeepResearcherResultChunk(seq_id=1, chunk=json.dumps([{"content": "a"}])),
+                mc.DeepResearcherResultChunk(seq_id=2, chunk=json.dumps([{"content": "b"}])),
+            ],
+        ),
+    ]
+    # The three polls of a job that completes, one of a failed job, then one running forever.
+    polls.reply(
+        *states,
+        mc.GetDeepResearcherJobResponse(job_id="j", status="failed", error="no miners answered"),
+        mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
     )
-    scripted.responders["GetDeepResearcherJob"] = lambda request: next(states)
     fast = mc.PollPolicy(initial=0.01, maximum=0.02)
     texts = [mc.chunk_text(c) for c in client.deep_research.stream("j", poll=fast)]
     assert texts == ["a", "b"]
 
-    scripted.responders["GetDeepResearcherJob"] = lambda request: mc.GetDeepResearcherJobResponse(
-        job_id="j", status="failed", error="no miners answered"
-    )
     with pytest.raises(mc.DeepResearchJobError, match="no miners answered"):
         client.deep_research.wait("j", poll=fast)
 
-    scripted.responders["GetDeepResearcherJob"] = lambda request: mc.GetDeepResearcherJobResponse(
-        job_id="j", status="running"
-    )
     with pytest.raises(mc.DeepResearchTimeoutError):
         client.deep_research.wait("j", timeout=0.1, poll=fast)
 
@@ -140,11 +143,8 @@ def running_then_done() -> Iterator[mc.GetDeepResearcherJobResponse]:
 FAST_POLL = mc.PollPolicy(initial=0.01, maximum=0.02)
 
 
-def test_deep_research_follow_reports_each_poll(
-    client: mc.ApexClient, scripted: ScriptedServer
-) -> None:
-    states = running_then_done()
-    scripted.responders["GetDeepResearcherJob"] = lambda request: next(states)
+def test_deep_research_follow_reports_each_poll(client: mc.ApexClient, apex_fake: FakeApex) -> None:
+    apex_fake.on("GetDeepResearcherJob").reply(*running_then_done())
     updates = list(client.deep_research.follow("j", poll=FAST_POLL))
     assert [(u.status, u.chunk_count, u.done) for u in updates] == [
         ("queued", 0, False),
@@ -152,34 +152,30 @@ def test_deep_research_follow_reports_each_poll(
         ("completed", 3, True),
     ]
     assert [[c.seq_id for c in u.new_chunks] for u in updates] == [[], [1, 2], [3]]
-    assert len(scripted.calls("GetDeepResearcherJob")) == 3
+    assert len(apex_fake.calls_to("GetDeepResearcherJob")) == 3
 
 
 async def test_async_deep_research_follow_shows_the_failure_then_raises(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer
+    aclient: mc.AsyncApexClient, apex_fake: FakeApex
 ) -> None:
-    states = iter(
-        [
-            mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
-            mc.GetDeepResearcherJobResponse(job_id="j", status="failed", error="no miners"),
-        ]
+    # A job that fails, then (polled again by `wait`) one that completes.
+    apex_fake.on("GetDeepResearcherJob").reply(
+        mc.GetDeepResearcherJobResponse(job_id="j", status="running"),
+        mc.GetDeepResearcherJobResponse(job_id="j", status="failed", error="no miners"),
+        *running_then_done(),
     )
-    scripted.responders["GetDeepResearcherJob"] = lambda request: next(states)
     seen = []
     with pytest.raises(mc.DeepResearchJobError, match="no miners"):
         async for update in aclient.deep_research.follow("j", poll=FAST_POLL):
             seen.append((update.status, update.done))
     assert seen == [("running", False), ("failed", True)]
-    states = running_then_done()
     final = await aclient.deep_research.wait("j", poll=FAST_POLL)
     assert final.status == "completed" and len(final.result) == 3
 
 
-async def test_async_deep_research_wait(
-    aclient: mc.AsyncApexClient, scripted: ScriptedServer
-) -> None:
-    scripted.responders["GetDeepResearcherJob"] = lambda request: mc.GetDeepResearcherJobResponse(
-        job_id=request.job_id, status="completed"
+async def test_async_deep_research_wait(aclient: mc.AsyncApexClient, apex_fake: FakeApex) -> None:
+    apex_fake.on("GetDeepResearcherJob").reply(
+        lambda call: mc.GetDeepResearcherJobResponse(job_id=call.request.job_id, status="completed")
     )
     final = await aclient.deep_research.wait("j9", poll=mc.PollPolicy(initial=0.01, maximum=0.01))
     assert final.job_id == "j9"

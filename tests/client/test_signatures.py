@@ -12,6 +12,7 @@ import pytest
 import apex_grpc as mc
 from apex_grpc import _methods
 from apex_grpc._requests import chats, research, search
+from apex_grpc._settings.call import StreamOptions
 
 pytestmark = pytest.mark.oldest
 
@@ -112,9 +113,9 @@ def test_rpc_methods_are_plain_functions_with_the_builders_parameters_and_respon
     for parameter in own:
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # submit: the chat fields
             for name in mc.ChatCompletionParams.__annotations__:
-                if name not in mc.CallOptions.__annotations__ and name not in (
-                    "first_chunk_timeout",
-                    "idle_timeout",
+                if (
+                    name not in mc.CallOptions.__annotations__
+                    and name not in StreamOptions.__annotations__
                 ):
                     assert name in spelled, f"{dotted} hides the request field {name}"
             continue

@@ -16,11 +16,11 @@ import grpc
 import pytest
 
 import apex_grpc as mc
+from apex_grpc._calls.stream import StreamState
+from apex_grpc._calls.unary import UnaryAttempts, record_success, settle
 from apex_grpc._requests.chats import list_sessions
 from apex_grpc._retry import is_refused_stream
 from apex_grpc._settings.client import ClientSettings
-from apex_grpc._streaming.state import StreamState
-from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 from ._builders import build, prepare_chat
 
@@ -60,6 +60,7 @@ class FakeOpener:
 
     def __init__(self) -> None:
         self.refusals = 0
+        self.continued: list[Any] = []
 
     def __call__(self, timeout: float | None) -> Any:
         raise AssertionError("the state machine never opens calls itself")
@@ -69,6 +70,9 @@ class FakeOpener:
 
     def refused(self) -> None:
         self.refusals += 1
+
+    def continue_with(self, prepared: Any) -> None:
+        self.continued.append(prepared)
 
 
 def settings(**options: Any) -> ClientSettings:
@@ -161,7 +165,7 @@ def test_refused_stream_is_recognised_only_on_unavailable_code_7() -> None:
 
 
 def test_a_stream_is_retried_only_before_its_first_chunk() -> None:
-    state, opener = stream(), FakeOpener()
+    state, opener = stream(resume=False), FakeOpener()
     assert state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE), opener) == 0.5
     state.accumulator.add(mc.ChatCompletionChunkResponse())
     assert state.retry_delay(FakeRpcError(grpc.StatusCode.UNAVAILABLE), opener) is None
@@ -344,3 +348,130 @@ def test_a_reopened_stream_restarts_its_first_chunk_wait() -> None:
     before = time.monotonic()
     state.reopened()
     assert state.waiting_since == state.started >= before
+
+
+def chunk(text: str, finish: str = "", ident: str = "s1") -> mc.ChatCompletionChunkResponse:
+    return mc.ChatCompletionChunkResponse(
+        id=ident,
+        created=7,
+        model="m",
+        choices=[{"delta": {"content": text, "role": "assistant"}, "finish_reason": finish}],
+    )
+
+
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_stream_cut_after_chunks_resumes_at_once_with_a_continuation() -> None:
+    state, opener = stream(timeout=30.0), FakeOpener()
+    state.add(chunk("Hello, "))
+    state.add(chunk("wor"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE, "Socket closed"), opener) == 0.0
+    (prepared,) = opener.continued
+    messages = [(m.role, m.content) for m in prepared.request.messages]
+    assert messages == [("user", "hi"), ("assistant", "Hello, wor")]
+    assert ("x-apex-continue", "1") in prepared.settings.metadata
+    assert state.resumes == 1 and state.attempts.number == 2 and state.confirming
+    # The continuation's chunks become the first attempt's: one id, no second role.
+    state.reopened()
+    state.confirm((("x-apex-continue", "1"),))
+    later = chunk("ld", "stop", ident="s2")
+    state.add(later)
+    assert (later.id, later.created, later.model) == ("s1", 7, "m")
+    assert later.choices[0].delta.role == ""
+    assert state.accumulator.text() == "Hello, world"
+    # Cut again after progress: the second continuation carries the whole prefix once.
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) is None  # finished: nothing left
+
+
+def test_a_second_cut_resumes_from_the_whole_prefix_and_a_cut_without_progress_is_a_retry() -> None:
+    state, opener = stream(timeout=30.0), FakeOpener()
+    state.add(chunk("ab"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
+    state.reopened()
+    # The continuation fails before its first chunk: a retry with backoff, not a resume.
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.5
+    assert state.resumes == 1 and len(opener.continued) == 1
+    state.reopened()
+    state.confirm((("x-apex-continue", "1"),))
+    state.add(chunk("cd"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
+    assert [m.content for m in opener.continued[-1].request.messages] == ["hi", "abcd"]
+    assert state.resumes == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "finish", "why"),
+    [
+        ({"resume": False}, UNAVAILABLE, "", "resuming is off"),
+        ({}, grpc.StatusCode.INTERNAL, "", "not one another replica can finish"),
+        ({"timeout": 1e-9}, UNAVAILABLE, "", "the deadline was spent"),
+    ],
+)
+def test_a_cut_that_cannot_be_resumed_names_how_far_the_answer_got(
+    options: dict[str, Any], code: grpc.StatusCode, finish: str, why: str
+) -> None:
+    state, opener = stream(**options), FakeOpener()
+    state.add(chunk("abc", finish))
+    assert state.retry_delay(FakeRpcError(code, "gone"), opener) is None
+    assert not opener.continued
+    with pytest.raises(mc.APIError) as caught:
+        state.fail(FakeRpcError(code, "gone"))
+    assert isinstance(caught.value, mc.StreamInterruptedError) is (code is UNAVAILABLE)
+    if code is UNAVAILABLE:
+        message = str(caught.value)
+        assert "cut after 1 chunks (3 characters); " in message and why in message
+
+
+def test_resumes_are_bounded() -> None:
+    from apex_grpc._calls.stream import MAX_RESUMES
+
+    state, opener = stream(), FakeOpener()
+    for _ in range(MAX_RESUMES):
+        state.add(chunk("x"))
+        assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
+        state.reopened()
+        state.confirm((("x-apex-continue", "1"),))
+    state.add(chunk("x"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) is None
+    with pytest.raises(mc.StreamInterruptedError, match=f"resumed {MAX_RESUMES} times"):
+        state.fail(FakeRpcError(UNAVAILABLE))
+
+
+def test_a_server_that_does_not_continue_is_a_typed_error() -> None:
+    state, opener = stream(), FakeOpener()
+    state.add(chunk("abc"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
+    state.reopened()
+    with pytest.raises(mc.StreamInterruptedError, match="did not continue the answer") as caught:
+        state.confirm((("x-request-id", "r"),))
+    assert caught.value.code is grpc.StatusCode.UNIMPLEMENTED
+    assert "cut after 1 chunks (3 characters); resuming it failed" in str(caught.value)
+    assert state.finished
+
+
+def test_resuming_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    state = stream()
+    state.add(chunk("abc"))
+    with caplog.at_level(logging.INFO, logger="apex_grpc"):
+        state.retry_delay(FakeRpcError(UNAVAILABLE), FakeOpener())
+    assert "resuming after UNAVAILABLE: 1 chunks, 3 characters received (resume 1)" in caplog.text
+
+
+def test_a_cut_before_any_text_starts_the_answer_over() -> None:
+    state, opener = stream(), FakeOpener()
+    state.add(chunk(""))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) == 0.0
+    assert not opener.continued and not state.confirming and state.resumes == 1
+
+
+def test_a_whole_answer_whose_status_was_lost_ends_as_a_whole_answer() -> None:
+    state, opener = stream(), FakeOpener()
+    state.add(chunk("abc", "stop"))
+    assert state.retry_delay(FakeRpcError(UNAVAILABLE), opener) is None  # nothing to continue
+    assert not opener.continued
+    assert not state.answered_anyway(FakeRpcError(grpc.StatusCode.INTERNAL))
+    assert state.answered_anyway(FakeRpcError(UNAVAILABLE)) and state.finished
+    off = stream(resume=False)
+    off.add(chunk("abc", "stop"))
+    assert not off.answered_anyway(FakeRpcError(UNAVAILABLE))

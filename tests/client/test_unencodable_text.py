@@ -15,9 +15,9 @@ import pytest
 
 import apex_grpc as mc
 from apex_grpc._requests.validate import unencodable
+from apex_grpc.testing import FakeApex
 
 from ._methods_table import USER, VALID, bound, every_method, parameters
-from ._scripted_server import ScriptedServer
 from .conftest import Client, settle
 
 pytestmark = pytest.mark.oldest
@@ -62,7 +62,7 @@ async def run(call: Any) -> None:
 
 @pytest.mark.parametrize(("method", "argument"), CASES)
 async def test_text_that_cannot_be_encoded_is_a_validation_error_naming_it(
-    either_client: Client, scripted: ScriptedServer, method: str, argument: str
+    either_client: Client, apex_fake: FakeApex, method: str, argument: str
 ) -> None:
     value, named = PLACED.get(argument, (BAD, argument))
     target = bound(either_client, method)
@@ -72,7 +72,7 @@ async def test_text_that_cannot_be_encoded_is_a_validation_error_naming_it(
     assert caught.value.argument == named
     if argument != "idempotency_key":  # refused earlier, as not visible ASCII
         assert caught.value.problem == "cannot be encoded as UTF-8: '\\ud800' at index 1"
-    assert scripted.seen == []
+    assert apex_fake.requests == []  # refused before any call
 
 
 def test_the_first_text_at_fault_is_named_and_other_errors_pass_through() -> None:

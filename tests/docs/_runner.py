@@ -11,10 +11,11 @@ what they export carries over to the blocks after them.
 Every page starts with a local echo server that accepts the key
 ``api-key`` and the environment the getting-started page exports for it
 (MACROCOSMOS_BASE_URL, MACROCOSMOS_USE_HTTPS=false, APEX_API_KEY). The docs
-write the local server's address as ``127.0.0.1:50051``; the tests put the
-real port there. A shell block that is one ``apex-grpc serve ...`` command
-starts that server in the background (on a free port, with a scratch
-``--data-dir`` unless the block gives one); the blocks after it talk to it.
+write the local server's address as ``127.0.0.1:50051`` (its HTTP face's as
+``127.0.0.1:8080``); the tests put the real ports there. A shell block that is
+one ``apex-grpc serve ...`` command starts that server in the background (on
+free ports, with a scratch ``--data-dir`` unless the block gives one); the
+blocks after it talk to it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import apex_grpc as mc
 from ._markdown import ROOT, Block
 
 DOCS_PORT = "50051"
+DOCS_HTTP_PORT = "8080"
 DOCS_KEY = "api-key"
 STANDALONE = frozenset({ROOT / "README.md"})
 """Files whose Python blocks must each run on their own, as if pasted into a new interpreter."""
@@ -70,6 +72,8 @@ class PageRun:
         self.home.mkdir(parents=True, exist_ok=True)
         self.target = echo_target
         """Where ``127.0.0.1:50051`` in a snippet points now."""
+        self.http_target = f"127.0.0.1:{DOCS_HTTP_PORT}"
+        """Where ``127.0.0.1:8080`` points: the HTTP face of the last server a block started."""
         self.namespace: dict[str, Any] = {"__name__": "__main__"}
         """The page's shared namespace."""
         self._standalone: list[dict[str, Any]] = []
@@ -92,6 +96,7 @@ class PageRun:
         code = block.code.replace(f"127.0.0.1:{DOCS_PORT}", self.target).replace(
             f"localhost:{DOCS_PORT}", self.target
         )
+        code = code.replace(f"127.0.0.1:{DOCS_HTTP_PORT}", self.http_target)
         if block.language == "python":
             self._python(block, code)
         elif _serve_command(code) is not None:
@@ -161,6 +166,8 @@ class PageRun:
             raise SnippetFailed(block, str(error), error.output) from None
         self._servers.append(served.process)
         self.target = f"127.0.0.1:{served.port}"
+        if served.http_port:
+            self.http_target = f"127.0.0.1:{served.http_port}"
 
 
 class ServeFailed(Exception):
@@ -179,6 +186,8 @@ class ServeProcess:
     port: int
     folder: Path
     """Holds ``stdout`` and ``stderr`` (the server's output) and, by default, its data."""
+    http_port: int | None = None
+    """The HTTP face's port, when the command gave ``--http-port`` (run on a free one)."""
 
     @classmethod
     def start(cls, argv: list[str], folder: Path, env: dict[str, str]) -> ServeProcess:
@@ -186,6 +195,9 @@ class ServeProcess:
         folder.mkdir(parents=True)
         port_file = folder / "port"
         extra = ["--port", "0", "--port-file", str(port_file)]
+        if "--http-port" in argv:
+            argv = list(argv)
+            argv[argv.index("--http-port") + 1] = "0"
         if "--data-dir" not in argv:
             extra += ["--data-dir", str(folder / "data")]
         with (folder / "stdout").open("wb") as out, (folder / "stderr").open("wb") as err:
@@ -205,7 +217,12 @@ class ServeProcess:
                 output = (folder / "stdout").read_text() + (folder / "stderr").read_text()
                 raise ServeFailed(f"the server {state}", output)
             time.sleep(0.05)
-        return cls(process, int(port_file.read_text()), folder)
+        served = cls(process, int(port_file.read_text()), folder)
+        if "--http-port" in argv:  # its port is in the ready lines, printed with the port file
+            while "over HTTP" not in served.stdout() and process.poll() is None:
+                time.sleep(0.05)
+            served.http_port = int(served.stdout().split("over HTTP")[1].split(":")[-1])
+        return served
 
     def stdout(self) -> str:
         """What the server printed on stdout so far."""

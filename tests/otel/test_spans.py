@@ -261,3 +261,20 @@ async def test_deep_research_jobs_are_named_by_their_rpcs(
     for span in (submit, get):
         assert (span.attributes or {})["apex.deep_research.job_id"] == job.job_id
         assert (span.attributes or {})["gen_ai.operation.name"] == span.name
+
+
+async def test_resumes_are_span_events_of_one_span(
+    telemetry: Telemetry, connect: Any, echo_target: str
+) -> None:
+    """A stream cut twice mid-answer (UNAVAILABLE after every 3 chunks the echo server sends)
+    resumes twice: one span, an ``apex.stream.resume`` event per resume, status unset."""
+    client = connect(echo_target)
+    cut = {"x-echo-fail-code": "UNAVAILABLE", "x-echo-fail-after": "3"}
+    call = client.chat.completions.create(messages=MESSAGES, stream=True, metadata=cut)
+    await drain(call)
+    span = telemetry.span()
+    resumes = [e for e in span.events if e.name == "apex.stream.resume"]
+    assert [e.attributes["apex.stream.resume"] for e in resumes] == [1, 2]
+    assert [e.attributes["apex.stream.resume.characters"] for e in resumes] == [48, 96]
+    assert {e.attributes["rpc.grpc.status"] for e in resumes} == {"UNAVAILABLE"}
+    assert span.status.status_code is StatusCode.UNSET

@@ -8,8 +8,10 @@ index below make the only right answer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -47,6 +49,36 @@ SNIPPETS = tuple(EXPECTED)
 
 Command = Callable[[str], Sequence[str]]
 """A built example: the command line that runs one snippet ("chat", "search", "wrong-key")."""
+
+
+NODE_MAJOR = 20
+
+
+def node_missing() -> str | None:
+    """Why the Node examples cannot run here, or None."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not on PATH: the TypeScript examples need Node.js {NODE_MAJOR}+"
+    version = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if int(version.lstrip("v").split(".")[0] or 0) < NODE_MAJOR:
+        return f"node {version} is too old: the pinned Connect-ES needs Node.js {NODE_MAJOR}+"
+    return None
+
+
+def npm_ci(example: Path) -> None:
+    """`npm ci` in `example`, unless its node_modules already matches its package-lock.json.
+
+    The lock's hash is recorded in node_modules once installed, so a warm run
+    costs nothing and a changed lock reinstalls.
+    """
+    installed_from = example / "node_modules" / ".installed-from-lock.sha256"
+    lock = hashlib.sha256((example / "package-lock.json").read_bytes()).hexdigest()
+    if installed_from.is_file() and installed_from.read_text() == lock:
+        return
+    run_step(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"], example, timeout=240)
+    installed_from.write_text(lock)
 
 
 def run_step(command: Sequence[str], cwd: Path, *, timeout: float, **env: str) -> None:
@@ -87,6 +119,7 @@ def server_env(
         default_corpus=False,
         echo_chunks=ECHO_CHUNKS,
         echo_chunk_size=ECHO_CHUNK_SIZE,
+        http_port=0,  # the HTTP face too: the TypeScript example runs over each protocol
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APEX_", "MACROCOSMOS_"))}
     env.update(
@@ -94,6 +127,7 @@ def server_env(
         MACROCOSMOS_BASE_URL=f"http://{server.target}",
         MACROCOSMOS_USE_HTTPS="false",
         APEX_API_KEY=api_key,
+        APEX_HTTP_BASE_URL=f"http://127.0.0.1:{server.http_port}",
     )
     return env
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,45 @@ def async_client(target: str, key: str, **kwargs: Any) -> mc.AsyncApexClient:
 
 
 DATA = Path(__file__).parent
+
+
+Fleet = Callable[..., list[ServerProcess]]
+"""`fleet(n, *flags)`: start n replicas."""
+
+
+@pytest.fixture
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """``fleet(n, *flags)``: n replicas (echo engine, INFO logs) started at once.
+
+    ``fleet(n, *flags, hosts=[...])``: one replica per host, all on one port (the
+    first picks it), as replicas behind one DNS name with several addresses.
+    """
+    started: list[ServerProcess] = []
+
+    def start(replicas: int, *flags: str, hosts: Sequence[str] = ()) -> list[ServerProcess]:
+        servers = [
+            ServerProcess(
+                tmp_path_factory.mktemp("replica"),
+                *flags,
+                log_level="INFO",
+                host=hosts[n] if hosts else "127.0.0.1",
+            )
+            for n in range(replicas)
+        ]
+        started.extend(servers)
+        if hosts:  # the first replica picks the port the others share
+            servers[0].start()
+            for server in servers[1:]:
+                server.port = servers[0].port
+        with ThreadPoolExecutor(replicas) as pool:
+            list(pool.map(ServerProcess.start, servers[1:] if hosts else servers))
+        return servers
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def target_of(servers: list[ServerProcess]) -> str:
+    """The ipv4: target naming every replica (one round_robin channel reaches them all)."""
+    return "ipv4:" + ",".join(server.target for server in servers)

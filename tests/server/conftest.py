@@ -30,6 +30,12 @@ STORE_BACKENDS = [pytest.param("sqlite", marks=pytest.mark.oldest), "postgresql"
 
 
 @pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """A server's ``database_url`` on each backend: None (SQLite), then a fresh PostgreSQL one."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+@pytest.fixture(params=STORE_BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     """A fresh store on each backend: SQLite in `tmp_path`, and the session's PostgreSQL."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None

@@ -24,6 +24,7 @@ PACKAGE = Path(apex_grpc_server.__file__).parent
 LAYERS = [
     {"__main__", "cli"},
     {"_runtime"},
+    {"_http"},
     {"_rpc"},
     {"_research"},
     {"_chat"},

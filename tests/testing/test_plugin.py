@@ -35,8 +35,11 @@ def test_pytest_lists_the_fixtures(pytester: pytest.Pytester) -> None:
 
     listed = result.stdout.str()
     assert "fixtures defined from apex_grpc.testing._pytest_plugin" in listed
-    for name in ("apex_fake", "apex_client", "async_apex_client"):
+    for name in ("apex_fake", "apex_client", "async_apex_client", "apex_fake_env"):
         assert f"{name} -- " in listed
+    markers = pytester.runpytest_subprocess("--markers").stdout.str()
+    assert "apex_fake(assert_all_called=True, assert_all_scripted=True, api_key=" in markers
+    assert "max_concurrent_streams=None, server_options=())" in markers
 
 
 def test_an_unscripted_call_fails_the_test_at_teardown(pytester: pytest.Pytester) -> None:
@@ -132,3 +135,34 @@ def test_importing_apex_grpc_imports_neither_pytest_nor_the_kit() -> None:
     assert "apex_grpc._client" in imported  # the measurement saw apex_grpc's own imports
     assert not [m for m in imported if m.split(".")[0] in ("pytest", "_pytest")]
     assert not [m for m in imported if m.startswith("apex_grpc.testing")]
+
+
+def test_apex_fake_env_points_clients_built_from_the_environment_at_the_fake(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+        import apex_grpc as mc
+
+        @pytest.mark.apex_fake(api_key="sk-from-env")
+        def test_a_client_built_without_arguments(apex_fake_env):
+            apex_fake_env.on("GetChatSessions").reply(mc.GetChatSessionsResponse())
+            with mc.ApexClient() as client:
+                client.chats.list_sessions()
+            assert apex_fake_env.last_request.api_key == "sk-from-env"
+            assert os.environ["MACROCOSMOS_BASE_URL"] == apex_fake_env.target
+
+        def test_the_environment_is_restored_after_the_test():
+            assert os.environ.get("MACROCOSMOS_BASE_URL") == "https://elsewhere.example"
+            assert "APEX_API_KEY" not in os.environ
+        """
+    )
+    monkeypatch.setenv("MACROCOSMOS_BASE_URL", "https://elsewhere.example")
+    monkeypatch.setenv("MACROCOSMOS_USE_HTTPS", "true")
+    monkeypatch.delenv("APEX_API_KEY", raising=False)
+
+    result = pytester.runpytest_subprocess()
+
+    result.assert_outcomes(passed=2)

@@ -46,6 +46,10 @@ def test_quick_benchmark_runs_and_verifies_answers() -> None:
         "concurrent streams on --echo-concurrency 2",
         "stored chat create (CreateChatAndCompletion), PostgreSQL vs SQLite",
         "stored chat list (GetChatSessions), PostgreSQL vs SQLite",
+        "HTTP face: Connect binary unary calls/s vs gRPC, same server",
+        "HTTP face: Connect json unary calls/s vs gRPC, same server",
+        "HTTP face: stream time to first chunk, Connect binary minus gRPC",
+        "HTTP face: its cost to a gRPC call when idle",
     ):
         assert scenario in out.stdout, scenario
     # Each burst row says what the raw stub on connections made in advance took (the floor).

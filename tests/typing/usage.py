@@ -39,6 +39,8 @@ def sync_usage(client: mc.ApexClient) -> None:
         idle_timeout=2.0,
     )
     assert_type(typed, mc.ChatCompletionResponse)
+    unresumed = client.chat.completions.create(messages=[], stream=True, resume=False)
+    assert_type(unresumed, mc.ChatCompletionStream)
 
     results = client.web_search.search(search_query="q", n_results=3, max_response_time=20)
     assert_type(results, mc.WebRetrievalResponse)

@@ -5,8 +5,16 @@
 //   MACROCOSMOS_BASE_URL                      host:port, or an http(s):// URL
 //   MACROCOSMOS_USE_HTTPS                     unset/true/1/yes/y/on: TLS;
 //                                             anything else: plaintext
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+//   APEX_TRANSPORT                            grpc (the default, the gRPC port);
+//                                             connect-json, connect-proto or
+//                                             grpc-web (the HTTP port of
+//                                             `apex-grpc serve --http-port`)
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
 
 import { ApexService } from "../gen/apex/v1/apex_pb.js";
 
@@ -36,11 +44,30 @@ export function createApexClient(options: ApexClientOptions = {}): ApexClient {
     request.header.set("authorization", `Bearer ${apiKey}`);
     return next(request);
   };
-  const transport = createGrpcTransport({
-    baseUrl: baseUrlOf(options.baseUrl || process.env.MACROCOSMOS_BASE_URL || DEFAULT_ENDPOINT),
-    interceptors: [authorize],
-  });
+  const baseUrl = baseUrlOf(
+    options.baseUrl || process.env.MACROCOSMOS_BASE_URL || DEFAULT_ENDPOINT,
+  );
+  const transport = transportFor(process.env.APEX_TRANSPORT || "grpc", baseUrl, authorize);
   return createClient(ApexService, transport);
+}
+
+/** The protocol APEX_TRANSPORT names; the HTTP ones over HTTP/1.1, as a browser's fetch. */
+function transportFor(name: string, baseUrl: string, authorize: Interceptor): Transport {
+  const options = { baseUrl, interceptors: [authorize] };
+  switch (name) {
+    case "grpc":
+      return createGrpcTransport(options);
+    case "connect-json":
+      return createConnectTransport({ ...options, httpVersion: "1.1" });
+    case "connect-proto":
+      return createConnectTransport({ ...options, httpVersion: "1.1", useBinaryFormat: true });
+    case "grpc-web":
+      return createGrpcWebTransport({ ...options, httpVersion: "1.1" });
+    default:
+      throw new Error(
+        `APEX_TRANSPORT: unknown transport "${name}" (grpc, connect-json, connect-proto, grpc-web)`,
+      );
+  }
 }
 
 /** `host:port` becomes an https:// or http:// URL, by MACROCOSMOS_USE_HTTPS. */

@@ -190,6 +190,33 @@ def prepare_chat(
     return Prepared(method, request, call_settings)
 
 
+CONTINUE_HEADER = "x-apex-continue"
+"""Request metadata asking the server to continue the final assistant message (value "1");
+a server that does so says it with the same entry in its initial metadata."""
+
+
+_CONTINUE_ENTRY = ((CONTINUE_HEADER, "1"),)
+
+
+def continuation(prepared: ChatCall, answered: str, remaining: float | None) -> ChatCall:
+    """The request that continues a streamed answer from the text `answered` so far.
+
+    The original request with an assistant message holding `answered` at the end of its
+    conversation, and ``x-apex-continue: 1`` in its metadata: the server streams only what
+    follows. `remaining`: seconds left of the call's deadline, the server's new budget
+    when the original request gave one. Built from the original each time, so a second
+    resume carries one prefix, not two.
+    """
+    request = pb.ChatCompletionRequest()
+    request.CopyFrom(prepared.request)
+    request.messages.add(role="assistant", content=answered)
+    if request.HasField("timeout") and remaining is not None:
+        request.timeout = max(1, math.ceil(remaining))
+    settings = prepared.settings
+    metadata = settings.metadata + _CONTINUE_ENTRY  # still RedactedMetadata
+    return Prepared(prepared.method, request, settings._replace(metadata=metadata))
+
+
 def seed_of_key(key: str) -> int:
     """The seed of a call given its own idempotency key and no seed: drawn from the key
     (CRC-32's low 16 bits, in the official SDK's [0, 65535]), so a repeat of the call

@@ -46,6 +46,7 @@ class AsyncCompletions(AsyncResource):
         call_info: CallInfo | NotGiven = NOT_GIVEN,
         first_chunk_timeout: float | NotGiven | None = NOT_GIVEN,
         idle_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: bool | NotGiven = NOT_GIVEN,
     ) -> pb.ChatCompletionResponse: ...
 
     @overload
@@ -72,6 +73,7 @@ class AsyncCompletions(AsyncResource):
         call_info: CallInfo | NotGiven = NOT_GIVEN,
         first_chunk_timeout: float | NotGiven | None = NOT_GIVEN,
         idle_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: bool | NotGiven = NOT_GIVEN,
     ) -> AsyncChatCompletionStream: ...
 
     @overload
@@ -98,6 +100,7 @@ class AsyncCompletions(AsyncResource):
         call_info: CallInfo | NotGiven = NOT_GIVEN,
         first_chunk_timeout: float | NotGiven | None = NOT_GIVEN,
         idle_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: bool | NotGiven = NOT_GIVEN,
     ) -> pb.ChatCompletionResponse | AsyncChatCompletionStream: ...
 
     async def create(
@@ -123,6 +126,7 @@ class AsyncCompletions(AsyncResource):
         call_info: CallInfo | NotGiven = NOT_GIVEN,
         first_chunk_timeout: float | NotGiven | None = NOT_GIVEN,
         idle_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: bool | NotGiven = NOT_GIVEN,
     ) -> pb.ChatCompletionResponse | AsyncChatCompletionStream:
         """Generate a chat completion; ``stream=True`` returns a AsyncChatCompletionStream.
 
@@ -136,7 +140,7 @@ class AsyncCompletions(AsyncResource):
         test_time_inference, mixture, json_format: booleans passed through.
         The call options (timeout, metadata, max_retries, retry, compression,
         wait_for_ready, call_info); ``timeout`` also tells the server its time
-        budget. For streams, first_chunk_timeout and idle_timeout.
+        budget. For streams, first_chunk_timeout, idle_timeout and resume.
         """
         options = call_options(
             timeout,
@@ -148,6 +152,7 @@ class AsyncCompletions(AsyncResource):
             call_info,
             first_chunk_timeout,
             idle_timeout,
+            resume,
         )
         prepared = prepare_chat(
             self._settings,

@@ -121,11 +121,15 @@ class StreamOptions(TypedDict, total=False):
 
     first_chunk_timeout: seconds to wait for the first chunk (None: no limit).
     idle_timeout: seconds to wait between chunks (None: no limit).
-    Both default to the client's stream_first_chunk_timeout / stream_idle_timeout.
+    resume: continue an answer cut after its first chunk on another replica (False:
+    StreamInterruptedError, as before).
+    They default to the client's stream_first_chunk_timeout / stream_idle_timeout /
+    stream_resume.
     """
 
     first_chunk_timeout: float | None
     idle_timeout: float | None
+    resume: bool
 
 
 class WriteOptions(TypedDict, total=False):
@@ -158,6 +162,7 @@ def call_options(
     call_info: object,
     first_chunk_timeout: object = NOT_GIVEN,
     idle_timeout: object = NOT_GIVEN,
+    resume: object = NOT_GIVEN,
     idempotency_key: object = NOT_GIVEN,
 ) -> GivenOptions:
     """The options a resource method was given (those not NOT_GIVEN), for `resolve`.
@@ -184,6 +189,8 @@ def call_options(
         given["first_chunk_timeout"] = first_chunk_timeout
     if idle_timeout is not NOT_GIVEN:
         given["idle_timeout"] = idle_timeout
+    if resume is not NOT_GIVEN:
+        given["resume"] = resume
     if idempotency_key is not NOT_GIVEN:
         given["idempotency_key"] = idempotency_key
     return given
@@ -220,6 +227,8 @@ class CallSettings(NamedTuple):
     call_info: CallInfo | None = None
     idempotency_key: str | None = None
     """The caller's ``idempotency_key=`` (None: a write draws one, see `for_write`)."""
+    resume: bool = True
+    """Whether a stream cut after its first chunk continues on another replica."""
 
     def for_write(self) -> CallSettings:
         """These settings with an ``idempotency-key`` entry: the caller's key, else a fresh
@@ -271,7 +280,7 @@ def resolve(
     metadata, retry, compression = base.metadata, base.retry, base.compression
     wait_for_ready, call_info = base.wait_for_ready, None
     idempotency_key = None
-    first_chunk, idle = base.first_chunk_timeout, base.idle_timeout
+    first_chunk, idle, resume = base.first_chunk_timeout, base.idle_timeout, base.resume
     max_retries: int | None = None
     for name, value in options.items():
         if name == "metadata":
@@ -304,6 +313,8 @@ def resolve(
             first_chunk = checks.timeout(value, name)
         elif stream_options and name == "idle_timeout":
             idle = checks.timeout(value, name)
+        elif stream_options and name == "resume":
+            resume = checks.boolean(value, name)
         else:
             raise ValidationError(name, "unexpected keyword argument")
     if max_retries is not None:
@@ -318,4 +329,5 @@ def resolve(
         idle_timeout=idle,
         call_info=call_info,
         idempotency_key=idempotency_key,
+        resume=resume,
     )

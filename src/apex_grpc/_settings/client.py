@@ -211,6 +211,12 @@ class ClientSettings:
     stream_idle_timeout: float | None = option(
         None, "seconds a stream may wait between chunks (None: no limit).", checks.timeout
     )
+    stream_resume: bool = option(
+        True,
+        "continue a stream cut after its first chunk (lost connection, UNAVAILABLE, a "
+        "drain) on another replica from the text received (False: StreamInterruptedError).",
+        checks.boolean,
+    )
     target: str = field(init=False, default="")
     """The gRPC target the channels dial, derived from `base_url`."""
 
@@ -291,6 +297,7 @@ class ClientSettings:
             wait_for_ready=self.wait_for_ready or None,
             first_chunk_timeout=self.stream_first_chunk_timeout,
             idle_timeout=self.stream_idle_timeout,
+            resume=self.stream_resume,
         )
 
     @cached_property

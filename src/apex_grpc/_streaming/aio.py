@@ -14,8 +14,8 @@ from types import TracebackType
 import grpc
 import grpc.aio
 
+from apex_grpc._calls.stream import Opener, StreamState
 from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
-from apex_grpc._streaming.state import Opener, StreamState
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
 
@@ -51,27 +51,32 @@ class AsyncChatCompletionStream:
         """What ``async for`` runs: `__anext__` while a retry or a timer may still apply,
         then, past the first chunk of an unlimited stream, grpc's iterator directly."""
         core = self._state
-        while self._needs_care():
-            try:
-                yield await self.__anext__()
-            except StopAsyncIteration:
-                return
-        add = self._add
-        try:
-            async for chunk in self._messages:
-                add(chunk)
-                yield chunk
-                if self._closed:
+        while True:
+            while self._needs_care():
+                try:
+                    yield await self.__anext__()
+                except StopAsyncIteration:
                     return
-        except grpc.RpcError as error:
-            core.fail(error)
-        except asyncio.CancelledError:
-            self._call.cancel()
-            raise
-        core.ended(await self._trailing())
+            add = self._add
+            try:
+                async for chunk in self._messages:
+                    add(chunk)
+                    yield chunk
+                    if self._closed:
+                        return
+            except grpc.RpcError as error:
+                if await self._retry_or_raise(error):
+                    continue  # resumed: its first chunk is confirmed by `__anext__`
+                return  # the answer was whole: only its status was lost
+            except asyncio.CancelledError:
+                self._call.cancel()
+                raise
+            core.ended(await self._trailing())
+            return
 
     def _needs_care(self) -> bool:
-        return self._limited or not self._state.accumulator.chunk_count or self._closed
+        core = self._state
+        return self._limited or not core.accumulator.chunk_count or self._closed or core.confirming
 
     async def __anext__(self) -> pb.ChatCompletionChunkResponse:
         core = self._state
@@ -90,14 +95,9 @@ class AsyncChatCompletionStream:
                 core.ended(await self._trailing())
                 raise
             except grpc.RpcError as error:
-                self._open.release()
-                delay = core.retry_delay(error, self._open)
-                if delay is None:
-                    core.fail(error)
-                await asyncio.sleep(delay)
-                core.reopened()
-                self._start(core.attempts.remaining())
-                continue
+                if await self._retry_or_raise(error):
+                    continue
+                raise StopAsyncIteration from None  # the answer was whole; its status lost
             except TimeoutError:
                 call.cancel()
                 self._open.release()
@@ -108,8 +108,34 @@ class AsyncChatCompletionStream:
                 raise
             except grpc.aio.UsageError as error:
                 raise ClientClosedError(f"the stream can no longer be read: {error}") from error
+            if core.confirming:  # the first chunk of a resumed attempt
+                await self._confirm()
             self._add(chunk)
             return chunk  # type: ignore[no-any-return]
+
+    async def _retry_or_raise(self, error: grpc.RpcError) -> bool:
+        """Reopen after `error` (True), or end the stream: False when it is whole anyway."""
+        self._open.release()
+        core = self._state
+        delay = core.retry_delay(error, self._open)
+        if delay is None:
+            if core.answered_anyway(error):
+                return False
+            core.fail(error)
+        if delay:
+            await asyncio.sleep(delay)
+        core.reopened()
+        self._add = core.add  # after a resume: adopting the continuation's chunks
+        self._start(core.attempts.remaining())
+        return True
+
+    async def _confirm(self) -> None:
+        try:
+            self._state.confirm(tuple(await self._call.initial_metadata() or ()))
+        except BaseException:
+            self._call.cancel()
+            self._open.release()
+            raise
 
     async def _trailing(self) -> Metadata:
         try:

@@ -8,8 +8,8 @@ from types import TracebackType
 
 import grpc
 
+from apex_grpc._calls.stream import Opener, StreamState
 from apex_grpc._errors import ClientClosedError, Metadata, metadata_value
-from apex_grpc._streaming.state import Opener, StreamState
 from apex_grpc._streaming.watchdog import Watchdog
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 
@@ -53,25 +53,42 @@ class ChatCompletionStream:
                 self._state.ended(self._trailing())
                 raise
             except grpc.RpcError as error:
-                self._retry_or_raise(error)
-                continue
+                if self._retry_or_raise(error):
+                    continue
+                raise StopIteration from None  # the answer was whole: only its status was lost
             except ValueError as error:
                 raise ClientClosedError(
                     f"the client was closed while streaming: {error}"
                 ) from error
+            if self._state.confirming:  # the first chunk of a resumed attempt
+                self._confirm()
             self._add(chunk)
             if watchdog is not None:
                 self._state.waiting_since = None
             return chunk
 
-    def _retry_or_raise(self, error: grpc.RpcError) -> None:
+    def _retry_or_raise(self, error: grpc.RpcError) -> bool:
+        """Reopen after `error` (True), or end the stream: False when it is whole anyway."""
         self._open.release()
         delay = self._state.retry_delay(error, self._open)
         if delay is None:
+            if self._state.answered_anyway(error):
+                return False
             self._state.fail(error)
-        time.sleep(delay)
+        if delay:
+            time.sleep(delay)
         self._state.reopened()
+        self._add = self._state.add  # after a resume: adopting the continuation's chunks
         self._call = self._open(self._state.attempts.remaining())
+        return True
+
+    def _confirm(self) -> None:
+        try:
+            self._state.confirm(tuple(self._call.initial_metadata() or ()))
+        except BaseException:
+            self._call.cancel()
+            self._open.release()
+            raise
 
     def _watch(self) -> None:
         deadline = self._state.stall_deadline()

@@ -19,13 +19,14 @@ import grpc
 import grpc.aio
 
 from apex_grpc import _observe
+from apex_grpc._calls.stream import StreamState
+from apex_grpc._calls.unary import UnaryAttempts, record_success, settle
 from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import Req, Resp
 from apex_grpc._observe import CallObservation
 from apex_grpc._requests import Prepared
 from apex_grpc._settings.client import ClientSettings
 from apex_grpc._streaming.aio import AsyncChatCompletionStream
-from apex_grpc._streaming.state import StreamState
 from apex_grpc._transport import process
 from apex_grpc._transport.channels import (
     check_fork_support,
@@ -34,7 +35,6 @@ from apex_grpc._transport.channels import (
     open_aio_channel,
 )
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
-from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 
 class _LoopPool(ConnectionPool[grpc.aio.Channel]):

@@ -273,6 +273,16 @@ class PooledOpener:
         if self.last is not None:
             self.pool.refused(*self.last)
 
+    def continue_with(self, prepared: Prepared[Any, Any]) -> None:
+        """Later attempts send `prepared` (a stream's continuation) instead.
+
+        They go on the pool's least-loaded connection as any attempt; grpc's load
+        balancing there (``round_robin``) picks a backend whose connection is up, the
+        broken one having been reported down by the failure that led here.
+        """
+        self.request = prepared.request
+        self.settings = prepared.settings
+
     def _give_back(self, attempt: int) -> None:
         held = self.held.pop(attempt, None)
         if held is not None:

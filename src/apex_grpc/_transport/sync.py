@@ -9,12 +9,13 @@ from typing import Any
 import grpc
 
 from apex_grpc import _observe
+from apex_grpc._calls.stream import StreamState
+from apex_grpc._calls.unary import UnaryAttempts, record_success, settle
 from apex_grpc._errors import ClientClosedError
 from apex_grpc._methods import Req, Resp
 from apex_grpc._observe import CallObservation
 from apex_grpc._requests import Prepared
 from apex_grpc._settings.client import ClientSettings
-from apex_grpc._streaming.state import StreamState
 from apex_grpc._streaming.sync import ChatCompletionStream
 from apex_grpc._streaming.watchdog import Watchdog
 from apex_grpc._transport import process
@@ -25,7 +26,6 @@ from apex_grpc._transport.channels import (
     open_sync_channel,
 )
 from apex_grpc._transport.pool import ConnectionPool, PooledOpener
-from apex_grpc._unary import UnaryAttempts, record_success, settle
 
 
 class _ProcessPool(ConnectionPool[grpc.Channel]):

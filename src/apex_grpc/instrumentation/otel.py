@@ -242,6 +242,17 @@ class _StreamCall(_Call):
 
         return observed
 
+    def resumed(self, resume: int, code: str, characters: int) -> None:
+        """Cut and resumed: an ``apex.stream.resume`` event."""
+        self.span.add_event(
+            "apex.stream.resume",
+            {
+                "apex.stream.resume": resume,
+                "rpc.grpc.status": code,
+                "apex.stream.resume.characters": characters,
+            },
+        )
+
     def abandoned(self) -> None:
         """Closed before its end: an ``apex.stream.abandoned`` event, the span ends."""
         if not self.ended:

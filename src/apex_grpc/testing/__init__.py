@@ -11,8 +11,8 @@
 
 It serves the real ``apex.v1.ApexService`` over a real grpc server on
 loopback, so deadlines, cancellation, retries and metadata behave as in
-production. With pytest, the fixtures ``apex_fake``, ``apex_client`` and
-``async_apex_client`` are ready (see docs/testing.md). Importing
+production. With pytest, the fixtures ``apex_fake``, ``apex_client``,
+``async_apex_client`` and ``apex_fake_env`` are ready (see docs/testing.md). Importing
 ``apex_grpc`` does not import this module.
 """
 

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from apex_grpc._client import ApexClient
+from apex_grpc._settings.client import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, USE_HTTPS_ENV_VAR
 from apex_grpc.testing._outcomes import ScriptError, method_named, research_polls
 from apex_grpc.testing._routes import Predicate, RecordedCall, Route, Router
 from apex_grpc.testing._server import FakeServer
@@ -35,7 +36,12 @@ class FakeApex:
 
     assert_all_called: `verify` also fails when a route was never called.
     assert_all_scripted: `verify` fails when a call was not scripted.
-    api_key: the key `client()` and `async_client()` use.
+    api_key: the key `client()`, `async_client()` and `environ()` give.
+    max_concurrent_streams: how many calls one client connection may have
+        in flight (grpc's ``grpc.max_concurrent_streams``, as production
+        front ends set it); calls past it that a client sends before it
+        knows the limit are refused (REFUSED_STREAM). None: grpc's default.
+    server_options: more grpc server options, as ``(name, value)`` pairs.
     """
 
     def __init__(
@@ -44,14 +50,29 @@ class FakeApex:
         assert_all_called: bool = True,
         assert_all_scripted: bool = True,
         api_key: str = TEST_API_KEY,
+        max_concurrent_streams: int | None = None,
+        server_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        options = list(server_options)
+        if max_concurrent_streams is not None:
+            if isinstance(max_concurrent_streams, bool) or not isinstance(
+                max_concurrent_streams, int
+            ):
+                raise ScriptError(
+                    f"max_concurrent_streams must be an int, got {max_concurrent_streams!r}"
+                )
+            if max_concurrent_streams < 1:
+                raise ScriptError(
+                    f"max_concurrent_streams must be >= 1, got {max_concurrent_streams}"
+                )
+            options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
         self.assert_all_called = assert_all_called
         self.assert_all_scripted = assert_all_scripted
         self.api_key = api_key
         self._router = Router()
         self._calls: list[RecordedCall] = []
         self._calls_lock = threading.Lock()
-        self._server = FakeServer(self._router.choose, self._record)
+        self._server = FakeServer(self._router.choose, self._record, options)
         self._started = False
 
     # lifecycle
@@ -83,10 +104,24 @@ class FakeApex:
 
     @property
     def target(self) -> str:
-        """The address to dial, ``127.0.0.1:PORT``."""
+        """The address to dial, ``127.0.0.1:PORT`` (plaintext): a client's ``base_url``."""
         if not self._started:
             raise ScriptError("start the FakeApex first: fake.start() or `with FakeApex()`")
         return f"127.0.0.1:{self._server.port}"
+
+    def environ(self) -> dict[str, str]:
+        """The environment that points a client built without arguments at the fake.
+
+        ``ApexClient()`` (and the ``apex-grpc`` CLI) read the address from
+        MACROCOSMOS_BASE_URL, TLS from MACROCOSMOS_USE_HTTPS and the key from
+        APEX_API_KEY: give these to a child process, or use the pytest fixture
+        ``apex_fake_env``, which sets them for one test.
+        """
+        return {
+            BASE_URL_ENV_VAR: self.target,
+            USE_HTTPS_ENV_VAR: "false",
+            API_KEY_ENV_VARS[0]: self.api_key,
+        }
 
     # clients
 

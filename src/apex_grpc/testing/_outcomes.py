@@ -3,7 +3,7 @@
 An outcome is a value: `Reply` (a unary answer), `Stream` (chunks with
 delays, optionally ending in an error) or `Fail` (a status with details and
 trailing metadata). `as_outcome` turns what a user scripts (a string, a
-response message, an outcome) into the outcome a method can play, and
+response message, bytes, an outcome) into the outcome a method can play, and
 refuses what that method could never answer with.
 """
 
@@ -34,8 +34,8 @@ class ScriptError(ValueError):
 class Reply:
     """A unary call's answer: the response message, and the metadata sent with it."""
 
-    message: Message
-    """The response, of the method's response type."""
+    message: Message | bytes
+    """The response, of the method's response type (bytes: sent as they are, undecoded)."""
     initial_metadata: Metadata = ()
     """Sent with the response headers."""
     trailing_metadata: Metadata = ()
@@ -68,6 +68,8 @@ class Stream:
     """The error the stream ends with after its chunks (None: it ends OK)."""
     trailing_metadata: Metadata = field(default=())
     """Sent with the OK status at the end."""
+    initial_metadata: Metadata = field(default=())
+    """Sent with the response headers, before the first chunk."""
 
 
 Outcome = Reply | Fail | Stream
@@ -115,12 +117,16 @@ def stream(
     id: str = "chatcmpl-fake",
     model: str = FAKE_MODEL,
     finish_reason: str = "stop",
+    trailing_metadata: Iterable[tuple[str, str | bytes]] = (),
+    initial_metadata: Iterable[tuple[str, str | bytes]] = (),
 ) -> Stream:
     """A stream of chunks: each string becomes a content delta (the last carries `finish_reason`).
 
     delay: seconds between chunks; first_delay: seconds before the first;
     then: an `error(...)` to end with after the chunks instead of OK (no
     ``finish_reason`` is sent then). Chunk messages are sent as given.
+    trailing_metadata: sent with the OK status at the end; initial_metadata:
+    with the response headers (``x-request-id``...).
     """
     check_seconds("delay", delay)
     check_seconds("first_delay", first_delay)
@@ -153,7 +159,14 @@ def stream(
                 f"stream() chunk {index} must be a str or a ChatCompletionChunkResponse, "
                 f"got {type(chunk).__name__}"
             )
-    return Stream(tuple(built), delay=delay, first_delay=first_delay, then=then)
+    return Stream(
+        tuple(built),
+        delay=delay,
+        first_delay=first_delay,
+        then=then,
+        trailing_metadata=tuple(trailing_metadata),
+        initial_metadata=tuple(initial_metadata),
+    )
 
 
 def error(
@@ -250,6 +263,8 @@ def as_outcome(method: _methods.Method[Any, Any], value: object) -> Outcome:
         )
     if isinstance(value, str) and method is _methods.CHAT_COMPLETION:
         return Reply(completion(value))
+    if isinstance(value, bytes):
+        return Reply(value)  # a response the client may not decode: for testing just that
     message = value.message if isinstance(value, Reply) else value
     if not isinstance(message, method.response_type):
         raise ScriptError(

@@ -1,9 +1,11 @@
 """The pytest plugin of apex-grpc (entry point ``pytest11``): a fake Apex and clients for it.
 
 Fixtures: ``apex_fake`` (a started `FakeApex`, verified when the test
-passes), ``apex_client`` (an ApexClient pointed at it) and
-``async_apex_client`` (an AsyncApexClient; needs pytest-asyncio). Options
-of the fake go on the marker ``@pytest.mark.apex_fake(assert_all_called=False)``.
+passes), ``apex_client`` (an ApexClient pointed at it),
+``async_apex_client`` (an AsyncApexClient; needs pytest-asyncio) and
+``apex_fake_env`` (the fake, with the environment pointing clients built
+without arguments at it). Options of the fake go on the marker
+``@pytest.mark.apex_fake(assert_all_called=False)``.
 
 Being part of apex_grpc, the plugin imports apex-grpc (and grpcio) when
 pytest starts; the fake's server starts only for a test that asks for it.
@@ -37,7 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the ``apex_fake`` marker."""
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(assert_all_called=True, assert_all_scripted=True, api_key=...): "
+        f"{MARKER}(assert_all_called=True, assert_all_scripted=True, api_key=..., "
+        "max_concurrent_streams=None, server_options=()): "
         "options of the apex_fake fixture's FakeApex",
     )
 
@@ -76,6 +79,19 @@ def apex_client(apex_fake: FakeApex) -> Iterator[ApexClient]:
     """An ApexClient pointed at ``apex_fake`` (closed after the test)."""
     with apex_fake.client() as client:
         yield client
+
+
+@pytest.fixture
+def apex_fake_env(apex_fake: FakeApex, monkeypatch: pytest.MonkeyPatch) -> FakeApex:
+    """``apex_fake``, with the environment set so that ``ApexClient()`` calls it.
+
+    For code that builds its own client from the environment: for this test,
+    MACROCOSMOS_BASE_URL is the fake's address, MACROCOSMOS_USE_HTTPS is
+    "false" and APEX_API_KEY is its key (`FakeApex.environ`).
+    """
+    for name, value in apex_fake.environ().items():
+        monkeypatch.setenv(name, value)
+    return apex_fake
 
 
 @_async_fixture

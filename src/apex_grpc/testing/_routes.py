@@ -4,7 +4,8 @@ A `RecordedCall` is what the fake saw of one call: the request, its metadata,
 its deadline, how it ended, and the `Route` that answered it. Routes are tried
 in the order they were added; the first whose method and predicate match and
 which has calls left answers. A route plays its outcomes in order, one per
-call, and repeats its last one after that (until `times` calls, when given).
+call, and repeats its last one after that (until `times` calls, when given);
+a callable outcome is called with the call to compute the answer.
 (One module: a call names its route and a route keeps its calls.)
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Self
 
 import grpc
@@ -64,6 +66,7 @@ class RecordedCall:
         request: Message,
         metadata: tuple[tuple[str, str | bytes], ...],
         time_remaining: float | None,
+        peer: str = "",
     ) -> None:
         self.method = method
         """The RPC's name, e.g. "ChatCompletion"."""
@@ -73,8 +76,13 @@ class RecordedCall:
         """The request metadata (``metadata["x-source"]``; the key is in ``authorization``)."""
         self.time_remaining = time_remaining
         """Seconds left of the call's deadline when it arrived (None: no deadline)."""
+        self.peer = peer
+        """The client's connection as the server saw it (``ipv4:127.0.0.1:PORT``): calls
+        with the same peer came over the same connection."""
         self.received_at = time.monotonic()
         """When the fake received it (time.monotonic(): compare two calls' times)."""
+        self.ended_at: float | None = None
+        """When the fake was done with it (time.monotonic(); None while it runs)."""
         self.route: Route | None = None
         """The scripted route that answered it (None: nothing was scripted for it)."""
         self.code: grpc.StatusCode | None = None
@@ -118,6 +126,7 @@ class RecordedCall:
         if not self._ended.is_set():
             self.code = code
             self.cancelled = cancelled
+            self.ended_at = time.monotonic()
             self._ended.set()
 
     def __repr__(self) -> str:
@@ -136,6 +145,28 @@ def fields_of(message: Any) -> str:
 
 
 Predicate = Callable[[Any], bool]
+
+Responder = Callable[[RecordedCall], object]
+"""A function of the call as received, returning what `Route.reply` takes (a callable reply)."""
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A reply computed when the call arrives: `responder(call)`, checked as `reply` checks."""
+
+    method: _methods.Method[Any, Any]
+    responder: Responder
+
+    def play(self, call: RecordedCall) -> Outcome:
+        """What the responder answers `call` with; ScriptError if the method cannot answer so."""
+        return as_outcome(self.method, self.responder(call))
+
+
+def as_script(method: _methods.Method[Any, Any], value: object) -> Outcome | Computed:
+    """What `value` scripts for `method`: a callable is computed when the call arrives."""
+    if callable(value):
+        return Computed(method, value)
+    return as_outcome(method, value)
 
 
 class Route:
@@ -166,7 +197,7 @@ class Route:
         """How many calls the route answers (None: any number)."""
         self.delay = delay
         """Seconds the fake waits before it answers (a slow server)."""
-        self.outcomes: tuple[Outcome, ...] = ()
+        self.outcomes: tuple[Outcome | Computed, ...] = ()
         """What successive calls get (set by `reply`)."""
         self.calls: list[RecordedCall] = []
         """The calls this route answered, in order."""
@@ -176,11 +207,15 @@ class Route:
         """Answer successive calls with `answers` in order, the last one repeated.
 
         Each answer is a response message, a str (the text of a
-        ChatCompletion, or a one-chunk stream), `stream(...)` or `error(...)`.
+        ChatCompletion, or a one-chunk stream), `stream(...)`, `error(...)`,
+        or a function of the `RecordedCall` returning one of those: the
+        answer is then computed when the call arrives (``lambda call:
+        completion(call.request.messages[-1].content)``), and a function
+        that raises fails the call with INTERNAL and `FakeApex.verify`.
         """
         if not answers:
             raise ScriptError(f"{self.method.name}: reply() needs at least one answer")
-        outcomes = tuple(as_outcome(self.method, answer) for answer in answers)
+        outcomes = tuple(as_script(self.method, answer) for answer in answers)
         if self.times is not None and len(outcomes) > self.times:
             raise ScriptError(
                 f"{self.method.name}: {len(outcomes)} answers for a route limited to "
@@ -204,7 +239,7 @@ class Route:
         """Whether the route has answered all the calls it was scripted for."""
         return self.times is not None and len(self.calls) >= self.times
 
-    def take(self, call: RecordedCall) -> Outcome:
+    def take(self, call: RecordedCall) -> Outcome | Computed:
         """Record `call` as this route's and return its outcome (call under the lock)."""
         outcome = self.outcomes[min(len(self.calls), len(self.outcomes) - 1)]
         self.calls.append(call)
@@ -239,17 +274,31 @@ class Router:
     def choose(self, call: RecordedCall) -> Outcome | None:
         """The outcome for `call`, or None when no route matches (then it is unscripted).
 
-        Raises ScriptError when a route's predicate raises (the call fails, naming it).
+        Raises ScriptError when a route's predicate or callable reply raises,
+        or the reply computed is not one the method can send (the call fails,
+        naming it).
         """
         with self.lock:
-            for route in self.routes:
-                if route.method.name != call.method or route.exhausted() or not route.outcomes:
-                    continue
-                if route.match is not None and not self._matches(route, call):
-                    continue
-                return route.take(call)
-            self.unscripted.append(call)
-            return None
+            picked = self._pick(call)
+        if not isinstance(picked, Computed):
+            return picked
+        try:  # outside the lock: a callable reply may look at the fake's calls
+            return picked.play(call)
+        except Exception as exc:
+            problem = f"the callable reply of {call.route!r} raised {exc!r} on {call!r}"
+            with self.lock:
+                self.problems.append(problem)
+            raise ScriptError(problem) from exc
+
+    def _pick(self, call: RecordedCall) -> Outcome | Computed | None:
+        for route in self.routes:
+            if route.method.name != call.method or route.exhausted() or not route.outcomes:
+                continue
+            if route.match is not None and not self._matches(route, call):
+                continue
+            return route.take(call)
+        self.unscripted.append(call)
+        return None
 
     def _matches(self, route: Route, call: RecordedCall) -> bool:
         assert route.match is not None

@@ -106,12 +106,17 @@ class ChatCompletions:
     ) -> AsyncGenerator[pb.ChatCompletionChunkResponse, None]:
         """ChatCompletionStream: one chunk per delta; the last carries finish_reason and usage.
 
-        An empty answer is an empty stream.
+        An empty answer is an empty stream. A continuation (``x-apex-continue``) streams
+        what follows the answer's prefix, with no role (its first chunks were sent), and
+        is counted on `metrics`.
         """
         ident = str(uuid.uuid4())
         created = int(time.time())
         model = self.engine_for(knobs).model
-        first = True
+        continuing = chat.request.continue_final
+        first = not continuing  # a continuation's chunks follow the first ones: no role
+        if continuing:
+            self.metrics.continuation(model)
         deltas = self.deltas(chat.request, chat.timeout_s, knobs)
         async with self.metrics.chat(model) as timer, contextlib.aclosing(deltas):
             async for delta in deltas:
@@ -164,8 +169,11 @@ class ChatCompletions:
         return "".join(parts), finish
 
     async def complete(self, chat: ChatCall, knobs: Knobs | None) -> pb.ChatCompletionResponse:
-        """ChatCompletion: the whole answer in choices[0].message."""
+        """ChatCompletion: the whole answer in choices[0].message (of a continuation: what
+        follows its prefix)."""
         model = self.engine_for(knobs).model
+        if chat.request.continue_final:
+            self.metrics.continuation(model)
         async with self.metrics.chat(model) as timer:
             text, finish = await self.text(chat.request, chat.timeout_s, knobs)
             timer.usage(finish.usage)

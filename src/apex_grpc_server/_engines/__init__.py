@@ -1,4 +1,12 @@
-"""Chat engines behind one interface; ``create_engine`` picks one from the config."""
+"""Chat engines behind one interface; ``create_engine`` picks one from the config.
+
+- ``base.py``: the interface (`ChatEngine`, `ChatRequest`, `Delta`) and shared helpers.
+- ``echo.py``, ``llama.py`` (the local model), ``openai.py``: the engines; ``model.py``
+  finds the default GGUF.
+- ``process.py``: `ProcessEngine`, any engine in a child process the server supervises
+  and restarts (the local engine's default); ``child.py`` is that process's entry point
+  and ``pipe.py`` what the two say to each other.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,21 @@ from apex_grpc_server._engines.echo import EchoEngine
 
 
 def create_engine(config: ServerConfig) -> ChatEngine:
-    """The engine ``config.engine`` names (not started; call ``start()``)."""
+    """The engine ``config.engine`` names (not started; call ``start()``).
+
+    With ``config.engine_in_child`` it runs in a supervised child process
+    (``process.ProcessEngine``); its settings are checked here all the same.
+    """
+    engine = _engine_here(config)
+    if config.engine_in_child:
+        from apex_grpc_server._engines.process import ProcessEngine
+
+        return ProcessEngine(engine, config)
+    return engine
+
+
+def _engine_here(config: ServerConfig) -> ChatEngine:
+    """The engine ``config.engine`` names, to run in this process."""
     if config.engine == "echo":
         return EchoEngine(
             config.echo_chunks,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -36,6 +36,12 @@ class ChatRequest:
     an engine that knows its context window drops the oldest turns (never a
     system message, never the last message) until the prompt fits with room
     for an answer, instead of failing.
+
+    With ``continue_final``, the last message is the start of the assistant's
+    answer (a client resuming a cut stream, ``x-apex-continue``): the engine
+    answers `original` and streams only what follows `prefix`. max_new_tokens
+    and usage count the whole answer, the prefix included; prompt tokens are
+    those of `original`.
     """
 
     messages: tuple[Message, ...]
@@ -48,14 +54,29 @@ class ChatRequest:
     json_format: bool = False
     model: str | None = None
     fit_context: bool = False
+    continue_final: bool = False
 
     @property
     def prompt(self) -> str:
-        """The content of the last "user" message (of the last message if none is)."""
-        for message in reversed(self.messages):
+        """The content of the last "user" message (of the last message if none is),
+        of the conversation being answered (`original`)."""
+        messages = self.original.messages
+        for message in reversed(messages):
             if message.role == "user":
                 return message.content
-        return self.messages[-1].content
+        return messages[-1].content
+
+    @property
+    def prefix(self) -> str:
+        """The part of the answer already given ("" unless ``continue_final``)."""
+        return self.messages[-1].content if self.continue_final else ""
+
+    @property
+    def original(self) -> ChatRequest:
+        """The request whose answer this one continues: without the final assistant message."""
+        if not self.continue_final:
+            return self
+        return dataclasses.replace(self, messages=self.messages[:-1], continue_final=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +195,14 @@ class ChatEngine(abc.ABC):
         The queue's first pushback estimates use it until real turns are measured.
         """
         return None
+
+    @property
+    def serving(self) -> bool:
+        """Whether the engine can answer now (one in a child process cannot while it restarts)."""
+        return True
+
+    def watch_serving(self, listener: Callable[[bool], Awaitable[None]]) -> None:  # noqa: B027
+        """Have ``listener(serving)`` awaited whenever ``serving`` changes (never, here)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (load a model, open connections) before serving."""

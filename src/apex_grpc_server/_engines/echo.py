@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, Sequence
 
+import grpc
+
 from apex_grpc_server._engines.base import (
     ChatEngine,
     ChatRequest,
@@ -17,6 +19,7 @@ from apex_grpc_server._engines.base import (
     context_overflow,
     fitted,
 )
+from apex_grpc_server._status import RpcAbort
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,7 +87,16 @@ class EchoEngine(ChatEngine):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        """Yield the echo answer of ``request``."""
+        """Yield the echo answer of ``request`` (of a continuation: what follows its prefix).
+
+        The answer is a function of the prompt alone, so a continuation on any replica
+        gives, after the prefix, exactly the text and chunk boundaries the uninterrupted
+        answer would have had (the part of a chunk the prefix already holds is left out).
+        A prefix that is not the start of this answer is FAILED_PRECONDITION: the echo
+        engine cannot continue an answer it would not have given.
+        """
+        prefix = request.prefix
+        request = request.original
         if self.context is not None:
             room = answer_room(request, self.chunks * self.chunk_size, self.context)
             request = fitted(request, _characters, self.context - room)
@@ -92,36 +104,55 @@ class EchoEngine(ChatEngine):
         prompt_tokens = _characters(request.messages)
         if self.context is not None and prompt_tokens > self.context:
             raise context_overflow(prompt_tokens, self.context, self.kind)
-        if self.chunk_sizes and prompt:
-            async for delta in self._varied(prompt, prompt_tokens):
-                yield delta
+        pieces = self._pieces(prompt)
+        finish = Finish("stop", Usage(prompt_tokens, sum(map(len, pieces))))
+        if not pieces:
+            if prefix:
+                raise _not_this_answer()
+            yield Delta("", finish)
             return
-        if self.chunks == 0 or not prompt:
-            yield Delta("", Finish("stop", Usage(prompt_tokens, 0)))
-            return
-        finish = Finish("stop", Usage(prompt_tokens, self.chunks * self.chunk_size))
+        skip = len(prefix)
+        if skip and not "".join(pieces).startswith(prefix):
+            raise _not_this_answer()
+        sent = False
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            if skip >= len(piece) and not last:
+                skip -= len(piece)
+                continue
+            if sent and self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            yield Delta(piece[skip:], finish if last else None)
+            skip, sent = 0, True
+
+    def _pieces(self, prompt: str) -> list[str]:
+        """The deltas' texts of the answer to ``prompt``."""
+        if not prompt:
+            return []
+        if self.chunk_sizes:
+            total = sum(self.chunk_sizes)
+            text = (prompt * (total // len(prompt) + 1))[:total]
+            pieces, offset = [], 0
+            for size in self.chunk_sizes:
+                pieces.append(text[offset : offset + size])
+                offset += size
+            return pieces
         size = self.chunk_size
         # Enough repetitions to cut any chunk out of one string.
         period = len(prompt)
         window = prompt * (size // period + 2)
-        for index in range(self.chunks):
-            if index and self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            start = (index * size) % period
-            last = index == self.chunks - 1
-            yield Delta(window[start : start + size], finish if last else None)
+        return [
+            window[(index * size) % period : (index * size) % period + size]
+            for index in range(self.chunks)
+        ]
 
-    async def _varied(self, prompt: str, prompt_tokens: int) -> AsyncGenerator[Delta, None]:
-        total = sum(self.chunk_sizes)
-        text = (prompt * (total // len(prompt) + 1))[:total]
-        finish = Finish("stop", Usage(prompt_tokens, total))
-        offset = 0
-        for index, size in enumerate(self.chunk_sizes):
-            if index and self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            last = index == len(self.chunk_sizes) - 1
-            yield Delta(text[offset : offset + size], finish if last else None)
-            offset += size
+
+def _not_this_answer() -> RpcAbort:
+    return RpcAbort(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "messages: the final assistant message is not the start of the echo answer to this"
+        " conversation, so it cannot be continued",
+    )
 
 
 def _characters(messages: Sequence[Message]) -> int:

@@ -236,6 +236,8 @@ class LlamaEngine(ChatEngine):
 
         if stop.is_set():  # cancelled while an earlier generation was finishing
             return
+        prefix = request.prefix
+        request = request.original  # a continuation answers the conversation before it
         if not any(message.role == "system" for message in request.messages):
             request = request_with_system(request, SYSTEM_PROMPT)
         try:
@@ -268,16 +270,24 @@ class LlamaEngine(ChatEngine):
             options["response_format"] = {"type": "json_object"}
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         finish = "stop"
+        given = 0  # tokens of the answer's prefix (a continuation)
         try:
-            for chunk in llm.create_chat_completion(messages=messages, **options):
+            if prefix:
+                chunks, given = self._continuation(llm, messages, prefix, options)
+            else:
+                chunks = llm.create_chat_completion(messages=messages, **options)
+            for chunk in chunks:
                 choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
+                text = choice.get("text") or choice.get("delta", {}).get("content")
                 if text:
                     put(("delta", text))
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
                 if stop.is_set():
                     return
+        except RpcAbort as error:
+            put(("error", error))
+            return
         except ValueError as error:
             put(("error", _value_error(str(error), self.kind)))
             return
@@ -286,7 +296,37 @@ class LlamaEngine(ChatEngine):
             return
         sampled = counts["sampled"]
         completion_tokens = sampled - 1 if finish == "stop" and sampled else sampled
-        put(("finish", Finish(finish, Usage(counts["prompt"], completion_tokens))))
+        if given and not sampled:  # the prefix filled max_new_tokens: nothing was generated
+            finish, counts["prompt"] = "length", self.count_tokens(request.messages) + given
+        usage = Usage(counts["prompt"] - given, given + completion_tokens)
+        put(("finish", Finish(finish, usage)))
+
+    def _continuation(
+        self, llm: Any, messages: list[dict[str, str]], prefix: str, options: dict[str, Any]
+    ) -> tuple[Any, int]:
+        """The chunks of a continuation of ``prefix``, and how many tokens the prefix has.
+
+        The prompt ends inside the assistant's turn: the chat template applied to the
+        conversation with its generation prompt, then the prefix as it is, and the
+        model goes on from there (what HF transformers' ``continue_final_message`` and
+        vLLM do). The prefix's tokens count against max_new_tokens.
+        """
+        if self._formatter is None:
+            raise RpcAbort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "local engine: the model has no chat template, so an answer cannot be continued",
+            )
+        formatted = self._formatter(messages=messages)
+        add_bos = not formatted.added_special
+        head = llm.tokenize(formatted.prompt.encode(), add_bos=add_bos, special=True)
+        tokens = llm.tokenize((formatted.prompt + prefix).encode(), add_bos=add_bos, special=True)
+        given = len(tokens) - len(head)
+        room = options["max_tokens"] - given
+        if room <= 0:
+            return (), given
+        options = {**options, "max_tokens": room}
+        options.pop("response_format", None)  # a completion call takes a grammar instead
+        return llm.create_completion(prompt=tokens, stop=formatted.stop, **options), given
 
 
 def request_with_system(request: ChatRequest, system: str) -> ChatRequest:

@@ -60,6 +60,17 @@ class OpenAIEngine(ChatEngine):
     first model the upstream lists at ``/v1/models``. max_new_tokens becomes
     ``max_tokens`` (clamped to ``max_new_tokens``); top_k is sent only when
     set (OpenAI itself rejects it); usage is what the upstream reports.
+
+    A continuation (``ChatRequest.continue_final``) is sent as vLLM's
+    ``continue_final_message: true`` with ``add_generation_prompt: false``
+    (documented in vLLM's OpenAI-compatible server, "Extra Parameters for Chat
+    API"; llama.cpp's server accepts the same pair, and continues a final
+    assistant message by default), so the upstream streams only what follows the
+    prefix. With ``continue_answers`` off (an upstream that cannot, such as
+    OpenAI's own API) a continuation is FAILED_PRECONDITION: this server's
+    configuration cannot serve it, so trying it again here is pointless, while
+    the method itself is implemented (not UNIMPLEMENTED). The upstream counts
+    the prefix as prompt tokens: usage and max_tokens are its, not adjusted.
     """
 
     kind = "openai"
@@ -72,8 +83,10 @@ class OpenAIEngine(ChatEngine):
         model: str | None = None,
         timeout_s: float = 120.0,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        continue_answers: bool = True,
     ) -> None:
         self.base_url = base_url
+        self.continue_answers = continue_answers
         self._api_key = api_key
         self._model = model
         self.timeout_s = timeout_s
@@ -97,6 +110,7 @@ class OpenAIEngine(ChatEngine):
             model=config.openai_model,
             timeout_s=config.openai_timeout_s,
             max_new_tokens=config.max_new_tokens,
+            continue_answers=config.openai_continue,
         )
 
     @property
@@ -128,6 +142,12 @@ class OpenAIEngine(ChatEngine):
 
         if self._client is None:
             raise RpcAbort(grpc.StatusCode.UNAVAILABLE, "openai engine: not started")
+        if request.continue_final and not self.continue_answers:
+            raise RpcAbort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "openai engine: this server's upstream cannot continue an answer"
+                " (--no-openai-continue), so a resumed stream cannot go on here",
+            )
         model = self._model or request.model or await self._discover_model()
         body: dict[str, Any] = {
             "model": model,
@@ -144,6 +164,9 @@ class OpenAIEngine(ChatEngine):
             body["seed"] = request.seed
         if request.json_format:
             body["response_format"] = {"type": "json_object"}
+        if request.continue_final:  # the final assistant message is left open
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         usage: Usage | None = None
         finish = "stop"
         try:

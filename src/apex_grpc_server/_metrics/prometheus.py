@@ -22,7 +22,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from apex_grpc_server._metrics.recorder import ChatTimer, Metrics, QueueGauge, error_type
+from apex_grpc_server._metrics.recorder import (
+    ChatTimer,
+    EngineProcessGauge,
+    Metrics,
+    QueueGauge,
+    error_type,
+)
 
 if TYPE_CHECKING:
     from apex_grpc_server._engines import Usage
@@ -55,6 +61,7 @@ class PrometheusMetrics(Metrics):
         "_model_series",
         "_rpc_series",
         "_thread",
+        "continuations",
         "duration",
         "first_token",
         "host",
@@ -63,6 +70,7 @@ class PrometheusMetrics(Metrics):
         "port",
         "registry",
         "rpc_duration",
+        "store",
         "tokens",
     )
 
@@ -123,6 +131,21 @@ class PrometheusMetrics(Metrics):
             (*MODEL_LABELS, "gen_ai_token_type"),
             registry=registry,
         )
+        self.continuations = Counter(
+            "apex_server_continuations",
+            "Chat completions that continued an answer begun elsewhere (x-apex-continue: a"
+            " client resuming a stream cut by a lost replica, connection or drain).",
+            MODEL_LABELS,
+            registry=registry,
+        )
+
+        self.store = Gauge(
+            "apex_server_store_up",
+            "1 while the database (SQLite or PostgreSQL) answers the server's ping, 0 while it"
+            " cannot be reached (its calls are answered UNAVAILABLE meanwhile); the health"
+            " service apex.v1.store says the same.",
+            registry=registry,
+        )
 
     def start(self) -> int:
         """Serve /metrics on host:port (0: a free port); the bound port."""
@@ -169,9 +192,21 @@ class PrometheusMetrics(Metrics):
             series = self._model_series[model] = _ModelSeries(self, model)
         return _ChatTimer(series)
 
+    def store_up(self, up: bool) -> None:
+        """Set apex_server_store_up to 1 or 0."""
+        self.store.set(1 if up else 0)
+
+    def continuation(self, model: str) -> None:
+        """One more continued answer of ``model``."""
+        self.continuations.labels(OPERATION, model, model).inc()
+
     def watch_queue(self, queue: QueueGauge) -> None:
         """Report ``queue``'s waiting, running and refused calls whenever scraped."""
         self.registry.register(_QueueCollector(queue))
+
+    def watch_engine_process(self, engine: EngineProcessGauge) -> None:
+        """Report ``engine``'s process: up or not, restarts, crashes by reason (when scraped)."""
+        self.registry.register(_EngineProcessCollector(engine))
 
 
 class _ModelSeries:
@@ -237,3 +272,32 @@ class _QueueCollector(Collector):
             "Calls refused with RESOURCE_EXHAUSTED because the engine's queue was full.",
             queue.refused,
         )
+
+
+class _EngineProcessCollector(Collector):
+    """The engine process's state and its restart and crash counts, read at each scrape."""
+
+    def __init__(self, engine: EngineProcessGauge) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        yield GaugeMetricFamily(
+            "apex_server_engine_up",
+            "1 while the chat engine's process answers calls, 0 while it is down or restarting.",
+            int(engine.serving),
+        )
+        yield CounterMetricFamily(
+            "apex_server_engine_restarts",
+            "Chat engine processes started after the first (after crashes or failed starts).",
+            engine.restarts,
+        )
+        crashes = CounterMetricFamily(
+            "apex_server_engine_crashes",
+            "Chat engine processes that ended without being asked to, by reason: the signal"
+            " that killed them (SIGSEGV, SIGKILL, ...), exit_N, or start_failed.",
+            labels=("reason",),
+        )
+        for reason, count in sorted(engine.crashes.items()):
+            crashes.add_metric((reason,), count)
+        yield crashes

@@ -6,13 +6,15 @@ methods do nothing, so a call pays a few empty method calls and
 ``prometheus_client`` is never imported. With it, `prometheus.PrometheusMetrics`
 records into its own registry and serves it on ``http://HOST:PORT/metrics``. The
 hooks are `_rpc.call_scope` (every RPC), `_chat.completions.ChatCompletions` (chat
-completions, their first and later chunks, token usage) and the engine's
-`_chat.queue.EngineQueue` (read when scraped).
+completions, their first and later chunks, token usage), the engine's
+`_chat.queue.EngineQueue` and its process (`_engines.process.ProcessEngine`), both
+read when scraped, and `_runtime.store_monitor.StoreMonitor` (the database's reachability).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -44,6 +46,23 @@ class QueueGauge(Protocol):
     @property
     def refused(self) -> int:
         """Calls refused so far because the queue was full."""
+
+
+class EngineProcessGauge(Protocol):
+    """What the metrics read of an engine's process when scraped (`_engines.process.ProcessEngine`
+    has it); a protocol for the reason `QueueGauge` is one."""
+
+    @property
+    def serving(self) -> bool:
+        """Whether the engine's process answers calls now."""
+
+    @property
+    def restarts(self) -> int:
+        """Engine processes started after the first."""
+
+    @property
+    def crashes(self) -> Mapping[str, int]:
+        """Engine processes that ended unasked, by reason."""
 
 
 class ChatTimer:
@@ -101,8 +120,17 @@ class Metrics:
         """Time one chat completion answered by ``model``."""
         return NO_TIMER
 
+    def continuation(self, model: str) -> None:
+        """A chat completion continues an answer begun elsewhere (``x-apex-continue``)."""
+
     def watch_queue(self, queue: QueueGauge) -> None:
         """Report the engine queue's depth and refusals (read when scraped)."""
+
+    def store_up(self, up: bool) -> None:
+        """The database answered the server's ping (True) or could not be reached (False)."""
+
+    def watch_engine_process(self, engine: EngineProcessGauge) -> None:
+        """Report whether the engine's process is up, its restarts and crashes (when scraped)."""
 
 
 NO_METRICS = Metrics()

@@ -22,7 +22,7 @@ from apex_grpc_server._search.index import SearchHit, SearchIndex, SearchTimeout
 from apex_grpc_server._status import RpcAbort
 from apex_grpc_server._store import ClaimedJob, JobRow, Storage, default_title
 from apex_grpc_server._store.idempotency_keys import KeyRecord
-from apex_grpc_server._store.interface import Check
+from apex_grpc_server._store.interface import Check, StoreUnavailable
 from apex_grpc_server._store.rows import now_us
 from apex_grpc_server._wire.fault_injection import Knobs
 from apex_grpc_server._wire.reply_limits import (
@@ -102,6 +102,7 @@ class ResearchJobs:
         self._poll_s = poll_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
+        self._claim_failing = False  # the last claim failed for want of a store
         self._loop_task: asyncio.Task[None] | None = None
         # The chat and test knobs of jobs submitted here (a job taken over from
         # another replica is rebuilt from its stored request, without knobs).
@@ -160,6 +161,14 @@ class ResearchJobs:
             if free > 0:
                 try:
                     claimed = await self._store.jobs.claim(self.owner, self._lease_s, free)
+                    self._claim_failing = False
+                except StoreUnavailable as error:
+                    # The store's own health service and metric report the outage; one
+                    # line here when it starts, not a traceback every poll.
+                    if not self._claim_failing:
+                        logger.warning("cannot claim deep-research jobs: %s; retrying", error)
+                    self._claim_failing = True
+                    claimed = []
                 except Exception:
                     logger.exception("claiming deep-research jobs failed; retrying")
                     claimed = []

@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -25,9 +25,32 @@ from apex_grpc_server._logging import log_call, logger
 from apex_grpc_server._metrics.recorder import NO_METRICS, Metrics
 from apex_grpc_server._rpc.api_keys import Authenticator
 from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
+from apex_grpc_server._store.interface import ConnectionLost, StoreBusy, StoreUnavailable
 from apex_grpc_server._wire.fault_injection import FailureCounter, Knobs, has_knobs, parse_knobs
+from apex_grpc_server._wire.validation import CONTINUE_KEY
 
-Context = grpc.aio.ServicerContext[Any, Any]
+
+class Context(Protocol):
+    """What the plumbing uses of a call's context: grpc.aio's, or the HTTP face's (`_http`)."""
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]] | None:
+        """The call's metadata (HTTP: its headers)."""
+
+    async def send_initial_metadata(self, initial_metadata: MetadataPairs) -> None:
+        """Send the response's headers now."""
+
+    def set_trailing_metadata(self, trailing_metadata: MetadataPairs) -> None:
+        """The metadata sent with the call's status."""
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: MetadataPairs = ()
+    ) -> NoReturn:
+        """End the call with `code` (raises)."""
+
+    def peer(self) -> str:
+        """Who called, for the log line."""
+
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -37,6 +60,13 @@ ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 SERVICE = "apex.v1.ApexService"
 SHUTTING_DOWN = (
     "the server is shutting down and did not start this call; retry it on another replica"
+)
+HANDOVER_S = 0.25
+"""Seconds a stopping server gives the streams it ends at the end of its grace period
+(`CallPolicy.hand_over`) to send their UNAVAILABLE, before grpc cancels every call left."""
+HANDED_OVER = (
+    "the server is shutting down and its grace period ended before this stream did;"
+    " a client resumes the answer on another replica"
 )
 
 
@@ -71,6 +101,26 @@ class CallPolicy:
         """False while the server shuts down: new calls are answered UNAVAILABLE, unstarted."""
         self.turned_away = 0
         """Calls answered UNAVAILABLE because the server no longer accepted calls."""
+        self.streams: set[asyncio.Task[Any]] = set()
+        """The tasks of the streams in flight (what `hand_over` ends)."""
+        self.handing_over = False
+
+    def hand_over(self) -> int:
+        """End every stream still in flight with UNAVAILABLE (HANDED_OVER); returns how many.
+
+        What a stopping server does when its grace period ends: a stream's task is
+        cancelled, and `_serve_stream` turns that cancel into the explicit status, which
+        a client resumes on another replica (grpc's own end of a call at the same moment
+        is an UNAVAILABLE with no reason given, or none at all for a call it never saw
+        end).
+        """
+        self.handing_over = True
+        streams = list(self.streams)
+        for task in streams:
+            task.cancel()
+        if streams:
+            logger.info("grace period over: %d streams handed over (UNAVAILABLE)", len(streams))
+        return len(streams)
 
     def admit(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
         """The caller's user id, from the call's metadata alone, before its body is read.
@@ -108,6 +158,8 @@ class CallPolicy:
         echo_trailing = metadata.get(ECHO_TRAILING)
         if echo_trailing is not None:
             trailing.append((ECHO_TRAILING, echo_trailing))
+        if streaming and metadata.get(CONTINUE_KEY) == "1":  # "I continue answers"
+            initial.append((CONTINUE_KEY, "1"))
         if streaming or echo_initial is not None:
             await context.send_initial_metadata(initial)
         call = CallContext(context, user_id, request_id, metadata, None, trailing)
@@ -153,9 +205,11 @@ class _CallScope:
 
     ``async with _CallScope(...) as call:`` opens the call (initial metadata,
     authentication, knobs); leaving the block maps the outcome to a status:
-    RpcAbort to its code, cancellation to CANCELLED, anything unexpected to
-    INTERNAL (logged with its traceback); then it logs the call and reports it
-    to the server's metrics.
+    RpcAbort to its code, cancellation to CANCELLED, a database that cannot
+    be reached (StoreUnavailable) to UNAVAILABLE and a busy one (StoreBusy) to
+    RESOURCE_EXHAUSTED with a retry hint, both retried by clients; anything
+    unexpected to INTERNAL (logged with its traceback); then it logs the call
+    and reports it to the server's metrics.
     """
 
     __slots__ = ("call", "code", "context", "method", "peer", "policy", "request_id", "started")
@@ -196,6 +250,11 @@ class _CallScope:
                 self.code = "CANCELLED"
             elif isinstance(error, grpc.aio.AbortError):  # pragma: no cover - RpcAbort instead
                 self.code = "ABORTED_BY_HANDLER"
+            elif isinstance(error, StoreUnavailable):
+                abort = _store_abort(error)
+                self.code = abort.code.name
+                logger.warning("%s: %s (request_id=%s)", self.method, error, self.request_id)
+                await _abort(self.context, self.call, self.request_id, abort)
             elif isinstance(error, Exception):
                 self.code = "INTERNAL"
                 await _abort(self.context, self.call, self.request_id, self._internal(error))
@@ -216,6 +275,17 @@ class _CallScope:
         )
 
 
+def _store_abort(error: StoreUnavailable) -> RpcAbort:
+    """The retryable status of a database that is busy or cannot be reached."""
+    if isinstance(error, StoreBusy):
+        return RpcAbort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{error}; retry in {error.retry_after_ms} ms",
+            ((PUSHBACK, str(error.retry_after_ms)),),
+        )
+    return RpcAbort(grpc.StatusCode.UNAVAILABLE, f"{error}; retry the call")
+
+
 MAX_DECODE_ERROR = 200
 """Characters of protobuf's own parse error kept in an INVALID_ARGUMENT message."""
 
@@ -226,11 +296,23 @@ def request_class(method_name: str) -> type[Message]:
     return message_factory.GetMessageClass(method.input_type)
 
 
+class JsonBody(bytes):
+    """A request body in protobuf's JSON form (the HTTP face's Connect JSON), not its binary."""
+
+    __slots__ = ()
+
+
 def parse(request_type: type[Req], raw: bytes) -> Req:
-    """The request in `raw`; a body that is not one is the caller's INVALID_ARGUMENT."""
+    """The request in `raw`; a body that is not one is the caller's INVALID_ARGUMENT.
+
+    A `JsonBody` is read as protobuf JSON, refusing fields the message does not
+    have (a misspelt field is the caller's mistake, not something to ignore).
+    """
     try:
+        if isinstance(raw, JsonBody):
+            return json_format.Parse(raw, request_type())  # type: ignore[type-var]
         return request_type.FromString(raw)  # type: ignore[attr-defined,no-any-return]
-    except DecodeError as error:
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as error:
         reason = str(error)[:MAX_DECODE_ERROR] or "malformed protobuf"
         name = request_type.DESCRIPTOR.full_name  # type: ignore[attr-defined]
         raise RpcAbort(
@@ -276,13 +358,23 @@ async def _serve_unary(
     context: Context,
     user_id: str,
 ) -> Resp:
-    """One unary call of `fn`: open it, parse its request, fail it if a knob says so, run it."""
+    """One unary call of `fn`: open it, parse its request, fail it if a knob says so, run it.
+
+    A call whose database connection broke under it (ConnectionLost) is run
+    once more, on a fresh connection: a read is safe to repeat, and a write
+    raises it only when its idempotency key makes the repeat replay the first
+    attempt if that one committed (`_idempotency.once`).
+    """
     async with _CallScope(servicer.policy, context, method) as scope:
         call = await scope.open(user_id, streaming=False)
         request = parse(request_type, raw)
         injected = _failure_abort(call)
         if injected is not None:
             raise injected
+        try:
+            return await fn(servicer, request, call)
+        except ConnectionLost as lost:
+            logger.info("%s: %s; running it again (request_id=%s)", method, lost, scope.request_id)
         return await fn(servicer, request, call)
 
 
@@ -314,20 +406,36 @@ async def _serve_stream(
     context: Context,
     user_id: str,
 ) -> AsyncGenerator[Resp, None]:
-    """One server-streaming call of `fn` (as `_serve_unary`), its messages passed on."""
-    async with _CallScope(servicer.policy, context, method) as scope:
-        call = await scope.open(user_id, streaming=True)
-        request = parse(request_type, raw)
-        injected = _failure_abort(call)
-        fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
-        if injected is not None and fail_after == 0:
-            raise injected
-        sent = 0
-        async with contextlib.aclosing(fn(servicer, request, call)) as messages:
-            async for message in messages:
-                yield message
-                sent += 1
-                if injected is not None and sent >= fail_after:
+    """One server-streaming call of `fn` (as `_serve_unary`), its messages passed on.
+
+    Its task is in ``policy.streams`` while it runs, for `CallPolicy.hand_over`.
+    """
+    policy = servicer.policy
+    task = asyncio.current_task()
+    if task is not None:
+        policy.streams.add(task)
+    try:
+        async with _CallScope(policy, context, method) as scope:
+            try:
+                call = await scope.open(user_id, streaming=True)
+                request = parse(request_type, raw)
+                injected = _failure_abort(call)
+                fail_after = call.knobs.failure.after if call.knobs and call.knobs.failure else 0
+                if injected is not None and fail_after == 0:
                     raise injected
-        if injected is not None:
-            raise injected
+                sent = 0
+                async with contextlib.aclosing(fn(servicer, request, call)) as messages:
+                    async for message in messages:
+                        yield message
+                        sent += 1
+                        if injected is not None and sent >= fail_after:
+                            raise injected
+                if injected is not None:
+                    raise injected
+            except asyncio.CancelledError:
+                if not policy.handing_over:
+                    raise
+                raise RpcAbort(grpc.StatusCode.UNAVAILABLE, HANDED_OVER) from None
+    finally:
+        if task is not None:
+            policy.streams.discard(task)

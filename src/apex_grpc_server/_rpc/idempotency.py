@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from apex_grpc_server._rpc.call_scope import CallContext
 from apex_grpc_server._status import invalid_argument, shown
-from apex_grpc_server._store import Storage
+from apex_grpc_server._store import ConnectionLost, Storage, StoreUnavailable
 from apex_grpc_server._store.idempotency_keys import KeyRecord, KeyTaken, Remembered
 
 HEADER = "idempotency-key"
@@ -67,10 +67,21 @@ async def once(
 
     ``write`` does the whole call's work (engine included) and hands the key
     to its one store write; ``reply`` builds the answer from the write's result.
+
+    A write whose database connection broke (ConnectionLost) may have
+    committed: with a key, the call may run again (the key is looked up first,
+    so a committed write replays); without one, it must not, and the call ends
+    UNAVAILABLE as a plain StoreUnavailable (the caller decides, knowing its
+    write may have happened).
     """
     key = key_of(call.metadata)
     if key is None:
-        return reply(await write(None))
+        try:
+            return reply(await write(None))
+        except ConnectionLost as lost:
+            raise StoreUnavailable(
+                f"{lost}: this write may have been stored; send an {HEADER} to retry it safely"
+            ) from None
     method = reply_type.DESCRIPTOR.name.removesuffix("Response")
     digest = fingerprint(request)
     first = await store.keys.get(call.user_id, key)

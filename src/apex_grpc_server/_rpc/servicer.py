@@ -62,14 +62,15 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
     async def ChatCompletion(
         self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> pb.ChatCompletionResponse:
+        chat = validate.chat(request, continue_final=validate.continuing(call.metadata))
         call.trailing.extend(self.completions.context_metadata())
-        return await self.completions.complete(validate.chat(request), call.knobs)
+        return await self.completions.complete(chat, call.knobs)
 
     @server_stream
     async def ChatCompletionStream(
         self, request: pb.ChatCompletionRequest, call: CallContext
     ) -> AsyncGenerator[pb.ChatCompletionChunkResponse, None]:
-        chat = validate.chat(request)
+        chat = validate.chat(request, continue_final=validate.continuing(call.metadata))
         call.trailing.extend(self.completions.context_metadata())
         async for chunk in self.completions.stream(chat, call.knobs):
             yield chunk
@@ -316,7 +317,9 @@ class ApexServicer(pb_grpc.ApexServiceServicer):
         self, request: pb.UpdateCompletionAttributesRequest, call: CallContext
     ) -> pb.UpdateCompletionAttributesResponse:
         completion_id = validate.identifier("completion_id", request.completion_id)
-        text = request.completion_text if request.HasField("completion_text") else None
+        text = None
+        if request.HasField("completion_text"):
+            text = validate.text("completion_text", request.completion_text)
         prompt = None
         if request.HasField("user_prompt_text"):
             prompt = validate.prompt("user_prompt_text", request.user_prompt_text)

@@ -1,10 +1,13 @@
 """The server's life: start, serve, drain, stop.
 
 - ``server.py``: `serve` / `run_server` / `RunningServer`: opens the store, the search
-  index and the engine, starts the gRPC server (health, reflection), and on SIGTERM
-  drains (health NOT_SERVING, the drain delay, the grace period) and stops.
+  index and the engine, starts the gRPC server (health, reflection) and the HTTP face
+  (``_http``), and on SIGTERM drains (health NOT_SERVING, the drain delay, the grace
+  period) and stops.
 - ``startup.py``: the checks done before anything touches the disk (the port, the keys).
-- ``health.py``: the gRPC health service and its watchers.
+- ``addresses.py``: where the gRPC server binds and what its clients dial.
+- ``health.py``: the gRPC health service and its watchers; the chat engine's own health
+  (``apex.v1.ApexService/chat``, NOT_SERVING while its process restarts).
 - ``datalock.py``: one server per data folder (an advisory file lock).
 
 A drain or shutdown change goes here; what one call does goes in ``_rpc``.

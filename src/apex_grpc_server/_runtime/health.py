@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from grpc_health.v1 import health
+from grpc_health.v1 import health, health_pb2
+
+CHAT_HEALTH = "apex.v1.ApexService/chat"
+"""The chat engine's health service name: NOT_SERVING while its process restarts, while the
+rest of the service (stored chats, search, deep-research reads) answers on under "" and
+apex.v1.ApexService."""
 
 
 class DrainingHealth(health.aio.HealthServicer):  # type: ignore[misc]
@@ -31,6 +36,15 @@ class DrainingHealth(health.aio.HealthServicer):  # type: ignore[misc]
         finally:
             watch.cancel()
             closed.cancel()
+
+    async def report_engine(self, serving: bool) -> None:
+        """Set CHAT_HEALTH; "" stays as it is.
+
+        A replica whose engine restarts still serves stored chats, search and
+        deep-research reads; failing "" would take those out of rotation too.
+        """
+        status = health_pb2.HealthCheckResponse
+        await self.set(CHAT_HEALTH, status.SERVING if serving else status.NOT_SERVING)
 
     def close_watches(self) -> None:
         """End every Watch stream, now and from now on."""

@@ -12,24 +12,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from apex_grpc_server._chat.completions import ChatCompletions
 from apex_grpc_server._config import ServerConfig
 from apex_grpc_server._engines import ChatEngine, create_engine
+from apex_grpc_server._engines.process import ProcessEngine
+from apex_grpc_server._http import bind_http, start_http
 from apex_grpc_server._metrics import create_metrics
 from apex_grpc_server._metrics.recorder import Metrics
 from apex_grpc_server._research.jobs import ResearchJobs
 from apex_grpc_server._rpc.api_keys import Authenticator
-from apex_grpc_server._rpc.call_scope import SERVICE, CallPolicy
+from apex_grpc_server._rpc.call_scope import HANDOVER_S, SERVICE, CallPolicy
 from apex_grpc_server._rpc.routes import ApexRoutes
 from apex_grpc_server._rpc.servicer import ApexServicer
+from apex_grpc_server._runtime.addresses import bind_address
 from apex_grpc_server._runtime.datalock import DataDirectoryLock
+from apex_grpc_server._runtime.drain import turn_away_new_calls
+from apex_grpc_server._runtime.shutdown import EXIT_MARGIN_S, exit_watchdog
+from apex_grpc_server._runtime.store_monitor import StoreMonitor
 from apex_grpc_server._search.documents import default_corpus
 from apex_grpc_server._search.index import SearchIndex
 from apex_grpc_server._store import Storage, open_store
+
+if TYPE_CHECKING:  # the HTTP face is loaded only with http_port
+    from apex_grpc_server._http.server import HttpFace
 
 logger = logging.getLogger("apex_grpc_server")
 
@@ -47,6 +56,8 @@ class ServerInfo:
     config: ServerConfig
     metrics_port: int | None = None
     """The bound port of http://HOST:PORT/metrics (None: metrics are off)."""
+    http_port: int | None = None
+    """The bound port of the HTTP face (None: off)."""
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -83,20 +94,6 @@ def metrics_url(config: ServerConfig, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
 
-def _bind_address(config: ServerConfig) -> tuple[str, str]:
-    """(address to bind, target for clients)."""
-    if config.unix_socket:
-        path = str(Path(config.unix_socket).expanduser().absolute())
-        return f"unix:{path}", f"unix:{path}"
-    host = config.host
-    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    if ":" in host:
-        host = f"[{host}]"
-    if ":" in connect:
-        connect = f"[{connect}]"
-    return f"{host}:{config.port}", connect
-
-
 class ApexServer:
     """One server's parts and lifecycle, on the running event loop."""
 
@@ -107,11 +104,13 @@ class ApexServer:
         self._index: SearchIndex | None = None
         self._store: Storage | None = None
         self._research: ResearchJobs | None = None
+        self._monitor: StoreMonitor | None = None
         self._health: Any = None
         self._policy: CallPolicy | None = None
         self._lock: DataDirectoryLock | None = None
         self._metrics: Metrics | None = None
         self._metrics_port: int | None = None
+        self._http: HttpFace | None = None
         self.info: ServerInfo | None = None
 
     @property
@@ -140,7 +139,7 @@ class ApexServer:
         )
         server = grpc.aio.server(options=server_options(config), compression=compression)
         self._server = server
-        address, target = _bind_address(config)
+        address, target = bind_address(config)
         if config.tls_cert and config.tls_key:
             key, cert = await asyncio.to_thread(_read_pair, config.tls_key, config.tls_cert)
             credentials = grpc.ssl_server_credentials([(key, cert)])
@@ -151,17 +150,24 @@ class ApexServer:
             port = 0
         else:
             target = f"{target}:{port}"
+        http_socket = bind_http(config)  # None without http_port
         routes = await self.open_service()
         assert self._research is not None  # opened just now
         assert self._engine is not None
         server.add_generic_rpc_handlers((routes,))
         self._health = _add_health_and_reflection(server)
         await server.start()
+        self._http = await start_http(config, routes, http_socket, self._health)
         self._research.start()
         if self._health is not None:
             await _set_serving(self._health, serving=True)
+            await self._health.report_engine(serving=self._engine.serving)
+            self._engine.watch_serving(self._health.report_engine)
+        assert self._monitor is not None
+        await self._monitor.start(self._health)
         metrics_port = self._metrics_port
-        self.info = ServerInfo(port=port, target=target, config=config, metrics_port=metrics_port)
+        http_port = self._http.port if self._http else None
+        self.info = ServerInfo(port, target, config, metrics_port, http_port)
         if config.allow_any_key:
             logger.warning("development mode: any non-empty API key is accepted")
         logger.info(
@@ -191,9 +197,12 @@ class ApexServer:
         self._lock.acquire()  # before anything in it is opened
         # The database first: an unreachable one fails before the engine and index load.
         assert config.database is not None  # validate() refuses a URL that does not parse
-        self._store = await open_store(config.database)
+        self._store = await open_store(config.database, wait_s=config.store_wait_s)
+        self._monitor = StoreMonitor(self._store, metrics, timeout_s=config.store_wait_s)
         self._engine = create_engine(config)
         await self._engine.start()
+        if isinstance(self._engine, ProcessEngine):
+            metrics.watch_engine_process(self._engine)
         self._index = await asyncio.to_thread(SearchIndex, config.data_dir / INDEX_FILE)
         if config.default_corpus and await self._index.document_count() == 0:
             stats = await self._index.upsert(default_corpus())
@@ -235,9 +244,12 @@ class ApexServer:
            everything, so calls already on their way are answered, not dropped.
         3. Then new calls are answered UNAVAILABLE without being started (a client
            retries them on another replica), until none arrived for a moment.
-        4. Then the server stops accepting (GOAWAY) and calls in flight get ``grace``
-           seconds (default: the config's); it stops as soon as they are done (health
-           watches, which never end by themselves, are ended first).
+        4. Then the server stops accepting (GOAWAY) and calls in flight get what is left
+           of ``grace`` seconds (default: the config's; step 3 spends at most half of
+           it); it stops as soon as they are done (health watches, which never end by
+           themselves, are ended first).
+        5. Streams still answering then end UNAVAILABLE (`CallPolicy.hand_over`): a client
+           resumes them elsewhere; grpc cancels what is left HANDOVER_S later.
         """
         if self._server is None and self._lock is None:
             return  # stopped already
@@ -251,18 +263,28 @@ class ApexServer:
                 logger.info("draining: NOT_SERVING, still serving for %.1f s", drain_delay)
                 await asyncio.sleep(drain_delay)
             if grace > 0:  # stop(0) stops at once: calls in flight are cancelled anyway
-                await _turn_away_new_calls(self._policy)
+                grace -= await turn_away_new_calls(self._policy, grace)
             if self._health is not None:
                 self._health.close_watches()  # or they would hold the server for `grace`
-            await self._server.stop(grace)
+            # stop(0): grpc cancels every call at once; nothing is left to hand over.
+            handover = asyncio.get_running_loop().call_later(grace, self._policy.hand_over)
+            http = self._http.stop(grace) if self._http else asyncio.sleep(0)
+            await asyncio.gather(self._server.stop(grace + HANDOVER_S if grace > 0 else 0), http)
+            handover.cancel()
             self._server = None
         await self._close_parts()
         logger.info("server stopped")
 
     async def _close_parts(self) -> None:
+        if self._http is not None:
+            await self._http.stop(0)
+            self._http = None
         if self._server is not None:
             await self._server.stop(None)
             self._server = None
+        if self._monitor is not None:
+            await self._monitor.close()
+            self._monitor = None
         if self._research is not None:
             await self._research.close()
             self._research = None
@@ -282,30 +304,6 @@ class ApexServer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-SETTLE_S = 0.2
-"""How long no new call may arrive before a stopping server closes its connections (long
-enough for a server starved of CPU to have taken in what reached it)."""
-SETTLE_MAX_S = 2.0
-"""The longest a stopping server keeps answering new calls UNAVAILABLE before it closes."""
-
-
-async def _turn_away_new_calls(policy: CallPolicy) -> None:
-    """Answer new calls UNAVAILABLE (unstarted) until none has arrived for SETTLE_S.
-
-    grpc's server cancels the calls it has received but not yet handed to a
-    handler when it stops (the client sees CANCELLED, which it cannot safely
-    retry). While calls still arrive, they are taken in and turned away with a
-    retryable status instead; only then are the connections closed.
-    """
-    policy.accepting = False
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + SETTLE_MAX_S
-    seen = -1
-    while policy.turned_away != seen and loop.time() < give_up:
-        seen = policy.turned_away
-        await asyncio.sleep(SETTLE_S)
 
 
 def _read_pair(key: str, cert: str) -> tuple[bytes, bytes]:
@@ -354,13 +352,16 @@ async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | N
 
     SIGTERM (what Kubernetes and process managers send) drains first
     (`ApexServer.stop`); SIGINT (Ctrl-C at a terminal) skips the drain delay.
-    ``ready`` is called once the server is serving, with where it listens.
+    ``ready`` is called once the server is serving, with where it listens. A
+    stop still running drain + grace + EXIT_MARGIN_S after the signal ends the
+    process (`shutdown.exit_watchdog`): the time the docs tell Kubernetes to allow.
     """
     server = ApexServer(config)
     info = await server.start()
     received: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     installed = []
+    watchdog = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(signum, received.put_nowait, signum)
@@ -378,6 +379,7 @@ async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | N
             drain,
             config.grace_period_s,
         )
+        watchdog = exit_watchdog(drain + config.grace_period_s + EXIT_MARGIN_S)
         stopping = asyncio.ensure_future(server.stop(drain_delay=drain))
         second = asyncio.ensure_future(received.get())
         await asyncio.wait([stopping, second], return_when=asyncio.FIRST_COMPLETED)
@@ -391,6 +393,8 @@ async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | N
         for signum in installed:
             loop.remove_signal_handler(signum)
         await server.stop(0, drain_delay=0)  # after an error or a second signal: at once
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 class RunningServer:
@@ -429,6 +433,12 @@ class RunningServer:
         """The bound port of the /metrics endpoint (None: ``metrics_port`` was not set)."""
         assert self._info is not None
         return self._info.metrics_port
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound port of the HTTP face (None: ``http_port`` was not set)."""
+        assert self._info is not None
+        return self._info.http_port
 
     @property
     def target(self) -> str:

@@ -76,11 +76,13 @@ def client_exports(info: ServerInfo, keys_on_command_line: Sequence[str]) -> str
         key = "dev-key  # --allow-any-key: any non-empty key is accepted"
     else:
         key = "'<one of the keys this server accepts>'"
-    return "\n".join(
-        [
-            f"# apex-grpc serve is ready on {info.target}. In another shell:",
-            f"export MACROCOSMOS_BASE_URL={shlex.quote(base_url)}",
-            f"export MACROCOSMOS_USE_HTTPS={'true' if secure else 'false'}",
-            f"export APEX_API_KEY={key}",
-        ]
-    )
+    lines = [
+        f"# apex-grpc serve is ready on {info.target}. In another shell:",
+        f"export MACROCOSMOS_BASE_URL={shlex.quote(base_url)}",
+        f"export MACROCOSMOS_USE_HTTPS={'true' if secure else 'false'}",
+        f"export APEX_API_KEY={key}",
+    ]
+    if info.http_port is not None:
+        host = info.target.rsplit(":", 1)[0]
+        lines.append(f"# over HTTP (Connect, gRPC-Web, curl): http://{host}:{info.http_port}")
+    return "\n".join(lines)

@@ -14,10 +14,14 @@ the completions in them), ``store.completions`` (completions by id) and
 from __future__ import annotations
 
 from apex_grpc_server._store.interface import (
+    DEFAULT_WAIT_S,
     ChatStore,
     CompletionStore,
+    ConnectionLost,
     JobStore,
     Storage,
+    StoreBusy,
+    StoreUnavailable,
 )
 from apex_grpc_server._store.rows import (
     DEEP_RESEARCH_KEY,
@@ -33,8 +37,11 @@ from apex_grpc_server._store.rows import (
 from apex_grpc_server._store.url import DatabaseTarget
 
 
-async def open_store(target: DatabaseTarget) -> Storage:
-    """Open (and migrate) the database ``target`` names (``ServerConfig.database``)."""
+async def open_store(target: DatabaseTarget, *, wait_s: float = DEFAULT_WAIT_S) -> Storage:
+    """Open (and migrate) the database ``target`` names (``ServerConfig.database``).
+
+    `wait_s`: the longest a PostgreSQL operation waits for a pooled connection or a lock.
+    """
     if target.kind == "sqlite":
         from apex_grpc_server._store.sqlite.store import SqliteStore
 
@@ -43,22 +50,26 @@ async def open_store(target: DatabaseTarget) -> Storage:
     from apex_grpc_server._store.postgres.store import PostgresStore
 
     assert target.url is not None
-    return await PostgresStore.open(target.url)
+    return await PostgresStore.open(target.url, wait_s=wait_s)
 
 
 __all__ = [
     "DEEP_RESEARCH_KEY",
+    "DEFAULT_WAIT_S",
     "SCHEMA_VERSION",
     "ChatRow",
     "ChatStore",
     "ClaimedJob",
     "CompletionRow",
     "CompletionStore",
+    "ConnectionLost",
     "JobRow",
     "JobStore",
     "Listings",
     "NewCompletion",
     "Storage",
+    "StoreBusy",
+    "StoreUnavailable",
     "default_title",
     "open_store",
 ]

@@ -26,6 +26,39 @@ from apex_grpc_server._store.rows import (
     NewCompletion,
 )
 
+DEFAULT_WAIT_S = 2.0
+"""``ServerConfig.store_wait_s``'s default: a call refused by a busy or unreachable database
+hears so in seconds (UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry hint; clients retry
+both), and a restart of PostgreSQL (well under a second) fits in one wait."""
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached now; the operation did nothing, and a retry may succeed.
+
+    The service answers it UNAVAILABLE (the client retries that), and it never
+    holds a password.
+    """
+
+
+class ConnectionLost(StoreUnavailable):
+    """The database connection broke during the operation: a write may or may not have committed.
+
+    A read, or a write whose idempotency key makes a repeat safe, is run once
+    more by the service on a fresh connection; an unkeyed write is not.
+    """
+
+
+class StoreBusy(StoreUnavailable):
+    """The database is reachable, but no connection (or a lock) was free for the whole wait.
+
+    Answered RESOURCE_EXHAUSTED with ``grpc-retry-pushback-ms`` of ``retry_after_ms``.
+    """
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
 Check = Callable[[Listings], None]
 """Sees the listings a write changes as the write would leave them; raising undoes the write.
 
@@ -230,6 +263,10 @@ class Storage(Protocol):
     @property
     def keys(self) -> KeyStore:
         """Idempotency keys of writes."""
+        ...
+
+    async def ping(self, timeout_s: float) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query within `timeout_s`."""
         ...
 
     async def close(self) -> None:

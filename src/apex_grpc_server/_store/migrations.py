@@ -32,6 +32,17 @@ USER_IDS_SCHEME = (
 """Migration 4 in both backends: a database that already holds rows keeps its old user ids."""
 
 
+SEARCH_PREFIX_CHARS = 65_536
+"""Migration 5 in both backends: search indexes the first this many characters of a prompt
+and of its answer; the texts are stored whole. PostgreSQL's tsvector cannot exceed 1 MB
+(a 1 MB prompt of distinct words failed the write); 2 x 64 Ki characters stay under it
+even in 4-byte characters, and SQLite's FTS5 index is cut at the same place so that search
+finds the same chats on both."""
+SEARCH_PREFIX_SUMMARY = (
+    f"search: index the first {SEARCH_PREFIX_CHARS} characters of a prompt and of its answer"
+)
+
+
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer apex-grpc than this one."""
 

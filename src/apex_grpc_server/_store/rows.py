@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The newest schema version of both backends (their migrations are numbered alike)."""
 DEEP_RESEARCH_KEY = "deep_researcher"
 """The metadata key that marks a stored completion as a deep-research entry."""

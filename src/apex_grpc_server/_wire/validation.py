@@ -1,9 +1,15 @@
-"""Request validation: every check raises INVALID_ARGUMENT with a message naming the field."""
+"""Request validation: every check raises INVALID_ARGUMENT with a message naming the field.
+
+Text a store may keep (prompts, messages, titles, chat and completion types,
+completion edits, ids and filters) must not hold NUL (``\\x00``): PostgreSQL's
+text cannot, and both stores refuse it alike rather than keep it in one and fail
+in the other (docs/server.md).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
@@ -46,7 +52,23 @@ class SearchCall:
     budget_s: float
 
 
-def chat(request: pb.ChatCompletionRequest) -> ChatCall:
+CONTINUE_KEY = "x-apex-continue"
+"""Request metadata "1": continue the final assistant message instead of starting a new turn
+(a client resuming a cut stream). A stream that has it gets it back in its initial metadata,
+so the client knows the server continues rather than starting the answer over."""
+
+
+def continuing(metadata: Mapping[str, str | bytes]) -> bool:
+    """Whether a call's metadata asks to continue the final assistant message."""
+    value = metadata.get(CONTINUE_KEY)
+    if value is None:
+        return False
+    if value not in ("1", b"1"):
+        raise invalid_argument(f"{CONTINUE_KEY}: must be 1 when given, got {shown(str(value))}")
+    return True
+
+
+def chat(request: pb.ChatCompletionRequest, *, continue_final: bool = False) -> ChatCall:
     """Validate a ChatCompletionRequest (also used by SubmitDeepResearcherJob).
 
     Proto3 zero values of plain fields mean "unset": top_p 0 means 1 (no
@@ -55,10 +77,17 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
     greedy decoding (temperature 0). uids, task, inference_mode, mixture,
     test_time_inference and stream are checked but do not change the answer
     (there are no miners here); model is advisory: responses name the model
-    that actually answered.
+    that actually answered. With `continue_final` (``x-apex-continue``) the
+    last message is the start of the answer: an assistant message after
+    at least one other, held to the same limits as any message.
     """
     if not request.messages:
         raise invalid_argument("messages: must not be empty")
+    if continue_final and (len(request.messages) < 2 or request.messages[-1].role != "assistant"):
+        raise invalid_argument(
+            f"messages: {CONTINUE_KEY} continues the answer begun in the final message, which"
+            " must be the assistant's, after the conversation it answers"
+        )
     if len(request.messages) > MAX_MESSAGES:
         raise invalid_argument(
             f"messages: at most {MAX_MESSAGES} messages, got {len(request.messages)}"
@@ -72,6 +101,7 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
             )
         if not message.content:
             raise invalid_argument(f"messages[{index}].content: must not be empty")
+        _no_nul(f"messages[{index}].content", message.content)
         messages.append(Message(message.role, message.content))
     _uids(request.uids)
     for name in ("task", "model", "inference_mode"):
@@ -116,6 +146,7 @@ def chat(request: pb.ChatCompletionRequest) -> ChatCall:
             do_sample=do_sample,
             json_format=request.json_format,
             model=request.model or None,
+            continue_final=continue_final,
         ),
         timeout_s,
     )
@@ -146,6 +177,7 @@ def identifier(field: str, value: str) -> str:
     if not value:
         raise invalid_argument(f"{field}: must not be empty")
     _max_chars(field, value, MAX_ID_CHARS)
+    _no_nul(field, value)
     return value
 
 
@@ -164,12 +196,19 @@ def prompt(field: str, value: str) -> str:
     """A required prompt text."""
     if not value.strip():
         raise invalid_argument(f"{field}: must not be empty")
+    return text(field, value)
+
+
+def text(field: str, value: str) -> str:
+    """A text to store as it is (a completion's text may be empty): no NUL in it."""
+    _no_nul(field, value)
     return value
 
 
 def name(field: str, value: str, default: str) -> str:
     """A short optional name such as chat_type or completion_type."""
     _max_chars(field, value, MAX_NAME_CHARS)
+    _no_nul(field, value)
     return value or default
 
 
@@ -178,6 +217,7 @@ def title(field: str, value: str) -> str:
     if not value.strip():
         raise invalid_argument(f"{field}: must not be empty")
     _max_chars(field, value, MAX_TITLE_CHARS)
+    _no_nul(field, value)
     return value
 
 
@@ -186,6 +226,7 @@ def search_term(value: str) -> str:
     if not value.strip():
         raise invalid_argument("search_term: must not be empty")
     _max_chars("search_term", value, MAX_QUERY_CHARS)
+    _no_nul("search_term", value)
     return value
 
 
@@ -211,3 +252,11 @@ def _float_in_range(field: str, value: float, low: float, high: float) -> float:
 def _max_chars(field: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise invalid_argument(f"{field}: must be at most {limit} characters, got {len(value)}")
+
+
+def _no_nul(field: str, value: str) -> None:
+    at = value.find("\x00")
+    if at >= 0:
+        raise invalid_argument(
+            f"{field}: must not contain NUL characters (\\x00), found one at index {at}"
+        )

@@ -256,3 +256,25 @@ def test_the_async_batch_example_answers_every_call(queued_server, api_key) -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("20/20 completions in ")
+
+
+def test_a_greedy_answer_continues_from_its_prefix(llm, auth) -> None:
+    """The prompt ends inside the assistant's turn: greedy decoding goes on where the cut
+    left it (its next token is the uninterrupted answer's; later ones may differ, as the
+    repeat penalty counts only tokens sampled, not the prefix given), no role, no new turn,
+    and usage and max_new_tokens count the whole answer."""
+    request = ask(SEED_PROMPT, max_new_tokens=24)
+    request.sampling_parameters.do_sample = False
+    whole = list(llm.ChatCompletionStream(request, metadata=auth))
+    text = "".join(c.choices[0].delta.content for c in whole)
+    prefix = "".join(c.choices[0].delta.content for c in whole[:8])
+    continued = pb.ChatCompletionRequest()
+    continued.CopyFrom(request)
+    continued.messages.add(role="assistant", content=prefix)
+    call = llm.ChatCompletionStream(continued, metadata=(*auth, ("x-apex-continue", "1")))
+    rest = list(call)
+    assert rest[0].choices[0].delta.content == whole[8].choices[0].delta.content
+    assert not "".join(c.choices[0].delta.content for c in rest).startswith(text[:12])
+    assert not any(c.choices[0].delta.role for c in rest)
+    assert rest[-1].usage == whole[-1].usage  # 24 tokens in all, the prefix's among them
+    assert rest[-1].choices[0].finish_reason == whole[-1].choices[0].finish_reason == "length"

@@ -47,6 +47,12 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
         prompt = body["messages"][-1]["content"]
+        words = ANSWER
+        if body.get("continue_final_message"):  # as vLLM: only what follows the prefix
+            prompt = body["messages"][-2]["content"]
+            prefix = body["messages"][-1]["content"]
+            done = next(i for i in range(len(ANSWER) + 1) if "".join(ANSWER[:i]) == prefix)
+            words = ANSWER[done:]
         if prompt.startswith("error:"):
             status = int(prompt.split(":")[1])
             self._json(status, {"error": {"message": f"fake {status}"}}, {"retry-after": "2"})
@@ -64,7 +70,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         base = {"id": "cmpl-1", "object": "chat.completion.chunk", "model": body["model"]}
         self.wfile.write(b": keep-alive\n\n")
         event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for word in ANSWER:
+        for word in words:
             event({**base, "choices": [{"index": 0, "delta": {"content": word}}]})
             if prompt == "midstream-error":
                 event({"error": {"message": "model crashed"}})
@@ -203,3 +209,47 @@ def test_unreachable_upstream_is_unavailable(start_server, connect, auth) -> Non
         stub.ChatCompletion(ask("hi"), metadata=auth)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert caught.value.details().startswith("upstream unreachable: ConnectError")
+
+
+def test_a_continuation_asks_the_upstream_to_continue_the_final_message(apex, auth) -> None:
+    request = ask("hi")
+    request.messages.add(role="assistant", content="Hello from")
+    call = apex.ChatCompletionStream(request, metadata=(*auth, ("x-apex-continue", "1")))
+    chunks = list(call)
+    assert ("x-apex-continue", "1") in call.initial_metadata()
+    assert [c.choices[0].delta.content for c in chunks] == [*ANSWER[2:], ""]
+    assert not any(c.choices[0].delta.role for c in chunks)
+    (sent,) = FakeOpenAI.requests
+    body = sent["body"]
+    assert (body["continue_final_message"], body["add_generation_prompt"]) == (True, False)
+    assert body["messages"][-1] == {"role": "assistant", "content": "Hello from"}
+    plain = list(apex.ChatCompletionStream(ask("hi"), metadata=auth))  # no marker: as before
+    assert "continue_final_message" not in FakeOpenAI.requests[-1]["body"]
+    assert "".join(c.choices[0].delta.content for c in plain) == "".join(ANSWER)
+
+
+def test_an_upstream_that_cannot_continue_refuses_a_resume_with_the_typed_error(
+    start_server, upstream, api_key
+) -> None:
+    """A stream cut mid-answer (the x-echo-fail-* knobs: UNAVAILABLE after two chunks)
+    resumes, and a server whose upstream cannot continue refuses: the client ends in
+    StreamInterruptedError naming the refusal and how far the answer got."""
+    import apex_grpc as mc
+
+    server = start_server(
+        engine="openai",
+        openai_base_url=upstream,
+        openai_model="fake-model",
+        openai_continue=False,
+        test_knobs=True,
+    )
+    cut = {"x-echo-fail-code": "UNAVAILABLE", "x-echo-fail-after": "2"}
+    with mc.ApexClient(api_key=api_key, base_url=server.target, secure=False) as client:
+        stream = client.chat.completions.create(
+            messages=[{"role": "user", "content": "hi"}], stream=True, metadata=cut
+        )
+        with pytest.raises(mc.StreamInterruptedError) as caught:
+            stream.text()
+    assert caught.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "upstream cannot continue an answer" in caught.value.details
+    assert "cut after 2 chunks (10 characters); resuming it failed" in str(caught.value)

@@ -260,3 +260,16 @@ def test_metrics_flags_environment_and_checks(monkeypatch, capsys) -> None:
     config = ServerConfig(metrics_port=70000, allow_any_key=True)
     with pytest.raises(ValueError, match=r"^metrics_port: must be in \[0, 65535\], got 70000$"):
         config.validate()
+
+
+def test_continued_answers_are_counted(metered, auth) -> None:
+    server, stub = metered()
+    list(stub.ChatCompletionStream(ask("fresh"), metadata=auth))
+    continuation = ask("streamed")
+    continuation.messages.add(role="assistant", content="streamed")
+    resume = (*auth, ("x-apex-continue", "1"))
+    rest = list(stub.ChatCompletionStream(continuation, metadata=resume))
+    assert "".join(c.choices[0].delta.content for c in rest) == "streamed" * 3
+    stub.ChatCompletion(continuation, metadata=resume)
+    samples = scrape(server.metrics_port)
+    assert value(samples, "apex_server_continuations_total", gen_ai_request_model="echo") == 2

@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server import ServerConfig
-from apex_grpc_server._runtime.server import SETTLE_S, server_options
+from apex_grpc_server._runtime.drain import SETTLE_S
+from apex_grpc_server._runtime.server import server_options
 
 pytestmark = pytest.mark.oldest
 

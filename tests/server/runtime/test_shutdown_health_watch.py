@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from apex_grpc_server._runtime.server import SETTLE_S
+from apex_grpc_server._runtime.drain import SETTLE_S
 
 pytestmark = pytest.mark.oldest
 

@@ -26,7 +26,7 @@ import pytest
 from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_proto.apex.v1 import apex_pb2_grpc as pb_grpc
 from apex_grpc_server._rpc.call_scope import SHUTTING_DOWN
-from apex_grpc_server._runtime.server import SETTLE_MAX_S, SETTLE_S
+from apex_grpc_server._runtime.drain import SETTLE_MAX_S, SETTLE_S
 
 pytestmark = pytest.mark.oldest
 

@@ -395,7 +395,7 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         )
     store = SqliteStore(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         chat = await store.chats.get("u1", "c1")
         assert chat is not None and chat.title == "kept"
         (claim,) = await store.jobs.claim("r", 30, 5)  # a job left running has no lease
@@ -404,7 +404,7 @@ async def test_a_version_1_database_migrates_forward_with_its_rows(tmp_path) -> 
         await store.close()
     again = SqliteStore(path)  # reopening applies nothing
     await again.close()
-    assert again.schema_version == 4
+    assert again.schema_version == 5
 
 
 async def test_every_write_of_a_completion_shows_its_check_the_listings_it_changes(

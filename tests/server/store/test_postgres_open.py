@@ -66,6 +66,7 @@ async def test_a_store_opens_its_pool_as_configured_whatever_the_database_defaul
 ) -> None:
     import psycopg
 
+    from apex_grpc_server._store import DEFAULT_WAIT_S
     from apex_grpc_server._store.postgres.store import POOL_SIZE, PostgresStore
 
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
@@ -78,13 +79,15 @@ async def test_a_store_opens_its_pool_as_configured_whatever_the_database_defaul
             "apex-grpc-store",
             1,
             POOL_SIZE,
-            30.0,
+            DEFAULT_WAIT_S,  # a call waits this long for a connection, not 30 s
         )
         assert first.url == postgres_url  # no password to hide here
         async with first.db.read() as cur:
             assert cur.connection.autocommit  # transactions are explicit
             await cur.execute("SHOW synchronous_commit")  # an acknowledged write is durable
             assert await cur.fetchone() == ("on",)
+            await cur.execute("SHOW lock_timeout")  # nor for a lock (DEFAULT_WAIT_S)
+            assert await cur.fetchone() == ("2s",)
         second = await PostgresStore.open(postgres_url, pool_size=3)
         assert second.db.pool.max_size == 3
         assert second.user_id_secret == first.user_id_secret is not None  # the database's own
@@ -109,11 +112,11 @@ async def test_a_libpq_without_pipeline_mode_is_refused_naming_the_fix(
 
 def test_a_drivers_error_is_told_by_its_first_line_without_a_password() -> None:
     psycopg = pytest.importorskip("psycopg")
-    from apex_grpc_server._store.postgres.store import _reason
+    from apex_grpc_server._store.postgres.pool import reason
 
     error = psycopg.OperationalError(" failed at postgresql://apex:s3cret@h/db\n\thint \n")
-    assert _reason(error) == "failed at postgresql://apex:***@h/db"
-    assert _reason(psycopg.OperationalError("")) == "OperationalError"
+    assert reason(error) == "failed at postgresql://apex:***@h/db"
+    assert reason(psycopg.OperationalError("")) == "OperationalError"
 
 
 async def test_a_pool_that_cannot_connect_after_the_migration_is_named(
@@ -123,6 +126,7 @@ async def test_a_pool_that_cannot_connect_after_the_migration_is_named(
     # the pool alone is pointed at a port where nothing listens.
     from psycopg_pool import AsyncConnectionPool
 
+    from apex_grpc_server._store.postgres import pool
     from apex_grpc_server._store.postgres import store as postgres
 
     gone = "postgresql://apex:s3cret@127.0.0.1:1/apex"
@@ -131,7 +135,7 @@ async def test_a_pool_that_cannot_connect_after_the_migration_is_named(
         def __init__(self, conninfo: str, **kwargs: object) -> None:
             super().__init__(gone, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(postgres, "AsyncConnectionPool", PoolOfAGoneDatabase)
+    monkeypatch.setattr(pool, "AsyncConnectionPool", PoolOfAGoneDatabase)
     monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", 1)
     try:
         store = await asyncio.wait_for(open_store(parse(postgres_url, tmp_path)), 10)

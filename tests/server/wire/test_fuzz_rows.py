@@ -62,7 +62,7 @@ TRICKY = [
 ]
 # Any code point but surrogates, which are not valid in a proto string.
 text = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(TRICKY)
-prose = text.filter(str.strip)
+prose = text.filter(lambda t: t.strip() and "\x00" not in t)  # a chat that can be created
 ident = text | st.uuids().map(str) | st.just("x" * (MAX_ID_CHARS + 1))
 json_value = st.recursive(
     st.none() | st.booleans() | st.floats() | text,
@@ -174,6 +174,7 @@ def predict_edit(before: pb.StoredChatCompletion, fields: dict[str, Any]) -> Any
     refused = (
         not sent
         or (prompt is not None and not prompt.strip())
+        or any("\x00" in sent.get(name, "") for name in ("completion_text", "user_prompt_text"))
         or (patch is not None and not finite(patch))
         or (patch is not None and len(json.dumps(plain(patch))) > MAX_METADATA_BYTES)
     )
@@ -198,7 +199,7 @@ def predict_edit(before: pb.StoredChatCompletion, fields: dict[str, Any]) -> Any
 def predict_delete(existing: str, extra: list[str]) -> grpc.StatusCode:
     """The status of deleting `existing` with `extra` ids: all or nothing."""
     ids = [existing, *extra]
-    if any(not i or len(i) > MAX_ID_CHARS for i in ids):
+    if any(not i or len(i) > MAX_ID_CHARS or "\x00" in i for i in ids):
         return INVALID
     return NOT_FOUND if any(i != existing for i in ids) else OK
 
@@ -255,7 +256,7 @@ def plan(stub: pb_grpc.ApexServiceStub, rows: Rows, before: Seen, op: str, value
             completion,
         )
     if op == "rename chat":
-        valid = bool(value.strip()) and len(value) <= MAX_TITLE_CHARS
+        valid = bool(value.strip()) and len(value) <= MAX_TITLE_CHARS and "\x00" not in value
         rename = pb.UpdateChatAttributesRequest(chat_id=rows.chat_id, attributes={"title": value})
         return (
             OK if valid else INVALID,
@@ -279,7 +280,7 @@ def plan(stub: pb_grpc.ApexServiceStub, rows: Rows, before: Seen, op: str, value
     # A read of an id that is not ours (ours plus a suffix) must never return our row.
     other = rows.completion_id + value
     return (
-        NOT_FOUND if len(other) <= MAX_ID_CHARS else INVALID,
+        NOT_FOUND if len(other) <= MAX_ID_CHARS and "\x00" not in other else INVALID,
         lambda: stub.GetChatCompletion(
             pb.GetChatCompletionRequest(completion_id=other), metadata=auth
         ),

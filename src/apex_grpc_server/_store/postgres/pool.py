@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import select
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, AsyncPipeline
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
+from apex_grpc_server._store.interface import ConnectionLost, StoreBusy, StoreUnavailable
+from apex_grpc_server._store.url import redact
+
+Connection = AsyncConnection[tuple[Any, ...]]
+Pool = AsyncConnectionPool[Connection]
 Cursor = AsyncCursor[tuple[Any, ...]]
+
+RECONNECT_S = 2.0
+"""How long the pool retries (1 s apart) to replace a connection before it gives up on it:
+a later call asks for a new one at once, so the pool heals within about a second of the
+database coming back, not after the driver's growing backoff (up to minutes)."""
+BUSY_PUSHBACK_MS = 500
+"""When a caller refused for want of a free connection (or lock) is told to retry."""
 
 
 class PipelinedCursor(AsyncCursor[tuple[Any, ...]]):
@@ -47,8 +60,77 @@ class Database:
     a read, or for a write that is one statement.
     """
 
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
+    def __init__(
+        self, conninfo: str, settings: dict[str, Any], *, size: int, wait_s: float
+    ) -> None:
+        self.pool: Pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=size,
+            kwargs=settings,
+            open=False,
+            timeout=wait_s,
+            reconnect_timeout=RECONNECT_S,
+            configure=self._connected,
+            name="apex-grpc-store",
+        )
+        self.wait_s = wait_s
+        """The longest an operation waits for a pooled connection (and, in PostgreSQL, a lock)."""
+        self._failed_connects = 0
+        """The pool's failed connection attempts as its last new connection was made."""
+
+    async def _connected(self, conn: Connection) -> None:
+        """The pool made a new connection: the attempts that failed before it are behind us."""
+        self._failed_connects = self.pool.get_stats().get("connections_errors", 0)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection known not to have been hung up on, the driver's errors typed.
+
+        Waits at most ``wait_s`` for one: StoreUnavailable when the pool's
+        attempts to connect failed meanwhile (the database is down or
+        unreachable), else StoreBusy (every connection stayed lent out). A
+        connection the server hung up on while it sat in the pool (a restart
+        of PostgreSQL ends every session) is replaced before use.
+        ConnectionLost when the connection breaks during the block; StoreBusy
+        when a lock was not granted in ``wait_s``.
+        """
+        conn = await self._checkout()
+        try:
+            async with conn:  # as pool.connection(): roll back on error
+                yield conn
+        except psycopg.errors.LockNotAvailable:
+            raise StoreBusy(
+                f"the database: a lock was not granted within {self.wait_s:g} s",
+                BUSY_PUSHBACK_MS,
+            ) from None
+        except psycopg.Error as error:
+            if not conn.closed:
+                raise
+            raise ConnectionLost(f"the database connection was lost ({reason(error)})") from None
+        finally:
+            await self.pool.putconn(conn)
+
+    async def _checkout(self) -> Connection:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                conn = await self.pool.getconn(max(deadline - time.monotonic(), 0.001))
+            except PoolTimeout:
+                # Busy, unless the pool's attempts to connect have failed since it last made one.
+                if self.pool.get_stats().get("connections_errors", 0) > self._failed_connects:
+                    raise StoreUnavailable(
+                        f"the database cannot be reached (no connection within {self.wait_s:g} s)"
+                    ) from None
+                raise StoreBusy(
+                    f"the database: all {self.pool.max_size} connections of this server"
+                    f" stayed busy for {self.wait_s:g} s",
+                    BUSY_PUSHBACK_MS,
+                ) from None
+            if not _hung_up(conn):
+                return conn
+            await conn.close()  # the pool replaces a closed connection
+            await self.pool.putconn(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PipelinedCursor]:
@@ -69,8 +151,8 @@ class Database:
         error; PostgreSQL skips every statement after it (COMMIT included),
         and the transaction is rolled back, as it is when the block raises.
         """
-        # Leaving pool.connection() with an error rolls the transaction back.
-        async with self.pool.connection() as conn, conn.pipeline() as pipeline:
+        # Leaving connection() with an error rolls the transaction back.
+        async with self.connection() as conn, conn.pipeline() as pipeline:
             cursor = PipelinedCursor(conn, pipeline)
             await cursor.execute("BEGIN")
             try:
@@ -90,5 +172,25 @@ class Database:
         For reads, and for a write that one statement makes whole (a new chat
         with its first completion, ``PostgresChats.create``).
         """
-        async with self.pool.connection() as conn, conn.cursor() as cursor:
+        async with self.connection() as conn, conn.cursor() as cursor:
             yield cursor
+
+
+def _hung_up(conn: Connection) -> bool:
+    """Whether the server spoke on an idle connection: it only does so to end the session.
+
+    An idle connection in autocommit mode (no LISTEN) is sent nothing; after
+    a restart or a terminated backend its socket holds the server's goodbye
+    (or EOF). A readable socket costs one poll to see, where a round trip to
+    check every connection lent out would cost every call.
+    """
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    return bool(readable)
+
+
+def reason(error: BaseException) -> str:
+    """The first line of the driver's message, with any password removed."""
+    lines = str(error).strip().splitlines()
+    return redact(lines[0]) if lines else type(error).__name__

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
-from apex_grpc_server._store.migrations import USER_IDS_SCHEME, Migration, to_apply
+from apex_grpc_server._store.migrations import (
+    SEARCH_PREFIX_CHARS,
+    SEARCH_PREFIX_SUMMARY,
+    USER_IDS_SCHEME,
+    Migration,
+    to_apply,
+)
 
 MIGRATION_LOCK = 0x61706578_67727063  # "apexgrpc": pg_advisory_xact_lock key
 """Replicas starting together serialise their migrations on this advisory lock."""
@@ -105,6 +111,19 @@ MIGRATIONS = (
             "INSERT INTO meta(key, value) VALUES ('user_id_secret',"
             " replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))",
             USER_IDS_SCHEME,
+        ),
+    ),
+    Migration(
+        5,
+        SEARCH_PREFIX_SUMMARY,
+        (
+            "DROP INDEX completions_search",
+            "ALTER TABLE completions DROP COLUMN search",
+            f"""ALTER TABLE completions ADD COLUMN search tsvector GENERATED ALWAYS AS (
+    to_tsvector('apex_search'::regconfig, left(user_prompt_text, {SEARCH_PREFIX_CHARS})
+      || ' ' || left(completion_text, {SEARCH_PREFIX_CHARS}))
+  ) STORED""",
+            "CREATE INDEX completions_search ON completions USING GIN (search)",
         ),
     ),
 )

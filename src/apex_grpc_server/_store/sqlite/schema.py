@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 
-from apex_grpc_server._store.migrations import USER_IDS_SCHEME, Migration, to_apply
+from apex_grpc_server._store.migrations import (
+    SEARCH_PREFIX_CHARS,
+    SEARCH_PREFIX_SUMMARY,
+    USER_IDS_SCHEME,
+    Migration,
+    to_apply,
+)
 from apex_grpc_server._store.sqlite.connection import transaction
+
+
+def _prefix(column: str) -> str:
+    """The part of a text column search indexes (see SEARCH_PREFIX_CHARS)."""
+    return f"substr({column}, 1, {SEARCH_PREFIX_CHARS})"
+
 
 MIGRATIONS = (
     Migration(
@@ -107,6 +119,35 @@ END""",
         (
             "INSERT INTO meta(key, value) VALUES ('user_id_secret', lower(hex(randomblob(32))))",
             USER_IDS_SCHEME,
+        ),
+    ),
+    Migration(
+        5,
+        SEARCH_PREFIX_SUMMARY,
+        (
+            "DROP TRIGGER completions_ai",
+            "DROP TRIGGER completions_ad",
+            "DROP TRIGGER completions_au",
+            # An external-content index is told what to remove as it was told what to add:
+            # rebuilt from the prefixes, then kept in step with them by the triggers.
+            "INSERT INTO completions_fts(completions_fts) VALUES ('delete-all')",
+            f"""INSERT INTO completions_fts(rowid, user_prompt_text, completion_text)
+  SELECT rid, {_prefix("user_prompt_text")}, {_prefix("completion_text")} FROM completions""",
+            f"""CREATE TRIGGER completions_ai AFTER INSERT ON completions BEGIN
+  INSERT INTO completions_fts(rowid, user_prompt_text, completion_text)
+  VALUES (new.rid, {_prefix("new.user_prompt_text")}, {_prefix("new.completion_text")});
+END""",
+            f"""CREATE TRIGGER completions_ad AFTER DELETE ON completions BEGIN
+  INSERT INTO completions_fts(completions_fts, rowid, user_prompt_text, completion_text)
+  VALUES ('delete', old.rid, {_prefix("old.user_prompt_text")}, {_prefix("old.completion_text")});
+END""",
+            f"""CREATE TRIGGER completions_au
+AFTER UPDATE OF user_prompt_text, completion_text ON completions BEGIN
+  INSERT INTO completions_fts(completions_fts, rowid, user_prompt_text, completion_text)
+  VALUES ('delete', old.rid, {_prefix("old.user_prompt_text")}, {_prefix("old.completion_text")});
+  INSERT INTO completions_fts(rowid, user_prompt_text, completion_text)
+  VALUES (new.rid, {_prefix("new.user_prompt_text")}, {_prefix("new.completion_text")});
+END""",
         ),
     ),
 )

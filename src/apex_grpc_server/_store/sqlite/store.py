@@ -8,8 +8,10 @@ callers: it runs on the store's one SQLite worker thread (``_sqlite.on_worker``)
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
+from apex_grpc_server._store.interface import StoreUnavailable
 from apex_grpc_server._store.rows import SELECT_USER_IDS, user_id_secret
 from apex_grpc_server._store.sqlite.chats import SqliteChats, SqliteCompletions
 from apex_grpc_server._store.sqlite.connection import SqliteWorker
@@ -45,6 +47,17 @@ class SqliteStore:
         self.keys = SqliteKeys(self.worker)
         self.user_id_secret = user_id_secret(dict(meta))
         """The secret of this database's user ids (None: the old unsalted ids)."""
+
+    async def ping(self, timeout_s: float) -> None:
+        """Run ``SELECT 1`` on the store's connection (a local file: it answers unless broken).
+
+        Raises StoreUnavailable when it does not answer within `timeout_s`.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.worker.run(lambda: self.worker.conn.execute("SELECT 1").fetchone())
+        except (sqlite3.Error, TimeoutError) as error:
+            raise StoreUnavailable(f"SQLite at {self.path}: {error or 'no answer'}") from None
 
     async def close(self) -> None:
         """Close the database."""

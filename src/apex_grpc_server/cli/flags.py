@@ -1,21 +1,17 @@
-"""``apex-grpc serve`` and ``apex-grpc index``: argparse wiring (stdlib-only until a command runs).
-
-The server's public command-line entry: ``apex-grpc`` (the client's CLI) calls
-`register` to add these sub-commands; ``python -m apex_grpc_server`` calls `main`.
+"""The ``serve`` and ``index`` flags, and the ServerConfig the ``serve`` flags describe.
 
 Flags win over environment variables, which win over the ServerConfig
 defaults. API keys never go in flags' help output or logs; the upstream
-key of the openai engine is read from the environment only.
+key of the openai engine is read from the environment only. Standard library
+only: ``apex-grpc --help`` must not load grpc.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apex_grpc_server._config import (
     DATA_DIR_ENV,
@@ -25,11 +21,11 @@ from apex_grpc_server._config import (
     ENGINES,
     default_data_dir,
 )
+from apex_grpc_server._store import DEFAULT_WAIT_S
 from apex_grpc_server._store.url import DATABASE_URL_ENV
 
 if TYPE_CHECKING:
     from apex_grpc_server._config import ServerConfig
-    from apex_grpc_server._runtime.server import ServerInfo
 
 TRUE = frozenset({"1", "true", "yes", "y", "on"})
 
@@ -37,6 +33,10 @@ TRUE = frozenset({"1", "true", "yes", "y", "on"})
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value else None
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in (os.environ.get(name) or "").split(",") if item.strip()]
 
 
 def _env_flag(name: str) -> bool:
@@ -76,6 +76,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="the address of the metrics endpoint (%(default)s)",
     )
 
+    listen.add_argument(
+        "--http-port",
+        type=int,
+        default=_env("APEX_GRPC_HTTP_PORT"),
+        metavar="N",
+        help="also serve every RPC over HTTP on port N, 0 for any free port: Connect (JSON and"
+        " binary, curl and browsers) and gRPC-Web (needs the http extra; default: off)",
+    )
+    listen.add_argument(
+        "--cors-origin",
+        action="append",
+        default=_env_list("APEX_GRPC_CORS_ORIGINS"),
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (e.g. http://localhost:5173, or *) call the HTTP port"
+        " (repeatable; or APEX_GRPC_CORS_ORIGINS=o1,o2; default: no other origin)",
+    )
+
     auth = parser.add_argument_group("authentication")
     auth.add_argument(
         "--api-key",
@@ -102,8 +119,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default=_env("APEX_GRPC_ENGINE") or "local",
-        help="local (llama.cpp in-process), openai (an OpenAI-compatible upstream) or echo"
+        help="local (llama.cpp), openai (an OpenAI-compatible upstream) or echo"
         " (deterministic, for tests); default %(default)s",
+    )
+    engine.add_argument(
+        "--engine-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the engine in a child process that the server restarts when it crashes, so"
+        " a crash ends only the calls it was answering (default: on for local, off for echo"
+        " and openai; --no-engine-process runs it in the server's process, for debugging)",
     )
     engine.add_argument(
         "--max-new-tokens",
@@ -148,6 +173,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     engine.add_argument(
         "--openai-timeout", type=float, default=120.0, help="openai: seconds (%(default)s)"
+    )
+    engine.add_argument(
+        "--no-openai-continue",
+        dest="openai_continue",
+        action="store_false",
+        help="openai: the upstream cannot continue an answer (continue_final_message, as"
+        " vLLM and llama.cpp's server can): refuse clients' resumes",
     )
     engine.add_argument("--echo-chunks", type=int, default=8, help="echo: chunks (%(default)s)")
     engine.add_argument(
@@ -194,6 +226,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=float(_env("APEX_GRPC_JOB_LEASE") or 15.0),
         help="a running deep-research job's lease: a job whose server died is taken over by"
         " another (or by this one restarted) once it runs out (%(default)s)",
+    )
+    data.add_argument(
+        "--store-wait",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        help="the longest a call waits for the database (PostgreSQL: a pooled connection or a"
+        " lock) before it is answered UNAVAILABLE, or RESOURCE_EXHAUSTED with a retry hint"
+        " when busy; clients retry both (%(default)s)",
     )
     data.add_argument(
         "--no-default-corpus",
@@ -269,28 +310,6 @@ def _add_data_dir(parser: argparse._ActionsContainer, what: str) -> None:
     )
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``serve`` and ``index`` sub-commands to an argparse subparsers object.
-
-    Each sets ``func``: call ``args.func(args)`` to run it; it returns the
-    exit status.
-    """
-    serve = subparsers.add_parser(
-        "serve",
-        help="run the local Apex server",
-        description="Run the local Apex server: apex.v1.ApexService with health and reflection.",
-    )
-    add_serve_arguments(serve)
-    serve.set_defaults(func=run_serve)
-    index = subparsers.add_parser(
-        "index",
-        help="add documents to the server's web-retrieval index",
-        description="Add or update documents (by url) in the search index of a data folder.",
-    )
-    add_index_arguments(index)
-    index.set_defaults(func=run_index)
-
-
 def _api_keys(args: argparse.Namespace) -> frozenset[str]:
     keys = [key.strip() for key in args.api_key]
     if args.api_keys_file:
@@ -314,6 +333,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         api_keys=_api_keys(args),
         allow_any_key=args.allow_any_key,
         engine=args.engine,
+        engine_process=args.engine_process,
         max_new_tokens=args.max_new_tokens,
         queue_size=args.queue_size,
         max_concurrent_streams=args.max_concurrent_streams,
@@ -324,6 +344,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         openai_api_key=_env("APEX_GRPC_OPENAI_API_KEY") or _env("OPENAI_API_KEY"),
         openai_model=args.openai_model,
         openai_timeout_s=args.openai_timeout,
+        openai_continue=args.openai_continue,
         echo_chunks=args.echo_chunks,
         echo_chunk_size=args.echo_chunk_size,
         echo_delay_s=args.echo_delay,
@@ -332,6 +353,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         data_dir=args.data_dir.expanduser(),
         database_url=args.database or None,
         job_lease_s=args.job_lease,
+        store_wait_s=args.store_wait,
         default_corpus=not args.no_default_corpus,
         max_message_bytes=args.max_message_bytes,
         compression=None if args.compression == "none" else args.compression,
@@ -340,123 +362,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         test_knobs=args.test_knobs,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        http_port=None if args.http_port is None else int(args.http_port),
+        cors_origins=tuple(args.cors_origin),
     )
-
-
-def _fail(command: str, message: object, status: int) -> int:
-    print(f"apex-grpc {command}: error: {message}", file=sys.stderr)
-    return status
-
-
-def _write_port_file(path: str, info: ServerInfo) -> None:
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(f"{info.port}\n", encoding="utf-8")
-    partial.replace(target)  # readers never see a half-written file
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the exit status.
-
-    Nothing touches the disk before the settings (API keys first) are valid
-    and the port is free. Once serving, stdout gets the ``export`` lines a
-    client needs.
-    """
-    # An application may quiet grpc core's own log lines (a library must not):
-    # before grpc is first imported, or they print raw beside our one-line errors.
-    if args.log_level != "DEBUG":
-        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    import asyncio
-
-    from apex_grpc_server._engines import EngineUnavailable
-    from apex_grpc_server._logging import configure_logging
-    from apex_grpc_server._runtime.server import serve
-    from apex_grpc_server._runtime.startup import ListenError, check_port, client_exports
-
-    configure_logging(args.log_level)
-    try:
-        config = config_from_args(args)
-        config.validate()
-        check_port(config)
-    except ListenError as error:
-        return _fail("serve", error, 1)
-    except (OSError, ValueError) as error:
-        return _fail("serve", error, 2)
-    given_keys = [key.strip() for key in args.api_key if key.strip()]
-
-    def ready(info: ServerInfo) -> None:
-        if args.port_file:
-            _write_port_file(args.port_file, info)
-        print(client_exports(info, given_keys), flush=True)
-
-    try:
-        asyncio.run(serve(config, ready=ready))
-    except EngineUnavailable as error:
-        return _fail("serve", error, 1)
-    except RuntimeError as error:  # grpc's bind failure, after check_port passed
-        message = str(error).split(";")[0]  # drop grpc's "set GRPC_VERBOSITY=debug" advice
-        return _fail("serve", f"{message} (run with --log-level debug for grpc's reason)", 1)
-    except (OSError, ValueError) as error:  # unreadable TLS files, bad settings
-        return _fail("serve", error, 1)
-    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
-        return 130
-    return 0
-
-
-def run_index(args: argparse.Namespace) -> int:
-    """Index the given paths into the data folder's search index; say where and what."""
-    import asyncio
-
-    from apex_grpc_server._runtime.server import INDEX_FILE
-    from apex_grpc_server._search.documents import DocumentError, read_documents
-    from apex_grpc_server._search.index import SearchIndex
-
-    path = args.data_dir.expanduser() / INDEX_FILE
-    try:
-        documents, skipped = read_documents(args.paths)
-    except (DocumentError, OSError) as error:
-        return _fail("index", error, 2)
-    index = SearchIndex(path)
-    try:
-        stats = asyncio.run(index.upsert(documents))
-    finally:
-        index.close()
-    print(
-        f"indexed {_count(len(documents), 'document')} into {path}: {stats.added} added,"
-        f" {stats.updated} updated, {stats.unchanged} unchanged"
-        f" ({_count(stats.passages, 'new passage')})"
-    )
-    if skipped:
-        names = ", ".join(str(path) for path in skipped[:5])
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        print(f"skipped {_count(len(skipped), 'file')} (binary or not UTF-8): {names}{more}")
-    return 0
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 document``, ``2 documents``."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m apex_grpc_server [serve flags]``, or ``... index PATH...``."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["index"]:
-        parser = argparse.ArgumentParser(
-            prog="python -m apex_grpc_server index",
-            description="Add or update documents (by url) in the server's search index.",
-        )
-        add_index_arguments(parser)
-        return run_index(parser.parse_args(arguments[1:]))
-    if arguments[:1] == ["serve"]:
-        arguments = arguments[1:]
-    parser = argparse.ArgumentParser(
-        prog="python -m apex_grpc_server",
-        description="Run the local Apex server (same flags as `apex-grpc serve`; "
-        "`python -m apex_grpc_server index PATH...` builds the search index).",
-    )
-    add_serve_arguments(parser)
-    return run_serve(parser.parse_args(arguments))
-
-
-__all__ = ["add_serve_arguments", "config_from_args", "main", "register"]
