@@ -26,12 +26,17 @@ venv: $(STAMP)
 
 # Re-installs when pyproject.toml changes; `make venv` on a fresh clone builds it.
 # tools/pip_install.py is pip install -q, but for a package it compiles (llama-cpp-python
-# where no wheel fits): it says so, with the time to expect, and prints a line every 30 s.
+# where no wheel fits): it says so, with the time to expect, and prints a line every 30 s;
+# it compiles llama.cpp for this CPU's instruction sets, without AMX (tools/llama_build.py;
+# a CMAKE_ARGS of yours wins). tools/engine_check.py then has the local engine answer in a
+# child process and, if that crashes, rebuilds it with conservative flags: the stamp is
+# written only once the engine answers (or is not installed).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing apex-grpc[dev] into $(VENV) (first run takes a few minutes)"
 	@start=$$(date +%s); \
 	$(PY) tools/pip_install.py -e '.[dev]' && \
+	$(PY) tools/engine_check.py && \
 	echo "set-up took $$(( $$(date +%s) - start ))s"
 	@touch $@
 

@@ -8,6 +8,9 @@ source (no prebuilt wheel fits this machine), one line says so, with the
 time to expect for a build known to be slow (llama-cpp-python compiles
 llama.cpp for minutes), then a line every 30 seconds until the build ends.
 The exit status is pip's; when pip fails, its hidden lines are printed too.
+When the user has not set ``CMAKE_ARGS``, pip runs with the llama.cpp build
+flags of tools/llama_build.py (the running CPU's instruction sets, no AMX),
+and the compile line names them.
 
 Standard library only: it runs before anything is installed.
 """
@@ -20,8 +23,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
+
+from llama_build import LLAMA, build_env, this_machine_args
 
 HEARTBEAT_ENV = "APEX_GRPC_PIP_HEARTBEAT_S"
 """Seconds between the lines printed while a build runs (default 30)."""
@@ -49,8 +54,9 @@ def minutes(seconds: float) -> str:
 class BuildReporter:
     """Turns pip's build lines into the few lines a waiting user needs."""
 
-    def __init__(self, out: TextIO, heartbeat_s: float) -> None:
+    def __init__(self, out: TextIO, heartbeat_s: float, cmake_args: str = "") -> None:
         self._out = out
+        self._cmake_args = cmake_args
         self._heartbeat_s = heartbeat_s
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -68,6 +74,8 @@ class BuildReporter:
                 expected = SLOW_BUILDS.get(name)
                 about = f" ({expected})" if expected else ""
                 self._say(f"compiling {name} from source: no prebuilt wheel fits{about} ...")
+                if name == LLAMA and self._cmake_args:
+                    self._say(f"  with CMAKE_ARGS={self._cmake_args}")
             elif name in self._started:
                 took = minutes(time.monotonic() - self._started.pop(name))
                 done = "compiled" if match["state"].endswith("'done'") else "failed to compile"
@@ -89,15 +97,17 @@ class BuildReporter:
         print(text, file=self._out, flush=True)
 
 
-def main(args: Sequence[str]) -> int:
-    """Run pip install with `args`; returns pip's exit status."""
-    heartbeat_s = float(os.environ.get(HEARTBEAT_ENV) or DEFAULT_HEARTBEAT_S)
-    reporter = BuildReporter(sys.stdout, heartbeat_s)
+def run_pip(args: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run pip install with `args` in `env`, reporting builds; returns pip's exit status."""
+    heartbeat_s = float(env.get(HEARTBEAT_ENV) or DEFAULT_HEARTBEAT_S)
+    reporter = BuildReporter(sys.stdout, heartbeat_s, env.get("CMAKE_ARGS", ""))
     beating = threading.Thread(target=reporter.heartbeat, daemon=True)
     beating.start()
     hidden: list[str] = []
     command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as pip:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, bufsize=1, env=dict(env)
+    ) as pip:
         assert pip.stdout is not None  # stdout=PIPE
         for text in pip.stdout:
             hidden.append(text)
@@ -108,6 +118,11 @@ def main(args: Sequence[str]) -> int:
         sys.stderr.writelines(hidden)
     # Killed by a signal (returncode -N): the status a shell reports for that, 128 + N.
     return pip.returncode if pip.returncode >= 0 else 128 - pip.returncode
+
+
+def main(args: Sequence[str]) -> int:
+    """Run pip install with `args`, llama.cpp's flags set for this CPU unless CMAKE_ARGS is."""
+    return run_pip(args, build_env(os.environ, this_machine_args()))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """``python examples/demo`` (``make demo``): the local server and the seed snippets, end to end.
 
-Starts the local Apex server on a free port of 127.0.0.1 with the real local
-model (SmolLM2-135M-Instruct on llama.cpp) and a throw-away data folder,
-runs the seed's snippets (chat, streaming chat, web search) verbatim against
-it, printing each one's source and then its output, reports how long each
-step took, and stops the server, also on Ctrl-C or failure, leaving nothing
-running. ``--engine echo`` runs the same on the deterministic echo engine.
+Starts the local Apex server (``apex-grpc serve``, in a child process) on a
+free port of 127.0.0.1 with the real local model (SmolLM2-135M-Instruct on
+llama.cpp) and a throw-away data folder, runs the seed's snippets (chat,
+streaming chat, web search) verbatim against it, printing each one's source
+and then its output, reports how long each step took, and stops the server,
+also on Ctrl-C or failure, leaving nothing running. If the server dies (a
+native crash of the engine), the demo stops there and says so: the exit
+signal, the server's last log lines, and what to do, not the client's error.
+``--engine echo`` runs the same on the deterministic echo engine.
 """
 
 from __future__ import annotations
@@ -19,12 +22,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from server import ServerDied, ServerProcess  # examples/demo/server.py, beside this file
 from show import Show  # examples/demo/show.py, beside this file
-
-if TYPE_CHECKING:
-    from apex_grpc_server import RunningServer
 
 SNIPPETS = (
     ("seed_chat.py", "chat", "not streamed: the whole answer prints when it is complete"),
@@ -103,23 +103,6 @@ def _model_label(engine: str) -> str:
     return f"local, {model_name(path)}" if path else engine
 
 
-def _start_server(engine: str, max_new_tokens: int, data_dir: Path) -> RunningServer:
-    from apex_grpc_server import ServerConfig, run_server
-
-    return run_server(
-        ServerConfig(
-            host="127.0.0.1",
-            port=0,
-            engine=engine,
-            api_keys=frozenset({DEMO_KEY}),
-            data_dir=data_dir,
-            max_new_tokens=max_new_tokens,
-            grace_period_s=1.0,
-            drain_delay_s=0.0,  # the demo's own server: no load balancer to wait for
-        )
-    )
-
-
 def snippet_env(target: str) -> dict[str, str]:
     """The environment a snippet runs in: the demo server, plaintext, unbuffered output."""
     env = dict(os.environ)
@@ -133,28 +116,36 @@ def snippet_env(target: str) -> dict[str, str]:
     return env
 
 
-def run_snippet(path: Path, env: dict[str, str], timeout: float) -> int:
-    """Run one snippet with the demo's stdout/stderr; returns its exit status.
+def run_snippet(path: Path, env: dict[str, str], timeout: float, server: ServerProcess) -> int:
+    """Run one snippet with the demo's stdout; returns its exit status (-1: timed out).
 
     It runs in its own session, so Ctrl-C reaches the demo only, which then
-    stops the snippet itself (no traceback from the child).
+    stops the snippet itself (no traceback from the child). Its stderr is
+    shown once it ends, unless the server died meanwhile: then the client's
+    error (nothing listening) is not the story, the server's report is.
     """
     sys.stdout.flush()
-    child = subprocess.Popen([sys.executable, str(path)], env=env, start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, str(path)], env=env, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
-        return child.wait(timeout=timeout)
+        _, errors = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         child.kill()
-        child.wait()
+        child.communicate()
         return -1
     except BaseException:
         child.terminate()
         try:
-            child.wait(timeout=5)
+            child.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.wait()
+            child.communicate()
         raise
+    if server.alive():
+        sys.stderr.write(errors.decode(errors="replace"))
+        sys.stderr.flush()
+    return child.returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,9 +185,9 @@ def _run(args: argparse.Namespace, show: Show, examples: Path, data_dir: Path) -
     show.heading("Starting the local Apex server")
     started = time.monotonic()
     try:
-        server = _start_server(args.engine, args.max_new_tokens, data_dir)
-    except Exception as error:  # the server says what is wrong; show only that
-        print(f"error: could not start the local server: {error}", file=sys.stderr)
+        server = ServerProcess(args.engine, DEMO_KEY, args.max_new_tokens, data_dir)
+    except ServerDied as died:  # the server's own account of what is wrong
+        print(f"error: could not start the local server.\n{died}", file=sys.stderr)
         return 1
     rows.append(("start the server", time.monotonic() - started, "ok"))
     show.note(
@@ -204,6 +195,7 @@ def _run(args: argparse.Namespace, show: Show, examples: Path, data_dir: Path) -
         f" answers capped at {args.max_new_tokens} tokens)"
     )
     status = 0
+    died = ""
     try:
         env = snippet_env(server.target)
         for name, title, hint in SNIPPETS:
@@ -211,7 +203,12 @@ def _run(args: argparse.Namespace, show: Show, examples: Path, data_dir: Path) -
             show.heading(f"{title}: examples/{name}")
             show.source(name, path.read_text(encoding="utf-8"), hint)
             began = time.monotonic()
-            code = run_snippet(path, env, args.snippet_timeout)
+            code = run_snippet(path, env, args.snippet_timeout, server)
+            if not server.alive():
+                rows.append((title, time.monotonic() - began, "server died"))
+                died = server.report(f"during examples/{name}")
+                status = 1
+                break
             outcome = "ok" if code == 0 else ("timed out" if code == -1 else f"exit {code}")
             rows.append((title, time.monotonic() - began, outcome))
             if code != 0:
@@ -222,12 +219,15 @@ def _run(args: argparse.Namespace, show: Show, examples: Path, data_dir: Path) -
         show.note("interrupted", style="red")
     finally:
         stopping = time.monotonic()
-        server.stop(grace=1.0)
-        rows.append(("stop the server", time.monotonic() - stopping, "ok"))
+        server.stop()
+        rows.append(("stop the server", time.monotonic() - stopping, "ok" if not died else "-"))
     show.heading("Done: the server is stopped")
     show.timings(rows)
     total = sum(seconds for _, seconds, _ in rows)
     show.note(f"total {total:.1f} s; nothing is left running")
+    if died:
+        sys.stdout.flush()
+        print(died, file=sys.stderr)
     return status
 
 

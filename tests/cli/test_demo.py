@@ -127,3 +127,70 @@ def test_demo_on_the_real_model() -> None:
     assert 'model: "SmolLM2-135M-Instruct"' in result.stdout
     assert result.stdout.count("  ok") == 5
     assert_nothing_listens(result.stdout)
+
+
+# A server that starts like `apex-grpc serve`, then crashes as a bad llama.cpp build does: at
+# the first call, with SIGSEGV. Or, with FAKE_SERVER_EXIT, exits before it is serving.
+CRASHING_SERVER = """\
+import os, signal, socket, sys
+args = sys.argv[1:]
+print("INFO apex_grpc_server: loading SmolLM2-135M-Instruct", flush=True)
+if os.environ.get("FAKE_SERVER_EXIT"):
+    print("settings:", sorted(k for k in os.environ if k.startswith("APEX_GRPC_")))
+    print("ERROR apex_grpc_server: no such model file", flush=True)
+    sys.exit(int(os.environ["FAKE_SERVER_EXIT"]))
+listener = socket.create_server(("127.0.0.1", 0))
+with open(args[args.index("--port-file") + 1], "w") as port_file:
+    port_file.write(str(listener.getsockname()[1]))
+print("INFO apex_grpc_server: serving", flush=True)
+listener.accept()
+print("INFO apex_grpc_server: decoding a 30-token prompt", flush=True)
+os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+def crashing_server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    script = tmp_path / "crashing_server.py"
+    script.write_text(CRASHING_SERVER)
+    return {**demo_env(), "APEX_GRPC_DEMO_SERVER": f"{sys.executable} {script}", **extra}
+
+
+def test_a_server_that_dies_is_reported_not_a_client_traceback(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")  # the demo checks the local engine is installed first
+    started = time.monotonic()
+    result = run(DEMO, crashing_server_env(tmp_path), timeout=120)
+    assert time.monotonic() - started < 60  # the client's retries are not waited out
+    assert result.returncode == 1, result.stdout + result.stderr
+    out, err = result.stdout, result.stderr
+    assert "examples/seed_chat.py ===" in out
+    assert "seed_chat_stream.py ===" not in out  # no snippet runs against a dead server
+    assert re.search(r"chat +\d+\.\d s  server died", out)
+    assert "=== Done: the server is stopped ===" in out
+    assert "Traceback" not in err and "nothing is listening" not in err
+    assert err.startswith(
+        "The local server died during examples/seed_chat.py: killed by SIGSEGV (signal 11).\n"
+        "Its last log lines (server.log):\n"
+        "    INFO apex_grpc_server: loading SmolLM2-135M-Instruct\n"
+    )
+    last = err.rstrip().splitlines()
+    assert last[-2] == "    INFO apex_grpc_server: decoding a 30-token prompt"
+    assert "A native crash in the local engine (llama.cpp)" in last[-1]
+    assert "tools/engine_check.py" in last[-1]  # what to run: check, rebuild if it crashes
+    assert last[-1].endswith("python examples/demo --engine echo")
+
+
+def test_a_server_that_exits_before_serving_is_reported(tmp_path: Path) -> None:
+    env = crashing_server_env(
+        tmp_path, FAKE_SERVER_EXIT="2", APEX_GRPC_DATABASE_URL="postgresql://db.internal/apex"
+    )
+    result = run([*DEMO, "--engine", "echo"], env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[:4] == [
+        "error: could not start the local server.",
+        "The local server died before it was serving: exit status 2.",
+        "Its last log lines (server.log):",
+        "    INFO apex_grpc_server: loading SmolLM2-135M-Instruct",
+    ]
+    assert "no such model file" in result.stderr
+    assert "    settings: []" in result.stderr  # the user's database is not the demo's
+    assert "serving apex.v1.ApexService" not in result.stdout

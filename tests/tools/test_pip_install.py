@@ -49,6 +49,8 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     time.sleep(float(os.environ.get("TINY_BUILD_S", "0")))
+    if os.environ.get("TINY_CMAKE_ARGS_FILE"):
+        Path(os.environ["TINY_CMAKE_ARGS_FILE"]).write_text(os.environ.get("CMAKE_ARGS", "-"))
     if os.environ.get("TINY_BUILD_FAILS"):
         raise RuntimeError("the compiler failed")
     dist = f"{NAME}-{VERSION}.dist-info"
@@ -136,7 +138,27 @@ def test_pip_failing_before_any_build_keeps_its_exit_status(tmp_path: Path) -> N
     assert "no-such-project-anywhere" in done.stderr
 
 
+def test_the_build_gets_llama_cpps_flags_for_this_cpu_unless_the_user_set_them(
+    project: Path, tmp_path: Path
+) -> None:
+    seen = tmp_path / "cmake_args"
+    done = install(str(project), tmp_path / "site", TINY_CMAKE_ARGS_FILE=str(seen), CMAKE_ARGS="")
+    assert done.returncode == 0, done.stderr
+    if sys.platform == "linux" and os.uname().machine == "x86_64":
+        assert seen.read_text().startswith("-DGGML_NATIVE=OFF -DGGML_SSE42=")
+        assert "-DGGML_AMX_INT8=OFF" in seen.read_text()
+    else:  # llama.cpp's own defaults elsewhere
+        assert seen.read_text() in ("-", "")
+    mine = "-DGGML_NATIVE=ON"
+    done = install(
+        str(project), tmp_path / "site2", TINY_CMAKE_ARGS_FILE=str(seen), CMAKE_ARGS=mine
+    )
+    assert done.returncode == 0, done.stderr
+    assert seen.read_text() == mine
+
+
 def load_tool() -> ModuleType:
+    sys.path.insert(0, str(TOOL.parent))  # it imports its sibling llama_build
     spec = importlib.util.spec_from_file_location("pip_install", TOOL)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -158,3 +180,9 @@ def test_llama_cpp_python_says_how_long_to_expect() -> None:
         "(about 5-10 minutes on 2 cores) ...",
         "compiled llama-cpp-python in 0s",
     ]
+    named = io.StringIO()
+    reporter = tool.BuildReporter(named, heartbeat_s=30.0, cmake_args="-DGGML_NATIVE=OFF")
+    reporter.line("  Building wheel for llama_cpp_python (pyproject.toml): started")
+    reporter.line("  Building wheel for tiny-pkg (pyproject.toml): started")
+    assert named.getvalue().splitlines()[1] == "  with CMAKE_ARGS=-DGGML_NATIVE=OFF"
+    assert len(named.getvalue().splitlines()) == 3  # named for llama-cpp-python only
