@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apex_grpc_server._store.postgres.jobs import DB_NOW_US
-
 if TYPE_CHECKING:  # psycopg is the postgres extra: imported once PostgreSQL runs
     import psycopg
 
@@ -124,6 +122,8 @@ async def test_an_expired_lease_is_not_taken_over_while_the_old_runs_write_is_in
 async def _lease_left_s(url: str, job_id: str) -> float:
     """Seconds until the job's lease runs out, on the database's clock (its leases' clock)."""
     import psycopg
+
+    from apex_grpc_server._store.postgres.jobs import DB_NOW_US
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cur = await conn.execute(
