@@ -52,6 +52,12 @@ class RpcAbort(Exception):
         return f"RpcAbort({self.code.name}, {self.details!r})"
 
 
+def retry_later(code: grpc.StatusCode, what: str, pushback_ms: int) -> RpcAbort:
+    """``code`` for a call refused for now: ``what; retry in N ms``, and the PUSHBACK trailer
+    a client waits by (UNAVAILABLE or RESOURCE_EXHAUSTED; apex-grpc's retry honours it)."""
+    return RpcAbort(code, f"{what}; retry in {pushback_ms} ms", ((PUSHBACK, str(pushback_ms)),))
+
+
 def invalid_argument(details: str) -> RpcAbort:
     """INVALID_ARGUMENT with a message that names the field."""
     return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, details)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from apex_grpc_server._status import PUSHBACK, RpcAbort
+from apex_grpc_server._status import RpcAbort, retry_later
 
 FIRST_ESTIMATE_S = 1.0
 """Assumed length of a turn until one has been measured."""
@@ -122,11 +122,11 @@ class EngineQueue:
         if len(self._waiters) >= self.capacity:
             self.refused += 1
             pushback = self.retry_after_ms()
-            raise RpcAbort(
+            raise retry_later(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the {self.name} is busy: {self.running} running and {len(self._waiters)}"
-                f" waiting (the queue's limit); retry in {pushback} ms",
-                ((PUSHBACK, str(pushback)),),
+                " waiting (the queue's limit)",
+                pushback,
             )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

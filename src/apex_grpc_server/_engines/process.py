@@ -59,7 +59,7 @@ from apex_grpc_server._engines.pipe import (
     read_message,
 )
 from apex_grpc_server._logging import logger
-from apex_grpc_server._status import PUSHBACK, RpcAbort
+from apex_grpc_server._status import RpcAbort, retry_later
 
 FIRST_DELAY_S = 0.5
 """The wait before restarting an engine process that died after a stable run."""
@@ -276,12 +276,7 @@ class ProcessEngine(ChatEngine):
         """UNAVAILABLE, with the time until the engine is expected back as a retry hint."""
         now = asyncio.get_running_loop().time()
         wait_s = max(self._back_at - now, 0.0) + self._start_s
-        pushback = max(10, round(wait_s * 1000))
-        return RpcAbort(
-            grpc.StatusCode.UNAVAILABLE,
-            f"{what}: retry in {pushback} ms",
-            ((PUSHBACK, str(pushback)),),
-        )
+        return retry_later(grpc.StatusCode.UNAVAILABLE, what, max(10, round(wait_s * 1000)))
 
     async def _launch(self) -> _Child:
         """Start an engine process and wait for READY; _StartFailed says why it did not come."""

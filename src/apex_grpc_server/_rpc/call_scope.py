@@ -24,7 +24,7 @@ from apex_grpc_proto.apex.v1 import apex_pb2 as pb
 from apex_grpc_server._logging import log_call, logger
 from apex_grpc_server._metrics.recorder import NO_METRICS, Metrics
 from apex_grpc_server._rpc.api_keys import Authenticator
-from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort
+from apex_grpc_server._status import PUSHBACK, MetadataPairs, RpcAbort, retry_later
 from apex_grpc_server._store.interface import ConnectionLost, StoreBusy, StoreUnavailable
 from apex_grpc_server._wire.fault_injection import FailureCounter, Knobs, has_knobs, parse_knobs
 from apex_grpc_server._wire.validation import CONTINUE_KEY
@@ -278,11 +278,7 @@ class _CallScope:
 def _store_abort(error: StoreUnavailable) -> RpcAbort:
     """The retryable status of a database that is busy or cannot be reached."""
     if isinstance(error, StoreBusy):
-        return RpcAbort(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"{error}; retry in {error.retry_after_ms} ms",
-            ((PUSHBACK, str(error.retry_after_ms)),),
-        )
+        return retry_later(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), error.retry_after_ms)
     return RpcAbort(grpc.StatusCode.UNAVAILABLE, f"{error}; retry the call")
 
 
