@@ -37,14 +37,18 @@ class DrainingHealth(health.aio.HealthServicer):  # type: ignore[misc]
             watch.cancel()
             closed.cancel()
 
+    async def report(self, service: str, serving: bool) -> None:
+        """Set ``service``'s status to SERVING or NOT_SERVING (told to its watchers)."""
+        status = health_pb2.HealthCheckResponse
+        await self.set(service, status.SERVING if serving else status.NOT_SERVING)
+
     async def report_engine(self, serving: bool) -> None:
         """Set CHAT_HEALTH; "" stays as it is.
 
         A replica whose engine restarts still serves stored chats, search and
         deep-research reads; failing "" would take those out of rotation too.
         """
-        status = health_pb2.HealthCheckResponse
-        await self.set(CHAT_HEALTH, status.SERVING if serving else status.NOT_SERVING)
+        await self.report(CHAT_HEALTH, serving)
 
     def close_watches(self) -> None:
         """End every Watch stream, now and from now on."""

@@ -160,7 +160,8 @@ class ApexServer:
         self._http = await start_http(config, routes, http_socket, self._health)
         self._research.start()
         if self._health is not None:
-            await _set_serving(self._health, serving=True)
+            for name in ("", SERVICE):
+                await self._health.report(name, True)
             await self._health.report_engine(serving=self._engine.serving)
             self._engine.watch_serving(self._health.report_engine)
         assert self._monitor is not None
@@ -333,18 +334,6 @@ def _add_health_and_reflection(server: grpc.aio.Server) -> Any:
         server,
     )
     return servicer
-
-
-async def _set_serving(servicer: Any, *, serving: bool) -> None:
-    from grpc_health.v1 import health_pb2
-
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    for name in ("", SERVICE):
-        await servicer.set(name, status)
 
 
 async def serve(config: ServerConfig, *, ready: Callable[[ServerInfo], None] | None = None) -> None:

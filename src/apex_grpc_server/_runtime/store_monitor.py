@@ -79,7 +79,4 @@ class StoreMonitor:
         self.up = up
         self.metrics.store_up(up)
         if self.health is not None:
-            from grpc_health.v1 import health_pb2
-
-            serving = health_pb2.HealthCheckResponse
-            await self.health.set(HEALTH_SERVICE, serving.SERVING if up else serving.NOT_SERVING)
+            await self.health.report(HEALTH_SERVICE, up)
